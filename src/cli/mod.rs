@@ -1,0 +1,2 @@
+//! Command-line front end: argument parsing and the mount / image commands.
+pub mod options;

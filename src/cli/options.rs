@@ -1,0 +1,1 @@
+//! Mount options (placeholder, being written).

@@ -1,0 +1,1 @@
+//! Container-image tooling: layers, store, registry (being written).
