@@ -1,0 +1,376 @@
+//! Name-level filesystem calls relative to a directory fd, never following a final symlink.
+//!
+//! Paths below a layer root are opened with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS),
+//! so neither `..` nor a symlink planted in a layer can lead the daemon outside it.
+
+use super::{Errno, SysResult, check, check_size, cstr};
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+pub type Stat = libc::stat;
+
+/// openat2(2) under `root`, refusing `..` escapes, absolute paths and any symlink on the way.
+/// An empty path opens `root` itself.
+pub fn open_beneath(
+    root: BorrowedFd<'_>,
+    path: &[u8],
+    flags: i32,
+    mode: u32,
+) -> SysResult<OwnedFd> {
+    let path = if path.is_empty() { &b"."[..] } else { path };
+    let c = cstr(path)?;
+    // SAFETY: open_how is plain data; all-zero is valid and the fields are set below.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
+        mode as u64
+    } else {
+        0
+    };
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
+    loop {
+        // SAFETY: `c` is a valid NUL-terminated string and `how` a valid open_how for the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if ret >= 0 {
+            // SAFETY: the kernel returned a fresh fd that nothing else owns.
+            return Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) });
+        }
+        let e = Errno::last();
+        if e.0 != libc::EAGAIN && e.0 != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// Opens a directory path below `root` as an O_PATH handle, for the *at calls below.
+pub fn open_dir_path(root: BorrowedFd<'_>, path: &[u8]) -> SysResult<OwnedFd> {
+    open_beneath(root, path, libc::O_PATH | libc::O_DIRECTORY, 0)
+}
+
+/// Opens an absolute or relative path (only for the daemon's own set-up, never layer content).
+pub fn open_path(path: &CStr, flags: i32) -> SysResult<OwnedFd> {
+    // SAFETY: valid C string; the returned fd is owned by the caller.
+    let fd = check(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    // SAFETY: fresh fd from open(2).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// openat(2) of one name in `dir`, never following a final symlink.
+pub fn open_at(dir: BorrowedFd<'_>, name: &[u8], flags: i32, mode: u32) -> SysResult<OwnedFd> {
+    let c = cstr(name)?;
+    // SAFETY: valid C string; the returned fd is owned by the caller.
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            mode,
+        )
+    })?;
+    // SAFETY: fresh fd from openat(2).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Re-opens an fd (typically O_PATH) with new flags through /proc/self/fd.
+pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> SysResult<OwnedFd> {
+    let path = cstr(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes())?;
+    open_path(&path, flags)
+}
+
+pub fn stat_at(dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<Stat> {
+    let c = cstr(if name.is_empty() { b"" } else { name })?;
+    let flags = libc::AT_SYMLINK_NOFOLLOW
+        | if name.is_empty() {
+            libc::AT_EMPTY_PATH
+        } else {
+            0
+        };
+    // SAFETY: zeroed stat is a valid out-buffer.
+    let mut st: Stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and out-pointer.
+    check(unsafe { libc::fstatat(dir.as_raw_fd(), c.as_ptr(), &mut st, flags) })?;
+    Ok(st)
+}
+
+pub fn fstat(fd: BorrowedFd<'_>) -> SysResult<Stat> {
+    stat_at(fd, b"")
+}
+
+pub fn mkdir_at(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> SysResult<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid C string.
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) }).map(drop)
+}
+
+pub fn mknod_at(dir: BorrowedFd<'_>, name: &[u8], mode: u32, rdev: u64) -> SysResult<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid C string.
+    check(unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), mode, rdev) }).map(drop)
+}
+
+pub fn symlink_at(target: &[u8], dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<()> {
+    let t = cstr(target)?;
+    let c = cstr(name)?;
+    // SAFETY: valid C strings.
+    check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) }).map(drop)
+}
+
+pub fn link_at(
+    old_dir: BorrowedFd<'_>,
+    old: &[u8],
+    new_dir: BorrowedFd<'_>,
+    new: &[u8],
+) -> SysResult<()> {
+    let (o, n) = (cstr(old)?, cstr(new)?);
+    let flags = if old.is_empty() {
+        libc::AT_EMPTY_PATH
+    } else {
+        0
+    };
+    // SAFETY: valid C strings.
+    check(unsafe {
+        libc::linkat(
+            old_dir.as_raw_fd(),
+            o.as_ptr(),
+            new_dir.as_raw_fd(),
+            n.as_ptr(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+pub fn unlink_at(dir: BorrowedFd<'_>, name: &[u8], remove_dir: bool) -> SysResult<()> {
+    let c = cstr(name)?;
+    let flags = if remove_dir { libc::AT_REMOVEDIR } else { 0 };
+    // SAFETY: valid C string.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) }).map(drop)
+}
+
+/// renameat2(2); `flags` takes RENAME_NOREPLACE / RENAME_EXCHANGE / RENAME_WHITEOUT.
+pub fn rename_at(
+    old_dir: BorrowedFd<'_>,
+    old: &[u8],
+    new_dir: BorrowedFd<'_>,
+    new: &[u8],
+    flags: u32,
+) -> SysResult<()> {
+    let (o, n) = (cstr(old)?, cstr(new)?);
+    // SAFETY: valid C strings.
+    check(unsafe {
+        libc::renameat2(
+            old_dir.as_raw_fd(),
+            o.as_ptr(),
+            new_dir.as_raw_fd(),
+            n.as_ptr(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+pub fn readlink_at(dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<Vec<u8>> {
+    let c = cstr(name)?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: buffer is valid for buf.len() bytes.
+    let n = check_size(unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    })?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// chmod of one name without following a symlink (fchmodat2, with a fallback for old kernels
+/// that is still safe because the union only chmods names it has just looked up as non-links).
+pub fn chmod_at(dir: BorrowedFd<'_>, name: &[u8], mode: u32) -> SysResult<()> {
+    let c = cstr(name)?;
+    let flags = if name.is_empty() {
+        libc::AT_EMPTY_PATH
+    } else {
+        libc::AT_SYMLINK_NOFOLLOW
+    };
+    // SAFETY: valid C string; fchmodat2 takes (dirfd, path, mode, flags).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            mode,
+            flags,
+        )
+    };
+    if ret == 0 {
+        return Ok(());
+    }
+    let e = Errno::last();
+    if e.0 != libc::ENOSYS && e.0 != libc::EINVAL {
+        return Err(e);
+    }
+    if name.is_empty() {
+        let p = cstr(format!("/proc/self/fd/{}", dir.as_raw_fd()).as_bytes())?;
+        // SAFETY: valid C string.
+        return check(unsafe { libc::chmod(p.as_ptr(), mode) }).map(drop);
+    }
+    // SAFETY: valid C string.
+    check(unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode, 0) }).map(drop)
+}
+
+/// lchown of one name; u32::MAX leaves an id unchanged. Empty name = `dir` itself.
+pub fn chown_at(dir: BorrowedFd<'_>, name: &[u8], uid: u32, gid: u32) -> SysResult<()> {
+    let c = cstr(name)?;
+    let flags = libc::AT_SYMLINK_NOFOLLOW
+        | if name.is_empty() {
+            libc::AT_EMPTY_PATH
+        } else {
+            0
+        };
+    // SAFETY: valid C string.
+    check(unsafe { libc::fchownat(dir.as_raw_fd(), c.as_ptr(), uid, gid, flags) }).map(drop)
+}
+
+/// A timestamp to set: seconds and nanoseconds, "now", or "leave as is".
+#[derive(Clone, Copy, Debug)]
+pub enum TimeSpec {
+    At(i64, i64),
+    Now,
+    Omit,
+}
+
+fn to_timespec(t: TimeSpec) -> libc::timespec {
+    match t {
+        TimeSpec::At(s, ns) => libc::timespec {
+            tv_sec: s,
+            tv_nsec: ns,
+        },
+        TimeSpec::Now => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        TimeSpec::Omit => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+    }
+}
+
+/// utimensat of one name without following symlinks. Empty name = `dir` itself.
+pub fn utimes_at(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    atime: TimeSpec,
+    mtime: TimeSpec,
+) -> SysResult<()> {
+    let times = [to_timespec(atime), to_timespec(mtime)];
+    if name.is_empty() {
+        // utimensat(fd, NULL, ...) works on O_PATH fds too.
+        // SAFETY: `times` points to two valid timespecs.
+        return check(unsafe {
+            libc::utimensat(dir.as_raw_fd(), std::ptr::null(), times.as_ptr(), 0)
+        })
+        .map(drop);
+    }
+    let c = cstr(name)?;
+    // SAFETY: valid C string; `times` points to two valid timespecs.
+    check(unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+pub fn fstatfs(fd: BorrowedFd<'_>) -> SysResult<libc::statvfs> {
+    // SAFETY: zeroed statvfs is a valid out-buffer.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out-pointer.
+    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+/// One directory entry as the kernel reports it; names are bytes.
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub kind: u8,
+    pub name: Vec<u8>,
+}
+
+/// Reads a whole directory (without `.` and `..`) from an fd opened O_RDONLY|O_DIRECTORY.
+pub fn read_dir(fd: BorrowedFd<'_>) -> SysResult<Vec<DirEntry>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        // SAFETY: buffer is valid for buf.len() bytes.
+        let n = check_size(unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                fd.as_raw_fd(),
+                buf.as_mut_ptr(),
+                buf.len(),
+            ) as isize
+        })?;
+        if n == 0 {
+            return Ok(out);
+        }
+        let mut off = 0;
+        while off < n {
+            // linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name...
+            let ino = u64::from_ne_bytes(buf[off..off + 8].try_into().unwrap());
+            let reclen = u16::from_ne_bytes(buf[off + 16..off + 18].try_into().unwrap()) as usize;
+            let kind = buf[off + 18];
+            let name_area = &buf[off + 19..off + reclen];
+            let len = name_area
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(name_area.len());
+            let name = &name_area[..len];
+            if name != b"." && name != b".." {
+                out.push(DirEntry {
+                    ino,
+                    kind,
+                    name: name.to_vec(),
+                });
+            }
+            off += reclen;
+        }
+    }
+}
+
+/// Opens a directory for listing relative to an O_PATH handle of it.
+pub fn open_dir_for_listing(dir: BorrowedFd<'_>) -> SysResult<OwnedFd> {
+    open_at(dir, b".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+}
+
+/// The process umask is cleared so modes the kernel sends are applied exactly.
+pub fn clear_umask() {
+    // SAFETY: umask(2) cannot fail.
+    unsafe { libc::umask(0) };
+}
+
+pub fn major(dev: u64) -> u32 {
+    libc::major(dev)
+}
+
+pub fn minor(dev: u64) -> u32 {
+    libc::minor(dev)
+}
+
+pub fn makedev(major: u32, minor: u32) -> u64 {
+    libc::makedev(major, minor)
+}

@@ -1,0 +1,139 @@
+//! Process-level calls for the daemon: mount(2)/umount2, fork to the background, signals.
+
+use super::{SysResult, check, cstr};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// mount(2) with a data string (the FUSE options `fd=..,rootmode=..`).
+pub fn mount(source: &str, target: &[u8], fstype: &str, flags: u64, data: &str) -> SysResult<()> {
+    let (s, t, f, d) = (
+        cstr(source.as_bytes())?,
+        cstr(target)?,
+        cstr(fstype.as_bytes())?,
+        cstr(data.as_bytes())?,
+    );
+    // SAFETY: valid C strings for the duration of the call.
+    check(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr().cast()) })
+        .map(drop)
+}
+
+/// umount2(2); `lazy` detaches (MNT_DETACH) so busy mounts go away too.
+pub fn umount(target: &[u8], lazy: bool) -> SysResult<()> {
+    let t = cstr(target)?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: valid C string.
+    check(unsafe { libc::umount2(t.as_ptr(), flags) }).map(drop)
+}
+
+/// Result of [`fork`] as seen by each side.
+pub enum Fork {
+    Parent(i32),
+    Child,
+}
+
+/// fork(2). Only called while the process is still single-threaded (before the FUSE
+/// session starts its threads), which is what makes it sound to continue in the child.
+pub fn fork() -> SysResult<Fork> {
+    // SAFETY: the caller guarantees no other threads exist yet.
+    let pid = check(unsafe { libc::fork() })?;
+    Ok(if pid == 0 {
+        Fork::Child
+    } else {
+        Fork::Parent(pid)
+    })
+}
+
+pub fn setsid() {
+    // SAFETY: setsid(2) has no memory effects; failure (already a leader) is harmless.
+    unsafe { libc::setsid() };
+}
+
+/// A pipe (read end, write end), close-on-exec.
+pub fn pipe() -> SysResult<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: out-array of two ints.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: fresh fds from pipe2.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Points stdin/stdout/stderr at /dev/null once the daemon is in the background.
+pub fn redirect_stdio_to_null() -> SysResult<()> {
+    let null = super::fs::open_path(c"/dev/null", libc::O_RDWR)?;
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors.
+        check(unsafe { libc::dup2(null.as_raw_fd(), target) })?;
+    }
+    Ok(())
+}
+
+/// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread it later spawns, so one
+/// dedicated thread can wait for them with [`wait_termination_signal`].
+pub fn block_termination_signals() {
+    // SAFETY: building and applying a signal mask on a zeroed sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Waits for SIGTERM, SIGINT or SIGHUP (previously blocked) and returns its number.
+pub fn wait_termination_signal() -> i32 {
+    // SAFETY: sigwait on a locally built set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        let mut sig = 0;
+        libc::sigwait(&set, &mut sig);
+        sig
+    }
+}
+
+/// Ignores SIGPIPE so a closed pipe shows up as EPIPE, not death.
+pub fn ignore_sigpipe() {
+    // SAFETY: setting a signal disposition to SIG_IGN.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+pub fn geteuid() -> u32 {
+    // SAFETY: cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+pub fn getegid() -> u32 {
+    // SAFETY: cannot fail.
+    unsafe { libc::getegid() }
+}
+
+/// Checks that the caller is allowed to create device nodes (CAP_MKNOD) by trying one in `dir`.
+pub fn can_mknod_whiteout(dir: BorrowedFd<'_>, probe_name: &[u8]) -> bool {
+    let ok = super::fs::mknod_at(dir, probe_name, libc::S_IFCHR | 0o000, 0).is_ok();
+    if ok {
+        let _ = super::fs::unlink_at(dir, probe_name, false);
+    }
+    ok
+}
+
+/// Sends a signal to a process.
+pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// The current process's resident set size in bytes (from /proc/self/statm).
+pub fn rss_bytes() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = s
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf cannot fail for _SC_PAGESIZE.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
