@@ -1,0 +1,183 @@
+//! Attributes: getattr/setattr, extended attributes, readlink, statfs.
+//! Changing metadata copies the object up first; overlay-private xattrs stay hidden.
+
+use super::layer::UPPER;
+use super::node::Node;
+use super::{Ctx, Errno, Stat, SysResult, TimeSpec, Union, path, whiteout};
+use crate::sys::{fs, io, xattr};
+use std::os::fd::AsFd;
+
+/// The changes a setattr asks for; `None` leaves a field alone.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSpec>,
+    pub mtime: Option<TimeSpec>,
+}
+
+impl Union {
+    /// Attributes of a node; `fh` lets a deleted-but-open file answer through its handle.
+    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> SysResult<Stat> {
+        let node = self.node(ino)?;
+        self.stat_node(&node, fh)
+    }
+
+    pub(crate) fn stat_node(&self, node: &Node, fh: Option<u64>) -> SysResult<Stat> {
+        let (unlinked, detached) = {
+            let s = node.state.read();
+            (s.unlinked, s.detached.clone())
+        };
+        let mut st = if unlinked {
+            let fd = match fh.and_then(|h| self.handles.get(h)) {
+                Some(h) => h.fd.clone(),
+                None => detached.ok_or(Errno::ENOENT)?,
+            };
+            let mut st = fs::fstat(fd.as_fd())?;
+            // A whited-out lower object still has its links in the lower layer.
+            if !node.state.read().upper {
+                st.st_nlink = 0;
+            }
+            st
+        } else {
+            let top = node.top().ok_or(Errno::ENOENT)?;
+            self.layer(top.layer).stat(&top.path)?
+        };
+        st.st_ino = node.ino;
+        Ok(st)
+    }
+
+    pub fn setattr(&self, ctx: &Ctx, ino: u64, fh: Option<u64>, a: SetAttr) -> SysResult<Stat> {
+        self.writable()?;
+        let node = self.node(ino)?;
+        let _ = ctx;
+        if node.state.read().unlinked {
+            return self.setattr_detached(&node, fh, a);
+        }
+        self.copy_up(&node)?;
+        let p = node.path();
+        let (parent, name) = path::split(&p);
+        let d = self.upper().dir(parent)?;
+        let d = d.as_fd();
+        if let Some(size) = a.size {
+            match fh.and_then(|h| self.handles.get(h)).filter(|h| h.writable && h.layer == UPPER) {
+                Some(h) => io::ftruncate(h.fd.as_fd(), size)?,
+                None => {
+                    let f = fs::open_at(d, name, libc::O_WRONLY, 0)?;
+                    io::ftruncate(f.as_fd(), size)?;
+                }
+            }
+        }
+        if a.uid.is_some() || a.gid.is_some() {
+            fs::chown_at(d, name, a.uid.unwrap_or(u32::MAX), a.gid.unwrap_or(u32::MAX))?;
+        }
+        if let Some(mode) = a.mode {
+            fs::chmod_at(d, name, mode & 0o7777)?;
+        }
+        if a.atime.is_some() || a.mtime.is_some() {
+            let t = |x: Option<TimeSpec>| x.unwrap_or(TimeSpec::Omit);
+            fs::utimes_at(d, name, t(a.atime), t(a.mtime))?;
+        }
+        self.stat_node(&node, fh)
+    }
+
+    /// Deleted-but-open: apply the change through the kept handle.
+    fn setattr_detached(&self, node: &Node, fh: Option<u64>, a: SetAttr) -> SysResult<Stat> {
+        let fd = match fh.and_then(|h| self.handles.get(h)) {
+            Some(h) => h.fd.clone(),
+            None => node.state.read().detached.clone().ok_or(Errno::ENOENT)?,
+        };
+        let fd = fd.as_fd();
+        if let Some(size) = a.size {
+            let w = fs::reopen(fd, libc::O_WRONLY)?;
+            io::ftruncate(w.as_fd(), size)?;
+        }
+        if a.uid.is_some() || a.gid.is_some() {
+            fs::chown_at(fd, b"", a.uid.unwrap_or(u32::MAX), a.gid.unwrap_or(u32::MAX))?;
+        }
+        if let Some(mode) = a.mode {
+            fs::chmod_at(fd, b"", mode & 0o7777)?;
+        }
+        if a.atime.is_some() || a.mtime.is_some() {
+            let t = |x: Option<TimeSpec>| x.unwrap_or(TimeSpec::Omit);
+            fs::utimes_at(fd, b"", t(a.atime), t(a.mtime))?;
+        }
+        self.stat_node(node, fh)
+    }
+
+    pub fn readlink(&self, ino: u64) -> SysResult<Vec<u8>> {
+        let node = self.node(ino)?;
+        let top = node.top().ok_or(Errno::ENOENT)?;
+        let (parent, name) = path::split(&top.path);
+        let d = self.layer(top.layer).dir(parent)?;
+        fs::readlink_at(d.as_fd(), name)
+    }
+
+    pub fn statfs(&self) -> SysResult<libc::statvfs> {
+        let mut st = fs::fstatfs(self.layer(0).root())?;
+        st.f_namemax = 255;
+        Ok(st)
+    }
+
+    /// Runs `f` on the directory fd + name of the node's shown object.
+    fn at_top<T>(&self, node: &Node, f: impl FnOnce(std::os::fd::BorrowedFd<'_>, &[u8]) -> SysResult<T>) -> SysResult<T> {
+        if node.state.read().unlinked {
+            let fd = node.state.read().detached.clone().ok_or(Errno::ENOENT)?;
+            return f(fd.as_fd(), b"");
+        }
+        let top = node.top().ok_or(Errno::ENOENT)?;
+        if top.path.is_empty() {
+            return f(self.layer(top.layer).root(), b"");
+        }
+        let (parent, name) = path::split(&top.path);
+        let d = self.layer(top.layer).dir(parent)?;
+        f(d.as_fd(), name)
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> SysResult<Vec<u8>> {
+        if whiteout::is_private_xattr(name) {
+            return Err(Errno::ENODATA);
+        }
+        let node = self.node(ino)?;
+        self.at_top(&node, |d, n| xattr::get(d, n, name))
+    }
+
+    pub fn listxattr(&self, ino: u64) -> SysResult<Vec<u8>> {
+        let node = self.node(ino)?;
+        let names = self.at_top(&node, xattr::list)?;
+        let mut out = Vec::new();
+        for n in names.into_iter().filter(|n| !whiteout::is_private_xattr(n)) {
+            out.extend_from_slice(&n);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> SysResult<()> {
+        self.writable()?;
+        if whiteout::is_private_xattr(name) {
+            return Err(Errno::EPERM);
+        }
+        let node = self.node(ino)?;
+        if !node.state.read().unlinked {
+            self.copy_up(&node)?;
+        }
+        self.at_top(&node, |d, n| xattr::set(d, n, name, value, flags))
+    }
+
+    pub fn removexattr(&self, ino: u64, name: &[u8]) -> SysResult<()> {
+        self.writable()?;
+        if whiteout::is_private_xattr(name) {
+            return Err(Errno::ENODATA);
+        }
+        let node = self.node(ino)?;
+        // Absent everywhere: nothing to copy up.
+        self.at_top(&node, |d, n| xattr::get(d, n, name))?;
+        if !node.state.read().unlinked {
+            self.copy_up(&node)?;
+        }
+        self.at_top(&node, |d, n| xattr::remove(d, n, name))
+    }
+}

@@ -1,0 +1,172 @@
+//! Copy-up: build the copy in the work directory, then rename it into the upper, so a crash
+//! never leaves a half-copied object visible. Parents are copied up first.
+//!
+//! Data goes by FICLONE where the filesystem shares blocks, else copy_file_range over the
+//! data extents only (SEEK_DATA/SEEK_HOLE), so holes stay holes. Then owner, mode, xattrs
+//! (minus overlay-private ones) and times, and the origin inode number.
+
+use super::node::Node;
+use super::{Errno, SysResult, Union, path, whiteout};
+use crate::sys::{fs, io, xattr};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::Ordering;
+
+impl Union {
+    /// Makes sure `node` exists in the upper layer.
+    pub(crate) fn copy_up(&self, node: &Node) -> SysResult<()> {
+        self.writable()?;
+        if node.is_upper() {
+            return Ok(());
+        }
+        let parent = node.state.read().parent.clone();
+        if let Some(p) = &parent {
+            self.copy_up(p)?;
+        }
+        let _gate = node.copyup.lock();
+        if node.is_upper() {
+            return Ok(());
+        }
+        let src = node.state.read().lowers.first().cloned().ok_or(Errno::ENOENT)?;
+        let upper_path = node.path();
+        let (parent_path, name) = path::split(&upper_path);
+        let dst_dir = self.upper().dir(parent_path)?;
+        let (src_parent, src_name) = path::split(&src.path);
+        let src_dir = self.layer(src.layer).dir(src_parent)?;
+        let st = fs::stat_at(src_dir.as_fd(), src_name)?;
+        let work = self.work()?;
+        let tmp = self.temp_name();
+        let staged = self.stage_copy(src_dir.as_fd(), src_name, &st, work, &tmp, node.ino);
+        if let Err(e) = staged {
+            remove_staged(work, &tmp, &st);
+            return Err(e);
+        }
+        if let Err(e) = fs::rename_at(work, &tmp, dst_dir.as_fd(), name, libc::RENAME_NOREPLACE) {
+            remove_staged(work, &tmp, &st);
+            return Err(e);
+        }
+        node.state.write().upper = true;
+        self.stats.copy_ups.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Builds the staged copy `work/tmp` of `src_dir/name`.
+    fn stage_copy(
+        &self,
+        src_dir: BorrowedFd<'_>,
+        name: &[u8],
+        st: &fs::Stat,
+        work: BorrowedFd<'_>,
+        tmp: &[u8],
+        ino: u64,
+    ) -> SysResult<()> {
+        let perm = st.st_mode & 0o7777;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => fs::mkdir_at(work, tmp, 0o700)?,
+            libc::S_IFREG => {
+                let src = fs::open_at(src_dir, name, libc::O_RDONLY, 0)?;
+                let dst = fs::open_at(work, tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)?;
+                let copied = copy_data(src.as_fd(), dst.as_fd(), st.st_size as u64)?;
+                self.stats.bytes_copied.fetch_add(copied, Ordering::Relaxed);
+                if self.fsync {
+                    io::fsync(dst.as_fd(), false)?;
+                }
+            }
+            libc::S_IFLNK => {
+                let target = fs::readlink_at(src_dir, name)?;
+                fs::symlink_at(&target, work, tmp)?;
+            }
+            kind => fs::mknod_at(work, tmp, kind | 0o600, st.st_rdev)?,
+        }
+        fs::chown_at(work, tmp, st.st_uid, st.st_gid)?;
+        copy_xattrs(src_dir, name, work, tmp)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
+            // After chown, which clears set-id bits.
+            fs::chmod_at(work, tmp, perm)?;
+        }
+        // Keeps st_ino across remounts. Some objects (symlinks in the user.* format) cannot
+        // carry it; they fall back to the upper inode number after a remount.
+        match xattr::set(work, tmp, self.markers.origin_xattr(), &ino.to_le_bytes(), 0) {
+            Err(e) if e != Errno::EPERM && e != Errno::ENOTSUP => return Err(e),
+            _ => {}
+        }
+        let at = fs::TimeSpec::At(st.st_atime, st.st_atime_nsec);
+        let mt = fs::TimeSpec::At(st.st_mtime, st.st_mtime_nsec);
+        fs::utimes_at(work, tmp, at, mt)
+    }
+}
+
+/// Copies the data extents of `src` into `dst` and sets its size; returns bytes copied.
+fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, size: u64) -> SysResult<u64> {
+    if size == 0 {
+        return Ok(0);
+    }
+    if io::ficlone(dst, src).is_ok() {
+        return Ok(size);
+    }
+    let mut copied = 0;
+    let mut off = 0u64;
+    while off < size {
+        let data = match io::lseek(src, off as i64, libc::SEEK_DATA) {
+            Ok(d) => d as u64,
+            Err(e) if e.0 == libc::ENXIO => break,
+            Err(_) => off, // no SEEK_DATA support: copy everything
+        };
+        let hole = io::lseek(src, data as i64, libc::SEEK_HOLE).map(|h| h as u64).unwrap_or(size);
+        let mut pos = data;
+        while pos < hole {
+            let n = match io::copy_file_range(src, pos, dst, pos, (hole - pos).min(1 << 30) as usize) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.0 == libc::EXDEV || e.0 == libc::ENOSYS || e.0 == libc::EOPNOTSUPP => {
+                    copy_by_buffer(src, dst, pos, hole)?
+                }
+                Err(e) => return Err(e),
+            };
+            pos += n as u64;
+            copied += n as u64;
+        }
+        off = hole.max(data + 1);
+    }
+    io::ftruncate(dst, size)?;
+    Ok(copied)
+}
+
+fn copy_by_buffer(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, from: u64, to: u64) -> SysResult<usize> {
+    let mut buf = vec![0u8; 1 << 20];
+    let want = ((to - from) as usize).min(buf.len());
+    let n = io::pread(src, &mut buf[..want], from)?;
+    let mut done = 0;
+    while done < n {
+        done += io::pwrite(dst, &buf[done..n], from + done as u64)?;
+    }
+    Ok(n)
+}
+
+/// Copies user-visible xattrs (and ACLs, which are xattrs); overlay-private ones stay behind.
+pub(crate) fn copy_xattrs(src_dir: BorrowedFd<'_>, name: &[u8], dst_dir: BorrowedFd<'_>, dst: &[u8]) -> SysResult<()> {
+    let names = match xattr::list(src_dir, name) {
+        Ok(n) => n,
+        Err(e) if e == Errno::ENOTSUP => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for attr in names.iter().filter(|a| !whiteout::is_private_xattr(a)) {
+        let value = match xattr::get(src_dir, name, attr) {
+            Ok(v) => v,
+            Err(Errno::ENODATA) => continue,
+            Err(e) => return Err(e),
+        };
+        match xattr::set(dst_dir, dst, attr, &value, 0) {
+            Ok(()) => {}
+            // security.* set by an LSM or a namespace we may not write: not the user's data.
+            Err(e) if (e == Errno::EPERM || e == Errno::ENOTSUP) && attr.starts_with(b"security.") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Best-effort removal of a staged object after a failure.
+fn remove_staged(work: BorrowedFd<'_>, tmp: &[u8], st: &fs::Stat) {
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    let _ = fs::unlink_at(work, tmp, is_dir);
+}

@@ -1,0 +1,184 @@
+//! Creating names: create, mknod, mkdir, symlink, link. New objects go to the upper layer,
+//! owned by the caller; a whiteout in the way is replaced, and a directory made over a
+//! whiteout is opaque so the deleted lower directory stays deleted.
+
+use super::node::Node;
+use super::{Ctx, Entry, Errno, SysResult, Union, path, whiteout};
+use super::lookup::Found;
+use crate::sys::{fs, xattr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+/// What stood at a name in the upper before we create there.
+pub(crate) struct Slot {
+    pub dir: Arc<Node>,
+    /// O_PATH handle of the parent directory in the upper.
+    pub upper_dir: OwnedFd,
+    /// The lower layers hold something at this name (now whited out).
+    pub covers_lower: bool,
+}
+
+impl Union {
+    /// Checks that `name` is free in `parent`, copies the parent up and clears a whiteout.
+    pub(crate) fn prepare_slot(&self, parent: u64, name: &[u8]) -> SysResult<Slot> {
+        self.writable()?;
+        if name.len() > 255 {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        if !path::is_valid_name(name) {
+            return Err(Errno::EINVAL);
+        }
+        if whiteout::is_hidden_name(name) {
+            return Err(Errno::EPERM);
+        }
+        let dir = self.node(parent)?;
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if dir.state.read().unlinked {
+            return Err(Errno::ENOENT);
+        }
+        if self.resolve(&dir, name)?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        self.copy_up(&dir)?;
+        let upper_dir = self.upper().dir(&dir.path())?;
+        let covers_lower = self.clear_whiteout(upper_dir.as_fd(), name)?;
+        Ok(Slot { dir, upper_dir, covers_lower })
+    }
+
+    /// Removes a whiteout at `name` in an upper dir; true when there was one.
+    pub(crate) fn clear_whiteout(&self, upper_dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<bool> {
+        let mut had = false;
+        if let Ok(st) = fs::stat_at(upper_dir, name) {
+            if whiteout::is_whiteout(upper_dir, name, &st) {
+                fs::unlink_at(upper_dir, name, false)?;
+                had = true;
+            }
+        }
+        let wh = whiteout::wh_name(name);
+        if fs::stat_at(upper_dir, &wh).is_ok() {
+            fs::unlink_at(upper_dir, &wh, false)?;
+            had = true;
+        }
+        Ok(had)
+    }
+
+    /// Gives a new object to the caller (group from a set-gid parent, as the kernel does).
+    fn set_owner(&self, ctx: &Ctx, dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<()> {
+        let parent = fs::fstat(dir)?;
+        let gid = if parent.st_mode & libc::S_ISGID != 0 { parent.st_gid } else { ctx.gid };
+        fs::chown_at(dir, name, ctx.uid, gid)
+    }
+
+    /// Looks the new object up again and registers it as a node.
+    fn finish_create(&self, slot: &Slot, name: &[u8]) -> SysResult<(Arc<Node>, Entry)> {
+        let f = self.resolve(&slot.dir, name)?.ok_or(Errno::EIO)?;
+        Ok(self.remember(&slot.dir, name, f))
+    }
+
+    pub fn mknod(&self, ctx: &Ctx, parent: u64, name: &[u8], mode: u32, rdev: u64) -> SysResult<Entry> {
+        let kind = mode & libc::S_IFMT;
+        if kind == libc::S_IFCHR && rdev == 0 {
+            // 0/0 is the whiteout marker: kernel overlayfs refuses it too.
+            return Err(Errno::EPERM);
+        }
+        let slot = self.prepare_slot(parent, name)?;
+        let perm = mode & 0o7777 & !ctx.umask;
+        let d = slot.upper_dir.as_fd();
+        if kind == libc::S_IFREG || kind == 0 {
+            drop(fs::open_at(d, name, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, perm)?);
+        } else {
+            fs::mknod_at(d, name, kind | perm, rdev)?;
+        }
+        self.own_and_finish(ctx, &slot, name, perm, kind != libc::S_IFLNK)
+    }
+
+    /// Owner, then the exact mode again (chown clears set-id bits), then the node.
+    fn own_and_finish(&self, ctx: &Ctx, slot: &Slot, name: &[u8], perm: u32, chmod: bool) -> SysResult<Entry> {
+        let d = slot.upper_dir.as_fd();
+        let r = self.set_owner(ctx, d, name).and_then(|_| if chmod { fs::chmod_at(d, name, perm) } else { Ok(()) });
+        if let Err(e) = r {
+            let _ = fs::unlink_at(d, name, false);
+            return Err(e);
+        }
+        Ok(self.finish_create(slot, name)?.1)
+    }
+
+    pub fn mkdir(&self, ctx: &Ctx, parent: u64, name: &[u8], mode: u32) -> SysResult<Entry> {
+        let slot = self.prepare_slot(parent, name)?;
+        let perm = mode & 0o7777 & !ctx.umask;
+        let d = slot.upper_dir.as_fd();
+        if slot.covers_lower {
+            // Build it opaque in the work dir, then move it in: no moment shows lower entries.
+            let work = self.work()?;
+            let tmp = self.temp_name();
+            fs::mkdir_at(work, &tmp, perm)?;
+            let staged = xattr::set(work, &tmp, self.markers.opaque_xattr(), b"y", 0)
+                .and_then(|_| fs::rename_at(work, &tmp, d, name, libc::RENAME_NOREPLACE));
+            if let Err(e) = staged {
+                let _ = fs::unlink_at(work, &tmp, true);
+                return Err(e);
+            }
+        } else {
+            fs::mkdir_at(d, name, perm)?;
+        }
+        let parent_st = fs::fstat(d)?;
+        let keep_sgid = parent_st.st_mode & libc::S_ISGID != 0;
+        let r = self.set_owner(ctx, d, name).and_then(|_| {
+            fs::chmod_at(d, name, if keep_sgid { perm | libc::S_ISGID } else { perm })
+        });
+        if let Err(e) = r {
+            let _ = fs::unlink_at(d, name, true);
+            return Err(e);
+        }
+        Ok(self.finish_create(&slot, name)?.1)
+    }
+
+    pub fn symlink(&self, ctx: &Ctx, parent: u64, name: &[u8], target: &[u8]) -> SysResult<Entry> {
+        let slot = self.prepare_slot(parent, name)?;
+        fs::symlink_at(target, slot.upper_dir.as_fd(), name)?;
+        self.own_and_finish(ctx, &slot, name, 0, false)
+    }
+
+    /// Creates and opens a regular file; returns the entry and an open handle.
+    pub fn create(&self, ctx: &Ctx, parent: u64, name: &[u8], mode: u32, flags: i32) -> SysResult<(Entry, u64)> {
+        let slot = self.prepare_slot(parent, name)?;
+        let perm = mode & 0o7777 & !ctx.umask;
+        let d = slot.upper_dir.as_fd();
+        let acc = flags & libc::O_ACCMODE;
+        let open_flags = (flags & (libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC)) | if acc == libc::O_RDONLY { libc::O_RDWR } else { acc };
+        let fd = fs::open_at(d, name, open_flags | libc::O_CREAT | libc::O_EXCL, perm)?;
+        let r = self.set_owner(ctx, d, name).and_then(|_| fs::chmod_at(d, name, perm));
+        if let Err(e) = r {
+            let _ = fs::unlink_at(d, name, false);
+            return Err(e);
+        }
+        let (node, entry) = self.finish_create(&slot, name)?;
+        let fh = self.handles.insert(&node, fd, true, super::layer::UPPER, flags);
+        Ok((entry, fh))
+    }
+
+    /// A hard link: the source is copied up and linked in the upper.
+    pub fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> SysResult<Entry> {
+        let node = self.node(ino)?;
+        if node.is_dir() {
+            return Err(Errno::EPERM);
+        }
+        if node.state.read().unlinked {
+            return Err(Errno::ENOENT);
+        }
+        let slot = self.prepare_slot(new_parent, new_name)?;
+        self.copy_up(&node)?;
+        let src = node.path();
+        let (sp, sn) = path::split(&src);
+        let sd = self.upper().dir(sp)?;
+        fs::link_at(sd.as_fd(), sn, slot.upper_dir.as_fd(), new_name)?;
+        let f: Found = self.resolve(&slot.dir, new_name)?.ok_or(Errno::EIO)?;
+        // Same object, so the same number even if the upper inode differs from the origin.
+        let mut st = f.st;
+        st.st_ino = node.ino;
+        node.lookup_more();
+        Ok(st)
+    }
+}

@@ -1,0 +1,155 @@
+//! Open files: a handle holds an fd on the object in its layer. Opening for writing copies
+//! the file up first; a reader opened before a copy-up keeps reading what it opened.
+
+use super::layer::{LayerId, UPPER};
+use super::node::Node;
+use super::{Errno, SysResult, Union};
+use crate::sys::{fs, io};
+use dashmap::DashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub struct FileHandle {
+    pub fd: Arc<OwnedFd>,
+    pub node: Arc<Node>,
+    pub writable: bool,
+    pub layer: LayerId,
+}
+
+/// What an open produced.
+pub struct OpenResult {
+    pub fh: u64,
+    /// The file is served from a read-only lower layer (its content cannot change).
+    pub from_lower: bool,
+}
+
+#[derive(Default)]
+pub struct HandleTable {
+    map: DashMap<u64, Arc<FileHandle>>,
+    next: AtomicU64,
+}
+
+impl HandleTable {
+    pub fn insert(&self, node: &Arc<Node>, fd: OwnedFd, writable: bool, layer: LayerId, _flags: i32) -> u64 {
+        node.open_count.fetch_add(1, Ordering::Relaxed);
+        let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.map.insert(fh, Arc::new(FileHandle { fd: Arc::new(fd), node: node.clone(), writable, layer }));
+        fh
+    }
+
+    pub fn get(&self, fh: u64) -> Option<Arc<FileHandle>> {
+        self.map.get(&fh).map(|h| h.clone())
+    }
+
+    pub fn remove(&self, fh: u64) {
+        if let Some((_, h)) = self.map.remove(&fh) {
+            h.node.open_count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Flags that carry over to the fd we open on the layer object.
+const PASS_FLAGS: i32 = libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME;
+
+impl Union {
+    pub fn open(&self, ino: u64, flags: i32) -> SysResult<OpenResult> {
+        let node = self.node(ino)?;
+        if node.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        let acc = flags & libc::O_ACCMODE;
+        let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+        let pass = flags & PASS_FLAGS & !(if self.read_only() { 0 } else { 0 });
+        if node.state.read().unlinked {
+            let fd = node.state.read().detached.clone().ok_or(Errno::ENOENT)?;
+            let f = fs::reopen(fd.as_fd(), acc | pass)?;
+            if flags & libc::O_TRUNC != 0 {
+                io::ftruncate(f.as_fd(), 0)?;
+            }
+            let layer = if node.is_upper() { UPPER } else { 1 };
+            return Ok(OpenResult { fh: self.handles.insert(&node, f, write, layer, flags), from_lower: false });
+        }
+        if write {
+            self.writable()?;
+            self.copy_up(&node)?;
+        }
+        let top = node.top().ok_or(Errno::ENOENT)?;
+        let mut oflags = acc | pass;
+        if write && flags & libc::O_TRUNC != 0 {
+            oflags |= libc::O_TRUNC;
+        }
+        let fd = self.layer(top.layer).open(&top.path, oflags)?;
+        let from_lower = top.layer != UPPER || self.read_only();
+        Ok(OpenResult { fh: self.handles.insert(&node, fd, write, top.layer, flags), from_lower })
+    }
+
+    pub fn handle(&self, fh: u64) -> SysResult<Arc<FileHandle>> {
+        self.handles.get(fh).ok_or(Errno::EBADF)
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> SysResult<Vec<u8>> {
+        let h = self.handle(fh)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            let n = io::pread(h.fd.as_fd(), &mut buf[done..], offset + done as u64)?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> SysResult<u32> {
+        let h = self.handle(fh)?;
+        if !h.writable {
+            return Err(Errno::EBADF);
+        }
+        // With O_APPEND the kernel puts pwrite data at the end, whatever the offset.
+        let n = io::pwrite(h.fd.as_fd(), data, offset)?;
+        Ok(n as u32)
+    }
+
+    pub fn release(&self, fh: u64) {
+        self.handles.remove(fh);
+    }
+
+    pub fn fsync(&self, fh: u64, data_only: bool) -> SysResult<()> {
+        let h = self.handle(fh)?;
+        if !h.writable {
+            return Ok(());
+        }
+        io::fsync(h.fd.as_fd(), data_only)
+    }
+
+    pub fn fsyncdir(&self, ino: u64) -> SysResult<()> {
+        let node = self.node(ino)?;
+        if !node.is_upper() {
+            return Ok(());
+        }
+        let d = self.upper().dir(&node.path())?;
+        let f = fs::open_dir_for_listing(d.as_fd())?;
+        io::fsync(f.as_fd(), false)
+    }
+
+    pub fn fallocate(&self, fh: u64, mode: i32, offset: u64, len: u64) -> SysResult<()> {
+        let h = self.handle(fh)?;
+        if !h.writable {
+            return Err(Errno::EBADF);
+        }
+        io::fallocate(h.fd.as_fd(), mode, offset as i64, len as i64)
+    }
+
+    pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> SysResult<i64> {
+        let h = self.handle(fh)?;
+        io::lseek(h.fd.as_fd(), offset, whence)
+    }
+
+    /// syncfs of the upper layer's filesystem.
+    pub fn syncfs(&self) -> SysResult<()> {
+        io::syncfs(self.layer(0).root())
+    }
+}

@@ -1,0 +1,56 @@
+//! Layers: a root fd per layer directory; every access to a layer goes beneath it.
+
+use crate::sys::fs;
+use crate::sys::{Errno, SysResult};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Layer id 0 is the upper layer (when there is one); lowers follow top first.
+pub type LayerId = usize;
+pub const UPPER: LayerId = 0;
+
+pub struct Layer {
+    pub path: PathBuf,
+    root: OwnedFd,
+    pub dev: u64,
+}
+
+impl Layer {
+    pub fn at(path: &Path) -> Result<Layer, String> {
+        let c = crate::sys::cstr(path.as_os_str().as_bytes()).map_err(|_| format!("bad path {}", path.display()))?;
+        let root = fs::open_path(&c, libc::O_PATH | libc::O_DIRECTORY)
+            .map_err(|e| format!("cannot open layer {}: {e}", path.display()))?;
+        let st = fs::fstat(root.as_fd()).map_err(|e| format!("cannot stat layer {}: {e}", path.display()))?;
+        Ok(Layer { path: path.to_path_buf(), root, dev: st.st_dev })
+    }
+
+    pub fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
+    /// O_PATH handle of a directory below the root.
+    pub fn dir(&self, path: &[u8]) -> SysResult<OwnedFd> {
+        fs::open_dir_path(self.root(), path)
+    }
+
+    /// Opens any object below the root without following symlinks anywhere.
+    pub fn open(&self, path: &[u8], flags: i32) -> SysResult<OwnedFd> {
+        fs::open_beneath(self.root(), path, flags | libc::O_NOFOLLOW, 0)
+    }
+
+    /// Stats `path` below the root (its parent resolved beneath, the name not followed).
+    pub fn stat(&self, path: &[u8]) -> SysResult<fs::Stat> {
+        if path.is_empty() {
+            return fs::fstat(self.root());
+        }
+        let (parent, name) = super::path::split(path);
+        let d = self.dir(parent)?;
+        fs::stat_at(d.as_fd(), name)
+    }
+}
+
+/// Errors from opening layers come with the path; an unreachable layer is EIO for requests.
+pub fn io_err(_: Errno) -> Errno {
+    Errno::EIO
+}

@@ -1,0 +1,167 @@
+//! Lookup: the topmost layer holding a name wins unless a whiteout above hides it;
+//! directories merge downwards until an opaque one; renamed dirs follow their redirect.
+
+use super::layer::{LayerId, UPPER};
+use super::node::{Loc, Node, NodeState};
+use super::{Entry, Errno, Stat, SysResult, Union, path, whiteout};
+use crate::sys::fs;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+/// What a name resolves to, before it becomes a node.
+pub(crate) struct Found {
+    /// Metadata of the topmost object.
+    pub st: Stat,
+    pub upper: bool,
+    pub lowers: Vec<Loc>,
+}
+
+impl Found {
+    pub fn kind(&self) -> u32 {
+        self.st.st_mode & libc::S_IFMT
+    }
+    pub fn is_dir(&self) -> bool {
+        self.kind() == libc::S_IFDIR
+    }
+}
+
+impl Union {
+    /// Resolves `name` in directory `dir`; Ok(None) when it does not exist (or is whited out).
+    pub(crate) fn resolve(&self, dir: &Node, name: &[u8]) -> SysResult<Option<Found>> {
+        self.resolve_in(&dir.dir_layers(), name)
+    }
+
+    /// Same, over an explicit list of directory locations (top first).
+    pub(crate) fn resolve_in(&self, layers: &[Loc], name: &[u8]) -> SysResult<Option<Found>> {
+        if name.len() > 255 {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        if whiteout::is_hidden_name(name) {
+            return Ok(None);
+        }
+        let mut found: Option<Found> = None;
+        for (i, loc) in layers.iter().enumerate() {
+            let layer = self.layer(loc.layer);
+            let d = match layer.dir(&loc.path) {
+                Ok(d) => d,
+                Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => continue,
+                Err(e) => return Err(e),
+            };
+            match fs::stat_at(d.as_fd(), name) {
+                Ok(st) => {
+                    if whiteout::is_whiteout(d.as_fd(), name, &st) {
+                        break;
+                    }
+                    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                    let child = path::join(&loc.path, name);
+                    match &mut found {
+                        None => {
+                            let mut f = Found { st, upper: false, lowers: Vec::new() };
+                            if loc.layer == UPPER {
+                                f.upper = true;
+                            } else {
+                                f.lowers.push(Loc { layer: loc.layer, path: child });
+                            }
+                            if !is_dir {
+                                return Ok(Some(f));
+                            }
+                            found = Some(f);
+                        }
+                        Some(f) => {
+                            if !is_dir {
+                                break;
+                            }
+                            f.lowers.push(Loc { layer: loc.layer, path: child });
+                        }
+                    }
+                    if whiteout::is_opaque(d.as_fd(), name) {
+                        break;
+                    }
+                    if let Some(target) = whiteout::redirect(d.as_fd(), name, &loc.path) {
+                        let f = found.as_mut().expect("set above");
+                        self.follow_redirect(f, loc.layer, target);
+                        break;
+                    }
+                }
+                Err(Errno::ENOENT) => {}
+                Err(Errno::ENOTDIR) => {}
+                Err(e) => return Err(e),
+            }
+            // `.wh.NAME` hides NAME in the layers below this one (not in this one).
+            if i + 1 < layers.len() && fs::stat_at(d.as_fd(), &whiteout::wh_name(name)).is_ok() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// A renamed directory keeps merging the lower directories at its original path.
+    fn follow_redirect(&self, f: &mut Found, from: LayerId, mut target: Vec<u8>) {
+        for layer in from + 1..self.layers.len() {
+            let l = self.layer(layer);
+            let Ok(st) = l.stat(&target) else { continue };
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                break;
+            }
+            f.lowers.push(Loc { layer, path: target.clone() });
+            let (parent, name) = path::split(&target);
+            let Ok(pd) = l.dir(parent) else { break };
+            if whiteout::is_opaque(pd.as_fd(), name) {
+                break;
+            }
+            if let Some(next) = whiteout::redirect(pd.as_fd(), name, parent) {
+                target = next;
+            }
+        }
+    }
+
+    /// The number reported for a found object: a copied-up object keeps its origin's.
+    pub(crate) fn ino_of(&self, f: &Found, upper_path: &[u8]) -> u64 {
+        if f.upper {
+            if let Some(ino) = self.origin_ino(upper_path) {
+                return ino;
+            }
+            return self.inos.map(f.st.st_dev, f.st.st_ino);
+        }
+        self.inos.map(f.st.st_dev, f.st.st_ino)
+    }
+
+    /// The inode number recorded on a copied-up upper object.
+    pub(crate) fn origin_ino(&self, upper_path: &[u8]) -> Option<u64> {
+        let (parent, name) = path::split(upper_path);
+        let d = self.upper().dir(parent).ok()?;
+        let v = crate::sys::xattr::get(d.as_fd(), name, self.markers.origin_xattr()).ok()?;
+        Some(u64::from_le_bytes(v.as_slice().try_into().ok()?))
+    }
+
+    /// Kernel lookup: resolve and remember the node.
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> SysResult<Entry> {
+        let dir = self.node(parent)?;
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let f = self.resolve(&dir, name)?.ok_or(Errno::ENOENT)?;
+        Ok(self.remember(&dir, name, f).1)
+    }
+
+    /// Turns a found object into a node (counting one kernel reference) and its attributes.
+    pub(crate) fn remember(&self, dir: &Arc<Node>, name: &[u8], f: Found) -> (Arc<Node>, Entry) {
+        let upper_path = path::join(&dir.path(), name);
+        let ino = self.ino_of(&f, &upper_path);
+        let mut st = f.st;
+        st.st_ino = ino;
+        let node = self.nodes.remember(
+            ino,
+            f.kind(),
+            NodeState {
+                parent: Some(dir.clone()),
+                name: name.to_vec(),
+                upper: f.upper,
+                lowers: f.lowers,
+                unlinked: false,
+                detached: None,
+            },
+        );
+        (node, st)
+    }
+}

@@ -1,0 +1,201 @@
+//! The inode table: one node per object the kernel knows, keyed by the inode number we report.
+//!
+//! A node remembers where it lives in the merged tree (parent + name, so a directory rename
+//! moves its whole subtree at once) and in which layers it exists. Lock order: a node's
+//! `state` lock is never held while taking another node's, except parent-after-child during
+//! path building, which only ever reads.
+
+use super::layer::LayerId;
+use dashmap::DashMap;
+use parking_lot::{Mutex, RwLock};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub const ROOT: u64 = 1;
+
+/// Where one object is found: its layer and its path below that layer's root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loc {
+    pub layer: LayerId,
+    pub path: Vec<u8>,
+}
+
+pub struct NodeState {
+    /// Parent directory in the merged tree (None for the root).
+    pub parent: Option<Arc<Node>>,
+    pub name: Vec<u8>,
+    /// Exists in the upper layer at the merged path.
+    pub upper: bool,
+    /// Directories: every lower directory merged into this one, top first.
+    /// Other objects: the lower object whose data and metadata are shown (at most one).
+    pub lowers: Vec<Loc>,
+    /// All names gone while the kernel still holds it (deleted but maybe open).
+    pub unlinked: bool,
+    /// A handle on the object kept when its last name was removed while open.
+    pub detached: Option<Arc<OwnedFd>>,
+}
+
+pub struct Node {
+    pub ino: u64,
+    /// File type bits (S_IFMT) — fixed for the node's life.
+    pub kind: u32,
+    lookups: AtomicU64,
+    pub state: RwLock<NodeState>,
+    /// Serialises copy-up of this node; held across the copy, never by readers.
+    pub copyup: Mutex<()>,
+    /// Open file handles on this node (for deleted-but-open handling).
+    pub open_count: AtomicU64,
+}
+
+impl Node {
+    pub fn new(ino: u64, kind: u32, state: NodeState) -> Node {
+        Node {
+            ino,
+            kind,
+            lookups: AtomicU64::new(0),
+            state: RwLock::new(state),
+            copyup: Mutex::new(()),
+            open_count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == libc::S_IFDIR
+    }
+
+    /// The path in the merged tree (and so in the upper layer), "" for the root.
+    pub fn path(&self) -> Vec<u8> {
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        let mut cur = {
+            let s = self.state.read();
+            if s.parent.is_none() {
+                return Vec::new();
+            }
+            parts.push(s.name.clone());
+            s.parent.clone()
+        };
+        while let Some(n) = cur {
+            let s = n.state.read();
+            match &s.parent {
+                Some(p) => {
+                    parts.push(s.name.clone());
+                    let p = p.clone();
+                    drop(s);
+                    cur = Some(p);
+                }
+                None => break,
+            }
+        }
+        parts.reverse();
+        parts.join(&b'/')
+    }
+
+    /// The directories this node merges, top first: the upper one (if any) then lowers.
+    pub fn dir_layers(&self) -> Vec<Loc> {
+        let s = self.state.read();
+        let mut v = Vec::with_capacity(s.lowers.len() + 1);
+        if s.upper {
+            drop(s);
+            let path = self.path();
+            let s = self.state.read();
+            v.push(Loc { layer: super::layer::UPPER, path });
+            v.extend(s.lowers.iter().cloned());
+            return v;
+        }
+        v.extend(s.lowers.iter().cloned());
+        v
+    }
+
+    /// The location whose metadata and data are shown: upper if copied up, else the top lower.
+    pub fn top(&self) -> Option<Loc> {
+        let s = self.state.read();
+        if s.upper {
+            drop(s);
+            return Some(Loc { layer: super::layer::UPPER, path: self.path() });
+        }
+        s.lowers.first().cloned()
+    }
+
+    /// One more kernel reference (a link or create reply counts as a lookup).
+    pub fn lookup_more(&self) {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn is_upper(&self) -> bool {
+        self.state.read().upper
+    }
+}
+
+/// Sharded map from inode number to node; no global lock on the hot path.
+pub struct NodeTable {
+    map: DashMap<u64, Arc<Node>>,
+}
+
+impl NodeTable {
+    pub fn new(root: Node) -> NodeTable {
+        let map = DashMap::new();
+        root.lookups.store(1, Ordering::Relaxed);
+        map.insert(ROOT, Arc::new(root));
+        NodeTable { map }
+    }
+
+    pub fn get(&self, ino: u64) -> Option<Arc<Node>> {
+        self.map.get(&ino).map(|n| n.clone())
+    }
+
+    /// Inserts or refreshes the node for `ino` and counts one kernel lookup.
+    /// An existing node of another type (the number was reused) is replaced.
+    pub fn remember(&self, ino: u64, kind: u32, state: NodeState) -> Arc<Node> {
+        let mut entry = self.map.entry(ino).or_insert_with(|| Arc::new(Node::new(ino, kind, NodeState {
+            parent: None,
+            name: Vec::new(),
+            upper: false,
+            lowers: Vec::new(),
+            unlinked: true,
+            detached: None,
+        })));
+        if entry.kind != kind {
+            let lookups = entry.lookups.load(Ordering::Relaxed);
+            let fresh = Arc::new(Node::new(ino, kind, NodeState {
+                parent: None,
+                name: Vec::new(),
+                upper: false,
+                lowers: Vec::new(),
+                unlinked: true,
+                detached: None,
+            }));
+            fresh.lookups.store(lookups, Ordering::Relaxed);
+            *entry = fresh;
+        }
+        let node = entry.clone();
+        drop(entry);
+        {
+            let mut s = node.state.write();
+            let detached = s.detached.take();
+            *s = state;
+            s.detached = detached;
+        }
+        node.lookups.fetch_add(1, Ordering::Relaxed);
+        node
+    }
+
+    /// Drops `n` kernel references; the node goes when none are left.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if ino == ROOT {
+            return;
+        }
+        self.map.remove_if(&ino, |_, node| {
+            let prev = node.lookups.fetch_sub(n.min(node.lookups.load(Ordering::Relaxed)), Ordering::Relaxed);
+            prev <= n
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}

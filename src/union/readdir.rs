@@ -1,0 +1,126 @@
+//! Merged directory listings: names from every merged layer, top first, minus whiteouts
+//! (which hide names in lower layers only) and `.wh.` markers. d_ino equals st_ino.
+
+use super::layer::UPPER;
+use super::node::Loc;
+use super::{Errno, SysResult, Union, whiteout};
+use crate::sys::fs;
+use dashmap::DashMap;
+use std::collections::HashSet;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One entry of a listing: inode number, S_IFMT type bits and name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntryOut {
+    pub ino: u64,
+    pub kind: u32,
+    pub name: Vec<u8>,
+}
+
+/// Open directory handles: a snapshot taken at opendir, so offsets stay valid.
+#[derive(Default)]
+pub struct DirHandles {
+    map: DashMap<u64, Arc<Vec<DirEntryOut>>>,
+    next: AtomicU64,
+}
+
+fn dtype_to_kind(t: u8) -> Option<u32> {
+    Some(match t {
+        libc::DT_REG => libc::S_IFREG,
+        libc::DT_DIR => libc::S_IFDIR,
+        libc::DT_LNK => libc::S_IFLNK,
+        libc::DT_CHR => libc::S_IFCHR,
+        libc::DT_BLK => libc::S_IFBLK,
+        libc::DT_FIFO => libc::S_IFIFO,
+        libc::DT_SOCK => libc::S_IFSOCK,
+        _ => return None,
+    })
+}
+
+impl Union {
+    /// Opens a directory listing; returns its handle.
+    pub fn opendir(&self, ino: u64) -> SysResult<u64> {
+        let node = self.node(ino)?;
+        if !node.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if node.state.read().unlinked {
+            return Err(Errno::ENOENT);
+        }
+        let parent_ino = node.state.read().parent.as_ref().map(|p| p.ino).unwrap_or(ino);
+        let mut entries = vec![
+            DirEntryOut { ino, kind: libc::S_IFDIR, name: b".".to_vec() },
+            DirEntryOut { ino: parent_ino, kind: libc::S_IFDIR, name: b"..".to_vec() },
+        ];
+        entries.extend(self.list_merged(&node.dir_layers())?);
+        let fh = self.dirs.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.dirs.map.insert(fh, Arc::new(entries));
+        Ok(fh)
+    }
+
+    /// Entries from `offset` on (offset = index of the next entry).
+    pub fn readdir(&self, fh: u64) -> SysResult<Arc<Vec<DirEntryOut>>> {
+        self.dirs.map.get(&fh).map(|e| e.clone()).ok_or(Errno::EBADF)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.map.remove(&fh);
+    }
+
+    /// The visible entries of the merged directory made of `layers` (top first).
+    pub(crate) fn list_merged(&self, layers: &[Loc]) -> SysResult<Vec<DirEntryOut>> {
+        let mut out = Vec::new();
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut hidden: HashSet<Vec<u8>> = HashSet::new();
+        for loc in layers {
+            let layer = self.layer(loc.layer);
+            let d = match layer.dir(&loc.path) {
+                Ok(d) => d,
+                Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => continue,
+                Err(e) => return Err(e),
+            };
+            let listing = fs::open_dir_for_listing(d.as_fd())?;
+            let xattr_whiteouts = whiteout::dir_has_xattr_whiteouts(d.as_fd());
+            let mut layer_whiteouts = Vec::new();
+            for e in fs::read_dir(listing.as_fd())? {
+                if let Some(target) = e.name.strip_prefix(whiteout::WH_PREFIX) {
+                    if e.name != whiteout::OPAQUE_MARKER {
+                        layer_whiteouts.push(target.to_vec());
+                    }
+                    continue;
+                }
+                if seen.contains(&e.name) || hidden.contains(&e.name) {
+                    continue;
+                }
+                let mut kind = dtype_to_kind(e.kind);
+                let needs_stat = kind.is_none()
+                    || kind == Some(libc::S_IFCHR)
+                    || (xattr_whiteouts && kind == Some(libc::S_IFREG));
+                if needs_stat {
+                    let st = match fs::stat_at(d.as_fd(), &e.name) {
+                        Ok(st) => st,
+                        Err(Errno::ENOENT) => continue,
+                        Err(err) => return Err(err),
+                    };
+                    if whiteout::is_whiteout(d.as_fd(), &e.name, &st) {
+                        hidden.insert(e.name);
+                        continue;
+                    }
+                    kind = Some(st.st_mode & libc::S_IFMT);
+                }
+                let ino = if loc.layer == UPPER {
+                    let p = super::path::join(&loc.path, &e.name);
+                    self.origin_ino(&p).unwrap_or_else(|| self.inos.map(layer.dev, e.ino))
+                } else {
+                    self.inos.map(layer.dev, e.ino)
+                };
+                seen.insert(e.name.clone());
+                out.push(DirEntryOut { ino, kind: kind.unwrap_or(libc::S_IFREG), name: e.name });
+            }
+            hidden.extend(layer_whiteouts);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,147 @@
+//! Removing names: unlink and rmdir. A name that lower layers still hold gets a whiteout in
+//! the upper; deleting a lower file never copies its data up.
+
+use super::layer::UPPER;
+use super::node::Node;
+use super::{Errno, SysResult, Union, path, whiteout};
+use super::lookup::Found;
+use crate::sys::{fs, xattr};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+
+impl Union {
+    /// Whether any lower layer shows something at `name` in directory `dir`.
+    pub(crate) fn lower_has(&self, dir: &Node, name: &[u8]) -> SysResult<bool> {
+        let lowers: Vec<_> = dir.dir_layers().into_iter().filter(|l| l.layer != UPPER).collect();
+        Ok(self.resolve_in(&lowers, name)?.is_some())
+    }
+
+    /// Writes a whiteout for `name` into an upper directory, in the mount's marker format.
+    pub(crate) fn make_whiteout(&self, upper_dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<()> {
+        match self.markers {
+            whiteout::MarkerFormat::Kernel => fs::mknod_at(upper_dir, name, libc::S_IFCHR, 0),
+            whiteout::MarkerFormat::User => {
+                let wh = whiteout::wh_name(name);
+                drop(fs::open_at(upper_dir, &wh, libc::O_CREAT | libc::O_WRONLY, 0)?);
+                Ok(())
+            }
+        }
+    }
+
+    /// Finds the child for a removal: (directory node, found object).
+    fn removal_target(&self, parent: u64, name: &[u8]) -> SysResult<(Arc<Node>, Found)> {
+        self.writable()?;
+        let dir = self.node(parent)?;
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let f = self.resolve(&dir, name)?.ok_or(Errno::ENOENT)?;
+        Ok((dir, f))
+    }
+
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> SysResult<()> {
+        let (dir, f) = self.removal_target(parent, name)?;
+        if f.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        let child_path = path::join(&dir.path(), name);
+        let ino = self.ino_of(&f, &child_path);
+        self.remove_entry(&dir, name, &f, ino)
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> SysResult<()> {
+        let (dir, f) = self.removal_target(parent, name)?;
+        if !f.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let child_path = path::join(&dir.path(), name);
+        if !self.merged_dir_is_empty(&child_path, &f)? {
+            return Err(Errno::ENOTEMPTY);
+        }
+        let ino = self.ino_of(&f, &child_path);
+        if f.upper {
+            self.clear_upper_dir(&child_path)?;
+        }
+        self.remove_entry(&dir, name, &f, ino)
+    }
+
+    /// Removes `name` from the merged view: the upper object goes, and a whiteout is left
+    /// when lower layers hold the name.
+    fn remove_entry(&self, dir: &Arc<Node>, name: &[u8], f: &Found, ino: u64) -> SysResult<()> {
+        let node = self.nodes.get(ino);
+        if let Some(n) = &node {
+            self.detach_if_open(n, f)?;
+        }
+        self.copy_up(dir)?;
+        let ud = self.upper().dir(&dir.path())?;
+        let ud = ud.as_fd();
+        let needs_whiteout = !f.lowers.is_empty() || self.lower_has(dir, name)?;
+        if f.upper {
+            if needs_whiteout && self.markers == whiteout::MarkerFormat::Kernel {
+                // Swap the object for a whiteout in one step, then drop the object.
+                let work = self.work()?;
+                let tmp = self.temp_name();
+                fs::rename_at(ud, name, work, &tmp, libc::RENAME_WHITEOUT)?;
+                let _ = fs::unlink_at(work, &tmp, f.is_dir());
+            } else {
+                fs::unlink_at(ud, name, f.is_dir())?;
+                if needs_whiteout {
+                    self.make_whiteout(ud, name)?;
+                }
+            }
+        } else {
+            self.make_whiteout(ud, name)?;
+        }
+        if let Some(n) = node {
+            self.forget_name(&n, dir, name);
+        }
+        Ok(())
+    }
+
+    /// Keeps a handle on an object whose name is about to go while it stays reachable: open
+    /// files (deleted-but-open must keep working) and hard links (other names remain).
+    pub(crate) fn detach_if_open(&self, node: &Node, f: &Found) -> SysResult<()> {
+        let open = node.open_count.load(std::sync::atomic::Ordering::Relaxed) > 0;
+        if f.is_dir() || !(open || f.st.st_nlink > 1) {
+            return Ok(());
+        }
+        let top = node.top().ok_or(Errno::ENOENT)?;
+        let fd = self.layer(top.layer).open(&top.path, libc::O_PATH)?;
+        node.state.write().detached = Some(Arc::new(fd));
+        Ok(())
+    }
+
+    /// After a name is removed, the node answers through its kept handle (if any).
+    pub(crate) fn forget_name(&self, node: &Node, dir: &Arc<Node>, name: &[u8]) {
+        let mut s = node.state.write();
+        if s.name == name && s.parent.as_ref().map(|p| p.ino) == Some(dir.ino) {
+            s.unlinked = true;
+        }
+    }
+
+    /// A merged directory is empty when no layer shows an entry through the whiteouts.
+    pub(crate) fn merged_dir_is_empty(&self, dir_path: &[u8], f: &Found) -> SysResult<bool> {
+        let mut layers = Vec::new();
+        if f.upper {
+            layers.push(super::node::Loc { layer: UPPER, path: dir_path.to_vec() });
+        }
+        layers.extend(f.lowers.iter().cloned());
+        Ok(self.list_merged(&layers)?.is_empty())
+    }
+
+    /// Empties an upper directory that holds only whiteouts (and opaque markers).
+    pub(crate) fn clear_upper_dir(&self, dir_path: &[u8]) -> SysResult<()> {
+        let d = self.upper().dir(dir_path)?;
+        let listing = fs::open_dir_for_listing(d.as_fd())?;
+        for e in fs::read_dir(listing.as_fd())? {
+            let st = fs::stat_at(d.as_fd(), &e.name)?;
+            if whiteout::is_whiteout(d.as_fd(), &e.name, &st) || whiteout::is_hidden_name(&e.name) {
+                fs::unlink_at(d.as_fd(), &e.name, false)?;
+            } else {
+                return Err(Errno::ENOTEMPTY);
+            }
+        }
+        let _ = xattr::remove(d.as_fd(), b"", self.markers.opaque_xattr());
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! rename(2) across the union, with RENAME_NOREPLACE and RENAME_EXCHANGE.
+//!
+//! Files are copied up and renamed in the upper. A directory that lower layers hold is
+//! renamed without copying its subtree: its upper copy carries a redirect
+//! (`trusted.overlay.redirect`, the kernel's format) to its lower path, and a whiteout is
+//! left at the old name. Never EXDEV.
+
+use super::lookup::Found;
+use super::node::Node;
+use super::{Errno, SysResult, Union, path};
+use crate::sys::{fs, xattr};
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+const NOREPLACE: u32 = libc::RENAME_NOREPLACE;
+const EXCHANGE: u32 = libc::RENAME_EXCHANGE;
+
+impl Union {
+    pub fn rename(&self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], flags: u32) -> SysResult<()> {
+        self.writable()?;
+        if flags & !(NOREPLACE | EXCHANGE) != 0 || flags == NOREPLACE | EXCHANGE {
+            return Err(Errno::EINVAL);
+        }
+        if new_name.len() > 255 {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        if !path::is_valid_name(new_name) || super::whiteout::is_hidden_name(new_name) {
+            return Err(Errno::EINVAL);
+        }
+        let dir = self.node(parent)?;
+        let new_dir = self.node(new_parent)?;
+        let src = self.resolve(&dir, name)?.ok_or(Errno::ENOENT)?;
+        let dst = self.resolve(&new_dir, new_name)?;
+        if flags & NOREPLACE != 0 && dst.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        if flags & EXCHANGE != 0 && dst.is_none() {
+            return Err(Errno::ENOENT);
+        }
+        let src_path = path::join(&dir.path(), name);
+        let dst_path = path::join(&new_dir.path(), new_name);
+        if src_path == dst_path {
+            return Ok(());
+        }
+        let src_node = self.node_for(&dir, name, &src)?;
+        if let Some(d) = &dst {
+            let dst_ino = self.ino_of(d, &dst_path);
+            if dst_ino == src_node.ino && flags & EXCHANGE == 0 {
+                // Two names of one file: rename(2) does nothing.
+                return Ok(());
+            }
+            if flags & EXCHANGE == 0 {
+                match (src.is_dir(), d.is_dir()) {
+                    (true, false) => return Err(Errno::ENOTDIR),
+                    (false, true) => return Err(Errno::EISDIR),
+                    (true, true) if !self.merged_dir_is_empty(&dst_path, d)? => return Err(Errno::ENOTEMPTY),
+                    _ => {}
+                }
+            }
+        }
+        let dst_node = match &dst {
+            Some(d) => Some(self.node_for(&new_dir, new_name, d)?),
+            None => None,
+        };
+        self.prepare_source(&src_node)?;
+        if let (Some(n), Some(d)) = (&dst_node, &dst) {
+            if flags & EXCHANGE == 0 {
+                self.detach_if_open(n, d)?;
+            }
+        }
+        if flags & EXCHANGE != 0 {
+            self.prepare_source(dst_node.as_ref().expect("checked"))?;
+        }
+        self.copy_up(&new_dir)?;
+        let od = self.upper().dir(&dir.path())?;
+        let nd = self.upper().dir(&new_dir.path())?;
+        // Whatever stands at the target in the upper (a whiteout, an emptied dir) is replaced.
+        if flags & EXCHANGE == 0 {
+            if let Some(d) = &dst {
+                if d.is_dir() && d.upper {
+                    self.clear_upper_dir(&dst_path)?;
+                }
+            }
+            if dst.is_none() {
+                self.clear_whiteout(nd.as_fd(), new_name)?;
+            }
+        }
+        let leave_whiteout = flags & EXCHANGE == 0 && self.lower_has(&dir, name)?;
+        let target_covers_lower = self.lower_has(&new_dir, new_name)?;
+        let mut rflags = flags;
+        if leave_whiteout && self.markers == super::whiteout::MarkerFormat::Kernel {
+            rflags |= libc::RENAME_WHITEOUT;
+        }
+        fs::rename_at(od.as_fd(), name, nd.as_fd(), new_name, rflags)?;
+        if leave_whiteout && rflags & libc::RENAME_WHITEOUT == 0 {
+            self.make_whiteout(od.as_fd(), name)?;
+        }
+        // A plain upper directory moved over a name lower layers hold must not merge them.
+        if src.is_dir() && target_covers_lower && src_node.state.read().lowers.is_empty() {
+            xattr::set(nd.as_fd(), new_name, self.markers.opaque_xattr(), b"y", 0)?;
+        }
+        self.move_node(&src_node, &new_dir, new_name);
+        match dst_node {
+            Some(d) if flags & EXCHANGE != 0 => self.move_node(&d, &dir, name),
+            Some(d) => self.forget_name(&d, &new_dir, new_name),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The node of a found child, registering it if the kernel has not looked it up.
+    fn node_for(&self, dir: &Arc<Node>, name: &[u8], f: &Found) -> SysResult<Arc<Node>> {
+        let p = path::join(&dir.path(), name);
+        let ino = self.ino_of(f, &p);
+        if let Some(n) = self.nodes.get(ino) {
+            return Ok(n);
+        }
+        let f = self.resolve(dir, name)?.ok_or(Errno::ENOENT)?;
+        let (node, _) = self.remember(dir, name, f);
+        // Not a kernel reference: let it go when the kernel never asks for it.
+        self.nodes.forget(node.ino, 1);
+        Ok(node)
+    }
+
+    /// Gets a rename source into the upper: files by copy-up, directories by a copy of the
+    /// directory alone plus a redirect to where its lower content lives.
+    fn prepare_source(&self, node: &Arc<Node>) -> SysResult<()> {
+        let had_upper = node.is_upper();
+        let lower_path = node.state.read().lowers.first().map(|l| l.path.clone());
+        self.copy_up(node)?;
+        if !node.is_dir() {
+            return Ok(());
+        }
+        if let Some(lp) = lower_path {
+            let p = node.path();
+            let (parent, name) = path::split(&p);
+            let d = self.upper().dir(parent)?;
+            let attr = self.markers.redirect_xattr();
+            if !had_upper || xattr::get(d.as_fd(), name, attr).is_err() {
+                let mut value = b"/".to_vec();
+                value.extend_from_slice(&lp);
+                xattr::set(d.as_fd(), name, attr, &value, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Points a node at its new parent and name; its subtree follows.
+    fn move_node(&self, node: &Arc<Node>, new_dir: &Arc<Node>, new_name: &[u8]) {
+        let mut s = node.state.write();
+        s.parent = Some(new_dir.clone());
+        s.name = new_name.to_vec();
+    }
+}
