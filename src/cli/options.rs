@@ -16,8 +16,9 @@ pub const MAX_LOWERDIRS: usize = 500;
 pub struct OptionError(String);
 
 impl OptionError {
+    /// Control characters (a newline in an option value) become `?`: the message stays one line.
     pub fn new(message: impl Into<String>) -> Self {
-        OptionError(message.into())
+        OptionError(message.into().replace(|c: char| c.is_control(), "?"))
     }
 }
 
@@ -673,6 +674,13 @@ mod tests {
         assert_eq!(ok.opts.lowerdirs.len(), MAX_LOWERDIRS);
         let err = parse(&lowers(MAX_LOWERDIRS + 1)).unwrap_err().to_string();
         assert!(err.contains("too many lower layers (501)"), "{err}");
+    }
+
+    #[test]
+    fn errors_stay_on_one_line() {
+        let args = [OsString::from("-ofrob\nnicate"), OsString::from("/mnt")];
+        let e = parse_mount_argv(&args).unwrap_err().to_string();
+        assert_eq!(e, "unknown mount option \"frob?nicate\"");
     }
 
     #[test]
