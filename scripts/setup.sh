@@ -13,6 +13,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PREFIX=${PREFIX:-/usr/local}
+# rustup lives in $HOME/.cargo; some CI runners start without HOME.
+export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 MIN_RUST_MINOR=85 # Rust 1.85: edition 2024
 
 # Runtime: fuse3 (fusermount3, mount.fuse3), attr (getfattr/setfattr), acl (getfacl/setfacl).
