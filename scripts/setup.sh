@@ -79,7 +79,8 @@ else
     rustup toolchain install stable --profile minimal
     rustup default stable
   else
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal ||
+      die "installing Rust with rustup failed (is https://sh.rustup.rs reachable?)"
   fi
   # shellcheck source=/dev/null
   . "$HOME/.cargo/env"
