@@ -1,1 +1,3 @@
-//! (being written)
+//! The only importer of fuser: the Filesystem adapter over the union core, and the session.
+pub mod adapter;
+pub mod session;

@@ -46,6 +46,11 @@ impl Union {
             self.layer(top.layer).stat(&top.path)?
         };
         st.st_ino = node.ino;
+        // Like the kernel: a merged directory cannot count its subdirectories cheaply.
+        let layers = node.state.read().lowers.len() + usize::from(node.is_upper());
+        if node.is_dir() && layers > 1 {
+            st.st_nlink = 1;
+        }
         Ok(st)
     }
 
@@ -62,7 +67,10 @@ impl Union {
         let d = self.upper().dir(parent)?;
         let d = d.as_fd();
         if let Some(size) = a.size {
-            match fh.and_then(|h| self.handles.get(h)).filter(|h| h.writable && h.layer == UPPER) {
+            match fh
+                .and_then(|h| self.handles.get(h))
+                .filter(|h| h.writable && h.layer == UPPER)
+            {
                 Some(h) => io::ftruncate(h.fd.as_fd(), size)?,
                 None => {
                     let f = fs::open_at(d, name, libc::O_WRONLY, 0)?;
@@ -71,7 +79,12 @@ impl Union {
             }
         }
         if a.uid.is_some() || a.gid.is_some() {
-            fs::chown_at(d, name, a.uid.unwrap_or(u32::MAX), a.gid.unwrap_or(u32::MAX))?;
+            fs::chown_at(
+                d,
+                name,
+                a.uid.unwrap_or(u32::MAX),
+                a.gid.unwrap_or(u32::MAX),
+            )?;
         }
         if let Some(mode) = a.mode {
             fs::chmod_at(d, name, mode & 0o7777)?;
@@ -95,7 +108,12 @@ impl Union {
             io::ftruncate(w.as_fd(), size)?;
         }
         if a.uid.is_some() || a.gid.is_some() {
-            fs::chown_at(fd, b"", a.uid.unwrap_or(u32::MAX), a.gid.unwrap_or(u32::MAX))?;
+            fs::chown_at(
+                fd,
+                b"",
+                a.uid.unwrap_or(u32::MAX),
+                a.gid.unwrap_or(u32::MAX),
+            )?;
         }
         if let Some(mode) = a.mode {
             fs::chmod_at(fd, b"", mode & 0o7777)?;
@@ -105,6 +123,39 @@ impl Union {
             fs::utimes_at(fd, b"", t(a.atime), t(a.mtime))?;
         }
         self.stat_node(node, fh)
+    }
+
+    /// access(2) without default_permissions: the mode bits of the shown object decide.
+    pub fn access(&self, ctx: &Ctx, ino: u64, mask: i32) -> SysResult<()> {
+        let st = self.getattr(ino, None)?;
+        if mask == libc::F_OK {
+            return Ok(());
+        }
+        if mask & libc::W_OK != 0 && self.read_only() {
+            return Err(Errno::EROFS);
+        }
+        let mode = st.st_mode;
+        if ctx.uid == 0 {
+            // Root may do anything but execute a file nobody may execute.
+            let any_x = mode & 0o111 != 0 || mode & libc::S_IFMT == libc::S_IFDIR;
+            return if mask & libc::X_OK != 0 && !any_x {
+                Err(Errno::EACCES)
+            } else {
+                Ok(())
+            };
+        }
+        let bits = if ctx.uid == st.st_uid {
+            (mode >> 6) & 7
+        } else if ctx.gid == st.st_gid {
+            (mode >> 3) & 7
+        } else {
+            mode & 7
+        };
+        if (mask as u32) & !bits & 7 != 0 {
+            Err(Errno::EACCES)
+        } else {
+            Ok(())
+        }
     }
 
     pub fn readlink(&self, ino: u64) -> SysResult<Vec<u8>> {
@@ -122,7 +173,11 @@ impl Union {
     }
 
     /// Runs `f` on the directory fd + name of the node's shown object.
-    fn at_top<T>(&self, node: &Node, f: impl FnOnce(std::os::fd::BorrowedFd<'_>, &[u8]) -> SysResult<T>) -> SysResult<T> {
+    fn at_top<T>(
+        &self,
+        node: &Node,
+        f: impl FnOnce(std::os::fd::BorrowedFd<'_>, &[u8]) -> SysResult<T>,
+    ) -> SysResult<T> {
         if node.state.read().unlinked {
             let fd = node.state.read().detached.clone().ok_or(Errno::ENOENT)?;
             return f(fd.as_fd(), b"");

@@ -26,7 +26,13 @@ impl Union {
         if node.is_upper() {
             return Ok(());
         }
-        let src = node.state.read().lowers.first().cloned().ok_or(Errno::ENOENT)?;
+        let src = node
+            .state
+            .read()
+            .lowers
+            .first()
+            .cloned()
+            .ok_or(Errno::ENOENT)?;
         let upper_path = node.path();
         let (parent_path, name) = path::split(&upper_path);
         let dst_dir = self.upper().dir(parent_path)?;
@@ -64,7 +70,12 @@ impl Union {
             libc::S_IFDIR => fs::mkdir_at(work, tmp, 0o700)?,
             libc::S_IFREG => {
                 let src = fs::open_at(src_dir, name, libc::O_RDONLY, 0)?;
-                let dst = fs::open_at(work, tmp, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, 0o600)?;
+                let dst = fs::open_at(
+                    work,
+                    tmp,
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                    0o600,
+                )?;
                 let copied = copy_data(src.as_fd(), dst.as_fd(), st.st_size as u64)?;
                 self.stats.bytes_copied.fetch_add(copied, Ordering::Relaxed);
                 if self.fsync {
@@ -85,7 +96,13 @@ impl Union {
         }
         // Keeps st_ino across remounts. Some objects (symlinks in the user.* format) cannot
         // carry it; they fall back to the upper inode number after a remount.
-        match xattr::set(work, tmp, self.markers.origin_xattr(), &ino.to_le_bytes(), 0) {
+        match xattr::set(
+            work,
+            tmp,
+            self.markers.origin_xattr(),
+            &ino.to_le_bytes(),
+            0,
+        ) {
             Err(e) if e != Errno::EPERM && e != Errno::ENOTSUP => return Err(e),
             _ => {}
         }
@@ -111,17 +128,22 @@ fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, size: u64) -> SysResult<u
             Err(e) if e.0 == libc::ENXIO => break,
             Err(_) => off, // no SEEK_DATA support: copy everything
         };
-        let hole = io::lseek(src, data as i64, libc::SEEK_HOLE).map(|h| h as u64).unwrap_or(size);
+        let hole = io::lseek(src, data as i64, libc::SEEK_HOLE)
+            .map(|h| h as u64)
+            .unwrap_or(size);
         let mut pos = data;
         while pos < hole {
-            let n = match io::copy_file_range(src, pos, dst, pos, (hole - pos).min(1 << 30) as usize) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.0 == libc::EXDEV || e.0 == libc::ENOSYS || e.0 == libc::EOPNOTSUPP => {
-                    copy_by_buffer(src, dst, pos, hole)?
-                }
-                Err(e) => return Err(e),
-            };
+            let n =
+                match io::copy_file_range(src, pos, dst, pos, (hole - pos).min(1 << 30) as usize) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e)
+                        if e.0 == libc::EXDEV || e.0 == libc::ENOSYS || e.0 == libc::EOPNOTSUPP =>
+                    {
+                        copy_by_buffer(src, dst, pos, hole)?
+                    }
+                    Err(e) => return Err(e),
+                };
             pos += n as u64;
             copied += n as u64;
         }
@@ -131,7 +153,12 @@ fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, size: u64) -> SysResult<u
     Ok(copied)
 }
 
-fn copy_by_buffer(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, from: u64, to: u64) -> SysResult<usize> {
+fn copy_by_buffer(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    from: u64,
+    to: u64,
+) -> SysResult<usize> {
     let mut buf = vec![0u8; 1 << 20];
     let want = ((to - from) as usize).min(buf.len());
     let n = io::pread(src, &mut buf[..want], from)?;
@@ -143,7 +170,12 @@ fn copy_by_buffer(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, from: u64, to: u64) 
 }
 
 /// Copies user-visible xattrs (and ACLs, which are xattrs); overlay-private ones stay behind.
-pub(crate) fn copy_xattrs(src_dir: BorrowedFd<'_>, name: &[u8], dst_dir: BorrowedFd<'_>, dst: &[u8]) -> SysResult<()> {
+pub(crate) fn copy_xattrs(
+    src_dir: BorrowedFd<'_>,
+    name: &[u8],
+    dst_dir: BorrowedFd<'_>,
+    dst: &[u8],
+) -> SysResult<()> {
     let names = match xattr::list(src_dir, name) {
         Ok(n) => n,
         Err(e) if e == Errno::ENOTSUP => return Ok(()),
@@ -158,7 +190,9 @@ pub(crate) fn copy_xattrs(src_dir: BorrowedFd<'_>, name: &[u8], dst_dir: Borrowe
         match xattr::set(dst_dir, dst, attr, &value, 0) {
             Ok(()) => {}
             // security.* set by an LSM or a namespace we may not write: not the user's data.
-            Err(e) if (e == Errno::EPERM || e == Errno::ENOTSUP) && attr.starts_with(b"security.") => {}
+            Err(e)
+                if (e == Errno::EPERM || e == Errno::ENOTSUP) && attr.starts_with(b"security.") => {
+            }
             Err(e) => return Err(e),
         }
     }

@@ -2,9 +2,9 @@
 //! owned by the caller; a whiteout in the way is replaced, and a directory made over a
 //! whiteout is opaque so the deleted lower directory stays deleted.
 
+use super::lookup::Found;
 use super::node::Node;
 use super::{Ctx, Entry, Errno, SysResult, Union, path, whiteout};
-use super::lookup::Found;
 use crate::sys::{fs, xattr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -44,7 +44,11 @@ impl Union {
         self.copy_up(&dir)?;
         let upper_dir = self.upper().dir(&dir.path())?;
         let covers_lower = self.clear_whiteout(upper_dir.as_fd(), name)?;
-        Ok(Slot { dir, upper_dir, covers_lower })
+        Ok(Slot {
+            dir,
+            upper_dir,
+            covers_lower,
+        })
     }
 
     /// Removes a whiteout at `name` in an upper dir; true when there was one.
@@ -67,7 +71,11 @@ impl Union {
     /// Gives a new object to the caller (group from a set-gid parent, as the kernel does).
     fn set_owner(&self, ctx: &Ctx, dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<()> {
         let parent = fs::fstat(dir)?;
-        let gid = if parent.st_mode & libc::S_ISGID != 0 { parent.st_gid } else { ctx.gid };
+        let gid = if parent.st_mode & libc::S_ISGID != 0 {
+            parent.st_gid
+        } else {
+            ctx.gid
+        };
         fs::chown_at(dir, name, ctx.uid, gid)
     }
 
@@ -77,7 +85,14 @@ impl Union {
         Ok(self.remember(&slot.dir, name, f))
     }
 
-    pub fn mknod(&self, ctx: &Ctx, parent: u64, name: &[u8], mode: u32, rdev: u64) -> SysResult<Entry> {
+    pub fn mknod(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u64,
+    ) -> SysResult<Entry> {
         let kind = mode & libc::S_IFMT;
         if kind == libc::S_IFCHR && rdev == 0 {
             // 0/0 is the whiteout marker: kernel overlayfs refuses it too.
@@ -87,7 +102,12 @@ impl Union {
         let perm = mode & 0o7777 & !ctx.umask;
         let d = slot.upper_dir.as_fd();
         if kind == libc::S_IFREG || kind == 0 {
-            drop(fs::open_at(d, name, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, perm)?);
+            drop(fs::open_at(
+                d,
+                name,
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                perm,
+            )?);
         } else {
             fs::mknod_at(d, name, kind | perm, rdev)?;
         }
@@ -95,9 +115,22 @@ impl Union {
     }
 
     /// Owner, then the exact mode again (chown clears set-id bits), then the node.
-    fn own_and_finish(&self, ctx: &Ctx, slot: &Slot, name: &[u8], perm: u32, chmod: bool) -> SysResult<Entry> {
+    fn own_and_finish(
+        &self,
+        ctx: &Ctx,
+        slot: &Slot,
+        name: &[u8],
+        perm: u32,
+        chmod: bool,
+    ) -> SysResult<Entry> {
         let d = slot.upper_dir.as_fd();
-        let r = self.set_owner(ctx, d, name).and_then(|_| if chmod { fs::chmod_at(d, name, perm) } else { Ok(()) });
+        let r = self.set_owner(ctx, d, name).and_then(|_| {
+            if chmod {
+                fs::chmod_at(d, name, perm)
+            } else {
+                Ok(())
+            }
+        });
         if let Err(e) = r {
             let _ = fs::unlink_at(d, name, false);
             return Err(e);
@@ -126,7 +159,15 @@ impl Union {
         let parent_st = fs::fstat(d)?;
         let keep_sgid = parent_st.st_mode & libc::S_ISGID != 0;
         let r = self.set_owner(ctx, d, name).and_then(|_| {
-            fs::chmod_at(d, name, if keep_sgid { perm | libc::S_ISGID } else { perm })
+            fs::chmod_at(
+                d,
+                name,
+                if keep_sgid {
+                    perm | libc::S_ISGID
+                } else {
+                    perm
+                },
+            )
         });
         if let Err(e) = r {
             let _ = fs::unlink_at(d, name, true);
@@ -142,20 +183,36 @@ impl Union {
     }
 
     /// Creates and opens a regular file; returns the entry and an open handle.
-    pub fn create(&self, ctx: &Ctx, parent: u64, name: &[u8], mode: u32, flags: i32) -> SysResult<(Entry, u64)> {
+    pub fn create(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        flags: i32,
+    ) -> SysResult<(Entry, u64)> {
         let slot = self.prepare_slot(parent, name)?;
         let perm = mode & 0o7777 & !ctx.umask;
         let d = slot.upper_dir.as_fd();
         let acc = flags & libc::O_ACCMODE;
-        let open_flags = (flags & (libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC)) | if acc == libc::O_RDONLY { libc::O_RDWR } else { acc };
+        let open_flags = (flags & (libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC))
+            | if acc == libc::O_RDONLY {
+                libc::O_RDWR
+            } else {
+                acc
+            };
         let fd = fs::open_at(d, name, open_flags | libc::O_CREAT | libc::O_EXCL, perm)?;
-        let r = self.set_owner(ctx, d, name).and_then(|_| fs::chmod_at(d, name, perm));
+        let r = self
+            .set_owner(ctx, d, name)
+            .and_then(|_| fs::chmod_at(d, name, perm));
         if let Err(e) = r {
             let _ = fs::unlink_at(d, name, false);
             return Err(e);
         }
         let (node, entry) = self.finish_create(&slot, name)?;
-        let fh = self.handles.insert(&node, fd, true, super::layer::UPPER, flags);
+        let fh = self
+            .handles
+            .insert(&node, fd, true, super::layer::UPPER, flags);
         Ok((entry, fh))
     }
 

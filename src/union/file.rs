@@ -31,10 +31,25 @@ pub struct HandleTable {
 }
 
 impl HandleTable {
-    pub fn insert(&self, node: &Arc<Node>, fd: OwnedFd, writable: bool, layer: LayerId, _flags: i32) -> u64 {
+    pub fn insert(
+        &self,
+        node: &Arc<Node>,
+        fd: OwnedFd,
+        writable: bool,
+        layer: LayerId,
+        _flags: i32,
+    ) -> u64 {
         node.open_count.fetch_add(1, Ordering::Relaxed);
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.map.insert(fh, Arc::new(FileHandle { fd: Arc::new(fd), node: node.clone(), writable, layer }));
+        self.map.insert(
+            fh,
+            Arc::new(FileHandle {
+                fd: Arc::new(fd),
+                node: node.clone(),
+                writable,
+                layer,
+            }),
+        );
         fh
     }
 
@@ -68,7 +83,10 @@ impl Union {
                 io::ftruncate(f.as_fd(), 0)?;
             }
             let layer = if node.is_upper() { UPPER } else { 1 };
-            return Ok(OpenResult { fh: self.handles.insert(&node, f, write, layer, flags), from_lower: false });
+            return Ok(OpenResult {
+                fh: self.handles.insert(&node, f, write, layer, flags),
+                from_lower: false,
+            });
         }
         if write {
             self.writable()?;
@@ -81,7 +99,10 @@ impl Union {
         }
         let fd = self.layer(top.layer).open(&top.path, oflags)?;
         let from_lower = top.layer != UPPER || self.read_only();
-        Ok(OpenResult { fh: self.handles.insert(&node, fd, write, top.layer, flags), from_lower })
+        Ok(OpenResult {
+            fh: self.handles.insert(&node, fd, write, top.layer, flags),
+            from_lower,
+        })
     }
 
     pub fn handle(&self, fh: u64) -> SysResult<Arc<FileHandle>> {

@@ -27,7 +27,12 @@ impl InoMap {
         let tags = devs.len() as u64 + 1;
         let bits = 64 - (tags - 1).leading_zeros();
         let shift = 64 - bits.max(1);
-        InoMap { devs, shift, overflow: DashMap::new(), next_overflow: AtomicU64::new(2) }
+        InoMap {
+            devs,
+            shift,
+            overflow: DashMap::new(),
+            next_overflow: AtomicU64::new(2),
+        }
     }
 
     /// The number reported for object `ino` on device `dev`.

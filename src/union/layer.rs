@@ -18,11 +18,17 @@ pub struct Layer {
 
 impl Layer {
     pub fn at(path: &Path) -> Result<Layer, String> {
-        let c = crate::sys::cstr(path.as_os_str().as_bytes()).map_err(|_| format!("bad path {}", path.display()))?;
+        let c = crate::sys::cstr(path.as_os_str().as_bytes())
+            .map_err(|_| format!("bad path {}", path.display()))?;
         let root = fs::open_path(&c, libc::O_PATH | libc::O_DIRECTORY)
             .map_err(|e| format!("cannot open layer {}: {e}", path.display()))?;
-        let st = fs::fstat(root.as_fd()).map_err(|e| format!("cannot stat layer {}: {e}", path.display()))?;
-        Ok(Layer { path: path.to_path_buf(), root, dev: st.st_dev })
+        let st = fs::fstat(root.as_fd())
+            .map_err(|e| format!("cannot stat layer {}: {e}", path.display()))?;
+        Ok(Layer {
+            path: path.to_path_buf(),
+            root,
+            dev: st.st_dev,
+        })
     }
 
     pub fn root(&self) -> BorrowedFd<'_> {

@@ -56,11 +56,18 @@ impl Union {
                     let child = path::join(&loc.path, name);
                     match &mut found {
                         None => {
-                            let mut f = Found { st, upper: false, lowers: Vec::new() };
+                            let mut f = Found {
+                                st,
+                                upper: false,
+                                lowers: Vec::new(),
+                            };
                             if loc.layer == UPPER {
                                 f.upper = true;
                             } else {
-                                f.lowers.push(Loc { layer: loc.layer, path: child });
+                                f.lowers.push(Loc {
+                                    layer: loc.layer,
+                                    path: child,
+                                });
                             }
                             if !is_dir {
                                 return Ok(Some(f));
@@ -71,7 +78,10 @@ impl Union {
                             if !is_dir {
                                 break;
                             }
-                            f.lowers.push(Loc { layer: loc.layer, path: child });
+                            f.lowers.push(Loc {
+                                layer: loc.layer,
+                                path: child,
+                            });
                         }
                     }
                     if whiteout::is_opaque(d.as_fd(), name) {
@@ -103,7 +113,10 @@ impl Union {
             if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
                 break;
             }
-            f.lowers.push(Loc { layer, path: target.clone() });
+            f.lowers.push(Loc {
+                layer,
+                path: target.clone(),
+            });
             let (parent, name) = path::split(&target);
             let Ok(pd) = l.dir(parent) else { break };
             if whiteout::is_opaque(pd.as_fd(), name) {
@@ -150,6 +163,9 @@ impl Union {
         let ino = self.ino_of(&f, &upper_path);
         let mut st = f.st;
         st.st_ino = ino;
+        if f.is_dir() && f.lowers.len() + usize::from(f.upper) > 1 {
+            st.st_nlink = 1;
+        }
         let node = self.nodes.remember(
             ino,
             f.kind(),

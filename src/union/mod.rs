@@ -2,7 +2,7 @@
 //! rename, inode identity. Every operation returns `Result<_, Errno>` and is unit-testable on
 //! temp-dir layers without mounting.
 
-mod attr;
+pub mod attr;
 mod copyup;
 mod create;
 mod file;
@@ -109,7 +109,12 @@ impl Union {
             parent: None,
             name: Vec::new(),
             upper: has_upper,
-            lowers: (lower_start..layers.len()).map(|layer| Loc { layer, path: Vec::new() }).collect(),
+            lowers: (lower_start..layers.len())
+                .map(|layer| Loc {
+                    layer,
+                    path: Vec::new(),
+                })
+                .collect(),
             unlinked: false,
             detached: None,
         };
@@ -160,7 +165,11 @@ impl Union {
     }
 
     fn writable(&self) -> SysResult<()> {
-        if self.has_upper { Ok(()) } else { Err(Errno::EROFS) }
+        if self.has_upper {
+            Ok(())
+        } else {
+            Err(Errno::EROFS)
+        }
     }
 
     fn upper(&self) -> &Layer {
@@ -194,24 +203,37 @@ fn prepare_workdir(w: &std::path::Path) -> Result<OwnedFd, String> {
     match std::fs::create_dir(&work) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            for entry in std::fs::read_dir(&work).map_err(|e| format!("cannot read {}: {e}", work.display()))? {
+            for entry in std::fs::read_dir(&work)
+                .map_err(|e| format!("cannot read {}: {e}", work.display()))?
+            {
                 let p = entry.map_err(|e| e.to_string())?.path();
-                let _ = if p.is_dir() && !p.is_symlink() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+                let _ = if p.is_dir() && !p.is_symlink() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
             }
         }
         Err(e) => return Err(format!("cannot create {}: {e}", work.display())),
     }
     let layer = Layer::at(&work)?;
-    layer.dir(b"").map_err(|e| format!("cannot open {}: {e}", work.display()))
+    layer
+        .dir(b"")
+        .map_err(|e| format!("cannot open {}: {e}", work.display()))
 }
 
 /// Kernel format when this process may mknod whiteouts and set trusted.* xattrs, else user.*.
 fn probe_markers(work: &OwnedFd) -> MarkerFormat {
     let probe = b"#unionrs-probe";
     let can_mknod = crate::sys::proc::can_mknod_whiteout(work.as_fd(), probe);
-    let can_trusted = crate::sys::xattr::set(work.as_fd(), b"", b"trusted.unionrs.probe", b"1", 0).is_ok();
+    let can_trusted =
+        crate::sys::xattr::set(work.as_fd(), b"", b"trusted.unionrs.probe", b"1", 0).is_ok();
     if can_trusted {
         let _ = crate::sys::xattr::remove(work.as_fd(), b"", b"trusted.unionrs.probe");
     }
-    if can_mknod && can_trusted { MarkerFormat::Kernel } else { MarkerFormat::User }
+    if can_mknod && can_trusted {
+        MarkerFormat::Kernel
+    } else {
+        MarkerFormat::User
+    }
 }

@@ -99,7 +99,10 @@ impl Node {
             drop(s);
             let path = self.path();
             let s = self.state.read();
-            v.push(Loc { layer: super::layer::UPPER, path });
+            v.push(Loc {
+                layer: super::layer::UPPER,
+                path,
+            });
             v.extend(s.lowers.iter().cloned());
             return v;
         }
@@ -112,7 +115,10 @@ impl Node {
         let s = self.state.read();
         if s.upper {
             drop(s);
-            return Some(Loc { layer: super::layer::UPPER, path: self.path() });
+            return Some(Loc {
+                layer: super::layer::UPPER,
+                path: self.path(),
+            });
         }
         s.lowers.first().cloned()
     }
@@ -147,24 +153,34 @@ impl NodeTable {
     /// Inserts or refreshes the node for `ino` and counts one kernel lookup.
     /// An existing node of another type (the number was reused) is replaced.
     pub fn remember(&self, ino: u64, kind: u32, state: NodeState) -> Arc<Node> {
-        let mut entry = self.map.entry(ino).or_insert_with(|| Arc::new(Node::new(ino, kind, NodeState {
-            parent: None,
-            name: Vec::new(),
-            upper: false,
-            lowers: Vec::new(),
-            unlinked: true,
-            detached: None,
-        })));
+        let mut entry = self.map.entry(ino).or_insert_with(|| {
+            Arc::new(Node::new(
+                ino,
+                kind,
+                NodeState {
+                    parent: None,
+                    name: Vec::new(),
+                    upper: false,
+                    lowers: Vec::new(),
+                    unlinked: true,
+                    detached: None,
+                },
+            ))
+        });
         if entry.kind != kind {
             let lookups = entry.lookups.load(Ordering::Relaxed);
-            let fresh = Arc::new(Node::new(ino, kind, NodeState {
-                parent: None,
-                name: Vec::new(),
-                upper: false,
-                lowers: Vec::new(),
-                unlinked: true,
-                detached: None,
-            }));
+            let fresh = Arc::new(Node::new(
+                ino,
+                kind,
+                NodeState {
+                    parent: None,
+                    name: Vec::new(),
+                    upper: false,
+                    lowers: Vec::new(),
+                    unlinked: true,
+                    detached: None,
+                },
+            ));
             fresh.lookups.store(lookups, Ordering::Relaxed);
             *entry = fresh;
         }
@@ -186,7 +202,10 @@ impl NodeTable {
             return;
         }
         self.map.remove_if(&ino, |_, node| {
-            let prev = node.lookups.fetch_sub(n.min(node.lookups.load(Ordering::Relaxed)), Ordering::Relaxed);
+            let prev = node.lookups.fetch_sub(
+                n.min(node.lookups.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
             prev <= n
         });
     }

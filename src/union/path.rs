@@ -35,7 +35,13 @@ mod tests {
         assert_eq!(join(b"a/b", b"c"), b"a/b/c");
         assert_eq!(split(b"a/b/c"), (&b"a/b"[..], &b"c"[..]));
         assert_eq!(split(b"c"), (&b""[..], &b"c"[..]));
-        for (n, ok) in [(&b"a"[..], true), (b"", false), (b".", false), (b"..", false), (b"a/b", false)] {
+        for (n, ok) in [
+            (&b"a"[..], true),
+            (b"", false),
+            (b".", false),
+            (b"..", false),
+            (b"a/b", false),
+        ] {
             assert_eq!(is_valid_name(n), ok);
         }
     }

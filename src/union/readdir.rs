@@ -49,10 +49,24 @@ impl Union {
         if node.state.read().unlinked {
             return Err(Errno::ENOENT);
         }
-        let parent_ino = node.state.read().parent.as_ref().map(|p| p.ino).unwrap_or(ino);
+        let parent_ino = node
+            .state
+            .read()
+            .parent
+            .as_ref()
+            .map(|p| p.ino)
+            .unwrap_or(ino);
         let mut entries = vec![
-            DirEntryOut { ino, kind: libc::S_IFDIR, name: b".".to_vec() },
-            DirEntryOut { ino: parent_ino, kind: libc::S_IFDIR, name: b"..".to_vec() },
+            DirEntryOut {
+                ino,
+                kind: libc::S_IFDIR,
+                name: b".".to_vec(),
+            },
+            DirEntryOut {
+                ino: parent_ino,
+                kind: libc::S_IFDIR,
+                name: b"..".to_vec(),
+            },
         ];
         entries.extend(self.list_merged(&node.dir_layers())?);
         let fh = self.dirs.next.fetch_add(1, Ordering::Relaxed) + 1;
@@ -62,7 +76,11 @@ impl Union {
 
     /// Entries from `offset` on (offset = index of the next entry).
     pub fn readdir(&self, fh: u64) -> SysResult<Arc<Vec<DirEntryOut>>> {
-        self.dirs.map.get(&fh).map(|e| e.clone()).ok_or(Errno::EBADF)
+        self.dirs
+            .map
+            .get(&fh)
+            .map(|e| e.clone())
+            .ok_or(Errno::EBADF)
     }
 
     pub fn releasedir(&self, fh: u64) {
@@ -112,12 +130,17 @@ impl Union {
                 }
                 let ino = if loc.layer == UPPER {
                     let p = super::path::join(&loc.path, &e.name);
-                    self.origin_ino(&p).unwrap_or_else(|| self.inos.map(layer.dev, e.ino))
+                    self.origin_ino(&p)
+                        .unwrap_or_else(|| self.inos.map(layer.dev, e.ino))
                 } else {
                     self.inos.map(layer.dev, e.ino)
                 };
                 seen.insert(e.name.clone());
-                out.push(DirEntryOut { ino, kind: kind.unwrap_or(libc::S_IFREG), name: e.name });
+                out.push(DirEntryOut {
+                    ino,
+                    kind: kind.unwrap_or(libc::S_IFREG),
+                    name: e.name,
+                });
             }
             hidden.extend(layer_whiteouts);
         }

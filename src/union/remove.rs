@@ -2,9 +2,9 @@
 //! the upper; deleting a lower file never copies its data up.
 
 use super::layer::UPPER;
+use super::lookup::Found;
 use super::node::Node;
 use super::{Errno, SysResult, Union, path, whiteout};
-use super::lookup::Found;
 use crate::sys::{fs, xattr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
@@ -12,7 +12,11 @@ use std::sync::Arc;
 impl Union {
     /// Whether any lower layer shows something at `name` in directory `dir`.
     pub(crate) fn lower_has(&self, dir: &Node, name: &[u8]) -> SysResult<bool> {
-        let lowers: Vec<_> = dir.dir_layers().into_iter().filter(|l| l.layer != UPPER).collect();
+        let lowers: Vec<_> = dir
+            .dir_layers()
+            .into_iter()
+            .filter(|l| l.layer != UPPER)
+            .collect();
         Ok(self.resolve_in(&lowers, name)?.is_some())
     }
 
@@ -22,7 +26,12 @@ impl Union {
             whiteout::MarkerFormat::Kernel => fs::mknod_at(upper_dir, name, libc::S_IFCHR, 0),
             whiteout::MarkerFormat::User => {
                 let wh = whiteout::wh_name(name);
-                drop(fs::open_at(upper_dir, &wh, libc::O_CREAT | libc::O_WRONLY, 0)?);
+                drop(fs::open_at(
+                    upper_dir,
+                    &wh,
+                    libc::O_CREAT | libc::O_WRONLY,
+                    0,
+                )?);
                 Ok(())
             }
         }
@@ -123,7 +132,10 @@ impl Union {
     pub(crate) fn merged_dir_is_empty(&self, dir_path: &[u8], f: &Found) -> SysResult<bool> {
         let mut layers = Vec::new();
         if f.upper {
-            layers.push(super::node::Loc { layer: UPPER, path: dir_path.to_vec() });
+            layers.push(super::node::Loc {
+                layer: UPPER,
+                path: dir_path.to_vec(),
+            });
         }
         layers.extend(f.lowers.iter().cloned());
         Ok(self.list_merged(&layers)?.is_empty())

@@ -16,7 +16,14 @@ const NOREPLACE: u32 = libc::RENAME_NOREPLACE;
 const EXCHANGE: u32 = libc::RENAME_EXCHANGE;
 
 impl Union {
-    pub fn rename(&self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], flags: u32) -> SysResult<()> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        flags: u32,
+    ) -> SysResult<()> {
         self.writable()?;
         if flags & !(NOREPLACE | EXCHANGE) != 0 || flags == NOREPLACE | EXCHANGE {
             return Err(Errno::EINVAL);
@@ -53,7 +60,9 @@ impl Union {
                 match (src.is_dir(), d.is_dir()) {
                     (true, false) => return Err(Errno::ENOTDIR),
                     (false, true) => return Err(Errno::EISDIR),
-                    (true, true) if !self.merged_dir_is_empty(&dst_path, d)? => return Err(Errno::ENOTEMPTY),
+                    (true, true) if !self.merged_dir_is_empty(&dst_path, d)? => {
+                        return Err(Errno::ENOTEMPTY);
+                    }
                     _ => {}
                 }
             }

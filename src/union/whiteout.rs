@@ -68,14 +68,27 @@ pub fn is_whiteout(dir: BorrowedFd<'_>, name: &[u8], st: &Stat) -> bool {
             || xattr::has(dir, name, b"user.overlay.whiteout"))
 }
 
-/// The kernel only honours xattr whiteouts inside a directory marked `overlay.whiteouts`.
+/// The kernel only honours xattr whiteouts inside a directory marked as holding them:
+/// `overlay.opaque=x` (what kernel 6.x checks) or the older `overlay.whiteouts` marker.
 pub fn dir_has_xattr_whiteouts(dir: BorrowedFd<'_>) -> bool {
-    xattr::has(dir, b"", b"trusted.overlay.whiteouts") || xattr::has(dir, b"", b"user.overlay.whiteouts")
+    let x = |attr: &[u8]| {
+        xattr::get(dir, b"", attr)
+            .map(|v| v == b"x")
+            .unwrap_or(false)
+    };
+    x(b"trusted.overlay.opaque")
+        || x(b"user.overlay.opaque")
+        || xattr::has(dir, b"", b"trusted.overlay.whiteouts")
+        || xattr::has(dir, b"", b"user.overlay.whiteouts")
 }
 
 /// Whether directory `name` inside `dir` is opaque (hides everything below its layer).
 pub fn is_opaque(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
-    let yes = |attr: &[u8]| xattr::get(dir, name, attr).map(|v| v == b"y").unwrap_or(false);
+    let yes = |attr: &[u8]| {
+        xattr::get(dir, name, attr)
+            .map(|v| v == b"y")
+            .unwrap_or(false)
+    };
     if yes(b"trusted.overlay.opaque") || yes(b"user.overlay.opaque") {
         return true;
     }
@@ -121,7 +134,12 @@ mod tests {
             (b".whfoo", false),
             (b".w", false),
         ] {
-            assert_eq!(is_hidden_name(name), hidden, "{:?}", String::from_utf8_lossy(name));
+            assert_eq!(
+                is_hidden_name(name),
+                hidden,
+                "{:?}",
+                String::from_utf8_lossy(name)
+            );
         }
         for (name, private) in [
             (&b"trusted.overlay.opaque"[..], true),

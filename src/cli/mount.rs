@@ -1,0 +1,142 @@
+//! `unionrs [-f] [-d] -o lowerdir=..,upperdir=..,workdir=.. MNT`: validate, go to the
+//! background (the parent exits 0 only once the mount is live), mount, serve.
+
+use super::options::{MountArgs, parse_mount_argv};
+use super::validate::validate;
+use crate::fuse::adapter::UnionFs;
+use crate::fuse::session::{self, MountSpec};
+use crate::sys::{fs, proc};
+use crate::union::{Union, UnionConfig};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::process::ExitCode;
+
+pub fn run(argv: &[OsString]) -> ExitCode {
+    let args = match parse_mount_argv(argv).and_then(validate) {
+        Ok(v) => v.args,
+        Err(e) => {
+            eprintln!("unionrs: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    init_logging(args.debug);
+    for ignored in &args.opts.ignored {
+        log::debug!("option {ignored:?} accepted and not acted on");
+    }
+    if args.foreground {
+        return match mount_and_serve(&args, None) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("unionrs: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let (rx, tx) = match proc::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("unionrs: cannot create pipe: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match proc::fork() {
+        Err(e) => {
+            eprintln!("unionrs: cannot fork: {e}");
+            ExitCode::from(1)
+        }
+        Ok(proc::Fork::Parent(_)) => {
+            drop(tx);
+            wait_for_child(rx)
+        }
+        Ok(proc::Fork::Child) => {
+            drop(rx);
+            proc::setsid();
+            match mount_and_serve(&args, Some(tx)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    log::error!("{e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+/// The parent waits for the daemon's word: "OK" once the mount is live, else the error.
+fn wait_for_child(rx: OwnedFd) -> ExitCode {
+    let mut msg = String::new();
+    let _ = std::fs::File::from(rx).read_to_string(&mut msg);
+    if msg == "OK" {
+        return ExitCode::SUCCESS;
+    }
+    if msg.is_empty() {
+        msg = "the daemon exited before the mount was live".into();
+    }
+    eprintln!("unionrs: {msg}");
+    ExitCode::from(1)
+}
+
+fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), String> {
+    // Before any thread exists, so every thread inherits the mask and one waits for signals.
+    proc::block_termination_signals();
+    fs::clear_umask();
+    let o = &args.opts;
+    let cfg = UnionConfig {
+        lowers: o.lowerdirs.clone(),
+        upper: o.upperdir.clone(),
+        work: o.workdir.clone(),
+        fsync: o.fsync && !o.volatile,
+        user_markers: false,
+    };
+    let result = Union::new(&cfg).and_then(|union| {
+        log::info!("upper markers: {:?}", union.markers);
+        let root = proc::geteuid() == 0;
+        let allow_other = o.allow_other.unwrap_or(root);
+        let spec = MountSpec {
+            source: o
+                .fsname
+                .clone()
+                .or_else(|| args.source.clone())
+                .unwrap_or_else(|| "unionrs".into()),
+            mountpoint: args.mountpoint.clone(),
+            read_only: o.read_only,
+            allow_other,
+            default_permissions: o.default_permissions.unwrap_or(allow_other),
+            nosuid: o.suid == Some(false),
+            nodev: o.dev == Some(false),
+            noexec: o.exec == Some(false),
+            noatime: o.noatime,
+            threads: if args.single_thread { 1 } else { 4 },
+        };
+        let fs = UnionFs {
+            union,
+            acl: !o.noacl,
+        };
+        session::mount(fs, &spec).map(|s| (s, spec))
+    });
+    let (session, spec) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(tx) = ready {
+                let _ = std::fs::File::from(tx).write_all(e.as_bytes());
+                return Err(e);
+            }
+            return Err(e);
+        }
+    };
+    if let Some(tx) = ready {
+        let _ = std::env::set_current_dir("/");
+        let _ = proc::redirect_stdio_to_null();
+        let _ = std::fs::File::from(tx).write_all(b"OK");
+    }
+    session::serve(session, spec.mountpoint)
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "warn" };
+    let env = env_logger::Env::default().filter_or("RUST_LOG", default);
+    let _ = env_logger::Builder::from_env(env)
+        .format_timestamp_millis()
+        .try_init();
+}
