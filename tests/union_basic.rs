@@ -7,7 +7,7 @@ use common::snapshot::{Kind, tree_snapshot, upper_snapshot};
 use common::*;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirEntryExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirEntryExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 fn erofs<T: std::fmt::Debug>(r: std::io::Result<T>, what: &str) {
@@ -46,25 +46,25 @@ both!(merge_three_layers, |fs| {
     assert_eq!(read(l.m("d/y")), "y2");
     assert_eq!(read(l.m("d/x")), "x3");
     assert_eq!(read(l.m("s")), "a2", "symlink resolves in the union");
-    assert!(fs::symlink_metadata(l.m("p")).unwrap().file_type().is_fifo_like());
+    assert!(
+        fs::symlink_metadata(l.m("p"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
     for dir in [l.mnt.clone(), l.m("d")] {
         for e in fs::read_dir(&dir).unwrap() {
             let e = e.unwrap();
             let st = fs::symlink_metadata(e.path()).unwrap();
-            assert_eq!(e.ino(), st.ino(), "d_ino == st_ino for {}", e.path().display());
+            assert_eq!(
+                e.ino(),
+                st.ino(),
+                "d_ino == st_ino for {}",
+                e.path().display()
+            );
         }
     }
 });
-
-trait FifoLike {
-    fn is_fifo_like(&self) -> bool;
-}
-impl FifoLike for fs::FileType {
-    fn is_fifo_like(&self) -> bool {
-        use std::os::unix::fs::FileTypeExt;
-        self.is_fifo()
-    }
-}
 
 /// Hides lower file `f` and lower dir `g` with `form` in l1; checks names never leak.
 fn check_whiteout(fs: Fs, form: Whiteout, opts: &[&str]) {
@@ -88,13 +88,33 @@ fn check_whiteout(fs: Fs, form: Whiteout, opts: &[&str]) {
     write(l.m("d/f"), "new");
     assert_eq!(read(l.m("d/f")), "new");
     fs::create_dir(l.m("d/g")).unwrap();
-    assert_eq!(names(l.m("d/g")), Vec::<String>::new(), "recreated dir is empty");
+    assert_eq!(
+        names(l.m("d/g")),
+        Vec::<String>::new(),
+        "recreated dir is empty"
+    );
 }
 
-both!(whiteout_chardev_hides, |fs| check_whiteout(fs, Whiteout::CharDev, &[]));
-both!(whiteout_xattr_trusted_hides, |fs| check_whiteout(fs, Whiteout::XattrTrusted, &[]));
-both!(whiteout_xattr_user_hides, |fs| check_whiteout(fs, Whiteout::XattrUser, &["kernel:userxattr"]));
-unionrs_only!(whiteout_oci_hides, |fs| check_whiteout(fs, Whiteout::Oci, &[]));
+both!(whiteout_chardev_hides, |fs| check_whiteout(
+    fs,
+    Whiteout::CharDev,
+    &[]
+));
+both!(whiteout_xattr_trusted_hides, |fs| check_whiteout(
+    fs,
+    Whiteout::XattrTrusted,
+    &[]
+));
+both!(whiteout_xattr_user_hides, |fs| check_whiteout(
+    fs,
+    Whiteout::XattrUser,
+    &["kernel:userxattr"]
+));
+unionrs_only!(whiteout_oci_hides, |fs| check_whiteout(
+    fs,
+    Whiteout::Oci,
+    &[]
+));
 
 fn check_opaque(fs: Fs, form: Opaque, opts: &[&str]) {
     let l = Layers::new(3);
@@ -108,12 +128,27 @@ fn check_opaque(fs: Fs, form: Opaque, opts: &[&str]) {
     enoent(&l.m("d/low"));
     enoent(&l.m("d/sub"));
     let xattrs = sys::llistxattr(&l.m("d")).unwrap();
-    assert!(xattrs.iter().all(|x| !snapshot::is_private_xattr(x)), "{xattrs:?}");
+    assert!(
+        xattrs.iter().all(|x| !snapshot::is_private_xattr(x)),
+        "{xattrs:?}"
+    );
 }
 
-both!(opaque_trusted_stops_merge, |fs| check_opaque(fs, Opaque::XattrTrusted, &[]));
-both!(opaque_user_stops_merge, |fs| check_opaque(fs, Opaque::XattrUser, &["kernel:userxattr"]));
-unionrs_only!(opaque_oci_stops_merge, |fs| check_opaque(fs, Opaque::Oci, &[]));
+both!(opaque_trusted_stops_merge, |fs| check_opaque(
+    fs,
+    Opaque::XattrTrusted,
+    &[]
+));
+both!(opaque_user_stops_merge, |fs| check_opaque(
+    fs,
+    Opaque::XattrUser,
+    &["kernel:userxattr"]
+));
+unionrs_only!(opaque_oci_stops_merge, |fs| check_opaque(
+    fs,
+    Opaque::Oci,
+    &[]
+));
 
 unionrs_only!(oci_whiteout_and_new_dir_in_same_layer, |fs| {
     // An OCI layer that replaces file X by dir X holds both `.wh.X` and `X/`:
@@ -129,7 +164,11 @@ unionrs_only!(oci_whiteout_and_new_dir_in_same_layer, |fs| {
     assert_eq!(names(&l.mnt), ["X", "Y"]);
     assert!(fs::metadata(l.m("X")).unwrap().is_dir());
     assert_eq!(names(l.m("X")), ["new"]);
-    assert_eq!(names(l.m("Y")), ["fresh"], "the lower Y/ is hidden, not merged");
+    assert_eq!(
+        names(l.m("Y")),
+        ["fresh"],
+        "the lower Y/ is hidden, not merged"
+    );
 });
 
 both!(readonly_union_erofs, |fs| {
@@ -139,13 +178,19 @@ both!(readonly_union_erofs, |fs| {
     let _m = mount(fs, &l, &[]);
     assert_eq!(read(l.m("f")), "f");
     erofs(fs::write(l.m("new"), "x"), "create");
-    erofs(OpenOptions::new().write(true).open(l.m("f")), "open for write");
+    erofs(
+        OpenOptions::new().write(true).open(l.m("f")),
+        "open for write",
+    );
     erofs(fs::remove_file(l.m("f")), "unlink");
     erofs(fs::create_dir(l.m("nd")), "mkdir");
     erofs(fs::remove_dir(l.m("d")), "rmdir");
     erofs(fs::rename(l.m("f"), l.m("g")), "rename");
     erofs(sys::lsetxattr(&l.m("f"), "user.x", b"1"), "setxattr");
-    erofs(fs::set_permissions(l.m("f"), fs::Permissions::from_mode(0o600)), "chmod");
+    erofs(
+        fs::set_permissions(l.m("f"), fs::Permissions::from_mode(0o600)),
+        "chmod",
+    );
 });
 
 both!(copy_up_preserves_metadata, |fs| {
@@ -178,7 +223,10 @@ both!(copy_up_preserves_metadata, |fs| {
     assert_eq!(read(l.m("dir/f")), "lower data+more");
     let after = tree_snapshot(l.l(2));
     snapshot::assert_same_tree(&before, &after, "lower layer untouched");
-    assert_eq!(before[Path::new("dir/f")].mtime_ns, after[Path::new("dir/f")].mtime_ns);
+    assert_eq!(
+        before[Path::new("dir/f")].mtime_ns,
+        after[Path::new("dir/f")].mtime_ns
+    );
 });
 
 both!(unlink_lower_writes_chardev_whiteout, |fs| {
@@ -200,8 +248,15 @@ both!(rmdir_mkdir_lower_dir_makes_opaque, |fs| {
     fs::remove_dir(l.m("d")).unwrap();
     fs::create_dir(l.m("d")).unwrap();
     assert_eq!(names(l.m("d")), Vec::<String>::new());
-    assert_eq!(getxattr(l.upper().join("d"), "trusted.overlay.opaque").as_deref(), Some("y"));
-    assert_eq!(getxattr(l.m("d"), "trusted.overlay.opaque"), None, "private xattr hidden");
+    assert_eq!(
+        getxattr(l.upper().join("d"), "trusted.overlay.opaque").as_deref(),
+        Some("y")
+    );
+    assert_eq!(
+        getxattr(l.m("d"), "trusted.overlay.opaque"),
+        None,
+        "private xattr hidden"
+    );
 });
 
 both!(rmdir_dir_that_only_looks_empty, |fs| {
@@ -214,10 +269,17 @@ both!(rmdir_dir_that_only_looks_empty, |fs| {
     let e = fs::remove_dir(l.m("full")).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY));
     let e = fs::remove_dir(l.m("d")).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY), "d/y is still visible");
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::ENOTEMPTY),
+        "d/y is still visible"
+    );
     fs::remove_file(l.m("d/y")).unwrap();
     fs::remove_dir(l.m("d")).unwrap();
     enoent(&l.m("d"));
     assert!(!names(&l.mnt).contains(&"d".to_string()));
-    assert_eq!(upper_snapshot(l.upper())[Path::new("d")].kind, Kind::Whiteout);
+    assert_eq!(
+        upper_snapshot(l.upper())[Path::new("d")].kind,
+        Kind::Whiteout
+    );
 });

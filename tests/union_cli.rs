@@ -45,7 +45,11 @@ fn must_refuse(l: &Layers, opts: &str, what: &str) {
     }
     assert!(!out.status.success(), "{what}: exit status {}", out.status);
     assert_eq!(fstype, None, "{what}: something got mounted");
-    assert_eq!(err.trim().lines().count(), 1, "{what}: want a one-line error, got {err:?}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "{what}: want a one-line error, got {err:?}"
+    );
 }
 
 unionrs_only!(bad_options_fail_before_mounting, |_fs| {
@@ -53,13 +57,28 @@ unionrs_only!(bad_options_fail_before_mounting, |_fs| {
     let base = layer_opts(&l);
     must_refuse(&l, &format!("{base},no_such_option_xyz"), "unknown option");
     let missing = l.dir.path().join("missing");
-    must_refuse(&l, &format!("lowerdir={}", missing.display()), "missing lowerdir");
+    must_refuse(
+        &l,
+        &format!("lowerdir={}", missing.display()),
+        "missing lowerdir",
+    );
     let (u, w) = (l.upper().display(), l.work.display());
-    must_refuse(&l, &format!("upperdir={u},workdir={w}"), "no lowerdir at all");
+    must_refuse(
+        &l,
+        &format!("upperdir={u},workdir={w}"),
+        "no lowerdir at all",
+    );
     let inside = l.l(1).join("up");
     mkdir(&inside);
     let lowers = format!("{}:{}", l.l(1).display(), l.l(2).display());
-    must_refuse(&l, &format!("lowerdir={lowers},upperdir={},workdir={w}", inside.display()), "upper inside a lower");
+    must_refuse(
+        &l,
+        &format!(
+            "lowerdir={lowers},upperdir={},workdir={w}",
+            inside.display()
+        ),
+        "upper inside a lower",
+    );
     write(l.work.join("junk"), "j");
     must_refuse(&l, &base, "non-empty workdir");
 });
@@ -82,7 +101,10 @@ unionrs_only!(sigterm_unmounts_cleanly, |fs| {
     sys::kill(m.pid().unwrap(), libc::SIGTERM).unwrap();
     assert!(wait_unmounted(&l.mnt), "still mounted 10 s after SIGTERM");
     let status = m.unmount();
-    assert!(status.is_some_and(|s| s.success()), "daemon exit after SIGTERM: {status:?}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "daemon exit after SIGTERM: {status:?}"
+    );
     assert_eq!(read(l.upper().join("f")), "written");
 });
 
@@ -90,18 +112,35 @@ unionrs_only!(background_mode_returns_once_live, |_fs| {
     let l = Layers::read_only(2);
     write(l.l(2).join("f"), "bg");
     let lowers = format!("lowerdir={}:{}", l.l(1).display(), l.l(2).display());
-    let out = Command::new(unionrs_bin()).args(["-o", &lowers]).arg(&l.mnt).output().unwrap();
+    let out = Command::new(unionrs_bin())
+        .args(["-o", &lowers])
+        .arg(&l.mnt)
+        .output()
+        .unwrap();
     // Check at once: the parent may only exit once the mount is live.
     let fstype = mounted_fstype(&l.mnt);
     let content = std::fs::read_to_string(l.m("f"));
     if fstype.is_some() {
-        let ok = Command::new("umount").arg(&l.mnt).status().unwrap().success();
+        let ok = Command::new("umount")
+            .arg(&l.mnt)
+            .status()
+            .unwrap()
+            .success();
         if !ok {
             let _ = Command::new("umount").arg("-l").arg(&l.mnt).status();
         }
     }
-    assert!(out.status.success(), "background mount: {} {}", out.status, String::from_utf8_lossy(&out.stderr));
-    assert_eq!(fstype.as_deref(), Some("fuse.unionrs"), "mount live when the parent exits");
+    assert!(
+        out.status.success(),
+        "background mount: {} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fstype.as_deref(),
+        Some("fuse.unionrs"),
+        "mount live when the parent exits"
+    );
     assert_eq!(content.unwrap(), "bg");
     assert!(wait_unmounted(&l.mnt));
 });

@@ -8,7 +8,9 @@ use common::*;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirEntryExt, FileExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{
+    DirEntryExt, FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
+};
 use std::path::Path;
 
 fn errno<T>(r: std::io::Result<T>) -> i32 {
@@ -24,12 +26,25 @@ both!(create_node_types, |fs| {
     fs::create_dir(l.m("dir")).unwrap();
     std::os::unix::fs::symlink("file", l.m("sym")).unwrap();
     fs::hard_link(l.m("file"), l.m("hard")).unwrap();
-    assert!(fs::symlink_metadata(l.m("fifo")).unwrap().file_type().is_fifo());
+    assert!(
+        fs::symlink_metadata(l.m("fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
     assert_eq!(fs::read_link(l.m("sym")).unwrap(), Path::new("file"));
     assert_eq!(fs::metadata(l.m("hard")).unwrap().nlink(), 2);
-    assert_eq!(fs::metadata(l.m("hard")).unwrap().ino(), fs::metadata(l.m("file")).unwrap().ino());
+    assert_eq!(
+        fs::metadata(l.m("hard")).unwrap().ino(),
+        fs::metadata(l.m("file")).unwrap().ino()
+    );
     let up = upper_snapshot(l.upper());
-    for (n, k) in [("file", Kind::File), ("fifo", Kind::Fifo), ("dir", Kind::Dir), ("sym", Kind::Symlink)] {
+    for (n, k) in [
+        ("file", Kind::File),
+        ("fifo", Kind::Fifo),
+        ("dir", Kind::Dir),
+        ("sym", Kind::Symlink),
+    ] {
         assert_eq!(up[Path::new(n)].kind, k, "{n} in upper");
     }
     fs::remove_file(l.m("hard")).unwrap();
@@ -39,7 +54,10 @@ both!(create_node_types, |fs| {
     assert_eq!(fs::metadata(l.m("file")).unwrap().nlink(), 1);
     assert_eq!(names(&l.mnt), ["file", "lower"]);
     let up = upper_snapshot(l.upper());
-    assert!(!up.contains_key(Path::new("dir")), "upper-only entries leave no whiteout: {up:#?}");
+    assert!(
+        !up.contains_key(Path::new("dir")),
+        "upper-only entries leave no whiteout: {up:#?}"
+    );
 });
 
 both!(rename_files, |fs| {
@@ -51,7 +69,11 @@ both!(rename_files, |fs| {
     let ino = fs::metadata(l.m("a")).unwrap().ino();
     fs::rename(l.m("a"), l.m("a2")).unwrap();
     assert_eq!(read(l.m("a2")), "A");
-    assert_eq!(fs::metadata(l.m("a2")).unwrap().ino(), ino, "st_ino kept across rename");
+    assert_eq!(
+        fs::metadata(l.m("a2")).unwrap().ino(),
+        ino,
+        "st_ino kept across rename"
+    );
     fs::rename(l.m("d/b"), l.m("e/b")).unwrap();
     fs::rename(l.m("e/c"), l.m("a2")).unwrap();
     assert_eq!(names(&l.mnt), ["a2", "d", "e"]);
@@ -75,7 +97,11 @@ both!(rename_lower_directory, |fs| {
     fs::rename(l.m("d"), l.m("e")).expect("rename of a merged lower dir (no EXDEV)");
     assert_eq!(names(l.m("e")), ["sub", "x", "z"]);
     assert_eq!(read(l.m("e/sub/y")), "y");
-    assert_eq!(fs::metadata(l.m("e")).unwrap().ino(), ino, "dir st_ino kept across rename");
+    assert_eq!(
+        fs::metadata(l.m("e")).unwrap().ino(),
+        ino,
+        "dir st_ino kept across rename"
+    );
     fs::rename(l.m("d2"), l.m("other/moved")).expect("rename lower dir into another dir");
     assert_eq!(names(l.m("other/moved")), ["q"]);
     assert!(!names(&l.mnt).contains(&"d".into()) && !names(&l.mnt).contains(&"d2".into()));
@@ -103,7 +129,8 @@ both!(rename_noreplace_and_exchange, |fs| {
     assert_eq!(errno(e), libc::ENOENT);
     sys::renameat2(&l.m("c"), &l.m("b"), libc::RENAME_EXCHANGE).unwrap();
     assert_eq!((read(l.m("b")), read(l.m("c"))), ("A".into(), "B".into()));
-    sys::renameat2(&l.m("b"), &l.m("dir"), libc::RENAME_EXCHANGE).expect("exchange file and lower dir");
+    sys::renameat2(&l.m("b"), &l.m("dir"), libc::RENAME_EXCHANGE)
+        .expect("exchange file and lower dir");
     assert_eq!(read(l.m("dir")), "A");
     assert_eq!(names(l.m("b")), ["in"]);
     assert_eq!(names(&l.mnt), ["b", "c", "dir"]);
@@ -114,17 +141,45 @@ both!(truncate_fallocate_append, |fs| {
     write(l.l(1).join("t"), "0123456789");
     write(l.l(1).join("ap"), "start");
     let _m = mount(fs, &l, &[]);
-    OpenOptions::new().write(true).open(l.m("t")).unwrap().set_len(4).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(l.m("t"))
+        .unwrap()
+        .set_len(4)
+        .unwrap();
     assert_eq!(read(l.m("t")), "0123");
-    fs::File::options().write(true).open(l.m("t")).unwrap().set_len(8).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(l.m("t"))
+        .unwrap()
+        .set_len(8)
+        .unwrap();
     assert_eq!(fs::read(l.m("t")).unwrap(), b"0123\0\0\0\0");
-    let f = OpenOptions::new().write(true).create(true).truncate(true).open(l.m("fa")).unwrap();
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(l.m("fa"))
+        .unwrap();
     sys::fallocate(&f, 0, 0, 1 << 20).unwrap();
     let md = f.metadata().unwrap();
     assert_eq!(md.len(), 1 << 20);
-    assert!(md.blocks() * 512 >= 1 << 20, "fallocate allocates: {} blocks", md.blocks());
-    sys::fallocate(&f, libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE, 0, 1 << 19).unwrap();
-    assert!(f.metadata().unwrap().blocks() * 512 < 1 << 20, "hole punched");
+    assert!(
+        md.blocks() * 512 >= 1 << 20,
+        "fallocate allocates: {} blocks",
+        md.blocks()
+    );
+    sys::fallocate(
+        &f,
+        libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE,
+        0,
+        1 << 19,
+    )
+    .unwrap();
+    assert!(
+        f.metadata().unwrap().blocks() * 512 < 1 << 20,
+        "hole punched"
+    );
     let mut a = OpenOptions::new().append(true).open(l.m("ap")).unwrap();
     a.write_all(b"+1").unwrap();
     let mut a2 = OpenOptions::new().append(true).open(l.m("ap")).unwrap();
@@ -136,7 +191,13 @@ both!(truncate_fallocate_append, |fs| {
 both!(large_file_beyond_4g, |fs| {
     let l = Layers::new(1);
     let _m = mount(fs, &l, &[]);
-    let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(l.m("big")).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(l.m("big"))
+        .unwrap();
     let off = 5u64 << 30;
     f.write_all_at(b"far", off).unwrap();
     assert_eq!(f.metadata().unwrap().len(), off + 3);
@@ -156,7 +217,11 @@ both!(sparse_copy_up_keeps_holes, |fs| {
     f.write_all_at(&[9u8; 4096], 64 << 20).unwrap();
     drop(f);
     let _m = mount(fs, &l, &[]);
-    let f = OpenOptions::new().read(true).write(true).open(l.m("sparse")).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(l.m("sparse"))
+        .unwrap();
     f.write_all_at(b"x", 1).unwrap(); // forces a data copy-up
     // The kernel copies up in 1 MiB chunks and skips all-zero (hole) chunks.
     let hole = sys::lseek(&f, 0, libc::SEEK_HOLE).unwrap();
@@ -166,7 +231,10 @@ both!(sparse_copy_up_keeps_holes, |fs| {
     f.read_exact_at(&mut buf, 64 << 20).unwrap();
     assert_eq!(buf, [9, 9]);
     let blocks = f.metadata().unwrap().blocks();
-    assert!(blocks <= 8192, "holes kept through copy-up: {blocks} blocks");
+    assert!(
+        blocks <= 8192,
+        "holes kept through copy-up: {blocks} blocks"
+    );
     assert!(fs::metadata(l.upper().join("sparse")).unwrap().blocks() <= 8192);
 });
 
@@ -184,10 +252,23 @@ both!(chmod_chown_utimens_ns, |fs| {
     std::os::unix::fs::lchown(l.m("s"), Some(7), Some(8)).unwrap();
     assert_eq!(fs::symlink_metadata(l.m("s")).unwrap().uid(), 7);
     for p in ["f", "d", "s"] {
-        sys::lutimens(&l.m(p), (1_500_000_000, 111_111_111), (1_600_000_000, 987_654_321)).unwrap();
+        sys::lutimens(
+            &l.m(p),
+            (1_500_000_000, 111_111_111),
+            (1_600_000_000, 987_654_321),
+        )
+        .unwrap();
         let md = fs::symlink_metadata(l.m(p)).unwrap();
-        assert_eq!((md.mtime(), md.mtime_nsec()), (1_600_000_000, 987_654_321), "{p}");
-        assert_eq!((md.atime(), md.atime_nsec()), (1_500_000_000, 111_111_111), "{p}");
+        assert_eq!(
+            (md.mtime(), md.mtime_nsec()),
+            (1_600_000_000, 987_654_321),
+            "{p}"
+        );
+        assert_eq!(
+            (md.atime(), md.atime_nsec()),
+            (1_500_000_000, 111_111_111),
+            "{p}"
+        );
     }
     assert_eq!(read(l.m("f")), "f");
 });
@@ -211,17 +292,34 @@ both!(xattrs_and_private_hidden, |fs| {
     sys::lremovexattr(&f, "user.low").unwrap();
     assert_eq!(errno(sys::lgetxattr(&f, "user.low")), libc::ENODATA);
     assert_eq!(errno(sys::lremovexattr(&f, "user.none")), libc::ENODATA);
-    assert_eq!(getxattr(l.upper().join("f"), "user.new").as_deref(), Some("2"));
-    assert_eq!(getxattr(l.l(2).join("f"), "user.low").as_deref(), Some("1"), "lower untouched");
+    assert_eq!(
+        getxattr(l.upper().join("f"), "user.new").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        getxattr(l.l(2).join("f"), "user.low").as_deref(),
+        Some("1"),
+        "lower untouched"
+    );
     for p in [l.m("od"), f.clone(), l.mnt.clone()] {
         let list = sys::llistxattr(&p).unwrap();
-        assert!(list.iter().all(|x| !snapshot::is_private_xattr(x)), "{}: {list:?}", p.display());
+        assert!(
+            list.iter().all(|x| !snapshot::is_private_xattr(x)),
+            "{}: {list:?}",
+            p.display()
+        );
     }
-    assert_eq!(errno(sys::lgetxattr(&l.m("od"), "trusted.overlay.opaque")), libc::ENODATA);
+    assert_eq!(
+        errno(sys::lgetxattr(&l.m("od"), "trusted.overlay.opaque")),
+        libc::ENODATA
+    );
     // Setting an overlay-private name through the mount must not forge overlay semantics:
     // the kernel stores it escaped (trusted.overlay.overlay.opaque); refusing it is fine too.
     if sys::lsetxattr(&l.m("md"), "trusted.overlay.opaque", b"y").is_ok() {
-        assert_eq!(getxattr(l.upper().join("md"), "trusted.overlay.opaque"), None);
+        assert_eq!(
+            getxattr(l.upper().join("md"), "trusted.overlay.opaque"),
+            None
+        );
     }
     drop(_m);
     let _m = mount(fs, &l, &[]);
@@ -231,7 +329,10 @@ both!(xattrs_and_private_hidden, |fs| {
 both!(statfs_fsync, |fs| {
     let l = Layers::new(1);
     let _m = mount(fs, &l, &[]);
-    let (s, u) = (sys::statfs(&l.mnt).unwrap(), sys::statfs(l.upper()).unwrap());
+    let (s, u) = (
+        sys::statfs(&l.mnt).unwrap(),
+        sys::statfs(l.upper()).unwrap(),
+    );
     let total = |s: &libc::statfs| s.f_blocks as u128 * s.f_bsize as u128;
     assert_eq!(total(&s), total(&u), "statfs reports the upper filesystem");
     assert_eq!(s.f_namelen, 255);
@@ -246,7 +347,11 @@ both!(mmap_shared_write_survives_remount, |fs| {
     let l = Layers::new(1);
     write(l.l(1).join("m"), "lower-lower-lower");
     let m = mount(fs, &l, &[]);
-    let f = OpenOptions::new().read(true).write(true).open(l.m("m")).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(l.m("m"))
+        .unwrap();
     sys::mmap_write(&f, b"MAPPED").unwrap();
     drop(f);
     drop(m);
@@ -259,20 +364,39 @@ both!(flock_and_fcntl_locks, |fs| {
     let l = Layers::new(1);
     write(l.l(1).join("lk"), "lock");
     let _m = mount(fs, &l, &[]);
-    let a = OpenOptions::new().read(true).write(true).open(l.m("lk")).unwrap();
-    let b = OpenOptions::new().read(true).write(true).open(l.m("lk")).unwrap();
+    let a = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(l.m("lk"))
+        .unwrap();
+    let b = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(l.m("lk"))
+        .unwrap();
     sys::flock(&a, libc::LOCK_EX).unwrap();
-    assert_eq!(errno(sys::flock(&b, libc::LOCK_EX | libc::LOCK_NB)), libc::EWOULDBLOCK);
-    let st = std::process::Command::new("flock").args(["-n", "-E", "99"]).arg(l.m("lk")).arg("true").status().unwrap();
+    assert_eq!(
+        errno(sys::flock(&b, libc::LOCK_EX | libc::LOCK_NB)),
+        libc::EWOULDBLOCK
+    );
+    let st = std::process::Command::new("flock")
+        .args(["-n", "-E", "99"])
+        .arg(l.m("lk"))
+        .arg("true")
+        .status()
+        .unwrap();
     assert_eq!(st.code(), Some(99), "another process sees the flock");
     sys::flock(&a, libc::LOCK_UN).unwrap();
     sys::flock(&b, libc::LOCK_EX | libc::LOCK_NB).unwrap();
-    sys::fcntl_lock(&a, libc::F_OFD_SETLK, libc::F_WRLCK as i32).unwrap();
-    assert_eq!(errno(sys::fcntl_lock(&b, libc::F_OFD_SETLK, libc::F_WRLCK as i32)), libc::EAGAIN);
-    let got = sys::fcntl_lock(&b, libc::F_OFD_GETLK, libc::F_WRLCK as i32).unwrap();
-    assert_eq!(got.l_type as i32, libc::F_WRLCK as i32);
-    sys::fcntl_lock(&a, libc::F_OFD_SETLK, libc::F_UNLCK as i32).unwrap();
-    sys::fcntl_lock(&b, libc::F_SETLK, libc::F_WRLCK as i32).unwrap();
+    sys::fcntl_lock(&a, libc::F_OFD_SETLK, libc::F_WRLCK).unwrap();
+    assert_eq!(
+        errno(sys::fcntl_lock(&b, libc::F_OFD_SETLK, libc::F_WRLCK)),
+        libc::EAGAIN
+    );
+    let got = sys::fcntl_lock(&b, libc::F_OFD_GETLK, libc::F_WRLCK).unwrap();
+    assert_eq!(i32::from(got.l_type), libc::F_WRLCK);
+    sys::fcntl_lock(&a, libc::F_OFD_SETLK, libc::F_UNLCK).unwrap();
+    sys::fcntl_lock(&b, libc::F_SETLK, libc::F_WRLCK).unwrap();
 });
 
 /// st_ino of every path in the merged view (and checks d_ino == st_ino on the way).
@@ -283,7 +407,9 @@ fn inos(root: &Path) -> BTreeMap<std::path::PathBuf, (u64, u64)> {
             assert_eq!(d, e.ino, "d_ino == st_ino for {}", p.display());
         }
     }
-    snap.into_iter().map(|(p, e)| (p, (e.ino, e.nlink))).collect()
+    snap.into_iter()
+        .map(|(p, e)| (p, (e.ino, e.nlink)))
+        .collect()
 }
 
 both!(inode_numbers_stable_and_unique, |fs| {
@@ -299,9 +425,16 @@ both!(inode_numbers_stable_and_unique, |fs| {
     let mut seen: BTreeMap<u64, u64> = BTreeMap::new();
     for (ino, nlink) in first.values() {
         *seen.entry(*ino).or_default() += 1;
-        assert!(seen[ino] <= (*nlink).max(1), "st_ino {ino} shared by unrelated files: {first:#?}");
+        assert!(
+            seen[ino] <= (*nlink).max(1),
+            "st_ino {ino} shared by unrelated files: {first:#?}"
+        );
     }
-    assert_eq!(first[Path::new("only2")].0, first[Path::new("d/only2-link")].0, "lower hard links");
+    assert_eq!(
+        first[Path::new("only2")].0,
+        first[Path::new("d/only2-link")].0,
+        "lower hard links"
+    );
     write(l.m("d/same"), "written"); // copy-up keeps st_ino
     drop(m);
     let _m = mount(fs, &l, &[]);
@@ -309,8 +442,16 @@ both!(inode_numbers_stable_and_unique, |fs| {
     assert_eq!(first, second, "st_ino stable across copy-up and remount");
     let ino = second[Path::new("only3")].0;
     fs::rename(l.m("only3"), l.m("d/moved")).unwrap();
-    assert_eq!(fs::metadata(l.m("d/moved")).unwrap().ino(), ino, "stable across rename");
-    let e = fs::read_dir(l.m("d")).unwrap().map(|e| e.unwrap()).find(|e| e.file_name() == "moved").unwrap();
+    assert_eq!(
+        fs::metadata(l.m("d/moved")).unwrap().ino(),
+        ino,
+        "stable across rename"
+    );
+    let e = fs::read_dir(l.m("d"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.file_name() == "moved")
+        .unwrap();
     assert_eq!(e.ino(), ino);
 });
 
@@ -321,14 +462,20 @@ both!(hard_links_to_lower_files, |fs| {
     fs::hard_link(l.l(2).join("p"), l.l(2).join("q")).unwrap();
     let _m = mount(fs, &l, &[]);
     fs::hard_link(l.m("a"), l.m("a-link")).expect("link(2) to a lower file");
-    let (x, y) = (fs::metadata(l.m("a")).unwrap(), fs::metadata(l.m("a-link")).unwrap());
+    let (x, y) = (
+        fs::metadata(l.m("a")).unwrap(),
+        fs::metadata(l.m("a-link")).unwrap(),
+    );
     assert_eq!((x.ino(), x.nlink(), y.nlink()), (y.ino(), 2, 2));
     write(l.m("a-link"), "changed");
     assert_eq!(read(l.m("a")), "changed");
     // Names sharing a lower inode keep sharing it after copy-up (kernel index=on).
     write(l.m("p"), "P2");
     assert_eq!(read(l.m("q")), "P2");
-    assert_eq!(fs::metadata(l.m("p")).unwrap().ino(), fs::metadata(l.m("q")).unwrap().ino());
+    assert_eq!(
+        fs::metadata(l.m("p")).unwrap().ino(),
+        fs::metadata(l.m("q")).unwrap().ino()
+    );
     assert_eq!(fs::metadata(l.m("q")).unwrap().nlink(), 2);
 });
 
@@ -348,12 +495,21 @@ both!(deleted_but_open_file_works, |fs| {
     let _m = mount(fs, &l, &[]);
     write(l.m("upper"), "upper data");
     for name in ["lower", "upper"] {
-        let mut f = OpenOptions::new().read(true).write(true).open(l.m(name)).unwrap();
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(l.m(name))
+            .unwrap();
         fs::remove_file(l.m(name)).unwrap();
         assert_eq!(errno(fs::symlink_metadata(l.m(name))), libc::ENOENT);
-        assert_eq!(f.metadata().unwrap().nlink(), 0, "{name}: fstat after unlink");
+        assert_eq!(
+            f.metadata().unwrap().nlink(),
+            0,
+            "{name}: fstat after unlink"
+        );
         f.set_len(5).unwrap();
-        f.set_permissions(fs::Permissions::from_mode(0o600)).unwrap();
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .unwrap();
         f.seek(SeekFrom::End(0)).unwrap();
         f.write_all(b"+tail").unwrap();
         let mut s = String::new();
@@ -368,7 +524,10 @@ both!(deleted_but_open_file_works, |fs| {
 both!(mknod_whiteout_device_is_eperm, |fs| {
     let l = Layers::new(1);
     let _m = mount(fs, &l, &[]);
-    assert_eq!(errno(sys::mknod(&l.m("wh"), libc::S_IFCHR | 0o600, 0, 0)), libc::EPERM);
+    assert_eq!(
+        errno(sys::mknod(&l.m("wh"), libc::S_IFCHR | 0o600, 0, 0)),
+        libc::EPERM
+    );
     enoent(&l.m("wh"));
 });
 
@@ -385,27 +544,32 @@ both!(umask_applies_to_creates, |fs| {
     let _m = mount(fs, &l, &[]);
     let old = sys::umask(0o027);
     let r = std::panic::catch_unwind(|| {
-        OpenOptions::new().write(true).create(true).truncate(true).mode_0666(&l.m("f"));
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o666)
+            .open(l.m("f"))
+            .unwrap();
         fs::create_dir(l.m("d")).unwrap();
         sys::mkfifo(&l.m("p"), 0o666).unwrap();
     });
     sys::umask(old);
     r.unwrap();
     for (p, m) in [("f", 0o640), ("d", 0o750), ("p", 0o640)] {
-        assert_eq!(fs::symlink_metadata(l.m(p)).unwrap().mode() & 0o777, m, "{p}");
+        assert_eq!(
+            fs::symlink_metadata(l.m(p)).unwrap().mode() & 0o777,
+            m,
+            "{p}"
+        );
     }
 });
 
-trait Mode0666 {
-    fn mode_0666(&mut self, p: &Path);
-}
-impl Mode0666 for OpenOptions {
-    fn mode_0666(&mut self, p: &Path) {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o666).open(p).unwrap();
-    }
-}
-
 fn enoent(p: &Path) {
-    assert_eq!(errno(fs::symlink_metadata(p)), libc::ENOENT, "{}", p.display());
+    assert_eq!(
+        errno(fs::symlink_metadata(p)),
+        libc::ENOENT,
+        "{}",
+        p.display()
+    );
 }

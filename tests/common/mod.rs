@@ -56,7 +56,10 @@ impl Layers {
     }
 
     fn build(n: usize, upper: bool) -> Layers {
-        let dir = tempfile::Builder::new().prefix("unionrs-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("unionrs-test-")
+            .tempdir()
+            .unwrap();
         let lowers: Vec<PathBuf> = (1..=n).map(|i| dir.path().join(format!("l{i}"))).collect();
         for l in &lowers {
             fs::create_dir(l).unwrap();
@@ -68,7 +71,13 @@ impl Layers {
         let (work, mnt) = (dir.path().join("work"), dir.path().join("mnt"));
         fs::create_dir(&work).unwrap();
         fs::create_dir(&mnt).unwrap();
-        Layers { dir, lowers, upper, work, mnt }
+        Layers {
+            dir,
+            lowers,
+            upper,
+            work,
+            mnt,
+        }
     }
 
     /// Lower layer `i`, 1-based: `l(1)` is the top lower.
@@ -100,13 +109,28 @@ impl Layers {
 
 /// Copies the contents of `from` into the existing dir `to`, keeping everything (`cp -a`).
 pub fn cp_a(from: &Path, to: &Path) {
-    run("cp", &["-a", "--", &format!("{}/.", from.display()), &to.display().to_string()]);
+    run(
+        "cp",
+        &[
+            "-a",
+            "--",
+            &format!("{}/.", from.display()),
+            &to.display().to_string(),
+        ],
+    );
 }
 
 /// Runs a command that must succeed.
 pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -141,7 +165,9 @@ pub fn setxattr(p: impl AsRef<Path>, name: &str, value: &str) {
 }
 
 pub fn getxattr(p: impl AsRef<Path>, name: &str) -> Option<String> {
-    sys::lgetxattr(p.as_ref(), name).ok().map(|v| String::from_utf8_lossy(&v).into_owned())
+    sys::lgetxattr(p.as_ref(), name)
+        .ok()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
 }
 
 pub fn read(p: impl AsRef<Path>) -> String {
@@ -184,7 +210,11 @@ pub fn whiteout(p: impl AsRef<Path>, form: Whiteout) {
             fs::write(dir.join(format!(".wh.{name}")), "").unwrap();
         }
         Whiteout::XattrTrusted | Whiteout::XattrUser => {
-            let ns = if matches!(form, Whiteout::XattrUser) { "user" } else { "trusted" };
+            let ns = if matches!(form, Whiteout::XattrUser) {
+                "user"
+            } else {
+                "trusted"
+            };
             fs::write(p, "").unwrap();
             setxattr(p, &format!("{ns}.overlay.whiteout"), "y");
             setxattr(dir, &format!("{ns}.overlay.opaque"), "x");
@@ -217,13 +247,11 @@ pub fn opaque(p: impl AsRef<Path>, form: Opaque) {
 pub fn mounted_fstype(mnt: &Path) -> Option<String> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let want = mnt.to_string_lossy().replace(' ', "\\040");
-    info.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let dash = f.iter().position(|x| *x == "-")?;
-            (f.get(4) == Some(&want.as_str())).then(|| f[dash + 1].to_string())
-        })
-        .last()
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let dash = f.iter().position(|x| *x == "-")?;
+        (f.get(4) == Some(&want.as_str())).then(|| f[dash + 1].to_string())
+    })
 }
 
 /// The unionrs binary: `$UNIONRS_BIN`, else the one cargo built.
@@ -277,8 +305,17 @@ pub fn mount_at(fs: Fs, l: &Layers, mnt: &Path, opts: &[&str]) -> MountGuard {
         o += ",";
         o += x;
     }
-    let log = l.dir.path().join(format!("daemon-{}.log", std::process::id()));
-    let mut g = MountGuard { fs, mnt: mnt.to_path_buf(), child: None, log, mounted: false };
+    let log = l
+        .dir
+        .path()
+        .join(format!("daemon-{}.log", std::process::id()));
+    let mut g = MountGuard {
+        fs,
+        mnt: mnt.to_path_buf(),
+        child: None,
+        log,
+        mounted: false,
+    };
     match fs {
         Fs::KernelOverlay => {
             let out = Command::new("mount")
@@ -286,7 +323,11 @@ pub fn mount_at(fs: Fs, l: &Layers, mnt: &Path, opts: &[&str]) -> MountGuard {
                 .arg(mnt)
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "kernel overlay mount -o {o} failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "kernel overlay mount -o {o} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             g.mounted = true;
         }
         Fs::Unionrs => {
@@ -322,7 +363,10 @@ impl MountGuard {
                 };
                 self.mounted = mounted_fstype(&self.mnt).is_some();
                 let log = fs::read_to_string(&self.log).unwrap_or_default();
-                panic!("unionrs mount at {} failed: {why}; daemon output:\n{log}", self.mnt.display());
+                panic!(
+                    "unionrs mount at {} failed: {why}; daemon output:\n{log}",
+                    self.mnt.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -340,7 +384,10 @@ impl MountGuard {
 
     fn teardown(&mut self) -> Option<std::process::ExitStatus> {
         if self.mounted && mounted_fstype(&self.mnt).is_some() {
-            let ok = Command::new("umount").arg(&self.mnt).stderr(Stdio::null()).status();
+            let ok = Command::new("umount")
+                .arg(&self.mnt)
+                .stderr(Stdio::null())
+                .status();
             if !ok.map(|s| s.success()).unwrap_or(false) {
                 let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
             }

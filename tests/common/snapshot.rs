@@ -43,9 +43,14 @@ pub struct EntryInfo {
 
 /// Overlay-private xattrs: never shown through a union mount.
 pub fn is_private_xattr(name: &str) -> bool {
-    ["trusted.overlay.", "user.overlay.", "trusted.unionrs.", "user.unionrs."]
-        .iter()
-        .any(|p| name.starts_with(p))
+    [
+        "trusted.overlay.",
+        "user.overlay.",
+        "trusted.unionrs.",
+        "user.unionrs.",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
 }
 
 /// The merged-view snapshot: user.* and trusted.* xattrs, minus overlay-private ones.
@@ -65,7 +70,13 @@ fn snapshot(root: &Path, raw: bool) -> BTreeMap<PathBuf, EntryInfo> {
     out
 }
 
-fn walk(root: &Path, rel: &Path, d_ino: Option<u64>, raw: bool, out: &mut BTreeMap<PathBuf, EntryInfo>) {
+fn walk(
+    root: &Path,
+    rel: &Path,
+    d_ino: Option<u64>,
+    raw: bool,
+    out: &mut BTreeMap<PathBuf, EntryInfo>,
+) {
     let p = root.join(rel);
     let md = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
     let ft = md.file_type();
@@ -94,10 +105,11 @@ fn walk(root: &Path, rel: &Path, d_ino: Option<u64>, raw: bool, out: &mut BTreeM
     let mut xattrs = BTreeMap::new();
     for name in sys::llistxattr(&p).unwrap_or_default() {
         let shown = name.starts_with("user.") || name.starts_with("trusted.");
-        if shown && (raw || !is_private_xattr(&name)) {
-            if let Ok(v) = sys::lgetxattr(&p, &name) {
-                xattrs.insert(name, v);
-            }
+        if shown
+            && (raw || !is_private_xattr(&name))
+            && let Ok(v) = sys::lgetxattr(&p, &name)
+        {
+            xattrs.insert(name, v);
         }
     }
     out.insert(
@@ -132,7 +144,10 @@ fn walk(root: &Path, rel: &Path, d_ino: Option<u64>, raw: bool, out: &mut BTreeM
 /// Differences between two merged views, ignoring what legitimately differs between two
 /// mounts of identical stacks: inode numbers, times, directory sizes and directory link
 /// counts (the kernel reports 1 for merged dirs). Empty when they match.
-pub fn diff_trees(a: &BTreeMap<PathBuf, EntryInfo>, b: &BTreeMap<PathBuf, EntryInfo>) -> Vec<String> {
+pub fn diff_trees(
+    a: &BTreeMap<PathBuf, EntryInfo>,
+    b: &BTreeMap<PathBuf, EntryInfo>,
+) -> Vec<String> {
     let mut d = Vec::new();
     for (k, x) in a {
         let Some(y) = b.get(k) else {
@@ -146,11 +161,23 @@ pub fn diff_trees(a: &BTreeMap<PathBuf, EntryInfo>, b: &BTreeMap<PathBuf, EntryI
         };
         f("kind", format!("{:?}", x.kind), format!("{:?}", y.kind));
         f("mode", format!("{:o}", x.mode), format!("{:o}", y.mode));
-        f("owner", format!("{}:{}", x.uid, x.gid), format!("{}:{}", y.uid, y.gid));
+        f(
+            "owner",
+            format!("{}:{}", x.uid, x.gid),
+            format!("{}:{}", y.uid, y.gid),
+        );
         f("content", format!("{:?}", x.hash), format!("{:?}", y.hash));
-        f("target", format!("{:?}", x.target), format!("{:?}", y.target));
+        f(
+            "target",
+            format!("{:?}", x.target),
+            format!("{:?}", y.target),
+        );
         f("rdev", x.rdev.to_string(), y.rdev.to_string());
-        f("xattrs", format!("{:?}", x.xattrs), format!("{:?}", y.xattrs));
+        f(
+            "xattrs",
+            format!("{:?}", x.xattrs),
+            format!("{:?}", y.xattrs),
+        );
         if x.kind != Kind::Dir {
             f("size", x.size.to_string(), y.size.to_string());
             f("nlink", x.nlink.to_string(), y.nlink.to_string());
@@ -165,7 +192,11 @@ pub fn diff_trees(a: &BTreeMap<PathBuf, EntryInfo>, b: &BTreeMap<PathBuf, EntryI
 }
 
 /// Panics with a readable list when two merged views differ.
-pub fn assert_same_tree(a: &BTreeMap<PathBuf, EntryInfo>, b: &BTreeMap<PathBuf, EntryInfo>, what: &str) {
+pub fn assert_same_tree(
+    a: &BTreeMap<PathBuf, EntryInfo>,
+    b: &BTreeMap<PathBuf, EntryInfo>,
+    what: &str,
+) {
     let d = diff_trees(a, b);
     assert!(d.is_empty(), "{what}: trees differ:\n  {}", d.join("\n  "));
 }

@@ -12,7 +12,11 @@ fn cpath(p: &Path) -> CString {
 }
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
 }
 
 /// The errno of a result, 0 for success: what tests compare.
@@ -26,7 +30,15 @@ pub fn errno<T>(r: &io::Result<T>) -> i32 {
 pub fn lsetxattr(p: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     let (c, n) = (cpath(p), CString::new(name).unwrap());
     // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let r = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    let r = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
     check(r as _).map(drop)
 }
 
@@ -72,7 +84,15 @@ pub fn mkfifo(p: &Path, mode: u32) -> io::Result<()> {
 pub fn renameat2(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
     let (a, b) = (cpath(from), cpath(to));
     // SAFETY: valid NUL-terminated strings; AT_FDCWD for relative resolution.
-    let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) };
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
     check(r as _).map(drop)
 }
 
@@ -80,11 +100,24 @@ pub fn renameat2(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
 pub fn lutimens(p: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
     let c = cpath(p);
     let ts = [
-        libc::timespec { tv_sec: atime.0, tv_nsec: atime.1 },
-        libc::timespec { tv_sec: mtime.0, tv_nsec: mtime.1 },
+        libc::timespec {
+            tv_sec: atime.0,
+            tv_nsec: atime.1,
+        },
+        libc::timespec {
+            tv_sec: mtime.0,
+            tv_nsec: mtime.1,
+        },
     ];
     // SAFETY: valid string and a two-element timespec array.
-    let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     check(r as _).map(drop)
 }
 
@@ -95,7 +128,7 @@ pub fn fallocate(f: &File, mode: i32, off: i64, len: i64) -> io::Result<()> {
 
 pub fn lseek(f: &File, off: i64, whence: i32) -> io::Result<i64> {
     // SAFETY: plain syscall on an owned fd.
-    check(unsafe { libc::lseek(f.as_raw_fd(), off, whence) } as _).map(|r| r as i64)
+    check(unsafe { libc::lseek(f.as_raw_fd(), off, whence) } as _)
 }
 
 pub fn flock(f: &File, op: i32) -> io::Result<()> {
