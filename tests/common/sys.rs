@@ -1,0 +1,195 @@
+//! Thin, checked wrappers over the few syscalls std does not offer (the only `unsafe` in tests).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
+}
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// The errno of a result, 0 for success: what tests compare.
+pub fn errno<T>(r: &io::Result<T>) -> i32 {
+    match r {
+        Ok(_) => 0,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}
+
+pub fn lsetxattr(p: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let (c, n) = (cpath(p), CString::new(name).unwrap());
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let r = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    check(r as _).map(drop)
+}
+
+pub fn lgetxattr(p: &Path, name: &str) -> io::Result<Vec<u8>> {
+    let (c, n) = (cpath(p), CString::new(name).unwrap());
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid strings; buf is writable for its length.
+    let r = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    buf.truncate(check(r as _)? as usize);
+    Ok(buf)
+}
+
+pub fn llistxattr(p: &Path) -> io::Result<Vec<String>> {
+    let c = cpath(p);
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid string; buf is writable for its length.
+    let r = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    buf.truncate(check(r as _)? as usize);
+    Ok(buf
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect())
+}
+
+pub fn lremovexattr(p: &Path, name: &str) -> io::Result<()> {
+    let (c, n) = (cpath(p), CString::new(name).unwrap());
+    // SAFETY: valid NUL-terminated strings.
+    check(unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) } as _).map(drop)
+}
+
+pub fn mknod(p: &Path, mode: u32, major: u32, minor: u32) -> io::Result<()> {
+    let c = cpath(p);
+    // SAFETY: valid NUL-terminated string.
+    check(unsafe { libc::mknod(c.as_ptr(), mode, libc::makedev(major, minor)) } as _).map(drop)
+}
+
+pub fn mkfifo(p: &Path, mode: u32) -> io::Result<()> {
+    mknod(p, libc::S_IFIFO | mode, 0, 0)
+}
+
+/// renameat2(2) with flags such as `libc::RENAME_NOREPLACE` / `RENAME_EXCHANGE`.
+pub fn renameat2(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
+    let (a, b) = (cpath(from), cpath(to));
+    // SAFETY: valid NUL-terminated strings; AT_FDCWD for relative resolution.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            flags,
+        )
+    };
+    check(r as _).map(drop)
+}
+
+/// utimensat(2) on a path without following a final symlink, nanosecond precision.
+pub fn lutimens(p: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
+    let c = cpath(p);
+    let ts = [
+        libc::timespec {
+            tv_sec: atime.0,
+            tv_nsec: atime.1,
+        },
+        libc::timespec {
+            tv_sec: mtime.0,
+            tv_nsec: mtime.1,
+        },
+    ];
+    // SAFETY: valid string and a two-element timespec array.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    check(r as _).map(drop)
+}
+
+pub fn fallocate(f: &File, mode: i32, off: i64, len: i64) -> io::Result<()> {
+    // SAFETY: plain syscall on an owned fd.
+    check(unsafe { libc::fallocate(f.as_raw_fd(), mode, off, len) } as _).map(drop)
+}
+
+pub fn lseek(f: &File, off: i64, whence: i32) -> io::Result<i64> {
+    // SAFETY: plain syscall on an owned fd.
+    check(unsafe { libc::lseek(f.as_raw_fd(), off, whence) } as _)
+}
+
+pub fn flock(f: &File, op: i32) -> io::Result<()> {
+    // SAFETY: plain syscall on an owned fd.
+    check(unsafe { libc::flock(f.as_raw_fd(), op) } as _).map(drop)
+}
+
+/// fcntl record lock on the whole file: `cmd` is F_SETLK/F_OFD_SETLK/F_OFD_GETLK..., returns the lock.
+pub fn fcntl_lock(f: &File, cmd: i32, typ: i32) -> io::Result<libc::flock> {
+    // SAFETY: flock is plain old data; zeroed is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = typ as _;
+    fl.l_whence = libc::SEEK_SET as _;
+    // SAFETY: fcntl with a pointer to a live, writable struct flock.
+    check(unsafe { libc::fcntl(f.as_raw_fd(), cmd, &mut fl as *mut libc::flock) } as _)?;
+    Ok(fl)
+}
+
+pub fn statfs(p: &Path) -> io::Result<libc::statfs> {
+    let c = cpath(p);
+    // SAFETY: statfs is plain old data; the kernel fills it.
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid string and a writable struct.
+    check(unsafe { libc::statfs(c.as_ptr(), &mut s) } as _)?;
+    Ok(s)
+}
+
+pub fn ioctl_none(f: &File, req: libc::c_ulong) -> io::Result<()> {
+    let mut arg = [0u8; 256];
+    // SAFETY: a 256-byte scratch buffer is larger than any argument of the requests used.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), req, arg.as_mut_ptr()) } as _).map(drop)
+}
+
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask) }
+}
+
+pub fn kill(pid: u32, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall.
+    check(unsafe { libc::kill(pid as i32, sig) } as _).map(drop)
+}
+
+/// Writes `data` at offset 0 through a MAP_SHARED mapping of `f` (which must be at least that long).
+pub fn mmap_write(f: &File, data: &[u8]) -> io::Result<()> {
+    // SAFETY: a fresh shared mapping of len bytes of an fd opened read-write; unmapped below.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            data.len(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        std::ptr::copy_nonoverlapping(data.as_ptr(), p.cast::<u8>(), data.len());
+        let r = libc::msync(p, data.len(), libc::MS_SYNC);
+        libc::munmap(p, data.len());
+        check(r as _).map(drop)
+    }
+}

@@ -1,0 +1,285 @@
+//! Layering semantics on a real mount: merge, whiteouts, opaque dirs, copy-up and upper format.
+//! Each `both!` test runs on kernel overlayfs (the reference) and on unionrs.
+
+mod common;
+
+use common::snapshot::{Kind, tree_snapshot, upper_snapshot};
+use common::*;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirEntryExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+fn erofs<T: std::fmt::Debug>(r: std::io::Result<T>, what: &str) {
+    let e = r.expect_err(what);
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{what}: {e}");
+}
+
+fn enoent(p: &Path) {
+    let e = fs::symlink_metadata(p).expect_err(&format!("{} must not exist", p.display()));
+    assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{}", p.display());
+}
+
+/// A 3-layer stack whose dir `d` merges across all layers.
+fn three_layers() -> Layers {
+    let l = Layers::new(3);
+    write(l.l(3).join("a"), "a3");
+    write(l.l(3).join("d/x"), "x3");
+    write(l.l(3).join("d/y"), "y3");
+    write(l.l(2).join("b"), "b2");
+    write(l.l(2).join("a"), "a2");
+    write(l.l(2).join("d/y"), "y2");
+    write(l.l(2).join("d/z"), "z2");
+    write(l.l(1).join("c"), "c1");
+    write(l.l(1).join("d/w"), "w1");
+    symlink_at("a", l.l(1).join("s"));
+    fifo(l.l(2).join("p"));
+    l
+}
+
+both!(merge_three_layers, |fs| {
+    let l = three_layers();
+    let _m = mount(fs, &l, &[]);
+    assert_eq!(names(&l.mnt), ["a", "b", "c", "d", "p", "s"]);
+    assert_eq!(names(l.m("d")), ["w", "x", "y", "z"]);
+    assert_eq!(read(l.m("a")), "a2", "topmost layer wins");
+    assert_eq!(read(l.m("d/y")), "y2");
+    assert_eq!(read(l.m("d/x")), "x3");
+    assert_eq!(read(l.m("s")), "a2", "symlink resolves in the union");
+    assert!(
+        fs::symlink_metadata(l.m("p"))
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    for dir in [l.mnt.clone(), l.m("d")] {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let st = fs::symlink_metadata(e.path()).unwrap();
+            assert_eq!(
+                e.ino(),
+                st.ino(),
+                "d_ino == st_ino for {}",
+                e.path().display()
+            );
+        }
+    }
+});
+
+/// Hides lower file `f` and lower dir `g` with `form` in l1; checks names never leak.
+fn check_whiteout(fs: Fs, form: Whiteout, opts: &[&str]) {
+    let l = Layers::new(2);
+    write(l.l(2).join("d/f"), "f");
+    write(l.l(2).join("d/keep"), "k");
+    write(l.l(2).join("d/g/inner"), "i");
+    write(l.l(2).join("top"), "t");
+    whiteout(l.l(1).join("d/f"), form);
+    whiteout(l.l(1).join("d/g"), form);
+    whiteout(l.l(1).join("top"), form);
+    let _m = mount(fs, &l, opts);
+    assert_eq!(names(l.m("d")), ["keep"], "{form:?}");
+    assert!(!names(&l.mnt).contains(&"top".to_string()), "{form:?}");
+    enoent(&l.m("d/f"));
+    enoent(&l.m("d/g"));
+    enoent(&l.m("d/g/inner"));
+    enoent(&l.m("top"));
+    enoent(&l.m("d/.wh.f"));
+    // The hidden names can be created anew.
+    write(l.m("d/f"), "new");
+    assert_eq!(read(l.m("d/f")), "new");
+    fs::create_dir(l.m("d/g")).unwrap();
+    assert_eq!(
+        names(l.m("d/g")),
+        Vec::<String>::new(),
+        "recreated dir is empty"
+    );
+}
+
+both!(whiteout_chardev_hides, |fs| check_whiteout(
+    fs,
+    Whiteout::CharDev,
+    &[]
+));
+both!(whiteout_xattr_trusted_hides, |fs| check_whiteout(
+    fs,
+    Whiteout::XattrTrusted,
+    &[]
+));
+both!(whiteout_xattr_user_hides, |fs| check_whiteout(
+    fs,
+    Whiteout::XattrUser,
+    &["kernel:userxattr"]
+));
+unionrs_only!(whiteout_oci_hides, |fs| check_whiteout(
+    fs,
+    Whiteout::Oci,
+    &[]
+));
+
+fn check_opaque(fs: Fs, form: Opaque, opts: &[&str]) {
+    let l = Layers::new(3);
+    write(l.l(3).join("d/deep"), "3");
+    write(l.l(2).join("d/low"), "2");
+    write(l.l(2).join("d/sub/x"), "2");
+    opaque(l.l(1).join("d"), form);
+    write(l.l(1).join("d/mine"), "1");
+    let _m = mount(fs, &l, opts);
+    assert_eq!(names(l.m("d")), ["mine"], "{form:?} stops the merge");
+    enoent(&l.m("d/low"));
+    enoent(&l.m("d/sub"));
+    let xattrs = sys::llistxattr(&l.m("d")).unwrap();
+    assert!(
+        xattrs.iter().all(|x| !snapshot::is_private_xattr(x)),
+        "{xattrs:?}"
+    );
+}
+
+both!(opaque_trusted_stops_merge, |fs| check_opaque(
+    fs,
+    Opaque::XattrTrusted,
+    &[]
+));
+both!(opaque_user_stops_merge, |fs| check_opaque(
+    fs,
+    Opaque::XattrUser,
+    &["kernel:userxattr"]
+));
+unionrs_only!(opaque_oci_stops_merge, |fs| check_opaque(
+    fs,
+    Opaque::Oci,
+    &[]
+));
+
+unionrs_only!(oci_whiteout_and_new_dir_in_same_layer, |fs| {
+    // An OCI layer that replaces file X by dir X holds both `.wh.X` and `X/`:
+    // the whiteout applies to lower layers only.
+    let l = Layers::new(2);
+    write(l.l(2).join("X"), "old file");
+    write(l.l(2).join("Y/old"), "old");
+    whiteout(l.l(1).join("X"), Whiteout::Oci);
+    write(l.l(1).join("X/new"), "new");
+    whiteout(l.l(1).join("Y"), Whiteout::Oci);
+    write(l.l(1).join("Y/fresh"), "fresh");
+    let _m = mount(fs, &l, &[]);
+    assert_eq!(names(&l.mnt), ["X", "Y"]);
+    assert!(fs::metadata(l.m("X")).unwrap().is_dir());
+    assert_eq!(names(l.m("X")), ["new"]);
+    assert_eq!(
+        names(l.m("Y")),
+        ["fresh"],
+        "the lower Y/ is hidden, not merged"
+    );
+});
+
+both!(readonly_union_erofs, |fs| {
+    let l = Layers::read_only(2);
+    write(l.l(2).join("f"), "f");
+    mkdir(l.l(1).join("d"));
+    let _m = mount(fs, &l, &[]);
+    assert_eq!(read(l.m("f")), "f");
+    erofs(fs::write(l.m("new"), "x"), "create");
+    erofs(
+        OpenOptions::new().write(true).open(l.m("f")),
+        "open for write",
+    );
+    erofs(fs::remove_file(l.m("f")), "unlink");
+    erofs(fs::create_dir(l.m("nd")), "mkdir");
+    erofs(fs::remove_dir(l.m("d")), "rmdir");
+    erofs(fs::rename(l.m("f"), l.m("g")), "rename");
+    erofs(sys::lsetxattr(&l.m("f"), "user.x", b"1"), "setxattr");
+    erofs(
+        fs::set_permissions(l.m("f"), fs::Permissions::from_mode(0o600)),
+        "chmod",
+    );
+});
+
+both!(copy_up_preserves_metadata, |fs| {
+    let l = Layers::new(2);
+    let lf = l.l(2).join("dir/f");
+    write(&lf, "lower data");
+    fs::set_permissions(&lf, fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::lchown(&lf, Some(1234), Some(5678)).unwrap();
+    setxattr(&lf, "user.keep", "u");
+    setxattr(&lf, "trusted.keep", "t");
+    sys::lutimens(&lf, (1_000_000_000, 5), (1_100_000_000, 123_456_789)).unwrap();
+    let before = tree_snapshot(l.l(2));
+    let _m = mount(fs, &l, &[]);
+    // Opening for write copies up; mtime must not change without a write.
+    drop(OpenOptions::new().write(true).open(l.m("dir/f")).unwrap());
+    let uf = l.upper().join("dir/f");
+    let up = fs::symlink_metadata(&uf).expect("copied up into upper");
+    assert_eq!(up.mode() & 0o7777, 0o640);
+    assert_eq!((up.uid(), up.gid()), (1234, 5678));
+    assert_eq!((up.mtime(), up.mtime_nsec()), (1_100_000_000, 123_456_789));
+    assert_eq!(getxattr(&uf, "user.keep").as_deref(), Some("u"));
+    assert_eq!(getxattr(&uf, "trusted.keep").as_deref(), Some("t"));
+    assert_eq!(read(&uf), "lower data");
+    let mm = fs::symlink_metadata(l.m("dir/f")).unwrap();
+    assert_eq!((mm.mtime(), mm.mtime_nsec()), (1_100_000_000, 123_456_789));
+    assert_eq!(getxattr(l.m("dir/f"), "user.keep").as_deref(), Some("u"));
+    let mut f = OpenOptions::new().append(true).open(l.m("dir/f")).unwrap();
+    f.write_all(b"+more").unwrap();
+    drop(f);
+    assert_eq!(read(l.m("dir/f")), "lower data+more");
+    let after = tree_snapshot(l.l(2));
+    snapshot::assert_same_tree(&before, &after, "lower layer untouched");
+    assert_eq!(
+        before[Path::new("dir/f")].mtime_ns,
+        after[Path::new("dir/f")].mtime_ns
+    );
+});
+
+both!(unlink_lower_writes_chardev_whiteout, |fs| {
+    let l = Layers::new(1);
+    write(l.l(1).join("d/f"), "f");
+    let _m = mount(fs, &l, &[]);
+    fs::remove_file(l.m("d/f")).unwrap();
+    enoent(&l.m("d/f"));
+    let up = upper_snapshot(l.upper());
+    assert_eq!(up[Path::new("d/f")].kind, Kind::Whiteout, "{up:#?}");
+    assert_eq!(up[Path::new("d/f")].rdev, 0);
+});
+
+both!(rmdir_mkdir_lower_dir_makes_opaque, |fs| {
+    let l = Layers::new(1);
+    write(l.l(1).join("d/f"), "f");
+    let _m = mount(fs, &l, &[]);
+    fs::remove_file(l.m("d/f")).unwrap();
+    fs::remove_dir(l.m("d")).unwrap();
+    fs::create_dir(l.m("d")).unwrap();
+    assert_eq!(names(l.m("d")), Vec::<String>::new());
+    assert_eq!(
+        getxattr(l.upper().join("d"), "trusted.overlay.opaque").as_deref(),
+        Some("y")
+    );
+    assert_eq!(
+        getxattr(l.m("d"), "trusted.overlay.opaque"),
+        None,
+        "private xattr hidden"
+    );
+});
+
+both!(rmdir_dir_that_only_looks_empty, |fs| {
+    let l = Layers::new(2);
+    write(l.l(2).join("d/x"), "x");
+    write(l.l(2).join("d/y"), "y");
+    whiteout(l.l(1).join("d/x"), Whiteout::CharDev);
+    write(l.l(2).join("full/z"), "z");
+    let _m = mount(fs, &l, &[]);
+    let e = fs::remove_dir(l.m("full")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY));
+    let e = fs::remove_dir(l.m("d")).unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::ENOTEMPTY),
+        "d/y is still visible"
+    );
+    fs::remove_file(l.m("d/y")).unwrap();
+    fs::remove_dir(l.m("d")).unwrap();
+    enoent(&l.m("d"));
+    assert!(!names(&l.mnt).contains(&"d".to_string()));
+    assert_eq!(
+        upper_snapshot(l.upper())[Path::new("d")].kind,
+        Kind::Whiteout
+    );
+});
