@@ -194,13 +194,8 @@ fn write_then_rename(upper: &Path, out: &Path, tmp: &Path) -> Result<LayerInfo, 
     file.sync_all()
         .map_err(|e| format!("cannot sync {}: {e}", tmp.display()))?;
     drop(file);
-    fs::rename(tmp, out).map_err(|e| {
-        format!(
-            "cannot rename {} to {}: {e}",
-            tmp.display(),
-            out.display()
-        )
-    })?;
+    fs::rename(tmp, out)
+        .map_err(|e| format!("cannot rename {} to {}: {e}", tmp.display(), out.display()))?;
     // Make the rename itself durable.
     let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -362,7 +357,10 @@ impl<W: Write> Exporter<'_, W> {
             })?;
             let kind = Kind::of(&meta);
             if kind == Kind::Socket {
-                log::warn!("skipping socket {}: tar cannot hold sockets", fs_path.display());
+                log::warn!(
+                    "skipping socket {}: tar cannot hold sockets",
+                    fs_path.display()
+                );
                 continue;
             }
             let xattrs = self
@@ -373,17 +371,11 @@ impl<W: Write> Exporter<'_, W> {
                     source,
                 })?;
             let src_name = de.file_name();
-            let action = classify(
-                src_name.as_bytes(),
-                kind,
-                meta.size(),
-                meta.rdev(),
-                &xattrs,
-            )
-            .map_err(|e| match e {
-                NeedsLowers::Redirect => ExportError::Redirect(fs_path.clone()),
-                NeedsLowers::Metacopy => ExportError::Metacopy(fs_path.clone()),
-            })?;
+            let action = classify(src_name.as_bytes(), kind, meta.size(), meta.rdev(), &xattrs)
+                .map_err(|e| match e {
+                    NeedsLowers::Redirect => ExportError::Redirect(fs_path.clone()),
+                    NeedsLowers::Metacopy => ExportError::Metacopy(fs_path.clone()),
+                })?;
             let out_name = match action {
                 Action::Skip => continue,
                 Action::OpaqueMarker => {
@@ -592,7 +584,9 @@ impl<R: Read> Read for ExactReader<R> {
         if self.left == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let n = match self.inner.read(&mut buf[..want]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
@@ -634,7 +628,15 @@ mod tests {
         let meta = xa(&[("trusted.overlay.metacopy", "")]);
         let redir = xa(&[("trusted.overlay.redirect", "/a")]);
         let uredir = xa(&[("user.overlay.redirect", "/a")]);
-        let cases: &[(&str, Kind, u64, u64, &Xattrs, Result<Action, NeedsLowers>)] = &[
+        type Case<'a> = (
+            &'a str,
+            Kind,
+            u64,
+            u64,
+            &'a Xattrs,
+            Result<Action, NeedsLowers>,
+        );
+        let cases: &[Case] = &[
             ("x", Kind::Char, 0, 0, &none, Ok(Whiteout)),
             ("x", Kind::Char, 0, 0x0103, &none, Ok(Entry)),
             ("x", Kind::File, 0, 0, &wh, Ok(Whiteout)),

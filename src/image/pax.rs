@@ -105,10 +105,7 @@ pub fn build_header(spec: &EntrySpec<'_>) -> io::Result<(Header, Vec<u8>)> {
         with.extend_from_slice(&pax);
         pax = with;
     }
-    for (key, value, field) in [
-        (&b"uid"[..], spec.uid, 0usize),
-        (&b"gid"[..], spec.gid, 1),
-    ] {
+    for (key, value, field) in [(&b"uid"[..], spec.uid, 0usize), (&b"gid"[..], spec.gid, 1)] {
         let fits = value <= MAX_OCTAL_7;
         let v = if fits { value } else { 0 };
         if field == 0 {

@@ -98,7 +98,7 @@ fn unescape(s: &[u8]) -> io::Result<Vec<u8>> {
 }
 
 fn unhex(s: &[u8]) -> io::Result<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(bad("odd-length hex value from getfattr".into()));
     }
     fn nibble(b: u8) -> io::Result<u8> {
