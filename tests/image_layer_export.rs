@@ -617,3 +617,99 @@ fn cli_writes_atomically_and_cleans_up_on_error() {
     assert_eq!(fs::read(&out).unwrap(), bytes);
     assert_eq!(leftovers(&outdir), ["layer.tar"]);
 }
+
+/// Unmounts on drop, so a failing assertion leaves no mount behind.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn kernel_overlay(root: &Path, opts: &str) -> (PathBuf, Mounted) {
+    let (lower, upper, work, mnt) = (
+        root.join("lower"),
+        root.join("upper"),
+        root.join("work"),
+        root.join("mnt"),
+    );
+    for d in [&upper, &work, &mnt] {
+        fs::create_dir(d).unwrap();
+    }
+    let o = format!(
+        "lowerdir={},upperdir={},workdir={}{opts}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    run(
+        "mount",
+        &[
+            OsStr::new("-t"),
+            OsStr::new("overlay"),
+            OsStr::new("overlay"),
+            OsStr::new("-o"),
+            OsStr::new(&o),
+            mnt.as_os_str(),
+        ],
+    );
+    (upper, Mounted(mnt))
+}
+
+/// The kernel writes the upper; unionrs must read that format (DESIGN §2).
+#[test]
+fn exports_an_upper_written_by_kernel_overlayfs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lower = tmp.path().join("lower");
+    fs::create_dir_all(lower.join("etc/old")).unwrap();
+    fs::write(lower.join("etc/old/conf"), b"x").unwrap();
+    fs::write(lower.join("etc/a"), b"a").unwrap();
+    fs::write(lower.join("etc/b"), b"b").unwrap();
+    let (upper, m) = kernel_overlay(tmp.path(), "");
+    let mnt = m.0.clone();
+    fs::remove_file(mnt.join("etc/a")).unwrap();
+    fs::remove_file(mnt.join("etc/b")).unwrap();
+    fs::remove_dir_all(mnt.join("etc/old")).unwrap();
+    fs::create_dir(mnt.join("etc/old")).unwrap(); // opaque
+    fs::write(mnt.join("etc/new"), b"new").unwrap();
+    drop(m);
+
+    let (bytes, _) = export_to_vec(&upper);
+    let ents = read_back(&bytes);
+    let names: Vec<String> = ents
+        .iter()
+        .map(|(p, _)| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "etc/",
+            "etc/.wh.a",
+            "etc/.wh.b",
+            "etc/new",
+            "etc/old/",
+            "etc/old/.wh..wh..opq"
+        ]
+    );
+    // No overlay bookkeeping (origin, impure, opaque) leaks into the layer.
+    for (p, e) in &ents {
+        assert!(e.xattrs.is_empty(), "{}", String::from_utf8_lossy(p));
+    }
+}
+
+#[test]
+fn kernel_redirect_dir_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lower = tmp.path().join("lower");
+    fs::create_dir_all(lower.join("d")).unwrap();
+    fs::write(lower.join("d/f"), b"x").unwrap();
+    let (upper, m) = kernel_overlay(tmp.path(), ",redirect_dir=on");
+    fs::rename(m.0.join("d"), m.0.join("e")).unwrap();
+    drop(m);
+    let err = export_upper(&upper, Vec::new()).unwrap_err();
+    assert!(
+        matches!(&err, ExportError::Redirect(p) if p == &upper.join("e")),
+        "{err}"
+    );
+}

@@ -422,6 +422,18 @@ impl<W: Write> Exporter<'_, W> {
         Ok(())
     }
 
+    /// Writes one entry whose data is `data` and counts it.
+    fn put(&mut self, spec: &EntrySpec<'_>, data: &mut dyn Read) -> io::Result<()> {
+        append_entry(&mut self.builder, spec, data)?;
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// Writes one entry without data.
+    fn put_empty(&mut self, spec: &EntrySpec<'_>) -> Result<(), ExportError> {
+        self.put(spec, &mut io::empty()).map_err(ExportError::Write)
+    }
+
     /// An empty regular file, mode 0, owner 0:0 (whiteouts and opaque markers).
     fn empty_marker(&mut self, path: &Path, mtime: i64) -> Result<(), ExportError> {
         let spec = EntrySpec {
@@ -436,9 +448,7 @@ impl<W: Write> Exporter<'_, W> {
             device: None,
             xattrs: vec![],
         };
-        append_entry(&mut self.builder, &spec, &mut io::empty()).map_err(ExportError::Write)?;
-        self.entries += 1;
-        Ok(())
+        self.put_empty(&spec)
     }
 
     fn child(&mut self, c: &Child, tar_dir: &Path) -> Result<(), ExportError> {
@@ -476,10 +486,7 @@ impl<W: Write> Exporter<'_, W> {
                 spec.link = Some(&first);
                 // The data and xattrs travel with the first name.
                 spec.xattrs.clear();
-                append_entry(&mut self.builder, &spec, &mut io::empty())
-                    .map_err(ExportError::Write)?;
-                self.entries += 1;
-                return Ok(());
+                return self.put_empty(&spec);
             }
             self.links.insert((m.dev(), m.ino()), tar_path.clone());
         }
@@ -491,9 +498,7 @@ impl<W: Write> Exporter<'_, W> {
                 let dir_path = PathBuf::from(with_slash);
                 spec.path = &dir_path;
                 spec.kind = EntryType::Directory;
-                append_entry(&mut self.builder, &spec, &mut io::empty())
-                    .map_err(ExportError::Write)?;
-                self.entries += 1;
+                self.put_empty(&spec)?;
                 self.dir(&c.fs_path, &tar_path, is_opaque(&c.xattrs), m.mtime())
             }
             Kind::File => {
@@ -514,19 +519,19 @@ impl<W: Write> Exporter<'_, W> {
                 }
                 spec.size = m.size();
                 let mut data = ExactReader::new(file, m.size());
-                match append_entry(&mut self.builder, &spec, &mut data) {
-                    Ok(()) => {}
-                    Err(_) if data.short => return Err(ExportError::Changed(c.fs_path.clone())),
-                    Err(source) if data.failed => {
-                        return Err(ExportError::Read {
+                // Tell a failing read of the file from a failing write of the tar.
+                self.put(&spec, &mut data).map_err(|e| {
+                    if data.short {
+                        ExportError::Changed(c.fs_path.clone())
+                    } else if data.failed {
+                        ExportError::Read {
                             path: c.fs_path.clone(),
-                            source,
-                        });
+                            source: e,
+                        }
+                    } else {
+                        ExportError::Write(e)
                     }
-                    Err(e) => return Err(ExportError::Write(e)),
-                }
-                self.entries += 1;
-                Ok(())
+                })
             }
             Kind::Symlink => {
                 let target = fs::read_link(&c.fs_path).map_err(|source| ExportError::Read {
@@ -535,10 +540,7 @@ impl<W: Write> Exporter<'_, W> {
                 })?;
                 spec.kind = EntryType::Symlink;
                 spec.link = Some(&target);
-                append_entry(&mut self.builder, &spec, &mut io::empty())
-                    .map_err(ExportError::Write)?;
-                self.entries += 1;
-                Ok(())
+                self.put_empty(&spec)
             }
             Kind::Fifo | Kind::Char | Kind::Block => {
                 spec.kind = match kind {
@@ -549,10 +551,7 @@ impl<W: Write> Exporter<'_, W> {
                 if kind != Kind::Fifo {
                     spec.device = Some(dev_major_minor(m.rdev()));
                 }
-                append_entry(&mut self.builder, &spec, &mut io::empty())
-                    .map_err(ExportError::Write)?;
-                self.entries += 1;
-                Ok(())
+                self.put_empty(&spec)
             }
             Kind::Socket => Ok(()),
         }

@@ -65,6 +65,17 @@ pub fn push_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.push(b'\n');
 }
 
+/// `value` if it fits a header field holding at most `max`; else 0 for the header and a
+/// pax record with the real value (so the header never needs GNU base-256 numbers).
+fn field_or_record(pax: &mut Vec<u8>, key: &[u8], value: u64, max: u64) -> u64 {
+    if value <= max {
+        value
+    } else {
+        push_record(pax, key, value.to_string().as_bytes());
+        0
+    }
+}
+
 /// Builds the ustar header and the pax records (empty if none are needed) for `spec`.
 pub fn build_header(spec: &EntrySpec<'_>) -> io::Result<(Header, Vec<u8>)> {
     let mut h = Header::new_ustar();
@@ -98,31 +109,15 @@ pub fn build_header(spec: &EntrySpec<'_>) -> io::Result<(Header, Vec<u8>)> {
         }
     }
     if binary {
-        // Must precede the records it applies to in spirit; readers apply it to the whole
-        // header, so order within the block is only cosmetic. Put it first.
+        // hdrcharset covers the whole extended header; it goes first for readability.
         let mut with = Vec::new();
         push_record(&mut with, b"hdrcharset", b"BINARY");
         with.extend_from_slice(&pax);
         pax = with;
     }
-    for (key, value, field) in [(&b"uid"[..], spec.uid, 0usize), (&b"gid"[..], spec.gid, 1)] {
-        let fits = value <= MAX_OCTAL_7;
-        let v = if fits { value } else { 0 };
-        if field == 0 {
-            h.set_uid(v);
-        } else {
-            h.set_gid(v);
-        }
-        if !fits {
-            push_record(&mut pax, key, value.to_string().as_bytes());
-        }
-    }
-    if spec.size <= MAX_OCTAL_11 {
-        h.set_size(spec.size);
-    } else {
-        h.set_size(0);
-        push_record(&mut pax, b"size", spec.size.to_string().as_bytes());
-    }
+    h.set_uid(field_or_record(&mut pax, b"uid", spec.uid, MAX_OCTAL_7));
+    h.set_gid(field_or_record(&mut pax, b"gid", spec.gid, MAX_OCTAL_7));
+    h.set_size(field_or_record(&mut pax, b"size", spec.size, MAX_OCTAL_11));
     match u64::try_from(spec.mtime) {
         Ok(t) if t <= MAX_OCTAL_11 => h.set_mtime(t),
         _ => {
@@ -241,6 +236,27 @@ mod tests {
         push_record(&mut want, b"path", &long);
         assert_eq!(pax, want);
         assert_eq!(&*h.path_bytes(), &long[..100]);
+    }
+
+    #[test]
+    fn ustar_limits_then_pax() {
+        // 100 bytes fit the name field; a 101-byte single component needs pax; a long
+        // path that splits at a '/' into prefix (<= 155) + name (<= 100) does not.
+        let cases: &[(String, bool)] = &[
+            ("n".repeat(100), false),
+            ("n".repeat(101), true),
+            (format!("{}/", "d".repeat(99)), false),
+            (format!("{}/", "d".repeat(100)), true),
+            (format!("{}/{}", "p".repeat(150), "n".repeat(100)), false),
+            (format!("{}/{}", "p".repeat(156), "n".repeat(10)), true),
+        ];
+        for (path, needs_pax) in cases {
+            let (h, pax) = build_header(&spec(Path::new(path))).unwrap();
+            assert_eq!(!pax.is_empty(), *needs_pax, "{} bytes", path.len());
+            if !needs_pax {
+                assert_eq!(&*h.path_bytes(), path.as_bytes());
+            }
+        }
     }
 
     #[test]
