@@ -607,6 +607,14 @@ fn cli_writes_atomically_and_cleans_up_on_error() {
     assert!(!err.contains('\n'));
     assert_eq!(leftovers(&outdir), ["layer.tar"]);
 
+    // A temporary file of the same name that someone else made is neither used nor removed.
+    let squatter = outdir.join(format!("other.tar.tmp-{}", std::process::id()));
+    fs::write(&squatter, b"theirs").unwrap();
+    let err = run_export_layer(&upper, &outdir.join("other.tar")).unwrap_err();
+    assert!(err.contains("cannot create"), "{err}");
+    assert_eq!(fs::read(&squatter).unwrap(), b"theirs");
+    fs::remove_file(&squatter).unwrap();
+
     // Nor does an OUT whose directory is missing.
     let err = run_export_layer(&upper, &tmp.path().join("nodir/l.tar")).unwrap_err();
     assert!(err.contains("nodir"), "{err}");

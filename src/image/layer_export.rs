@@ -123,7 +123,8 @@ impl std::error::Error for ExportError {
     }
 }
 
-/// Writes the layer tar of `upper` to `out`, reading xattrs with getfattr.
+/// Writes the layer tar of `upper` to `out`, reading xattrs with getfattr. `upper` itself
+/// may be a symlink to the directory; nothing below it is followed.
 pub fn export_upper(upper: &Path, out: impl Write) -> Result<LayerInfo, ExportError> {
     export_upper_with(upper, out, &GetfattrXattrs)
 }
@@ -165,27 +166,31 @@ pub fn run_export_layer(upper: &Path, out: &Path) -> Result<(), String> {
     let mut tmp = out.as_os_str().to_owned();
     tmp.push(format!(".tmp-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    let result = write_then_rename(upper, out, &tmp);
-    match result {
+    // create_new: never write through, or later remove, a file someone else made.
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    match write_then_rename(upper, file, &tmp, out) {
         Ok(info) => {
             println!("{}", info.diff_id);
             Ok(())
         }
         Err(msg) => {
-            // Best effort: the file may not exist if creating it was what failed.
             let _ = fs::remove_file(&tmp);
             Err(msg)
         }
     }
 }
 
-fn write_then_rename(upper: &Path, out: &Path, tmp: &Path) -> Result<LayerInfo, String> {
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(tmp)
-        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+fn write_then_rename(
+    upper: &Path,
+    file: File,
+    tmp: &Path,
+    out: &Path,
+) -> Result<LayerInfo, String> {
     let mut w = io::BufWriter::new(file);
     let info = export_upper(upper, &mut w).map_err(|e| e.to_string())?;
     let file = w
