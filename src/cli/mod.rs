@@ -19,6 +19,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             println!("{}", USAGE);
             ExitCode::SUCCESS
         }
+        Some("export-layer") => export_layer(&rest[1..]),
         None => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
@@ -27,6 +28,30 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// `unionrs export-layer UPPER OUT.tar`: the upper dir as an OCI layer tar; prints its diff ID.
+fn export_layer(args: &[OsString]) -> ExitCode {
+    match args {
+        [flag] if flag == "--help" || flag == "-h" => {
+            println!("usage: unionrs export-layer UPPER_DIR OUT.tar");
+            ExitCode::SUCCESS
+        }
+        [upper, out] => {
+            match crate::image::layer_export::run_export_layer(upper.as_ref(), out.as_ref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("unionrs: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        _ => {
+            eprintln!("usage: unionrs export-layer UPPER_DIR OUT.tar");
+            ExitCode::from(2)
+        }
+    }
+}
+
 const USAGE: &str =
     "usage: unionrs [-f] [-d] -o lowerdir=L1:L2[,upperdir=U,workdir=W][,OPTS] MOUNTPOINT
-       unionrs SOURCE MOUNTPOINT -o OPTS        (mount.fuse form)";
+       unionrs SOURCE MOUNTPOINT -o OPTS        (mount.fuse form)
+       unionrs export-layer UPPER_DIR OUT.tar   (upper dir -> OCI layer tar; prints its diff ID)";

@@ -113,7 +113,7 @@ pub fn getegid() -> u32 {
 
 /// Checks that the caller is allowed to create device nodes (CAP_MKNOD) by trying one in `dir`.
 pub fn can_mknod_whiteout(dir: BorrowedFd<'_>, probe_name: &[u8]) -> bool {
-    let ok = super::fs::mknod_at(dir, probe_name, libc::S_IFCHR | 0o000, 0).is_ok();
+    let ok = super::fs::mknod_at(dir, probe_name, libc::S_IFCHR, 0).is_ok();
     if ok {
         let _ = super::fs::unlink_at(dir, probe_name, false);
     }

@@ -43,7 +43,8 @@ impl Union {
         }
         self.copy_up(&dir)?;
         let upper_dir = self.upper().dir(&dir.path())?;
-        let covers_lower = self.clear_whiteout(upper_dir.as_fd(), name)?;
+        let cleared = self.clear_whiteout(upper_dir.as_fd(), name)?;
+        let covers_lower = cleared || self.lower_whiteout(&dir, name);
         Ok(Slot {
             dir,
             upper_dir,
@@ -54,11 +55,11 @@ impl Union {
     /// Removes a whiteout at `name` in an upper dir; true when there was one.
     pub(crate) fn clear_whiteout(&self, upper_dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<bool> {
         let mut had = false;
-        if let Ok(st) = fs::stat_at(upper_dir, name) {
-            if whiteout::is_whiteout(upper_dir, name, &st) {
-                fs::unlink_at(upper_dir, name, false)?;
-                had = true;
-            }
+        if let Ok(st) = fs::stat_at(upper_dir, name)
+            && whiteout::is_whiteout(upper_dir, name, &st)
+        {
+            fs::unlink_at(upper_dir, name, false)?;
+            had = true;
         }
         let wh = whiteout::wh_name(name);
         if fs::stat_at(upper_dir, &wh).is_ok() {
@@ -66,6 +67,21 @@ impl Union {
             had = true;
         }
         Ok(had)
+    }
+
+    /// Whether a lower layer of `dir` holds a whiteout for `name` (a deleted name: a new
+    /// directory there is made opaque, as the kernel does).
+    fn lower_whiteout(&self, dir: &Node, name: &[u8]) -> bool {
+        let lowers = dir.state.read().lowers.clone();
+        lowers.iter().any(|loc| {
+            let Ok(d) = self.layer(loc.layer).dir(&loc.path) else {
+                return false;
+            };
+            let marked = fs::stat_at(d.as_fd(), &whiteout::wh_name(name)).is_ok();
+            marked
+                || fs::stat_at(d.as_fd(), name)
+                    .is_ok_and(|st| whiteout::is_whiteout(d.as_fd(), name, &st))
+        })
     }
 
     /// Gives a new object to the caller (group from a set-gid parent, as the kernel does).

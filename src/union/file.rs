@@ -75,7 +75,7 @@ impl Union {
         }
         let acc = flags & libc::O_ACCMODE;
         let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-        let pass = flags & PASS_FLAGS & !(if self.read_only() { 0 } else { 0 });
+        let pass = flags & PASS_FLAGS;
         if node.state.read().unlinked {
             let fd = node.state.read().detached.clone().ok_or(Errno::ENOENT)?;
             let f = fs::reopen(fd.as_fd(), acc | pass)?;

@@ -137,10 +137,11 @@ impl Union {
 
     /// An opaque upper root hides every lower layer.
     fn trim_root_lowers(&mut self) {
-        if self.has_upper && whiteout::is_opaque(self.layers[UPPER].root(), b"") {
-            if let Some(root) = self.nodes.get(ROOT) {
-                root.state.write().lowers.clear();
-            }
+        if self.has_upper
+            && whiteout::is_opaque(self.layers[UPPER].root(), b"")
+            && let Some(root) = self.nodes.get(ROOT)
+        {
+            root.state.write().lowers.clear();
         }
     }
 

@@ -72,10 +72,10 @@ impl Union {
             None => None,
         };
         self.prepare_source(&src_node)?;
-        if let (Some(n), Some(d)) = (&dst_node, &dst) {
-            if flags & EXCHANGE == 0 {
-                self.detach_if_open(n, d)?;
-            }
+        if let (Some(n), Some(d)) = (&dst_node, &dst)
+            && flags & EXCHANGE == 0
+        {
+            self.detach_if_open(n, d)?;
         }
         if flags & EXCHANGE != 0 {
             self.prepare_source(dst_node.as_ref().expect("checked"))?;
@@ -85,10 +85,11 @@ impl Union {
         let nd = self.upper().dir(&new_dir.path())?;
         // Whatever stands at the target in the upper (a whiteout, an emptied dir) is replaced.
         if flags & EXCHANGE == 0 {
-            if let Some(d) = &dst {
-                if d.is_dir() && d.upper {
-                    self.clear_upper_dir(&dst_path)?;
-                }
+            if let Some(d) = &dst
+                && d.is_dir()
+                && d.upper
+            {
+                self.clear_upper_dir(&dst_path)?;
             }
             if dst.is_none() {
                 self.clear_whiteout(nd.as_fd(), new_name)?;
