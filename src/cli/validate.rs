@@ -12,7 +12,7 @@ use super::options::{MountArgs, OptionError};
 
 /// What a workdir may already hold: kernel overlayfs' own entries, and ours from an earlier
 /// mount of the same upper. Anything else means the directory belongs to someone else.
-const WORKDIR_MAY_HOLD: &[&str] = &["work", "index", "incompat", "unionrs.lock"];
+const WORKDIR_MAY_HOLD: &[&str] = &["work", "index", "incompat", "unionrs.lock", "unionrs.index"];
 
 /// A mount whose directories exist and fit together; every path in it is canonical.
 #[derive(Debug, Clone, PartialEq)]

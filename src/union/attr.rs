@@ -43,7 +43,9 @@ impl Union {
             st
         } else {
             let top = node.top().ok_or(Errno::ENOENT)?;
-            self.layer(top.layer).stat(&top.path)?
+            let mut st = self.layer(top.layer).stat(&top.path)?;
+            self.fix_nlink(&top, &mut st);
+            st
         };
         st.st_ino = node.ino;
         // Like the kernel: a merged directory cannot count its subdirectories cheaply.

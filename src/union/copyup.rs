@@ -5,6 +5,7 @@
 //! data extents only (SEEK_DATA/SEEK_HOLE), so holes stay holes. Then owner, mode, xattrs
 //! (minus overlay-private ones) and times, and the origin inode number.
 
+use super::layer::INDEX;
 use super::node::Node;
 use super::{Errno, SysResult, Union, path, whiteout};
 use crate::sys::{fs, io, xattr};
@@ -39,12 +40,29 @@ impl Union {
         let (src_parent, src_name) = path::split(&src.path);
         let src_dir = self.layer(src.layer).dir(src_parent)?;
         let st = fs::stat_at(src_dir.as_fd(), src_name)?;
+        if src.layer == INDEX {
+            // Another name of this file was copied up already: link to that copy.
+            fs::link_at(src_dir.as_fd(), src_name, dst_dir.as_fd(), name)?;
+            node.state.write().upper = true;
+            return Ok(());
+        }
         let work = self.work()?;
         let tmp = self.temp_name();
         let staged = self.stage_copy(src_dir.as_fd(), src_name, &st, work, &tmp, node.ino);
         if let Err(e) = staged {
             remove_staged(work, &tmp, &st);
             return Err(e);
+        }
+        if let Some(key) = self.index_key(&st) {
+            let count = st.st_nlink.to_le_bytes();
+            let _ = xattr::set(work, &tmp, self.markers.nlink_xattr(), &count, 0);
+            match fs::link_at(work, &tmp, self.layer(INDEX).root(), &key) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => {
+                    remove_staged(work, &tmp, &st);
+                    return Err(e);
+                }
+            }
         }
         if let Err(e) = fs::rename_at(work, &tmp, dst_dir.as_fd(), name, libc::RENAME_NOREPLACE) {
             remove_staged(work, &tmp, &st);

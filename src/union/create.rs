@@ -248,8 +248,15 @@ impl Union {
         let sd = self.upper().dir(sp)?;
         fs::link_at(sd.as_fd(), sn, slot.upper_dir.as_fd(), new_name)?;
         let f: Found = self.resolve(&slot.dir, new_name)?.ok_or(Errno::EIO)?;
+        let new_path = path::join(&slot.dir.path(), new_name);
+        let top = super::node::Loc {
+            layer: super::layer::UPPER,
+            path: new_path,
+        };
+        self.bump_indexed_nlink(&top, &f.st, 1);
         // Same object, so the same number even if the upper inode differs from the origin.
         let mut st = f.st;
+        self.fix_nlink(&top, &mut st);
         st.st_ino = node.ino;
         node.lookup_more();
         Ok(st)

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 /// Layer id 0 is the upper layer (when there is one); lowers follow top first.
 pub type LayerId = usize;
 pub const UPPER: LayerId = 0;
+/// The hard-link index in the workdir, addressed like a layer.
+pub const INDEX: LayerId = usize::MAX;
 
 pub struct Layer {
     pub path: PathBuf,

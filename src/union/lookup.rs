@@ -1,7 +1,7 @@
 //! Lookup: the topmost layer holding a name wins unless a whiteout above hides it;
 //! directories merge downwards until an opaque one; renamed dirs follow their redirect.
 
-use super::layer::{LayerId, UPPER};
+use super::layer::{INDEX, LayerId, UPPER};
 use super::node::{Loc, Node, NodeState};
 use super::{Entry, Errno, Stat, SysResult, Union, path, whiteout};
 use crate::sys::fs;
@@ -14,6 +14,8 @@ pub(crate) struct Found {
     pub st: Stat,
     pub upper: bool,
     pub lowers: Vec<Loc>,
+    /// The number to report when it is not the top object's own (an indexed hard link).
+    pub ino: Option<u64>,
 }
 
 impl Found {
@@ -22,6 +24,16 @@ impl Found {
     }
     pub fn is_dir(&self) -> bool {
         self.kind() == libc::S_IFDIR
+    }
+    /// Where the shown object lives, given the merged path.
+    pub fn top(&self, upper_path: &[u8]) -> Option<Loc> {
+        if self.upper {
+            return Some(Loc {
+                layer: UPPER,
+                path: upper_path.to_vec(),
+            });
+        }
+        self.lowers.first().cloned()
     }
 }
 
@@ -60,6 +72,7 @@ impl Union {
                                 st,
                                 upper: false,
                                 lowers: Vec::new(),
+                                ino: None,
                             };
                             if loc.layer == UPPER {
                                 f.upper = true;
@@ -70,6 +83,9 @@ impl Union {
                                 });
                             }
                             if !is_dir {
+                                if !f.upper {
+                                    self.use_index(&mut f);
+                                }
                                 return Ok(Some(f));
                             }
                             found = Some(f);
@@ -128,8 +144,37 @@ impl Union {
         }
     }
 
+    /// A lower file with several names whose data was already copied up through another name
+    /// is shown from the index copy, so all its names stay one file.
+    fn use_index(&self, f: &mut Found) {
+        let Some(key) = self.index_key(&f.st) else {
+            return;
+        };
+        if let Ok(st) = self.layer(INDEX).stat(&key) {
+            f.ino = Some(self.inos.map(f.st.st_dev, f.st.st_ino));
+            f.st = st;
+            f.lowers.insert(
+                0,
+                Loc {
+                    layer: INDEX,
+                    path: key,
+                },
+            );
+        }
+    }
+
+    /// The index name of a lower regular file with several names (None for others).
+    pub(crate) fn index_key(&self, st: &Stat) -> Option<Vec<u8>> {
+        let hard_linked = st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_nlink > 1;
+        (hard_linked && self.index.is_some())
+            .then(|| format!("{:x}-{:x}", st.st_dev, st.st_ino).into_bytes())
+    }
+
     /// The number reported for a found object: a copied-up object keeps its origin's.
     pub(crate) fn ino_of(&self, f: &Found, upper_path: &[u8]) -> u64 {
+        if let Some(ino) = f.ino {
+            return ino;
+        }
         if f.upper {
             if let Some(ino) = self.origin_ino(upper_path) {
                 return ino;
@@ -165,6 +210,9 @@ impl Union {
         st.st_ino = ino;
         if f.is_dir() && f.lowers.len() + usize::from(f.upper) > 1 {
             st.st_nlink = 1;
+        }
+        if let Some(top) = f.top(&upper_path) {
+            self.fix_nlink(&top, &mut st);
         }
         let node = self.nodes.remember(
             ino,

@@ -6,6 +6,7 @@ pub mod attr;
 mod copyup;
 mod create;
 mod file;
+mod hardlink;
 pub mod ino;
 pub mod layer;
 mod lookup;
@@ -25,6 +26,7 @@ use ino::InoMap;
 use layer::{Layer, LayerId, UPPER};
 use node::{Loc, Node, NodeState, NodeTable, ROOT};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,6 +67,9 @@ pub struct Union {
     has_upper: bool,
     /// O_PATH handle of W/work, where copy-ups are staged.
     work: Option<OwnedFd>,
+    /// W/unionrs.index: one link per copied-up lower file that has several names, so every
+    /// name keeps sharing one inode after copy-up (the kernel's `index` feature).
+    index: Option<Layer>,
     nodes: NodeTable,
     inos: InoMap,
     handles: file::HandleTable,
@@ -91,8 +96,12 @@ impl Union {
         if layers.is_empty() {
             return Err("no layers given".into());
         }
+        let mut index = None;
         let work = match (&cfg.upper, &cfg.work) {
-            (Some(_), Some(w)) => Some(prepare_workdir(w)?),
+            (Some(_), Some(w)) => {
+                index = Some(prepare_index(w)?);
+                Some(prepare_workdir(w)?)
+            }
             (Some(_), None) => return Err("upperdir needs a workdir".into()),
             _ => None,
         };
@@ -122,6 +131,7 @@ impl Union {
             layers,
             has_upper,
             work,
+            index,
             nodes: NodeTable::new(Node::new(ROOT, libc::S_IFDIR, root_state)),
             inos,
             handles: file::HandleTable::default(),
@@ -150,7 +160,10 @@ impl Union {
     }
 
     pub fn layer(&self, id: LayerId) -> &Layer {
-        &self.layers[id]
+        match (id, &self.index) {
+            (layer::INDEX, Some(index)) => index,
+            _ => &self.layers[id],
+        }
     }
 
     pub fn lower_count(&self) -> usize {
@@ -201,7 +214,7 @@ impl Union {
 /// Creates W/work (where copy-ups are staged) and empties what a crash left in it.
 fn prepare_workdir(w: &std::path::Path) -> Result<OwnedFd, String> {
     let work = w.join("work");
-    match std::fs::create_dir(&work) {
+    match std::fs::DirBuilder::new().mode(0o700).create(&work) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             for entry in std::fs::read_dir(&work)
@@ -221,6 +234,17 @@ fn prepare_workdir(w: &std::path::Path) -> Result<OwnedFd, String> {
     layer
         .dir(b"")
         .map_err(|e| format!("cannot open {}: {e}", work.display()))
+}
+
+/// Creates W/unionrs.index (kept across mounts: it ties hard-linked copies together).
+fn prepare_index(w: &std::path::Path) -> Result<Layer, String> {
+    let index = w.join("unionrs.index");
+    match std::fs::DirBuilder::new().mode(0o700).create(&index) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create {}: {e}", index.display())),
+    }
+    Layer::at(&index)
 }
 
 /// Kernel format when this process may mknod whiteouts and set trusted.* xattrs, else user.*.

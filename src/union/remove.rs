@@ -82,6 +82,10 @@ impl Union {
             self.detach_if_open(n, f)?;
         }
         self.copy_up(dir)?;
+        let child_path = path::join(&dir.path(), name);
+        if let Some(top) = f.top(&child_path) {
+            self.bump_indexed_nlink(&top, &f.st, -1);
+        }
         let ud = self.upper().dir(&dir.path())?;
         let ud = ud.as_fd();
         let needs_whiteout = !f.lowers.is_empty() || self.lower_has(dir, name)?;

@@ -33,6 +33,12 @@ impl MarkerFormat {
             MarkerFormat::User => b"user.overlay.redirect",
         }
     }
+    pub fn nlink_xattr(self) -> &'static [u8] {
+        match self {
+            MarkerFormat::Kernel => b"trusted.unionrs.nlink",
+            MarkerFormat::User => b"user.unionrs.nlink",
+        }
+    }
     pub fn origin_xattr(self) -> &'static [u8] {
         match self {
             MarkerFormat::Kernel => b"trusted.unionrs.origin",

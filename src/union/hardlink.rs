@@ -1,0 +1,50 @@
+//! Link counts of hard-linked lower files after copy-up. The copy is also linked into the
+//! index (so every name shares it), which adds a link nobody sees; the count users see is
+//! kept in a private xattr on the shared inode and moved by link and unlink.
+
+use super::layer::{INDEX, UPPER};
+use super::node::Loc;
+use super::{Stat, Union, path};
+use crate::sys::xattr;
+use std::os::fd::AsFd;
+
+impl Union {
+    /// The count to show for an indexed file, when `st` (at `loc`) is one.
+    pub(crate) fn indexed_nlink(&self, loc: &Loc, st: &Stat) -> Option<u64> {
+        let candidate = st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && st.st_nlink > 1
+            && (loc.layer == UPPER || loc.layer == INDEX);
+        if !candidate || self.index.is_none() {
+            return None;
+        }
+        let (parent, name) = path::split(&loc.path);
+        let d = self.layer(loc.layer).dir(parent).ok()?;
+        let v = xattr::get(d.as_fd(), name, self.markers.nlink_xattr()).ok()?;
+        Some(u64::from_le_bytes(v.as_slice().try_into().ok()?))
+    }
+
+    /// Moves the shown count of an indexed file by `delta` (no-op for other files).
+    pub(crate) fn bump_indexed_nlink(&self, loc: &Loc, st: &Stat, delta: i64) {
+        let Some(n) = self.indexed_nlink(loc, st) else {
+            return;
+        };
+        let (parent, name) = path::split(&loc.path);
+        if let Ok(d) = self.layer(loc.layer).dir(parent) {
+            let v = (n as i64 + delta).max(0) as u64;
+            let _ = xattr::set(
+                d.as_fd(),
+                name,
+                self.markers.nlink_xattr(),
+                &v.to_le_bytes(),
+                0,
+            );
+        }
+    }
+
+    /// Applies the shown count to attributes read at `loc`.
+    pub(crate) fn fix_nlink(&self, loc: &Loc, st: &mut Stat) {
+        if let Some(n) = self.indexed_nlink(loc, st) {
+            st.st_nlink = n;
+        }
+    }
+}
