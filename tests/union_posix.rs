@@ -573,3 +573,19 @@ fn enoent(p: &Path) {
         p.display()
     );
 }
+
+// pjdfstest link::remove_link: removing names of a file with three names, the first one
+// first, must not lose track of the object.
+both!(remove_three_hard_links, |fs| {
+    let l = Layers::new(1);
+    fs::create_dir(l.l(1).join("d")).unwrap();
+    let _m = mount(fs, &l, &[]);
+    write(l.m("d/f"), "data");
+    fs::hard_link(l.m("d/f"), l.m("d/a")).unwrap();
+    fs::hard_link(l.m("d/a"), l.m("d/b")).unwrap();
+    fs::remove_file(l.m("d/f")).unwrap();
+    fs::remove_file(l.m("d/b")).expect("unlink of the third name");
+    assert!(!l.m("d/b").exists());
+    assert_eq!(fs::metadata(l.m("d/a")).unwrap().nlink(), 1);
+    assert_eq!(read(l.m("d/a")), "data");
+});

@@ -79,7 +79,7 @@ impl Union {
     fn remove_entry(&self, dir: &Arc<Node>, name: &[u8], f: &Found, ino: u64) -> SysResult<()> {
         let node = self.nodes.get(ino);
         if let Some(n) = &node {
-            self.detach_if_open(n, f)?;
+            self.detach_if_open(n, f, &path::join(&dir.path(), name))?;
         }
         self.copy_up(dir)?;
         let child_path = path::join(&dir.path(), name);
@@ -113,12 +113,19 @@ impl Union {
 
     /// Keeps a handle on an object whose name is about to go while it stays reachable: open
     /// files (deleted-but-open must keep working) and hard links (other names remain).
-    pub(crate) fn detach_if_open(&self, node: &Node, f: &Found) -> SysResult<()> {
+    /// The handle is taken through the name being removed (`merged_path`): the node's own
+    /// name may already be gone.
+    pub(crate) fn detach_if_open(
+        &self,
+        node: &Node,
+        f: &Found,
+        merged_path: &[u8],
+    ) -> SysResult<()> {
         let open = node.open_count.load(std::sync::atomic::Ordering::Relaxed) > 0;
         if f.is_dir() || !(open || f.st.st_nlink > 1) {
             return Ok(());
         }
-        let top = node.top().ok_or(Errno::ENOENT)?;
+        let top = f.top(merged_path).ok_or(Errno::ENOENT)?;
         let fd = self.layer(top.layer).open(&top.path, libc::O_PATH)?;
         node.state.write().detached = Some(Arc::new(fd));
         Ok(())

@@ -75,7 +75,7 @@ impl Union {
         if let (Some(n), Some(d)) = (&dst_node, &dst)
             && flags & EXCHANGE == 0
         {
-            self.detach_if_open(n, d)?;
+            self.detach_if_open(n, d, &dst_path)?;
         }
         if flags & EXCHANGE != 0 {
             self.prepare_source(dst_node.as_ref().expect("checked"))?;
