@@ -589,3 +589,50 @@ both!(remove_three_hard_links, |fs| {
     assert_eq!(fs::metadata(l.m("d/a")).unwrap().nlink(), 1);
     assert_eq!(read(l.m("d/a")), "data");
 });
+
+// POSIX ACLs: a default ACL on the parent is inherited and replaces the umask; an access ACL
+// set through the mount reads back.
+both!(posix_acls_inherited_and_kept, |fs| {
+    let l = Layers::new(1);
+    fs::create_dir(l.l(1).join("d")).unwrap();
+    let _m = mount(fs, &l, &[]);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let d = l.m("d");
+    run(&["setfacl", "-d", "-m", "u:65534:rwx", d.to_str().unwrap()]);
+    let old = sys::umask(0o077);
+    let r = std::panic::catch_unwind(|| {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o666)
+            .open(l.m("d/f"))
+            .unwrap();
+    });
+    sys::umask(old);
+    r.unwrap();
+    let acl = run(&["getfacl", "-cn", l.m("d/f").to_str().unwrap()]);
+    assert!(
+        acl.contains("user:65534:rwx"),
+        "inherited entry missing:\n{acl}"
+    );
+    assert!(
+        acl.contains("mask::rw-"),
+        "umask must not apply under a default ACL:\n{acl}"
+    );
+    write(l.m("g"), "x");
+    run(&["setfacl", "-m", "u:65534:r", l.m("g").to_str().unwrap()]);
+    let acl = run(&["getfacl", "-cn", l.m("g").to_str().unwrap()]);
+    assert!(acl.contains("user:65534:r--"), "{acl}");
+});

@@ -16,6 +16,19 @@ pub(crate) struct Slot {
     pub upper_dir: OwnedFd,
     /// The lower layers hold something at this name (now whited out).
     pub covers_lower: bool,
+    /// The parent has a default POSIX ACL: it, not the umask, shapes the new mode.
+    pub default_acl: bool,
+}
+
+impl Slot {
+    /// The permission bits of a new object: the umask applies unless a default ACL does.
+    pub fn perm(&self, ctx: &Ctx, mode: u32) -> u32 {
+        if self.default_acl {
+            mode & 0o7777
+        } else {
+            mode & 0o7777 & !ctx.umask
+        }
+    }
 }
 
 impl Union {
@@ -45,10 +58,12 @@ impl Union {
         let upper_dir = self.upper().dir(&dir.path())?;
         let cleared = self.clear_whiteout(upper_dir.as_fd(), name)?;
         let covers_lower = cleared || self.lower_whiteout(&dir, name);
+        let default_acl = xattr::has(upper_dir.as_fd(), b"", b"system.posix_acl_default");
         Ok(Slot {
             dir,
             upper_dir,
             covers_lower,
+            default_acl,
         })
     }
 
@@ -115,7 +130,7 @@ impl Union {
             return Err(Errno::EPERM);
         }
         let slot = self.prepare_slot(parent, name)?;
-        let perm = mode & 0o7777 & !ctx.umask;
+        let perm = slot.perm(ctx, mode);
         let d = slot.upper_dir.as_fd();
         if kind == libc::S_IFREG || kind == 0 {
             drop(fs::open_at(
@@ -156,7 +171,7 @@ impl Union {
 
     pub fn mkdir(&self, ctx: &Ctx, parent: u64, name: &[u8], mode: u32) -> SysResult<Entry> {
         let slot = self.prepare_slot(parent, name)?;
-        let perm = mode & 0o7777 & !ctx.umask;
+        let perm = slot.perm(ctx, mode);
         let d = slot.upper_dir.as_fd();
         if slot.covers_lower {
             // Build it opaque in the work dir, then move it in: no moment shows lower entries.
@@ -208,7 +223,7 @@ impl Union {
         flags: i32,
     ) -> SysResult<(Entry, u64)> {
         let slot = self.prepare_slot(parent, name)?;
-        let perm = mode & 0o7777 & !ctx.umask;
+        let perm = slot.perm(ctx, mode);
         let d = slot.upper_dir.as_fd();
         let acc = flags & libc::O_ACCMODE;
         let open_flags = (flags & (libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC))
