@@ -319,3 +319,17 @@ if awk -v w="$W/" 'index($2, w) == 1 { f = 1 } END { exit !f }' /proc/mounts; th
 else
   echo "nothing left mounted under $W"
 fi
+
+# Gate for the test command: a pjdfstest that passes on kernel overlayfs must pass on unionrs,
+# and every fsx run must succeed and leave an identical file after remount.
+FAILS=0
+if [ "${SKIP_PJD:-0}" != 1 ] && [ -s "$LOGS/pjdfstest.unionrs-only" ]; then
+  FAILS=$((FAILS + $(wc -l <"$LOGS/pjdfstest.unionrs-only")))
+fi
+for r in "${FSX_RESULT[@]}"; do
+  case "$r" in *" ok identical"*) ;; *) FAILS=$((FAILS + 1)) ;; esac
+done
+if [ "$FAILS" -gt 0 ]; then
+  echo "conformance: $FAILS regression(s): see the lists above" >&2
+  exit 1
+fi

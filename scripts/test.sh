@@ -28,6 +28,9 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+step "conformance: pjdfstest and fsx, unionrs against kernel overlayfs (bounded runs)"
+bash "$ROOT/scripts/conformance.sh"
+
 step "cargo test --release"
 # Release, so the test binaries share the build setup.sh just made.
 exec cargo test --release "$@"
