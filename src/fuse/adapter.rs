@@ -14,9 +14,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How long the kernel may trust entries and attributes. The daemon is the only writer of
-/// the upper layer and lowers are immutable while mounted.
-const TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may trust entries, attributes and negative entries. Every change to
+/// the union goes through this daemon (lowers are immutable while mounted, and the upper may
+/// only be changed through the mount, as with kernel overlayfs), and the kernel updates its
+/// caches from our replies, so nothing it caches goes stale behind its back.
+const TTL: Duration = Duration::from_secs(86400);
 
 pub struct UnionFs {
     pub union: Union,
@@ -107,6 +109,10 @@ fn timespec(t: Option<TimeOrNow>) -> Option<TimeSpec> {
     })
 }
 
+fn zeroed_stat() -> Stat {
+    crate::sys::fs::empty_stat()
+}
+
 fn reply_entry(reply: ReplyEntry, r: Result<Stat, UErrno>) {
     match r {
         Ok(st) => reply.entry(&TTL, &to_attr(&st), Generation(0)),
@@ -147,7 +153,15 @@ impl Filesystem for UnionFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        reply_entry(reply, self.union.lookup(parent.0, name.as_bytes()));
+        match self.union.lookup(parent.0, name.as_bytes()) {
+            // A negative entry (node id 0) lets the kernel remember the miss.
+            Err(e) if e == UErrno::ENOENT => {
+                let mut attr = to_attr(&zeroed_stat());
+                attr.ino = INodeNo(0);
+                reply.entry(&TTL, &attr, Generation(0))
+            }
+            r => reply_entry(reply, r),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -298,12 +312,8 @@ impl Filesystem for UnionFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.union.open(ino.0, flags.0) {
             Ok(o) => {
-                let f = if o.from_lower {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
-                };
-                reply.opened(FileHandle(o.fh), f)
+                // Page cache stays valid across opens: only this daemon changes file data.
+                reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_KEEP_CACHE)
             }
             Err(e) => reply.error(err(e)),
         }
@@ -382,7 +392,12 @@ impl Filesystem for UnionFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.union.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            // The kernel keeps the listing and drops it itself when the directory changes
+            // through the mount (the only way it can change).
+            Ok(fh) => reply.opened(
+                FileHandle(fh),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
             Err(e) => reply.error(err(e)),
         }
     }

@@ -63,6 +63,8 @@ pub fn mount(fs: UnionFs, spec: &MountSpec) -> Result<Session<UnionFs>, String> 
     };
     let mut config = Config::default();
     config.n_threads = Some(spec.threads.max(1));
+    // One /dev/fuse fd per worker thread: no contention on a single read queue.
+    config.clone_fd = true;
     match proc::mount(&spec.source, mnt, "fuse.unionrs", flags, &data) {
         Ok(()) => Session::from_fd(fs, dev, acl, config).map_err(|e| {
             let _ = proc::umount(mnt, true);

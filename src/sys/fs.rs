@@ -100,6 +100,12 @@ pub fn stat_at(dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<Stat> {
     Ok(st)
 }
 
+/// An all-zero stat (a valid value of the plain-data struct).
+pub fn empty_stat() -> Stat {
+    // SAFETY: libc::stat is plain data; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
 pub fn fstat(fd: BorrowedFd<'_>) -> SysResult<Stat> {
     stat_at(fd, b"")
 }
