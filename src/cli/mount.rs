@@ -109,10 +109,8 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
             noatime: o.noatime,
             threads: if args.single_thread { 1 } else { 4 },
         };
-        let fs = UnionFs {
-            union,
-            acl: !o.noacl,
-        };
+        let passthrough = std::env::var_os("UNIONRS_NO_PASSTHROUGH").is_none();
+        let fs = UnionFs::new(union, !o.noacl, passthrough);
         session::mount(fs, &spec).map(|s| (s, spec))
     });
     let (session, spec) = match result {

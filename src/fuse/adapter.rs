@@ -1,6 +1,7 @@
 //! The fuser::Filesystem adapter: converts arguments, calls the union core, replies in one
 //! place. No union semantics live here.
 
+use super::passthrough::{BackingKind, Decision, Passthrough};
 use crate::union::attr::SetAttr;
 use crate::union::{Ctx, Errno as UErrno, Stat, TimeSpec, Union};
 use fuser::{
@@ -24,6 +25,41 @@ pub struct UnionFs {
     pub union: Union,
     /// Let the kernel enforce POSIX ACLs (off with `noacl`).
     pub acl: bool,
+    pub passthrough: Passthrough,
+}
+
+impl UnionFs {
+    pub fn new(union: Union, acl: bool, passthrough: bool) -> UnionFs {
+        UnionFs {
+            union,
+            acl,
+            passthrough: Passthrough::new(passthrough),
+        }
+    }
+
+    /// How to answer an open of `ino` with handle `fh`: passthrough when the kernel allows.
+    fn open_mode(
+        &self,
+        ino: u64,
+        fh: u64,
+        flags: i32,
+        make: impl FnOnce(&std::os::fd::OwnedFd) -> std::io::Result<fuser::BackingId>,
+    ) -> Decision {
+        if self.union.handle(fh).is_err() {
+            return Decision::Cached;
+        }
+        let Ok((fd, layer, writable)) = self.union.backing_fd(fh) else {
+            return if self.passthrough.enabled() {
+                Decision::DirectIo
+            } else {
+                Decision::Cached
+            };
+        };
+        let wants_write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let kind = BackingKind { layer, writable };
+        self.passthrough
+            .decide(ino, fh, kind, wants_write, || make(&fd))
+    }
 }
 
 fn err(e: UErrno) -> Errno {
@@ -149,6 +185,18 @@ impl Filesystem for UnionFs {
         for flag in want.iter() {
             let _ = config.add_capabilities(flag);
         }
+        // Depth 1: backing files must be on a plain filesystem, and this mount can still be
+        // a layer of kernel overlayfs.
+        let passthrough = self.passthrough.enabled()
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok();
+        if !passthrough {
+            self.passthrough.disable();
+        }
+        log::info!(
+            "FUSE passthrough: {}",
+            if passthrough { "on" } else { "off" }
+        );
         Ok(())
     }
 
@@ -310,12 +358,17 @@ impl Filesystem for UnionFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.union.open(ino.0, flags.0) {
-            Ok(o) => {
-                // Page cache stays valid across opens: only this daemon changes file data.
-                reply.opened(FileHandle(o.fh), FopenFlags::FOPEN_KEEP_CACHE)
-            }
-            Err(e) => reply.error(err(e)),
+        let o = match self.union.open(ino.0, flags.0) {
+            Ok(o) => o,
+            Err(e) => return reply.error(err(e)),
+        };
+        let fh = FileHandle(o.fh);
+        // Page cache stays valid across opens: only this daemon changes file data.
+        let keep = FopenFlags::FOPEN_KEEP_CACHE;
+        match self.open_mode(ino.0, o.fh, flags.0, |fd| reply.open_backing(fd)) {
+            Decision::Passthrough(b) => reply.opened_passthrough(fh, FopenFlags::empty(), &b),
+            Decision::DirectIo => reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
+            Decision::Cached => reply.opened(fh, keep),
         }
     }
 
@@ -368,13 +421,14 @@ impl Filesystem for UnionFs {
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.passthrough.release(ino.0, fh.0);
         self.union.release(fh.0);
         reply.ok();
     }
@@ -512,13 +566,19 @@ impl Filesystem for UnionFs {
             .union
             .create(&ctx(req, umask), parent.0, name.as_bytes(), mode, flags)
         {
-            Ok((st, fh)) => reply.created(
-                &TTL,
-                &to_attr(&st),
-                Generation(0),
-                FileHandle(fh),
-                FopenFlags::empty(),
-            ),
+            Ok((st, fh)) => {
+                let attr = to_attr(&st);
+                let (g, h) = (Generation(0), FileHandle(fh));
+                match self.open_mode(st.st_ino, fh, flags, |fd| reply.open_backing(fd)) {
+                    Decision::Passthrough(b) => {
+                        reply.created_passthrough(&TTL, &attr, g, h, FopenFlags::empty(), &b)
+                    }
+                    Decision::DirectIo => {
+                        reply.created(&TTL, &attr, g, h, FopenFlags::FOPEN_DIRECT_IO)
+                    }
+                    Decision::Cached => reply.created(&TTL, &attr, g, h, FopenFlags::empty()),
+                }
+            }
             Err(e) => reply.error(err(e)),
         }
     }

@@ -1,3 +1,4 @@
 //! The only importer of fuser: the Filesystem adapter over the union core, and the session.
 pub mod adapter;
+pub mod passthrough;
 pub mod session;

@@ -105,6 +105,23 @@ impl Union {
         })
     }
 
+    /// An fd to hand to the kernel for passthrough, with the layer it lives in and whether it
+    /// can serve writers: upper files are reopened read-write so that later writers can share
+    /// the inode's one backing file; lower files are read-only.
+    pub fn backing_fd(&self, fh: u64) -> SysResult<(Arc<OwnedFd>, LayerId, bool)> {
+        let h = self.handle(fh)?;
+        if h.layer == UPPER && !self.read_only() {
+            if let Ok(fd) = fs::reopen(h.fd.as_fd(), libc::O_RDWR) {
+                return Ok((Arc::new(fd), UPPER, true));
+            }
+            if h.writable {
+                // Write-only (or a busy executable): it cannot serve readers.
+                return Err(Errno::EBADF);
+            }
+        }
+        Ok((h.fd.clone(), h.layer, false))
+    }
+
     pub fn handle(&self, fh: u64) -> SysResult<Arc<FileHandle>> {
         self.handles.get(fh).ok_or(Errno::EBADF)
     }
