@@ -2,6 +2,7 @@
 //! directories merge downwards until an opaque one; renamed dirs follow their redirect.
 
 use super::layer::{INDEX, LayerId, UPPER};
+use super::dircache::LowerDirs;
 use super::node::{Loc, Node, NodeState};
 use super::{Entry, Errno, Stat, SysResult, Union, path, whiteout};
 use crate::sys::fs;
@@ -40,11 +41,21 @@ impl Found {
 impl Union {
     /// Resolves `name` in directory `dir`; Ok(None) when it does not exist (or is whited out).
     pub(crate) fn resolve(&self, dir: &Node, name: &[u8]) -> SysResult<Option<Found>> {
-        self.resolve_in(&dir.dir_layers(), name)
+        let cache = if dir.is_dir() { self.lower_dirs(dir) } else { None };
+        self.resolve_cached(&dir.dir_layers(), name, cache.as_deref())
     }
 
     /// Same, over an explicit list of directory locations (top first).
     pub(crate) fn resolve_in(&self, layers: &[Loc], name: &[u8]) -> SysResult<Option<Found>> {
+        self.resolve_cached(layers, name, None)
+    }
+
+    fn resolve_cached(
+        &self,
+        layers: &[Loc],
+        name: &[u8],
+        cache: Option<&LowerDirs>,
+    ) -> SysResult<Option<Found>> {
         if name.len() > 255 {
             return Err(Errno::ENAMETOOLONG);
         }
@@ -53,15 +64,32 @@ impl Union {
         }
         let mut found: Option<Found> = None;
         for (i, loc) in layers.iter().enumerate() {
-            let layer = self.layer(loc.layer);
-            let d = match layer.dir(&loc.path) {
-                Ok(d) => d,
-                Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => continue,
-                Err(e) => return Err(e),
+            let below = i + 1 < layers.len();
+            let cached = cache.filter(|_| loc.layer != UPPER).and_then(|c| c.get(loc));
+            if let Some(c) = cached
+                && !c.names.contains_key(name)
+            {
+                // Not in this layer: only a `.wh.` marker here can matter.
+                if below && c.whiteouts.contains(name) {
+                    break;
+                }
+                continue;
+            }
+            let opened;
+            let d = match cached {
+                Some(c) => c.fd.as_fd(),
+                None => {
+                    opened = match self.layer(loc.layer).dir(&loc.path) {
+                        Ok(d) => d,
+                        Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    opened.as_fd()
+                }
             };
-            match fs::stat_at(d.as_fd(), name) {
+            match fs::stat_at(d, name) {
                 Ok(st) => {
-                    if whiteout::is_whiteout(d.as_fd(), name, &st) {
+                    if whiteout::is_whiteout(d, name, &st) {
                         break;
                     }
                     let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
@@ -100,10 +128,10 @@ impl Union {
                             });
                         }
                     }
-                    if whiteout::is_opaque(d.as_fd(), name) {
+                    if whiteout::is_opaque(d, name) {
                         break;
                     }
-                    if let Some(target) = whiteout::redirect(d.as_fd(), name, &loc.path) {
+                    if let Some(target) = whiteout::redirect(d, name, &loc.path) {
                         let f = found.as_mut().expect("set above");
                         self.follow_redirect(f, loc.layer, target);
                         break;
@@ -114,7 +142,11 @@ impl Union {
                 Err(e) => return Err(e),
             }
             // `.wh.NAME` hides NAME in the layers below this one (not in this one).
-            if i + 1 < layers.len() && fs::stat_at(d.as_fd(), &whiteout::wh_name(name)).is_ok() {
+            let marked = match cached {
+                Some(c) => c.whiteouts.contains(name),
+                None => fs::stat_at(d, &whiteout::wh_name(name)).is_ok(),
+            };
+            if below && marked {
                 break;
             }
         }

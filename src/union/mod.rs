@@ -5,6 +5,7 @@
 pub mod attr;
 mod copyup;
 mod create;
+mod dircache;
 mod file;
 mod hardlink;
 pub mod ino;

@@ -46,6 +46,8 @@ pub struct Node {
     pub copyup: Mutex<()>,
     /// Open file handles on this node (for deleted-but-open handling).
     pub open_count: AtomicU64,
+    /// Directories: their lower copies, read once (see dircache).
+    pub lower_dirs: Mutex<Option<Arc<super::dircache::LowerDirs>>>,
 }
 
 impl Node {
@@ -57,6 +59,7 @@ impl Node {
             state: RwLock::new(state),
             copyup: Mutex::new(()),
             open_count: AtomicU64::new(0),
+            lower_dirs: Mutex::new(None),
         }
     }
 

@@ -2,13 +2,14 @@
 //! (which hide names in lower layers only) and `.wh.` markers. d_ino equals st_ino.
 
 use super::layer::UPPER;
-use super::node::Loc;
+use super::dircache::LowerDirs;
+use super::node::{Loc, Node};
 use super::{Errno, SysResult, Union, whiteout};
 use crate::sys::fs;
 use dashmap::DashMap;
 use std::collections::HashSet;
 use std::os::fd::AsFd;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One entry of a listing: inode number, S_IFMT type bits and name.
@@ -19,10 +20,16 @@ pub struct DirEntryOut {
     pub name: Vec<u8>,
 }
 
-/// Open directory handles: a snapshot taken at opendir, so offsets stay valid.
+/// An open directory: its listing is a snapshot taken at the first readdir, so offsets stay
+/// valid while the directory changes.
+pub struct DirHandle {
+    node: Arc<Node>,
+    entries: OnceLock<Arc<Vec<DirEntryOut>>>,
+}
+
 #[derive(Default)]
 pub struct DirHandles {
-    map: DashMap<u64, Arc<Vec<DirEntryOut>>>,
+    map: DashMap<u64, Arc<DirHandle>>,
     next: AtomicU64,
 }
 
@@ -40,7 +47,8 @@ fn dtype_to_kind(t: u8) -> Option<u32> {
 }
 
 impl Union {
-    /// Opens a directory listing; returns its handle.
+    /// Opens a directory listing; returns its handle. The listing itself is built on the first
+    /// readdir: with cached listings the kernel often never asks.
     pub fn opendir(&self, ino: u64) -> SysResult<u64> {
         let node = self.node(ino)?;
         if !node.is_dir() {
@@ -49,38 +57,26 @@ impl Union {
         if node.state.read().unlinked {
             return Err(Errno::ENOENT);
         }
-        let parent_ino = node
-            .state
-            .read()
-            .parent
-            .as_ref()
-            .map(|p| p.ino)
-            .unwrap_or(ino);
-        let mut entries = vec![
-            DirEntryOut {
-                ino,
-                kind: libc::S_IFDIR,
-                name: b".".to_vec(),
-            },
-            DirEntryOut {
-                ino: parent_ino,
-                kind: libc::S_IFDIR,
-                name: b"..".to_vec(),
-            },
-        ];
-        entries.extend(self.list_merged(&node.dir_layers())?);
         let fh = self.dirs.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.dirs.map.insert(fh, Arc::new(entries));
+        self.dirs.map.insert(fh, Arc::new(DirHandle { node, entries: OnceLock::new() }));
         Ok(fh)
     }
 
-    /// Entries from `offset` on (offset = index of the next entry).
+    /// The listing of an open directory handle (index = offset of the next entry).
     pub fn readdir(&self, fh: u64) -> SysResult<Arc<Vec<DirEntryOut>>> {
-        self.dirs
-            .map
-            .get(&fh)
-            .map(|e| e.clone())
-            .ok_or(Errno::EBADF)
+        let h = self.dirs.map.get(&fh).map(|e| e.clone()).ok_or(Errno::EBADF)?;
+        if let Some(e) = h.entries.get() {
+            return Ok(e.clone());
+        }
+        let node = &h.node;
+        let parent_ino = node.state.read().parent.as_ref().map(|p| p.ino).unwrap_or(node.ino);
+        let mut entries = vec![
+            DirEntryOut { ino: node.ino, kind: libc::S_IFDIR, name: b".".to_vec() },
+            DirEntryOut { ino: parent_ino, kind: libc::S_IFDIR, name: b"..".to_vec() },
+        ];
+        let cache = self.lower_dirs(node);
+        entries.extend(self.list_merged(&node.dir_layers(), cache.as_deref())?);
+        Ok(h.entries.get_or_init(|| Arc::new(entries)).clone())
     }
 
     pub fn releasedir(&self, fh: u64) {
@@ -88,27 +84,49 @@ impl Union {
     }
 
     /// The visible entries of the merged directory made of `layers` (top first).
-    pub(crate) fn list_merged(&self, layers: &[Loc]) -> SysResult<Vec<DirEntryOut>> {
+    pub(crate) fn list_merged(
+        &self,
+        layers: &[Loc],
+        cache: Option<&LowerDirs>,
+    ) -> SysResult<Vec<DirEntryOut>> {
         let mut out = Vec::new();
         let mut seen: HashSet<Vec<u8>> = HashSet::new();
         let mut hidden: HashSet<Vec<u8>> = HashSet::new();
         for loc in layers {
             let layer = self.layer(loc.layer);
-            let d = match layer.dir(&loc.path) {
-                Ok(d) => d,
-                Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => continue,
-                Err(e) => return Err(e),
-            };
-            let listing = fs::open_dir_for_listing(d.as_fd())?;
-            let xattr_whiteouts = whiteout::dir_has_xattr_whiteouts(d.as_fd());
-            let mut layer_whiteouts = Vec::new();
-            for e in fs::read_dir(listing.as_fd())? {
-                if let Some(target) = e.name.strip_prefix(whiteout::WH_PREFIX) {
-                    if e.name != whiteout::OPAQUE_MARKER {
-                        layer_whiteouts.push(target.to_vec());
-                    }
-                    continue;
+            let cached = cache.filter(|_| loc.layer != UPPER).and_then(|c| c.get(loc));
+            let opened;
+            let (d, entries, layer_whiteouts, xattr_whiteouts) = match cached {
+                Some(c) => {
+                    let entries: Vec<fs::DirEntry> = c
+                        .names
+                        .iter()
+                        .map(|(n, &(kind, ino))| fs::DirEntry { ino, kind, name: n.clone() })
+                        .collect();
+                    let wh: Vec<Vec<u8>> = c.whiteouts.iter().cloned().collect();
+                    (c.fd.as_fd(), entries, wh, c.xattr_whiteouts)
                 }
+                None => {
+                    opened = match layer.dir(&loc.path) {
+                        Ok(d) => d,
+                        Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => continue,
+                        Err(e) => return Err(e),
+                    };
+                    let d = opened.as_fd();
+                    let listing = fs::open_dir_for_listing(d)?;
+                    let mut entries = Vec::new();
+                    let mut wh = Vec::new();
+                    for e in fs::read_dir(listing.as_fd())? {
+                        match e.name.strip_prefix(whiteout::WH_PREFIX) {
+                            Some(t) if e.name != whiteout::OPAQUE_MARKER => wh.push(t.to_vec()),
+                            Some(_) => {}
+                            None => entries.push(e),
+                        }
+                    }
+                    (d, entries, wh, whiteout::dir_has_xattr_whiteouts(d))
+                }
+            };
+            for e in entries {
                 if seen.contains(&e.name) || hidden.contains(&e.name) {
                     continue;
                 }
@@ -117,12 +135,12 @@ impl Union {
                     || kind == Some(libc::S_IFCHR)
                     || (xattr_whiteouts && kind == Some(libc::S_IFREG));
                 if needs_stat {
-                    let st = match fs::stat_at(d.as_fd(), &e.name) {
+                    let st = match fs::stat_at(d, &e.name) {
                         Ok(st) => st,
                         Err(Errno::ENOENT) => continue,
                         Err(err) => return Err(err),
                     };
-                    if whiteout::is_whiteout(d.as_fd(), &e.name, &st) {
+                    if whiteout::is_whiteout(d, &e.name, &st) {
                         hidden.insert(e.name);
                         continue;
                     }

@@ -149,7 +149,7 @@ impl Union {
             });
         }
         layers.extend(f.lowers.iter().cloned());
-        Ok(self.list_merged(&layers)?.is_empty())
+        Ok(self.list_merged(&layers, None)?.is_empty())
     }
 
     /// Empties an upper directory that holds only whiteouts (and opaque markers).

@@ -1,0 +1,75 @@
+//! Lower directories read once. Lower layers never change while mounted, so the first lookup
+//! in a directory reads each of its lower copies (names, types, `.wh.` markers) and keeps an
+//! O_PATH handle on it; later lookups answer "not in this layer" from memory, which keeps
+//! lookup cost flat in the number of layers. Dropped with the directory's node.
+
+use super::node::{Loc, Node};
+use super::{SysResult, Union, whiteout};
+use crate::sys::fs;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+/// One lower layer's copy of a directory.
+pub struct LayerDir {
+    /// O_PATH handle of the directory in that layer.
+    pub fd: OwnedFd,
+    /// Entries (without `.wh.` markers): d_type and d_ino.
+    pub names: HashMap<Vec<u8>, (u8, u64)>,
+    /// Names hidden in lower layers by a `.wh.NAME` marker in this one.
+    pub whiteouts: HashSet<Vec<u8>>,
+    /// The directory may hold xattr whiteouts (zero-size files must be checked).
+    pub xattr_whiteouts: bool,
+}
+
+/// The lower copies of one merged directory, aligned with the node's lower locations.
+pub struct LowerDirs {
+    pub locs: Vec<Loc>,
+    pub layers: Vec<Option<LayerDir>>,
+}
+
+impl LowerDirs {
+    /// The cached copy for a lower location, if it is one of ours.
+    pub fn get(&self, loc: &Loc) -> Option<&LayerDir> {
+        let i = self.locs.iter().position(|l| l == loc)?;
+        self.layers[i].as_ref()
+    }
+}
+
+impl Union {
+    /// The cached lower copies of directory `dir` (read on first use).
+    pub(crate) fn lower_dirs(&self, dir: &Node) -> Option<Arc<LowerDirs>> {
+        let locs = dir.state.read().lowers.clone();
+        if locs.is_empty() {
+            return None;
+        }
+        let mut slot = dir.lower_dirs.lock();
+        if let Some(c) = slot.as_ref()
+            && c.locs == locs
+        {
+            return Some(c.clone());
+        }
+        let layers = locs.iter().map(|l| self.read_layer_dir(l).ok()).collect();
+        let c = Arc::new(LowerDirs { locs, layers });
+        *slot = Some(c.clone());
+        Some(c)
+    }
+
+    fn read_layer_dir(&self, loc: &Loc) -> SysResult<LayerDir> {
+        let fd = self.layer(loc.layer).dir(&loc.path)?;
+        let listing = fs::open_dir_for_listing(fd.as_fd())?;
+        let mut names = HashMap::new();
+        let mut whiteouts = HashSet::new();
+        for e in fs::read_dir(listing.as_fd())? {
+            if let Some(target) = e.name.strip_prefix(whiteout::WH_PREFIX) {
+                if e.name != whiteout::OPAQUE_MARKER {
+                    whiteouts.insert(target.to_vec());
+                }
+                continue;
+            }
+            names.insert(e.name, (e.kind, e.ino));
+        }
+        let xattr_whiteouts = whiteout::dir_has_xattr_whiteouts(fd.as_fd());
+        Ok(LayerDir { fd, names, whiteouts, xattr_whiteouts })
+    }
+}
