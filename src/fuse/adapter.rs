@@ -7,8 +7,8 @@ use crate::union::{Ctx, Errno as UErrno, Stat, TimeSpec, Union};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -178,7 +178,9 @@ impl Filesystem for UnionFs {
             | InitFlags::FUSE_PARALLEL_DIROPS
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_EXPORT_SUPPORT
-            | InitFlags::FUSE_DONT_MASK;
+            | InitFlags::FUSE_DONT_MASK
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO;
         if self.acl {
             want |= InitFlags::FUSE_POSIX_ACL;
         }
@@ -475,6 +477,60 @@ impl Filesystem for UnionFs {
                 file_type(e.kind),
                 OsStr::from_bytes(&e.name),
             ) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    /// Entries with their attributes: saves the kernel one lookup round trip per name. Each
+    /// entry but `.` and `..` counts as a kernel lookup of that node.
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let entries = match self.union.readdir(fh.0) {
+            Ok(e) => e,
+            Err(e) => return reply.error(err(e)),
+        };
+        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+            let name = OsStr::from_bytes(&e.name);
+            let next = (i + 1) as u64;
+            if e.name == b"." || e.name == b".." {
+                let mut attr = to_attr(&zeroed_stat());
+                attr.ino = INodeNo(e.ino);
+                attr.kind = FileType::Directory;
+                if reply.add(
+                    INodeNo(e.ino),
+                    next,
+                    name,
+                    &Duration::ZERO,
+                    &attr,
+                    Generation(0),
+                ) {
+                    break;
+                }
+                continue;
+            }
+            let st = match self.union.lookup(ino.0, &e.name) {
+                Ok(st) => st,
+                // Gone since the listing was taken: leave it out.
+                Err(_) => continue,
+            };
+            if reply.add(
+                INodeNo(st.st_ino),
+                next,
+                name,
+                &TTL,
+                &to_attr(&st),
+                Generation(0),
+            ) {
+                // Did not fit: the kernel will ask again, so this lookup does not count.
+                self.union.forget(st.st_ino, 1);
                 break;
             }
         }

@@ -59,6 +59,8 @@ impl Union {
     pub fn setattr(&self, ctx: &Ctx, ino: u64, fh: Option<u64>, a: SetAttr) -> SysResult<Stat> {
         self.writable()?;
         let node = self.node(ino)?;
+        // chmod rewrites an ACL's mask; chown may drop security.capability.
+        node.forget_xattr_names();
         let _ = ctx;
         if node.state.read().unlinked {
             return self.setattr_detached(&node, fh, a);
@@ -198,14 +200,35 @@ impl Union {
             return Err(Errno::ENODATA);
         }
         let node = self.node(ino)?;
+        // Most names asked for (security.selinux on every `ls -l`) exist nowhere: answer those
+        // from the node's remembered name list instead of a syscall each time.
+        if !self.xattr_names(&node)?.iter().any(|n| n == name) {
+            return Err(Errno::ENODATA);
+        }
         self.at_top(&node, |d, n| xattr::get(d, n, name))
+    }
+
+    /// The xattr names of a node's shown object, listed once and kept until a change through
+    /// the mount (setxattr, removexattr, chmod, chown, copy-up) forgets them.
+    fn xattr_names(&self, node: &Node) -> SysResult<std::sync::Arc<Vec<Vec<u8>>>> {
+        if let Some(names) = node.xattr_names.lock().clone() {
+            return Ok(names);
+        }
+        let names = match self.at_top(node, xattr::list) {
+            Ok(n) => n,
+            Err(e) if e == Errno::ENOTSUP => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let names = std::sync::Arc::new(names);
+        *node.xattr_names.lock() = Some(names.clone());
+        Ok(names)
     }
 
     pub fn listxattr(&self, ino: u64) -> SysResult<Vec<u8>> {
         let node = self.node(ino)?;
-        let names = self.at_top(&node, xattr::list)?;
+        let names = self.xattr_names(&node)?;
         let mut out = Vec::new();
-        for n in names.into_iter().filter(|n| !whiteout::is_private_xattr(n)) {
+        for n in names.iter().filter(|n| !whiteout::is_private_xattr(n)) {
             out.extend_from_slice(&n);
             out.push(0);
         }
@@ -221,6 +244,7 @@ impl Union {
         if !node.state.read().unlinked {
             self.copy_up(&node)?;
         }
+        node.forget_xattr_names();
         self.at_top(&node, |d, n| xattr::set(d, n, name, value, flags))
     }
 
@@ -235,6 +259,7 @@ impl Union {
         if !node.state.read().unlinked {
             self.copy_up(&node)?;
         }
+        node.forget_xattr_names();
         self.at_top(&node, |d, n| xattr::remove(d, n, name))
     }
 }

@@ -44,6 +44,7 @@ impl Union {
             // Another name of this file was copied up already: link to that copy.
             fs::link_at(src_dir.as_fd(), src_name, dst_dir.as_fd(), name)?;
             node.state.write().upper = true;
+            node.forget_xattr_names();
             return Ok(());
         }
         let work = self.work()?;
@@ -69,6 +70,7 @@ impl Union {
             return Err(e);
         }
         node.state.write().upper = true;
+        node.forget_xattr_names();
         self.stats.copy_ups.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

@@ -70,6 +70,11 @@ impl Union {
             names.insert(e.name, (e.kind, e.ino));
         }
         let xattr_whiteouts = whiteout::dir_has_xattr_whiteouts(fd.as_fd());
-        Ok(LayerDir { fd, names, whiteouts, xattr_whiteouts })
+        Ok(LayerDir {
+            fd,
+            names,
+            whiteouts,
+            xattr_whiteouts,
+        })
     }
 }

@@ -1,8 +1,8 @@
 //! Lookup: the topmost layer holding a name wins unless a whiteout above hides it;
 //! directories merge downwards until an opaque one; renamed dirs follow their redirect.
 
-use super::layer::{INDEX, LayerId, UPPER};
 use super::dircache::LowerDirs;
+use super::layer::{INDEX, LayerId, UPPER};
 use super::node::{Loc, Node, NodeState};
 use super::{Entry, Errno, Stat, SysResult, Union, path, whiteout};
 use crate::sys::fs;
@@ -41,7 +41,11 @@ impl Found {
 impl Union {
     /// Resolves `name` in directory `dir`; Ok(None) when it does not exist (or is whited out).
     pub(crate) fn resolve(&self, dir: &Node, name: &[u8]) -> SysResult<Option<Found>> {
-        let cache = if dir.is_dir() { self.lower_dirs(dir) } else { None };
+        let cache = if dir.is_dir() {
+            self.lower_dirs(dir)
+        } else {
+            None
+        };
         self.resolve_cached(&dir.dir_layers(), name, cache.as_deref())
     }
 
@@ -65,7 +69,9 @@ impl Union {
         let mut found: Option<Found> = None;
         for (i, loc) in layers.iter().enumerate() {
             let below = i + 1 < layers.len();
-            let cached = cache.filter(|_| loc.layer != UPPER).and_then(|c| c.get(loc));
+            let cached = cache
+                .filter(|_| loc.layer != UPPER)
+                .and_then(|c| c.get(loc));
             if let Some(c) = cached
                 && !c.names.contains_key(name)
             {

@@ -48,6 +48,8 @@ pub struct Node {
     pub open_count: AtomicU64,
     /// Directories: their lower copies, read once (see dircache).
     pub lower_dirs: Mutex<Option<Arc<super::dircache::LowerDirs>>>,
+    /// The xattr names of the shown object, once listed (see attr::xattr_names).
+    pub xattr_names: Mutex<Option<Arc<Vec<Vec<u8>>>>>,
 }
 
 impl Node {
@@ -60,6 +62,7 @@ impl Node {
             copyup: Mutex::new(()),
             open_count: AtomicU64::new(0),
             lower_dirs: Mutex::new(None),
+            xattr_names: Mutex::new(None),
         }
     }
 
@@ -124,6 +127,10 @@ impl Node {
             });
         }
         s.lowers.first().cloned()
+    }
+
+    pub fn forget_xattr_names(&self) {
+        *self.xattr_names.lock() = None;
     }
 
     /// One more kernel reference (a link or create reply counts as a lookup).

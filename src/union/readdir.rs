@@ -1,16 +1,16 @@
 //! Merged directory listings: names from every merged layer, top first, minus whiteouts
 //! (which hide names in lower layers only) and `.wh.` markers. d_ino equals st_ino.
 
-use super::layer::UPPER;
 use super::dircache::LowerDirs;
+use super::layer::UPPER;
 use super::node::{Loc, Node};
 use super::{Errno, SysResult, Union, whiteout};
 use crate::sys::fs;
 use dashmap::DashMap;
 use std::collections::HashSet;
 use std::os::fd::AsFd;
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// One entry of a listing: inode number, S_IFMT type bits and name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,21 +58,46 @@ impl Union {
             return Err(Errno::ENOENT);
         }
         let fh = self.dirs.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.dirs.map.insert(fh, Arc::new(DirHandle { node, entries: OnceLock::new() }));
+        self.dirs.map.insert(
+            fh,
+            Arc::new(DirHandle {
+                node,
+                entries: OnceLock::new(),
+            }),
+        );
         Ok(fh)
     }
 
     /// The listing of an open directory handle (index = offset of the next entry).
     pub fn readdir(&self, fh: u64) -> SysResult<Arc<Vec<DirEntryOut>>> {
-        let h = self.dirs.map.get(&fh).map(|e| e.clone()).ok_or(Errno::EBADF)?;
+        let h = self
+            .dirs
+            .map
+            .get(&fh)
+            .map(|e| e.clone())
+            .ok_or(Errno::EBADF)?;
         if let Some(e) = h.entries.get() {
             return Ok(e.clone());
         }
         let node = &h.node;
-        let parent_ino = node.state.read().parent.as_ref().map(|p| p.ino).unwrap_or(node.ino);
+        let parent_ino = node
+            .state
+            .read()
+            .parent
+            .as_ref()
+            .map(|p| p.ino)
+            .unwrap_or(node.ino);
         let mut entries = vec![
-            DirEntryOut { ino: node.ino, kind: libc::S_IFDIR, name: b".".to_vec() },
-            DirEntryOut { ino: parent_ino, kind: libc::S_IFDIR, name: b"..".to_vec() },
+            DirEntryOut {
+                ino: node.ino,
+                kind: libc::S_IFDIR,
+                name: b".".to_vec(),
+            },
+            DirEntryOut {
+                ino: parent_ino,
+                kind: libc::S_IFDIR,
+                name: b"..".to_vec(),
+            },
         ];
         let cache = self.lower_dirs(node);
         entries.extend(self.list_merged(&node.dir_layers(), cache.as_deref())?);
@@ -94,14 +119,20 @@ impl Union {
         let mut hidden: HashSet<Vec<u8>> = HashSet::new();
         for loc in layers {
             let layer = self.layer(loc.layer);
-            let cached = cache.filter(|_| loc.layer != UPPER).and_then(|c| c.get(loc));
+            let cached = cache
+                .filter(|_| loc.layer != UPPER)
+                .and_then(|c| c.get(loc));
             let opened;
             let (d, entries, layer_whiteouts, xattr_whiteouts) = match cached {
                 Some(c) => {
                     let entries: Vec<fs::DirEntry> = c
                         .names
                         .iter()
-                        .map(|(n, &(kind, ino))| fs::DirEntry { ino, kind, name: n.clone() })
+                        .map(|(n, &(kind, ino))| fs::DirEntry {
+                            ino,
+                            kind,
+                            name: n.clone(),
+                        })
                         .collect();
                     let wh: Vec<Vec<u8>> = c.whiteouts.iter().cloned().collect();
                     (c.fd.as_fd(), entries, wh, c.xattr_whiteouts)
