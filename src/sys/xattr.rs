@@ -8,6 +8,52 @@
 use super::{Errno, SysResult, check, check_size, cstr};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+// Linux 6.13+ `*xattrat` calls (x86_64 and aarch64 share these numbers): no /proc walk.
+const SYS_SETXATTRAT: libc::c_long = 463;
+const SYS_GETXATTRAT: libc::c_long = 464;
+const SYS_LISTXATTRAT: libc::c_long = 465;
+const SYS_REMOVEXATTRAT: libc::c_long = 466;
+
+/// Cleared the first time the kernel answers ENOSYS to an `*xattrat` call.
+static HAVE_XATTRAT: AtomicBool = AtomicBool::new(true);
+
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// The (dirfd, path, flags) triple for an `*xattrat` call on `name` in `fd` (or `fd` itself).
+fn at_args(name: &[u8]) -> SysResult<(CString, libc::c_uint)> {
+    let flags = if name.is_empty() {
+        libc::AT_EMPTY_PATH
+    } else {
+        libc::AT_SYMLINK_NOFOLLOW
+    };
+    Ok((cstr(name)?, flags as libc::c_uint))
+}
+
+/// Runs an `*xattrat` call; None when the kernel lacks them (use the /proc path instead).
+/// An empty name (the fd itself) always goes through /proc: with AT_EMPTY_PATH the kernel
+/// wants a real open file, and our directory handles are O_PATH.
+fn xattrat(name: &[u8], call: impl FnOnce() -> libc::c_long) -> Option<SysResult<usize>> {
+    if name.is_empty() || !HAVE_XATTRAT.load(Ordering::Relaxed) {
+        return None;
+    }
+    let r = call();
+    if r >= 0 {
+        return Some(Ok(r as usize));
+    }
+    let e = Errno::last();
+    if e == Errno::ENOSYS {
+        HAVE_XATTRAT.store(false, Ordering::Relaxed);
+        return None;
+    }
+    Some(Err(e))
+}
 
 fn proc_path(fd: BorrowedFd<'_>, name: &[u8]) -> SysResult<CString> {
     let mut p = format!("/proc/self/fd/{}", fd.as_raw_fd()).into_bytes();
@@ -20,10 +66,39 @@ fn proc_path(fd: BorrowedFd<'_>, name: &[u8]) -> SysResult<CString> {
 
 /// Reads an attribute; ENODATA when absent.
 pub fn get(fd: BorrowedFd<'_>, name: &[u8], attr: &[u8]) -> SysResult<Vec<u8>> {
-    let p = proc_path(fd, name)?;
     let a = cstr(attr)?;
-    let follow = name.is_empty();
+    let (path, flags) = at_args(name)?;
     let mut buf = vec![0u8; 256];
+    loop {
+        let mut args = XattrArgs {
+            value: buf.as_mut_ptr() as u64,
+            size: buf.len() as u32,
+            flags: 0,
+        };
+        // SAFETY: valid C strings; `args` points at a buffer valid for `size` bytes.
+        let r = xattrat(name, || unsafe {
+            libc::syscall(
+                SYS_GETXATTRAT,
+                fd.as_raw_fd(),
+                path.as_ptr(),
+                flags,
+                a.as_ptr(),
+                &mut args as *mut XattrArgs,
+                std::mem::size_of::<XattrArgs>(),
+            )
+        });
+        match r {
+            None => break,
+            Some(Ok(n)) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Some(Err(Errno::ERANGE)) if buf.len() < 65536 * 2 => buf.resize(buf.len() * 4, 0),
+            Some(Err(e)) => return Err(e),
+        }
+    }
+    let p = proc_path(fd, name)?;
+    let follow = name.is_empty();
     loop {
         // SAFETY: valid C strings; buffer valid for its length.
         let n = unsafe {
@@ -57,8 +132,29 @@ pub fn set(
     value: &[u8],
     flags: i32,
 ) -> SysResult<()> {
-    let p = proc_path(fd, name)?;
     let a = cstr(attr)?;
+    let (path, at_flags) = at_args(name)?;
+    let args = XattrArgs {
+        value: value.as_ptr() as u64,
+        size: value.len() as u32,
+        flags: flags as u32,
+    };
+    // SAFETY: valid C strings; `args` points at `value`, valid for its length.
+    let r = xattrat(name, || unsafe {
+        libc::syscall(
+            SYS_SETXATTRAT,
+            fd.as_raw_fd(),
+            path.as_ptr(),
+            at_flags,
+            a.as_ptr(),
+            &args as *const XattrArgs,
+            std::mem::size_of::<XattrArgs>(),
+        )
+    });
+    if let Some(r) = r {
+        return r.map(drop);
+    }
+    let p = proc_path(fd, name)?;
     // SAFETY: valid C strings; value valid for its length.
     check(unsafe {
         if name.is_empty() {
@@ -83,8 +179,22 @@ pub fn set(
 }
 
 pub fn remove(fd: BorrowedFd<'_>, name: &[u8], attr: &[u8]) -> SysResult<()> {
-    let p = proc_path(fd, name)?;
     let a = cstr(attr)?;
+    let (path, at_flags) = at_args(name)?;
+    // SAFETY: valid C strings.
+    let r = xattrat(name, || unsafe {
+        libc::syscall(
+            SYS_REMOVEXATTRAT,
+            fd.as_raw_fd(),
+            path.as_ptr(),
+            at_flags,
+            a.as_ptr(),
+        )
+    });
+    if let Some(r) = r {
+        return r.map(drop);
+    }
+    let p = proc_path(fd, name)?;
     // SAFETY: valid C strings.
     check(unsafe {
         if name.is_empty() {
@@ -98,8 +208,28 @@ pub fn remove(fd: BorrowedFd<'_>, name: &[u8], attr: &[u8]) -> SysResult<()> {
 
 /// Lists attribute names.
 pub fn list(fd: BorrowedFd<'_>, name: &[u8]) -> SysResult<Vec<Vec<u8>>> {
-    let p = proc_path(fd, name)?;
+    let (path, at_flags) = at_args(name)?;
     let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: valid C string; buffer valid for its length.
+        let r = xattrat(name, || unsafe {
+            libc::syscall(
+                SYS_LISTXATTRAT,
+                fd.as_raw_fd(),
+                path.as_ptr(),
+                at_flags,
+                buf.as_mut_ptr(),
+                buf.len(),
+            )
+        });
+        match r {
+            None => break,
+            Some(Ok(n)) => return Ok(split_names(&buf[..n])),
+            Some(Err(Errno::ERANGE)) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            Some(Err(e)) => return Err(e),
+        }
+    }
+    let p = proc_path(fd, name)?;
     loop {
         // SAFETY: valid C string; buffer valid for its length.
         let n = unsafe {
@@ -110,15 +240,16 @@ pub fn list(fd: BorrowedFd<'_>, name: &[u8]) -> SysResult<Vec<Vec<u8>>> {
             }
         };
         match check_size(n) {
-            Ok(n) => {
-                return Ok(buf[..n]
-                    .split(|&b| b == 0)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| s.to_vec())
-                    .collect());
-            }
+            Ok(n) => return Ok(split_names(&buf[..n])),
             Err(Errno::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
             Err(e) => return Err(e),
         }
     }
+}
+
+fn split_names(buf: &[u8]) -> Vec<Vec<u8>> {
+    buf.split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_vec())
+        .collect()
 }
