@@ -6,6 +6,7 @@
 use super::node::{Loc, Node};
 use super::{SysResult, Union, whiteout};
 use crate::sys::fs;
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -20,6 +21,30 @@ pub struct LayerDir {
     pub whiteouts: HashSet<Vec<u8>>,
     /// The directory may hold xattr whiteouts (zero-size files must be checked).
     pub xattr_whiteouts: bool,
+    /// Opaque flag and redirect of subdirectories, read on first use (they cannot change).
+    pub markers: Mutex<HashMap<Vec<u8>, DirMarkers>>,
+}
+
+/// What a directory's own xattrs say about merging below it.
+#[derive(Clone)]
+pub struct DirMarkers {
+    pub opaque: bool,
+    pub redirect: Option<Vec<u8>>,
+}
+
+impl LayerDir {
+    /// The markers of subdirectory `name` (at `dir_path` in this layer).
+    pub fn markers(&self, name: &[u8], dir_path: &[u8]) -> DirMarkers {
+        if let Some(m) = self.markers.lock().get(name) {
+            return m.clone();
+        }
+        let m = DirMarkers {
+            opaque: whiteout::is_opaque(self.fd.as_fd(), name),
+            redirect: whiteout::redirect(self.fd.as_fd(), name, dir_path),
+        };
+        self.markers.lock().insert(name.to_vec(), m.clone());
+        m
+    }
 }
 
 /// The lower copies of one merged directory, aligned with the node's lower locations.
@@ -75,6 +100,7 @@ impl Union {
             names,
             whiteouts,
             xattr_whiteouts,
+            markers: Mutex::new(HashMap::new()),
         })
     }
 }

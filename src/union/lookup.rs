@@ -1,7 +1,7 @@
 //! Lookup: the topmost layer holding a name wins unless a whiteout above hides it;
 //! directories merge downwards until an opaque one; renamed dirs follow their redirect.
 
-use super::dircache::LowerDirs;
+use super::dircache::{DirMarkers, LowerDirs};
 use super::layer::{INDEX, LayerId, UPPER};
 use super::node::{Loc, Node, NodeState};
 use super::{Entry, Errno, Stat, SysResult, Union, path, whiteout};
@@ -134,10 +134,17 @@ impl Union {
                             });
                         }
                     }
-                    if whiteout::is_opaque(d, name) {
+                    let markers = match cached {
+                        Some(c) => c.markers(name, &loc.path),
+                        None => DirMarkers {
+                            opaque: whiteout::is_opaque(d, name),
+                            redirect: whiteout::redirect(d, name, &loc.path),
+                        },
+                    };
+                    if markers.opaque {
                         break;
                     }
-                    if let Some(target) = whiteout::redirect(d, name, &loc.path) {
+                    if let Some(target) = markers.redirect {
                         let f = found.as_mut().expect("set above");
                         self.follow_redirect(f, loc.layer, target);
                         break;
