@@ -112,3 +112,22 @@ install -d "$PREFIX/bin"
 install -m 0755 "$bin" "$PREFIX/bin/.unionrs.new"
 mv -f "$PREFIX/bin/.unionrs.new" "$PREFIX/bin/unionrs"
 log "installed $PREFIX/bin/unionrs"
+
+# --- 5. mount(8) helper, man page, completions ------------------------------------------------
+# `mount -t fuse.unionrs` (fstab, systemd .mount units) runs /sbin/mount.fuse.unionrs. On a
+# merged-/usr system (Debian 12: /sbin -> usr/sbin) that is /usr/sbin/mount.fuse.unionrs; else
+# /sbin, which is where mount(8) looks.
+sbin=$(readlink -f /sbin)
+install -d "$sbin"
+install -m 0755 "$ROOT/mount-helper/mount.fuse.unionrs" "$sbin/.mount.fuse.unionrs.new"
+mv -f "$sbin/.mount.fuse.unionrs.new" "$sbin/mount.fuse.unionrs"
+log "installed $sbin/mount.fuse.unionrs (mount -t fuse.unionrs)"
+
+man1="$PREFIX/share/man/man1"
+"$PREFIX/bin/unionrs" generate-man "$man1"
+log "installed man pages in $man1 (man unionrs)"
+
+"$PREFIX/bin/unionrs" completions bash | install -D -m 0644 /dev/stdin "$PREFIX/share/bash-completion/completions/unionrs"
+"$PREFIX/bin/unionrs" completions zsh | install -D -m 0644 /dev/stdin "$PREFIX/share/zsh/site-functions/_unionrs"
+"$PREFIX/bin/unionrs" completions fish | install -D -m 0644 /dev/stdin "$PREFIX/share/fish/vendor_completions.d/unionrs.fish"
+log "installed bash, zsh and fish completions under $PREFIX/share"

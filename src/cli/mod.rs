@@ -1,4 +1,5 @@
 //! Command-line front end: argument parsing and the mount / image commands.
+pub mod help;
 pub mod mount;
 pub mod options;
 pub mod validate;
@@ -16,15 +17,70 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("--help" | "-h" | "help") => {
-            println!("{}", USAGE);
+            help::print_help();
             ExitCode::SUCCESS
         }
         Some("export-layer") => export_layer(&rest[1..]),
+        Some("completions") => completions(&rest[1..]),
+        Some("generate-man") => generate_man(&rest[1..]),
         None => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
         _ => mount::run(rest),
+    }
+}
+
+/// `unionrs completions SHELL`: a completion script for bash, zsh, fish, elvish or powershell.
+fn completions(args: &[OsString]) -> ExitCode {
+    let usage = "usage: unionrs completions bash|zsh|fish|elvish|powershell";
+    match args {
+        [flag] if flag == "--help" || flag == "-h" => {
+            println!("{usage}");
+            ExitCode::SUCCESS
+        }
+        [shell] => match shell
+            .to_str()
+            .and_then(|s| s.parse::<clap_complete::Shell>().ok())
+        {
+            Some(shell) => {
+                help::completions(shell, &mut std::io::stdout());
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!(
+                    "unionrs: unknown shell {:?}; {usage}",
+                    shell.to_string_lossy()
+                );
+                ExitCode::from(2)
+            }
+        },
+        _ => {
+            eprintln!("{usage}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `unionrs generate-man DIR`: writes DIR/unionrs.1 (hidden; scripts/setup.sh runs it).
+fn generate_man(args: &[OsString]) -> ExitCode {
+    match args {
+        [dir] if dir != "--help" && dir != "-h" => {
+            match help::generate_man(std::path::Path::new(dir)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "unionrs: cannot write {}/unionrs.1: {e}",
+                        dir.to_string_lossy()
+                    );
+                    ExitCode::from(1)
+                }
+            }
+        }
+        _ => {
+            eprintln!("usage: unionrs generate-man DIR");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -54,4 +110,6 @@ fn export_layer(args: &[OsString]) -> ExitCode {
 const USAGE: &str =
     "usage: unionrs [-f] [-d] -o lowerdir=L1:L2[,upperdir=U,workdir=W][,OPTS] MOUNTPOINT
        unionrs SOURCE MOUNTPOINT -o OPTS        (mount.fuse form)
-       unionrs export-layer UPPER_DIR OUT.tar   (upper dir -> OCI layer tar; prints its diff ID)";
+       unionrs export-layer UPPER_DIR OUT.tar   (upper dir -> OCI layer tar; prints its diff ID)
+       unionrs completions SHELL                (shell completion script)
+       unionrs --help                           (every mount option)";

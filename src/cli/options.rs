@@ -118,7 +118,7 @@ impl Default for MountOptions {
 /// Flags (no `=value`) of the mount(8), FUSE, kernel overlayfs and fuse-overlayfs
 /// vocabularies that we accept without acting on them.
 #[rustfmt::skip]
-const IGNORED_FLAGS: &[&str] = &[
+pub(crate) const IGNORED_FLAGS: &[&str] = &[
     // mount(8)
     "auto", "noauto", "user", "nouser", "users", "owner", "group", "_netdev", "nofail",
     "defaults", "async", "sync", "dirsync", "mand", "nomand", "relatime", "norelatime",
@@ -136,7 +136,7 @@ const IGNORED_FLAGS: &[&str] = &[
 
 /// `key=value` options of the same vocabularies that we accept without acting on them.
 #[rustfmt::skip]
-const IGNORED_VALUED: &[&str] = &[
+pub(crate) const IGNORED_VALUED: &[&str] = &[
     // mount(8), SELinux
     "comment", "fscontext", "defcontext", "rootcontext",
     // FUSE

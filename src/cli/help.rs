@@ -1,0 +1,662 @@
+//! What `unionrs --help`, the man page, the shell completions and docs/mounting.md say.
+//!
+//! `options::parse_mount_argv` stays the source of truth for what is accepted; the table here
+//! documents it, and unit tests tie the two together: every option in [`MOUNT_OPTIONS`] must
+//! parse, every option of the accepted-and-ignored vocabulary must be in the table, and the
+//! option table in docs/mounting.md must be the one [`markdown_table`] renders.
+
+use clap::{Arg, ArgAction, Command, ValueHint};
+use std::io::{self, Write};
+use std::path::Path;
+
+/// What unionrs does with an option it accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// It changes what the mount does.
+    Acted,
+    /// Parsed and checked (a bad value is an error), not yet acted on by the daemon.
+    Parsed,
+    /// Accepted and logged at debug level: other tools pass it, so it must not fail a mount.
+    Ignored,
+}
+
+/// Whether fuse-overlayfs knows an option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// One of fuse-overlayfs' own options.
+    Own,
+    /// A FUSE or VFS mount option that fuse-overlayfs hands to libfuse.
+    Libfuse,
+    /// A mount(8) userspace option: mount(8) consumes it for every filesystem.
+    Mount8,
+    /// Not in fuse-overlayfs' vocabulary.
+    No,
+}
+
+/// One `-o` option.
+pub struct MountOption {
+    /// The key; `x-*` stands for every key that starts with `x-`.
+    pub key: &'static str,
+    /// The value's placeholder for `key=VALUE` options, `None` for flags.
+    pub value: Option<&'static str>,
+    pub action: Action,
+    pub fuse_overlayfs: Peer,
+    /// Accepted by `mount -t overlay` (mount(8) and kernel overlayfs; measured on Linux 6.18).
+    pub kernel: bool,
+    pub help: &'static str,
+}
+
+const fn opt(
+    key: &'static str,
+    value: Option<&'static str>,
+    action: Action,
+    fuse_overlayfs: Peer,
+    kernel: bool,
+    help: &'static str,
+) -> MountOption {
+    MountOption {
+        key,
+        value,
+        action,
+        fuse_overlayfs,
+        kernel,
+        help,
+    }
+}
+
+use Action::{Acted, Ignored, Parsed};
+use Peer::{Libfuse, Mount8, Own};
+
+const IGN_MOUNT8: &str = "mount(8) userspace option; nothing for the daemon to do";
+const IGN_VFS: &str = "VFS flag the daemon does not set (a kernel-only remount can)";
+const IGN_FUSE: &str = "FUSE/libfuse tuning; unionrs decides this itself";
+const IGN_OVL: &str = "kernel overlayfs feature switch; unionrs' union core decides this itself";
+const IGN_FOVL: &str = "fuse-overlayfs tuning; no unionrs equivalent";
+
+/// Every option unionrs accepts after `-o`, in the order the help shows them.
+#[rustfmt::skip]
+pub const MOUNT_OPTIONS: &[MountOption] = &[
+    // Layers.
+    opt("lowerdir", Some("DIR[:DIR...]"), Acted, Own, true, "Lower layers, top first; `\\:` for a colon in a path. The last lowerdir= wins. Required."),
+    opt("lowerdir+", Some("DIR"), Acted, Peer::No, true, "Appends lower layers below the ones given so far (kernel 6.8 syntax)."),
+    opt("upperdir", Some("DIR"), Acted, Own, true, "Writable layer; needs workdir=. Without it the mount is read-only."),
+    opt("workdir", Some("DIR"), Acted, Own, true, "Empty directory on the upper's filesystem for copy-ups."),
+    // Generic mount flags.
+    opt("ro", None, Acted, Libfuse, true, "Read-only mount (the later of ro/rw wins)."),
+    opt("rw", None, Acted, Libfuse, true, "Read-write mount (the default when upperdir= is given)."),
+    opt("suid", None, Acted, Libfuse, true, "Honour set-user/group-ID bits (the default)."),
+    opt("nosuid", None, Acted, Libfuse, true, "Ignore set-user/group-ID bits."),
+    opt("dev", None, Acted, Libfuse, true, "Allow device nodes (the default)."),
+    opt("nodev", None, Acted, Libfuse, true, "Do not allow access to device nodes."),
+    opt("exec", None, Acted, Libfuse, true, "Allow execution (the default)."),
+    opt("noexec", None, Acted, Libfuse, true, "Do not allow execution."),
+    opt("noatime", None, Acted, Libfuse, true, "Do not update access times."),
+    // FUSE.
+    opt("allow_other", None, Acted, Libfuse, false, "Let every user see the mount (the default when run as root)."),
+    opt("allow_root", None, Acted, Libfuse, false, "Same as allow_other here."),
+    opt("noallow_other", None, Acted, Peer::No, false, "Only the mounting user sees the mount."),
+    opt("default_permissions", None, Acted, Libfuse, true, "The kernel checks permissions (the default when allow_other is on)."),
+    opt("nodefault_permissions", None, Acted, Peer::No, false, "Turns default_permissions off."),
+    opt("fsname", Some("NAME"), Acted, Libfuse, false, "The mount's source as shown in /proc/mounts (default: SOURCE, else \"unionrs\")."),
+    opt("subtype", Some("NAME"), Parsed, Libfuse, false, "Accepted; the FUSE subtype is always \"unionrs\" (fstype fuse.unionrs)."),
+    opt("debug", None, Acted, Libfuse, false, "Debug log to stderr; implies -f."),
+    // fuse-overlayfs.
+    opt("volatile", None, Acted, Own, true, "Skip every fsync (the kernel's volatile)."),
+    opt("fsync", Some("0|1"), Acted, Own, false, "fsync=0 makes fsync a no-op; fsync=1 is the default."),
+    opt("noacl", None, Acted, Own, false, "No POSIX ACL support."),
+    opt("uidmapping", Some("IN:OUT:N[:IN:OUT:N...]"), Parsed, Own, false, "UID mapping between the mount and the layers; repeats add ranges. Checked, not yet applied."),
+    opt("gidmapping", Some("IN:OUT:N[:IN:OUT:N...]"), Parsed, Own, false, "GID mapping, as uidmapping. Checked, not yet applied."),
+    opt("squash_to_root", None, Parsed, Own, false, "Show every file as owned by 0:0. Not yet applied."),
+    opt("squash_to_uid", Some("UID"), Parsed, Own, false, "Show every file as owned by UID. Checked, not yet applied."),
+    opt("squash_to_gid", Some("GID"), Parsed, Own, false, "Show every file as owned by GID. Checked, not yet applied."),
+    opt("xattr_permissions", Some("0|1|2"), Parsed, Own, false, "fuse-overlayfs' xattr permission mode. Checked, not yet applied."),
+    opt("context", Some("CONTEXT"), Parsed, Own, true, "SELinux context for every file. Checked, not yet applied."),
+    // mount(8) userspace options.
+    opt("auto", None, Ignored, Mount8, true, IGN_MOUNT8),
+    opt("noauto", None, Ignored, Mount8, true, IGN_MOUNT8),
+    opt("user", None, Ignored, Mount8, true, IGN_MOUNT8),
+    opt("nouser", None, Ignored, Mount8, true, IGN_MOUNT8),
+    opt("users", None, Ignored, Mount8, true, IGN_MOUNT8),
+    opt("owner", None, Ignored, Mount8, true, IGN_MOUNT8),
+    opt("group", None, Ignored, Mount8, true, IGN_MOUNT8),
+    opt("_netdev", None, Ignored, Mount8, true, IGN_MOUNT8),
+    opt("nofail", None, Ignored, Mount8, true, IGN_MOUNT8),
+    opt("defaults", None, Ignored, Mount8, true, IGN_MOUNT8),
+    opt("comment", Some("TEXT"), Ignored, Mount8, true, IGN_MOUNT8),
+    opt("x-*", Some("[VALUE]"), Ignored, Mount8, true, "mount(8)/systemd/desktop options such as x-systemd.automount, x-gvfs-show"),
+    // VFS flags the daemon does not set.
+    opt("async", None, Ignored, Libfuse, true, IGN_VFS),
+    opt("sync", None, Ignored, Libfuse, true, IGN_VFS),
+    opt("dirsync", None, Ignored, Libfuse, true, IGN_VFS),
+    opt("mand", None, Ignored, Peer::No, true, IGN_VFS),
+    opt("nomand", None, Ignored, Peer::No, true, IGN_VFS),
+    opt("relatime", None, Ignored, Libfuse, true, IGN_VFS),
+    opt("norelatime", None, Ignored, Libfuse, true, IGN_VFS),
+    opt("strictatime", None, Ignored, Libfuse, true, IGN_VFS),
+    opt("nostrictatime", None, Ignored, Libfuse, true, IGN_VFS),
+    opt("atime", None, Ignored, Libfuse, true, IGN_VFS),
+    opt("lazytime", None, Ignored, Libfuse, true, IGN_VFS),
+    opt("nolazytime", None, Ignored, Libfuse, true, IGN_VFS),
+    opt("nodiratime", None, Ignored, Libfuse, true, IGN_VFS),
+    opt("diratime", None, Ignored, Libfuse, true, IGN_VFS),
+    opt("silent", None, Ignored, Peer::No, true, IGN_VFS),
+    opt("loud", None, Ignored, Peer::No, true, IGN_VFS),
+    opt("iversion", None, Ignored, Peer::No, true, IGN_VFS),
+    opt("noiversion", None, Ignored, Peer::No, true, IGN_VFS),
+    // SELinux contexts besides context=.
+    opt("fscontext", Some("CONTEXT"), Ignored, Libfuse, true, "SELinux mount context; not applied"),
+    opt("defcontext", Some("CONTEXT"), Ignored, Libfuse, true, "SELinux mount context; not applied"),
+    opt("rootcontext", Some("CONTEXT"), Ignored, Libfuse, true, "SELinux mount context; not applied"),
+    // FUSE / libfuse.
+    opt("kernel_cache", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("auto_cache", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("noauto_cache", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("direct_io", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("use_ino", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("readdir_ino", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("hard_remove", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("nonempty", None, Ignored, Libfuse, false, "libfuse 2 option; unionrs mounts on non-empty directories anyway"),
+    opt("auto_unmount", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("large_read", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("splice_read", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("splice_write", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("splice_move", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("no_splice_read", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("no_splice_write", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("no_splice_move", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("clone_fd", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("async_read", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("sync_read", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("atomic_o_trunc", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("big_writes", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("writeback_cache", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("no_writeback_cache", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("intr", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("nopath", None, Ignored, Libfuse, false, IGN_FUSE),
+    opt("max_read", Some("N"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("max_write", Some("N"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("max_background", Some("N"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("congestion_threshold", Some("N"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("blksize", Some("N"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("entry_timeout", Some("SECS"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("attr_timeout", Some("SECS"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("negative_timeout", Some("SECS"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("ac_attr_timeout", Some("SECS"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("umask", Some("MODE"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("uid", Some("UID"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("gid", Some("GID"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("fd", Some("N"), Ignored, Libfuse, false, "set by fusermount/mount.fuse; unionrs opens /dev/fuse itself"),
+    opt("rootmode", Some("MODE"), Ignored, Libfuse, false, "set by fusermount/mount.fuse; unionrs sets it itself"),
+    opt("user_id", Some("UID"), Ignored, Libfuse, false, "set by fusermount/mount.fuse; unionrs sets it itself"),
+    opt("group_id", Some("GID"), Ignored, Libfuse, false, "set by fusermount/mount.fuse; unionrs sets it itself"),
+    opt("max_idle_threads", Some("N"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("max_threads", Some("N"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("intr_signal", Some("N"), Ignored, Libfuse, false, IGN_FUSE),
+    opt("remember", Some("SECS"), Ignored, Libfuse, false, IGN_FUSE),
+    // Kernel overlayfs.
+    opt("userxattr", None, Ignored, Peer::No, true, IGN_OVL),
+    opt("redirect_dir", Some("on|off|follow|nofollow"), Ignored, Own, true, IGN_OVL),
+    opt("index", Some("on|off"), Ignored, Peer::No, true, IGN_OVL),
+    opt("metacopy", Some("on|off"), Ignored, Peer::No, true, IGN_OVL),
+    opt("xino", Some("on|off|auto"), Ignored, Peer::No, true, IGN_OVL),
+    opt("nfs_export", Some("on|off"), Ignored, Peer::No, true, IGN_OVL),
+    opt("uuid", Some("on|off|null|auto"), Ignored, Peer::No, true, IGN_OVL),
+    opt("verity", Some("on|off|require"), Ignored, Peer::No, true, IGN_OVL),
+    // fuse-overlayfs tuning.
+    opt("static_nlink", None, Ignored, Own, false, IGN_FOVL),
+    opt("timeout", Some("SECS"), Ignored, Own, false, IGN_FOVL),
+    opt("threaded", Some("0|1"), Ignored, Own, false, "fuse-overlayfs threading; unionrs uses 4 threads (1 with -s)"),
+    opt("plugins", Some("LIST"), Ignored, Own, false, IGN_FOVL),
+    opt("fast_ino", Some("0|1"), Ignored, Own, false, IGN_FOVL),
+    opt("writeback", Some("0|1"), Ignored, Own, false, IGN_FOVL),
+    opt("noxattrs", Some("0|1"), Ignored, Own, false, IGN_FOVL),
+];
+
+const ABOUT: &str = "A userspace union filesystem (FUSE): fuse-overlayfs compatible mounts";
+
+const LONG_ABOUT: &str = "\
+A userspace union filesystem (FUSE), a replacement for kernel overlayfs and fuse-overlayfs.
+
+Mounts the union of read-only lower layers and an optional writable upper layer at MOUNTPOINT.
+The command line is fuse-overlayfs' (`unionrs -o lowerdir=..,upperdir=..,workdir=.. MNT`) and
+mount.fuse's (`unionrs SOURCE MNT -o OPTS`), so container engines (mount_program) and mount(8)
+(`mount -t fuse.unionrs`, through /sbin/mount.fuse.unionrs) can run it. Without -f it goes to the
+background and exits 0 only once the mount is live. Unmount with `umount MNT` or
+`fusermount3 -u MNT`; SIGTERM or SIGINT to the daemon unmounts cleanly.";
+
+/// The help's and man page's description of `-o`.
+fn options_text() -> String {
+    let mut s =
+        String::from("MOUNT OPTIONS (-o, comma-separated; `\\,` for a comma in a value):\n");
+    for o in MOUNT_OPTIONS.iter().filter(|o| o.action != Ignored) {
+        let name = option_name(o);
+        let tag = if o.action == Parsed {
+            " [accepted, not yet acted on]"
+        } else {
+            ""
+        };
+        s += &format!("  {name}\n          {}{tag}\n", o.help);
+    }
+    s += "\nACCEPTED AND IGNORED (logged at debug level; mount(8), FUSE, kernel overlayfs and\n\
+          fuse-overlayfs pass them):\n";
+    s += &wrap(&ignored_names().join(", "), 2, 90);
+    s += "\n\nAny other option is an error that names it. `remount` is refused by the daemon: \
+          mount(8)'s `mount -o remount,ro|rw MNT` goes through mount.fuse.unionrs, which does a \
+          kernel-only remount of the live mount.\n";
+    s
+}
+
+fn option_name(o: &MountOption) -> String {
+    match o.value {
+        Some(v) => format!("{}={v}", o.key),
+        None => o.key.to_string(),
+    }
+}
+
+fn ignored_names() -> Vec<String> {
+    MOUNT_OPTIONS
+        .iter()
+        .filter(|o| o.action == Ignored)
+        .map(|o| match o.value {
+            Some(_) if o.key != "x-*" => format!("{}=", o.key),
+            _ => o.key.to_string(),
+        })
+        .collect()
+}
+
+/// Greedy word wrap of `text` at `width` columns, every line indented by `indent`.
+fn wrap(text: &str, indent: usize, width: usize) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = " ".repeat(indent);
+    for word in text.split(' ') {
+        if line.trim().is_empty() {
+            line += word;
+        } else if line.len() + 1 + word.len() > width {
+            lines.push(std::mem::replace(&mut line, " ".repeat(indent) + word));
+        } else {
+            line += " ";
+            line += word;
+        }
+    }
+    lines.push(line);
+    lines.join("\n")
+}
+
+const EXAMPLES: &str = "\
+EXAMPLES:
+  unionrs -o lowerdir=/lower2:/lower1,upperdir=/upper,workdir=/work /merged
+  mount -t fuse.unionrs unionrs /merged -o lowerdir=/lower,upperdir=/upper,workdir=/work
+  mount -o remount,ro /merged      (kernel-only remount via mount.fuse.unionrs)
+  umount /merged
+  /etc/fstab: unionrs /merged fuse.unionrs lowerdir=/lower,upperdir=/upper,workdir=/work,nofail 0 0
+
+See unionrs(1) and docs/mounting.md.";
+
+/// The command line as clap describes it. The mount form is parsed by
+/// `options::parse_mount_argv`, not by this: this feeds --help, the man page and completions.
+pub fn command() -> Command {
+    Command::new("unionrs")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(ABOUT)
+        .long_about(LONG_ABOUT)
+        .override_usage(
+            "unionrs [-f] [-d] [-s] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR][,OPTS] MOUNTPOINT\n       \
+             unionrs [-f] [-d] [-s] SOURCE MOUNTPOINT -o OPTS\n       \
+             unionrs <COMMAND>",
+        )
+        .args_conflicts_with_subcommands(true)
+        .disable_help_subcommand(true)
+        .arg(
+            Arg::new("foreground")
+                .short('f')
+                .action(ArgAction::SetTrue)
+                .help("Stay in the foreground (do not daemonize)"),
+        )
+        .arg(
+            Arg::new("debug")
+                .short('d')
+                .long("debug")
+                .action(ArgAction::SetTrue)
+                .help("Debug log to stderr; implies -f"),
+        )
+        .arg(
+            Arg::new("single-thread")
+                .short('s')
+                .action(ArgAction::SetTrue)
+                .help("Serve FUSE requests on one thread"),
+        )
+        .arg(
+            Arg::new("options")
+                .short('o')
+                .value_name("OPTS")
+                .action(ArgAction::Append)
+                .help("Mount options, comma-separated; may repeat (see MOUNT OPTIONS)"),
+        )
+        .arg(
+            Arg::new("source")
+                .value_name("SOURCE")
+                .value_hint(ValueHint::Other)
+                .help("mount.fuse form: the source shown in /proc/mounts (e.g. \"unionrs\")"),
+        )
+        .arg(
+            Arg::new("mountpoint")
+                .value_name("MOUNTPOINT")
+                .value_hint(ValueHint::DirPath)
+                .help("Where to mount"),
+        )
+        .subcommand(
+            Command::new("export-layer")
+                .about("Write an upper directory as an OCI layer tar; prints its diff ID")
+                .arg(
+                    Arg::new("upper")
+                        .value_name("UPPER_DIR")
+                        .required(true)
+                        .value_hint(ValueHint::DirPath),
+                )
+                .arg(
+                    Arg::new("out")
+                        .value_name("OUT.tar")
+                        .required(true)
+                        .value_hint(ValueHint::FilePath),
+                ),
+        )
+        .subcommand(
+            Command::new("completions")
+                .about("Print a shell completion script")
+                .arg(
+                    Arg::new("shell")
+                        .value_name("SHELL")
+                        .required(true)
+                        .value_parser(clap::value_parser!(clap_complete::Shell)),
+                ),
+        )
+        .subcommand(
+            Command::new("generate-man")
+                .about("Write the unionrs.1 man page into DIR")
+                .hide(true)
+                .arg(
+                    Arg::new("dir")
+                        .value_name("DIR")
+                        .required(true)
+                        .value_hint(ValueHint::DirPath),
+                ),
+        )
+}
+
+/// `unionrs --help`: the clap help with the full -o option list.
+pub fn print_help() {
+    let text = command()
+        .after_long_help(format!("{}\n{EXAMPLES}", options_text()))
+        .render_long_help();
+    if std::io::IsTerminal::is_terminal(&io::stdout()) {
+        print!("{}", text.ansi());
+    } else {
+        print!("{text}");
+    }
+}
+
+/// `unionrs completions SHELL`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
+    clap_complete::generate(shell, &mut command(), "unionrs", out);
+}
+
+/// Escapes text for a roff line: backslashes, hyphens, and a leading `.` or `'`.
+fn roff(text: &str) -> String {
+    let s = text.replace('\\', "\\e").replace('-', "\\-");
+    if s.starts_with('.') || s.starts_with('\'') {
+        format!("\\&{s}")
+    } else {
+        s
+    }
+}
+
+/// The man page, unionrs(1).
+pub fn man_page(w: &mut dyn Write) -> io::Result<()> {
+    let man = clap_mangen::Man::new(command())
+        .date("")
+        .source(format!("unionrs {}", env!("CARGO_PKG_VERSION")));
+    man.render_title(w)?;
+    man.render_name_section(w)?;
+    man.render_synopsis_section(w)?;
+    man.render_description_section(w)?;
+    man.render_options_section(w)?;
+    man.render_subcommands_section(w)?;
+
+    writeln!(w, ".SH \"MOUNT OPTIONS\"")?;
+    writeln!(
+        w,
+        "Given with \\fB\\-o\\fR, comma\\-separated (\\fB\\e,\\fR for a comma in a value). \
+         Any option not listed here is an error that names it."
+    )?;
+    for o in MOUNT_OPTIONS.iter().filter(|o| o.action != Ignored) {
+        writeln!(w, ".TP")?;
+        match o.value {
+            Some(v) => writeln!(w, "\\fB{}\\fR=\\fI{}\\fR", roff(o.key), roff(v))?,
+            None => writeln!(w, "\\fB{}\\fR", roff(o.key))?,
+        }
+        let tag = if o.action == Parsed {
+            " (Accepted, not yet acted on.)"
+        } else {
+            ""
+        };
+        writeln!(w, "{}{}", roff(o.help), tag)?;
+    }
+    writeln!(w, ".SS \"Accepted and ignored\"")?;
+    writeln!(
+        w,
+        "Options of the mount(8), FUSE, kernel overlayfs and fuse\\-overlayfs vocabularies that \
+         unionrs does not act on are accepted and logged at debug level, because container \
+         engines and mount(8) pass them:"
+    )?;
+    writeln!(w, ".PP")?;
+    writeln!(w, "{}", roff(&ignored_names().join(", ")))?;
+
+    writeln!(w, ".SH \"MOUNT(8), FSTAB AND REMOUNT\"")?;
+    writeln!(
+        w,
+        "\\fBmount \\-t fuse.unionrs\\fR runs \\fB/sbin/mount.fuse.unionrs\\fR, which starts \
+         unionrs with the mount.fuse form. The mount shows as fstype \\fBfuse.unionrs\\fR. \
+         An /etc/fstab line:"
+    )?;
+    writeln!(w, ".PP")?;
+    writeln!(w, ".nf")?;
+    writeln!(
+        w,
+        "{}",
+        roff(
+            "unionrs /merged fuse.unionrs lowerdir=/lower,upperdir=/upper,workdir=/work,nofail 0 0"
+        )
+    )?;
+    writeln!(w, ".fi")?;
+    writeln!(w, ".PP")?;
+    writeln!(
+        w,
+        "\\fBmount \\-o remount,ro MNT\\fR (or \\fBrw\\fR) does not start a second daemon: \
+         the helper turns it into a kernel\\-only remount (\\fBmount \\-i \\-o remount,ro MNT\\fR) \
+         of the live mount; writes then fail with EROFS. Layer options cannot change on a live \
+         mount: unmount and mount again."
+    )?;
+
+    writeln!(w, ".SH EXAMPLES")?;
+    writeln!(w, ".nf")?;
+    for line in EXAMPLES.lines().skip(1).take_while(|l| !l.is_empty()) {
+        writeln!(w, "{}", roff(line.trim_start()))?;
+    }
+    writeln!(w, ".fi")?;
+    writeln!(w, ".SH \"SEE ALSO\"")?;
+    writeln!(
+        w,
+        "mount(8), fstab(5), systemd.mount(5), fusermount3(1), fuse\\-overlayfs(1)"
+    )?;
+    man.render_version_section(w)?;
+    Ok(())
+}
+
+/// `unionrs generate-man DIR`: writes DIR/unionrs.1 and a page per visible subcommand
+/// (unionrs-export-layer.1, ...), which unionrs.1 refers to.
+pub fn generate_man(dir: &Path) -> io::Result<()> {
+    let mut page = Vec::new();
+    man_page(&mut page)?;
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("unionrs.1"), page)?;
+    for sub in command().get_subcommands().filter(|s| !s.is_hide_set()) {
+        // clap names are &'static str without its "string" feature; this runs once per page.
+        let name: &'static str = format!("unionrs-{}", sub.get_name()).leak();
+        let man = clap_mangen::Man::new(sub.clone().name(name).version(env!("CARGO_PKG_VERSION")))
+            .date("")
+            .source(format!("unionrs {}", env!("CARGO_PKG_VERSION")));
+        let mut page = Vec::new();
+        man.render(&mut page)?;
+        std::fs::write(dir.join(format!("{name}.1")), page)?;
+    }
+    Ok(())
+}
+
+fn peer_cell(p: Peer) -> &'static str {
+    match p {
+        Own => "yes",
+        Libfuse => "libfuse",
+        Mount8 => "mount(8)",
+        Peer::No => "—",
+    }
+}
+
+/// The option table of docs/mounting.md.
+pub fn markdown_table() -> String {
+    let mut s = String::from(
+        "| option | unionrs | fuse-overlayfs | kernel overlayfs | what unionrs does |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
+    for o in MOUNT_OPTIONS {
+        let action = match o.action {
+            Acted => "acted on",
+            Parsed => "parsed, not yet acted on",
+            Ignored => "accepted, ignored",
+        };
+        let name = option_name(o).replace('|', "\\|");
+        let help = o.help.replace('|', "\\|");
+        s += &format!(
+            "| `{name}` | {action} | {} | {} | {help} |\n",
+            peer_cell(o.fuse_overlayfs),
+            if o.kernel { "yes" } else { "—" },
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::options::{IGNORED_FLAGS, IGNORED_VALUED, parse_mount_argv};
+    use std::ffi::OsString;
+
+    fn sample(o: &MountOption) -> String {
+        let key = match o.key {
+            "x-*" => return "x-systemd.automount".into(),
+            "upperdir" | "workdir" => return "upperdir=u,workdir=w".into(),
+            key => key,
+        };
+        let value = match o.value {
+            None => return key.to_string(),
+            Some(v) if v.starts_with("IN:") => "0:1000:1",
+            Some("0|1") | Some("0|1|2") => "1",
+            Some(v) if v.contains('|') => v.split(['|', '[']).next().unwrap(),
+            Some("UID" | "GID" | "N" | "SECS" | "MODE") => "7",
+            Some(_) => "v",
+        };
+        format!("{key}={value}")
+    }
+
+    #[test]
+    fn every_documented_option_parses_with_its_documented_action() {
+        for o in MOUNT_OPTIONS {
+            let s = sample(o);
+            let argv: Vec<OsString> = ["-o", &format!("lowerdir=l,{s}"), "/mnt"]
+                .into_iter()
+                .map(OsString::from)
+                .collect();
+            let args = parse_mount_argv(&argv)
+                .unwrap_or_else(|e| panic!("documented option {s:?} does not parse: {e}"));
+            let ignored = args.opts.ignored.contains(&s);
+            assert_eq!(
+                ignored,
+                o.action == Ignored,
+                "{s:?}: documented as {:?}, parser ignored it: {ignored}",
+                o.action
+            );
+        }
+    }
+
+    #[test]
+    fn every_ignored_option_is_documented() {
+        for key in IGNORED_FLAGS.iter().chain(IGNORED_VALUED) {
+            let doc = MOUNT_OPTIONS.iter().find(|o| o.key == *key);
+            let doc = doc.unwrap_or_else(|| panic!("ignored option {key:?} is not documented"));
+            assert_eq!(doc.action, Ignored, "{key}");
+            assert_eq!(
+                doc.value.is_some(),
+                IGNORED_VALUED.contains(key),
+                "{key}: flag/valued mismatch"
+            );
+        }
+        let documented = MOUNT_OPTIONS.iter().filter(|o| o.action == Ignored).count();
+        // x-* is the one documented pattern that is not in the two lists.
+        assert_eq!(documented, IGNORED_FLAGS.len() + IGNORED_VALUED.len() + 1);
+    }
+
+    #[test]
+    fn keys_are_unique() {
+        let mut keys: Vec<&str> = MOUNT_OPTIONS.iter().map(|o| o.key).collect();
+        keys.sort();
+        let n = keys.len();
+        keys.dedup();
+        assert_eq!(keys.len(), n, "an option is documented twice");
+    }
+
+    /// docs/mounting.md carries the table this module renders, between two markers.
+    /// `UNIONRS_UPDATE_DOCS=1 cargo test` rewrites it.
+    #[test]
+    fn docs_table_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/mounting.md");
+        let doc = std::fs::read_to_string(path).expect("docs/mounting.md");
+        let (begin, end) = (
+            "<!-- options-table:begin -->\n",
+            "<!-- options-table:end -->",
+        );
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let stop = doc.find(end).expect("end marker");
+        let want = markdown_table();
+        if doc[start..stop] != want {
+            if std::env::var_os("UNIONRS_UPDATE_DOCS").is_some() {
+                let new = format!("{}{want}{}", &doc[..start], &doc[stop..]);
+                std::fs::write(path, new).unwrap();
+            } else {
+                panic!(
+                    "docs/mounting.md's option table is stale: run UNIONRS_UPDATE_DOCS=1 cargo test docs_table"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn help_lists_every_acted_option() {
+        let text = options_text();
+        for o in MOUNT_OPTIONS {
+            assert!(text.contains(o.key), "--help lacks {}", o.key);
+        }
+        command().debug_assert();
+    }
+
+    #[test]
+    fn man_page_renders() {
+        let mut page = Vec::new();
+        man_page(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(
+            page.starts_with(".ie") || page.contains(".TH unionrs 1"),
+            "{page}"
+        );
+        assert!(page.contains("squash_to_uid"));
+        assert!(page.contains("MOUNT OPTIONS"));
+    }
+}
