@@ -64,7 +64,10 @@ prepare() {
         log "building middle layer (400 overrides, 100 file whiteouts, 1 dir whiteout, 1 opaque dir)"
         rm -rf "$L/mid"; mkdir -p "$L/mid"
         # deterministic pick of regular files under usr/share, etc, usr/lib
-        (cd "$L/base" && find usr/share etc usr/lib -type f | LC_ALL=C sort) > "$L/files.lst"
+        # the directory to white out (its files are not picked below)
+        local wd=usr/share/doc/apt
+        [ -d "$L/base/$wd" ] || wd=$(cd "$L/base" && find usr/share/doc -mindepth 1 -maxdepth 1 -type d | LC_ALL=C sort | head -1)
+        (cd "$L/base" && find usr/share etc usr/lib -type f | grep -v "^$wd/" | grep -v '^etc/apt/' | LC_ALL=C sort) > "$L/files.lst"
         local n; n=$(wc -l < "$L/files.lst")
         # every (n/500)th file: first 400 overridden, next 100 whited out
         awk -v n="$n" 'NR % int(n/500) == 0' "$L/files.lst" | head -500 > "$L/picked.lst"
@@ -77,8 +80,6 @@ prepare() {
             mknod "$L/mid/$f" c 0 0
         done
         # one whited-out directory
-        local wd=usr/share/doc/apt
-        [ -d "$L/base/$wd" ] || wd=$(cd "$L/base" && find usr/share/doc -mindepth 1 -maxdepth 1 -type d | LC_ALL=C sort | head -1)
         mkdir -p "$L/mid/$(dirname "$wd")"; mknod "$L/mid/$wd" c 0 0
         echo "$wd" > "$L/whiteout-dir.txt"
         # one opaque directory, with one file of its own
@@ -122,9 +123,9 @@ version_of() {
     case $1 in
         kernel)  echo "overlay $(uname -r)" ;;
         unionrs) echo "unionrs $(cd "$(dirname "$0")/.." 2>/dev/null && git rev-parse --short HEAD 2>/dev/null)" ;;
-        fo2)     "$FO2" --version 2>&1 | head -1 ;;
-        fo1)     "$FO1" --version 2>&1 | head -1 ;;
-        unionfs) "$UNIONFS" --version 2>&1 | head -1 ;;
+        fo2)     "$FO2" --version 2>/dev/null | head -1 ;;
+        fo1)     "$FO1" --version 2>/dev/null | grep -m1 -i overlayfs ;;
+        unionfs) "$UNIONFS" --version 2>/dev/null | head -1 ;;
     esac
 }
 
@@ -143,7 +144,7 @@ do_mount() {
         fo2)     "$FO2" -o "$opts" "$m" ;;
         fo1)     "$FO1" -o "$opts" "$m" ;;
         unionfs) "$UNIONFS" -o cow,hide_meta_files,max_files=65536 "$u=RW:$L/big=RO:$L/mid=RO:$L/base=RO" "$m" ;;
-    esac || { log "mount of $c failed"; return 1; }
+    esac 2>>"$RES/mount-$c.log" || { log "mount of $c failed (see $RES/mount-$c.log)"; return 1; }
     local i
     for i in $(seq 100); do mountpoint -q "$m" && break; sleep 0.05; done
     mountpoint -q "$m" || { log "$c: not mounted"; return 1; }
