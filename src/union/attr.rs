@@ -229,7 +229,7 @@ impl Union {
         let names = self.xattr_names(&node)?;
         let mut out = Vec::new();
         for n in names.iter().filter(|n| !whiteout::is_private_xattr(n)) {
-            out.extend_from_slice(&n);
+            out.extend_from_slice(n);
             out.push(0);
         }
         Ok(out)
