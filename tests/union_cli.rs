@@ -144,3 +144,28 @@ unionrs_only!(background_mode_returns_once_live, |_fs| {
     assert_eq!(content.unwrap(), "bg");
     assert!(wait_unmounted(&l.mnt));
 });
+
+// A second mount of the same upper/workdir is refused while the first is live (the kernel
+// refuses it too).
+unionrs_only!(second_mount_of_same_workdir_is_refused, |fs| {
+    let l = Layers::new(1);
+    let m2 = l.dir.path().join("m2");
+    std::fs::create_dir(&m2).unwrap();
+    let _first = mount(fs, &l, &[]);
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        l.l(1).display(),
+        l.upper.as_ref().unwrap().display(),
+        l.work.display()
+    );
+    let out = Command::new(unionrs_bin())
+        .args(["-o", &opts])
+        .arg(&m2)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "second mount must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another mount"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+    assert!(mounted_fstype(&m2).is_none(), "nothing mounted at m2");
+});

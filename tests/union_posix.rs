@@ -636,3 +636,22 @@ both!(posix_acls_inherited_and_kept, |fs| {
     let acl = run(&["getfacl", "-cn", l.m("g").to_str().unwrap()]);
     assert!(acl.contains("user:65534:r--"), "{acl}");
 });
+
+// futimens on a deleted-but-open file works through its fd (the kernel sends no handle).
+both!(deleted_open_file_set_times, |fs| {
+    let l = Layers::new(1);
+    write(l.l(1).join("f"), "lower");
+    let _m = mount(fs, &l, &[]);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(l.m("f"))
+        .unwrap();
+    fs::remove_file(l.m("f")).unwrap();
+    let when = std::time::UNIX_EPOCH + std::time::Duration::new(2000, 456);
+    f.set_times(fs::FileTimes::new().set_modified(when))
+        .expect("futimens on a deleted file");
+    let md = f.metadata().unwrap();
+    assert_eq!(md.modified().unwrap(), when);
+    assert_eq!(md.nlink(), 0);
+});

@@ -52,12 +52,10 @@ pub fn run(argv: &[OsString]) -> ExitCode {
         Ok(proc::Fork::Child) => {
             drop(rx);
             proc::setsid();
+            // Errors before the mount is live go to the parent, which prints them.
             match mount_and_serve(&args, Some(tx)) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    log::error!("{e}");
-                    ExitCode::from(1)
-                }
+                Err(_) => ExitCode::from(1),
             }
         }
     }

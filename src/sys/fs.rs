@@ -281,12 +281,12 @@ pub fn utimes_at(
 ) -> SysResult<()> {
     let times = [to_timespec(atime), to_timespec(mtime)];
     if name.is_empty() {
-        // utimensat(fd, NULL, ...) works on O_PATH fds too.
-        // SAFETY: `times` points to two valid timespecs.
-        return check(unsafe {
-            libc::utimensat(dir.as_raw_fd(), std::ptr::null(), times.as_ptr(), 0)
-        })
-        .map(drop);
+        // The fd is usually O_PATH, which utimensat(fd, NULL) refuses: go through its
+        // /proc/self/fd link, which names the object itself.
+        let p = cstr(format!("/proc/self/fd/{}", dir.as_raw_fd()).as_bytes())?;
+        // SAFETY: valid C string; `times` points to two valid timespecs.
+        return check(unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0) })
+            .map(drop);
     }
     let c = cstr(name)?;
     // SAFETY: valid C string; `times` points to two valid timespecs.
@@ -361,6 +361,12 @@ pub fn read_dir(fd: BorrowedFd<'_>) -> SysResult<Vec<DirEntry>> {
 /// Opens a directory for listing relative to an O_PATH handle of it.
 pub fn open_dir_for_listing(dir: BorrowedFd<'_>) -> SysResult<OwnedFd> {
     open_at(dir, b".", libc::O_RDONLY | libc::O_DIRECTORY, 0)
+}
+
+/// flock(LOCK_EX | LOCK_NB): EWOULDBLOCK when another open file holds the lock.
+pub fn try_lock_exclusive(fd: BorrowedFd<'_>) -> SysResult<()> {
+    // SAFETY: plain syscall on a valid fd.
+    check(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }).map(drop)
 }
 
 /// The process umask is cleared so modes the kernel sends are applied exactly.

@@ -71,6 +71,8 @@ pub struct Union {
     /// W/unionrs.index: one link per copied-up lower file that has several names, so every
     /// name keeps sharing one inode after copy-up (the kernel's `index` feature).
     index: Option<Layer>,
+    /// W/unionrs.lock, held (flock) for the life of the mount.
+    _lock: Option<OwnedFd>,
     nodes: NodeTable,
     inos: InoMap,
     handles: file::HandleTable,
@@ -98,8 +100,11 @@ impl Union {
             return Err("no layers given".into());
         }
         let mut index = None;
+        let mut lock = None;
         let work = match (&cfg.upper, &cfg.work) {
             (Some(_), Some(w)) => {
+                // Before touching anything: a second mount must not clean the first's work dir.
+                lock = Some(lock_workdir(w)?);
                 index = Some(prepare_index(w)?);
                 Some(prepare_workdir(w)?)
             }
@@ -133,6 +138,7 @@ impl Union {
             has_upper,
             work,
             index,
+            _lock: lock,
             nodes: NodeTable::new(Node::new(ROOT, libc::S_IFDIR, root_state)),
             inos,
             handles: file::HandleTable::default(),
@@ -235,6 +241,30 @@ fn prepare_workdir(w: &std::path::Path) -> Result<OwnedFd, String> {
     layer
         .dir(b"")
         .map_err(|e| format!("cannot open {}: {e}", work.display()))
+}
+
+/// Takes W/unionrs.lock: one mount per upper/work pair at a time, as kernel overlayfs insists.
+fn lock_workdir(w: &std::path::Path) -> Result<OwnedFd, String> {
+    let path = w.join("unionrs.lock");
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let fd = OwnedFd::from(file);
+    match crate::sys::fs::try_lock_exclusive(fd.as_fd()) {
+        Ok(()) => Ok(fd),
+        Err(e) if e.0 == libc::EWOULDBLOCK => Err(format!(
+            "workdir {} is in use by another mount: unmount it first, or use another workdir",
+            w.display()
+        )),
+        Err(e) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
 }
 
 /// Creates W/unionrs.index (kept across mounts: it ties hard-linked copies together).
