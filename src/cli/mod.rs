@@ -1,4 +1,5 @@
 //! Command-line front end: argument parsing and the mount / image commands.
+pub mod image;
 pub mod mount;
 pub mod options;
 pub mod validate;
@@ -16,12 +17,16 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("--help" | "-h" | "help") => {
-            println!("{}", USAGE);
+            println!("{USAGE}{}", image::USAGE);
             ExitCode::SUCCESS
         }
         Some("export-layer") => export_layer(&rest[1..]),
+        Some("--store" | "load" | "save" | "images" | "inspect" | "history" | "tag" | "rmi") => {
+            image::run(rest)
+        }
+        Some(s) if s.starts_with("--store=") => image::run(rest),
         None => {
-            eprintln!("{USAGE}");
+            eprintln!("{USAGE}{}", image::USAGE);
             ExitCode::from(2)
         }
         _ => mount::run(rest),
@@ -54,4 +59,5 @@ fn export_layer(args: &[OsString]) -> ExitCode {
 const USAGE: &str =
     "usage: unionrs [-f] [-d] -o lowerdir=L1:L2[,upperdir=U,workdir=W][,OPTS] MOUNTPOINT
        unionrs SOURCE MOUNTPOINT -o OPTS        (mount.fuse form)
-       unionrs export-layer UPPER_DIR OUT.tar   (upper dir -> OCI layer tar; prints its diff ID)";
+       unionrs export-layer UPPER_DIR OUT.tar   (upper dir -> OCI layer tar; prints its diff ID)
+";
