@@ -312,7 +312,7 @@ fn ingest(
     // diff ID -> (temp dir, info) of layers unpacked by this load.
     let mut fresh: BTreeMap<Digest, (PathBuf, LayerInfo)> = BTreeMap::new();
     let mut blobs: BTreeSet<String> = BTreeSet::new();
-    let mut manifests: Vec<(Vec<u8>, Option<String>)> = Vec::new();
+    let mut manifests: Vec<(Vec<u8>, Option<(String, String)>)> = Vec::new();
     for c in cands {
         let cfg = st.get(&c.config)?;
         let (config, _): (Value, _) = st.json(&c.config)?;
@@ -374,7 +374,9 @@ fn ingest(
         let manifest = match &c.manifest {
             Some(p) => {
                 blobs.insert(p.clone());
-                (Vec::new(), Some(p.clone()))
+                let (m, _): (Manifest, _) = st.json(p)?;
+                let mt = m.media_type.unwrap_or_else(|| MT_OCI_MANIFEST.into());
+                (Vec::new(), Some((p.clone(), mt)))
             }
             None => {
                 let m = Manifest {
@@ -396,11 +398,9 @@ fn ingest(
     let mut mdescs = Vec::new();
     for (bytes, staged) in &manifests {
         let (digest, size, mt) = match staged {
-            Some(p) => {
+            Some((p, mt)) => {
                 let s = st.get(p)?;
-                let (m, _): (Manifest, _) = st.json(p)?;
-                let mt = m.media_type.unwrap_or_else(|| MT_OCI_MANIFEST.into());
-                (s.digest.clone(), s.size, mt)
+                (s.digest.clone(), s.size, mt.clone())
             }
             None => (
                 store.put_blob_bytes(bytes)?,

@@ -2,7 +2,9 @@
 //! `latest`. NAME follows the distribution grammar (lower-case path components separated by
 //! `/`, each `[a-z0-9]+` joined by `.`, `_`, `__` or `-`; the first component may be a
 //! registry host with a port). Names are kept as written (`ubuntu` stays `ubuntu`, as
-//! `docker images` shows it); registry defaults are applied by pull/push, not here.
+//! `docker images` shows it), and Docker Hub names are made familiar
+//! (`docker.io/library/ubuntu` -> `ubuntu`, `docker.io/org/x` -> `org/x`); registry defaults
+//! are applied by pull/push, not here.
 
 use std::fmt;
 
@@ -16,6 +18,19 @@ pub struct Reference {
 impl Reference {
     /// Parses `NAME[:TAG]`; `@digest` references are not tags and are refused here.
     pub fn parse(s: &str) -> Result<Reference, String> {
+        // Docker Hub names are kept in their familiar form, as `docker images` shows them.
+        let s = [
+            "docker.io/library/",
+            "index.docker.io/library/",
+            "docker.io/",
+            "index.docker.io/",
+        ]
+        .iter()
+        .find_map(|p| {
+            s.strip_prefix(p)
+                .filter(|r| r.contains('/') || p.ends_with("library/"))
+        })
+        .unwrap_or(s);
         if s.contains('@') {
             return Err(format!("{s:?}: digest references are not supported here"));
         }
@@ -134,6 +149,16 @@ mod tests {
             ("localhost:5000/a/b-c", "v1.2")
         );
         assert_eq!(Reference::parse("my__x:t").unwrap().name, "my__x");
+        assert_eq!(
+            Reference::parse("docker.io/library/ubuntu:22.04")
+                .unwrap()
+                .to_string(),
+            "ubuntu:22.04"
+        );
+        assert_eq!(
+            Reference::parse("docker.io/org/x").unwrap().to_string(),
+            "org/x:latest"
+        );
         for bad in [
             "Ubuntu",
             "a:",
