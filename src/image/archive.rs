@@ -302,6 +302,9 @@ fn pick_platform(index: &Index) -> Result<&Descriptor, String> {
         .ok_or_else(|| "image index lists no manifests".to_string())
 }
 
+/// An archive's own manifest: its path in the archive and its media type.
+type StagedManifest = (String, String);
+
 fn ingest(
     store: &Store,
     st: &Staging,
@@ -312,7 +315,8 @@ fn ingest(
     // diff ID -> (temp dir, info) of layers unpacked by this load.
     let mut fresh: BTreeMap<Digest, (PathBuf, LayerInfo)> = BTreeMap::new();
     let mut blobs: BTreeSet<String> = BTreeSet::new();
-    let mut manifests: Vec<(Vec<u8>, Option<(String, String)>)> = Vec::new();
+    // (generated manifest bytes, or the archive's manifest path and media type)
+    let mut manifests: Vec<(Vec<u8>, Option<StagedManifest>)> = Vec::new();
     for c in cands {
         let cfg = st.get(&c.config)?;
         let (config, _): (Value, _) = st.json(&c.config)?;
