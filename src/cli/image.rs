@@ -2,20 +2,23 @@
 //! `--store DIR` may come before the verb or among its arguments.
 
 use crate::image::archive;
+use crate::image::container;
 use crate::image::digest::Digest;
 use crate::image::layout::ANN_REF_NAME;
 use crate::image::reference::Reference;
 use crate::image::store::{self, Image, Store};
 use crate::image::unpack::{Limits, Options};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub const VERBS: &[&str] = &["load", "save", "images", "inspect", "history", "tag", "rmi"];
+pub const VERBS: &[&str] = &[
+    "load", "save", "images", "inspect", "history", "tag", "rmi", "create", "ps", "mount",
+    "umount", "diff", "commit", "rm",
+];
 
 pub const USAGE: &str = "\
        unionrs [--store DIR] load [-i FILE] [-q]        (docker-archive or OCI layout tar)
@@ -24,7 +27,12 @@ pub const USAGE: &str = "\
        unionrs [--store DIR] inspect IMAGE...
        unionrs [--store DIR] history [--no-trunc] [--format json] IMAGE
        unionrs [--store DIR] tag SOURCE TARGET
-       unionrs [--store DIR] rmi [-f] IMAGE...";
+       unionrs [--store DIR] rmi [-f] IMAGE...
+       unionrs [--store DIR] create [--name N] IMAGE  (upper+work over the image's layers, mounted)
+       unionrs [--store DIR] ps [--format json]
+       unionrs [--store DIR] mount N | umount N | rm N
+       unionrs [--store DIR] diff N                   (A/C/D lines from the upper)
+       unionrs [--store DIR] commit [-a AUTHOR] [-m MSG] [-c CHANGE]... N [REPO[:TAG]]";
 
 /// Runs an image verb; `args` starts with `--store` or the verb.
 pub fn run(args: &[OsString]) -> ExitCode {
@@ -85,6 +93,13 @@ fn run_inner(args: &[OsString]) -> Res {
         "history" => history(&open()?, args),
         "tag" => tag(&open()?, args),
         "rmi" => rmi(&open()?, args),
+        "create" => create(&open()?, args),
+        "ps" => ps(&open()?, args),
+        "mount" => mount(&open()?, args),
+        "umount" => umount(&open()?, args),
+        "diff" => diff(&open()?, args),
+        "commit" => commit(&open()?, args),
+        "rm" => rm(&open()?, args),
         v => Err(Usage(format!("unknown command {v:?}"))),
     }
 }
@@ -458,7 +473,7 @@ fn rmi(st: &Store, args: &[String]) -> Res {
             first_err.get_or_insert(m);
         }
     }
-    for d in st.gc(&BTreeSet::new())? {
+    for d in st.gc(&container::used_diff_ids(st)?)? {
         println!("Deleted: {d}");
     }
     match first_err {
@@ -469,6 +484,15 @@ fn rmi(st: &Store, args: &[String]) -> Res {
 
 fn rmi_one(st: &Store, name: &str, force: bool) -> Result<(), String> {
     let img = st.resolve(name)?;
+    if let Some(c) = container::list(st)?
+        .iter()
+        .find(|c| c.image_id == img.id().as_str())
+    {
+        return Err(format!(
+            "image is used by container {}; remove it first",
+            c.name
+        ));
+    }
     let mut index = st.read_index()?;
     let by_tag = Reference::parse(name)
         .ok()
@@ -504,6 +528,122 @@ fn rmi_one(st: &Store, name: &str, force: bool) -> Result<(), String> {
         println!("Deleted: {}", img.id());
     }
     st.write_index(&index)
+}
+
+fn one_container(
+    st: &Store,
+    args: &[String],
+    verb: &str,
+) -> Result<container::Container, CliError> {
+    let p = Parsed::new(args, &[], &[])?;
+    let [name] = p.pos.as_slice() else {
+        return Err(Usage(format!("{verb} takes one container name")));
+    };
+    Ok(container::load(st, name)?)
+}
+
+fn create(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(args, &[], &["--name"])?;
+    let [image] = p.pos.as_slice() else {
+        return Err(Usage("create takes one image".into()));
+    };
+    let c = container::create(st, image, p.value(&["--name"]))?;
+    if let Err(m) = container::mount(st, &c) {
+        let _ = container::remove(st, &c);
+        return Err(Failed(m));
+    }
+    println!("{}", c.name);
+    Ok(())
+}
+
+fn ps(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(args, &[], &["--format"])?;
+    let json = p.json()?;
+    let mut rows = Vec::new();
+    for c in container::list(st)? {
+        let merged = container::dir(st, &c.name).join("merged");
+        let state = if container::is_mounted(&merged) {
+            "mounted"
+        } else {
+            "unmounted"
+        };
+        if json {
+            let line = json!({"Name": c.name, "Image": c.image_name, "ImageID": c.image_id,
+                "CreatedAt": c.created, "State": state, "Mountpoint": merged.display().to_string()});
+            println!("{line}");
+        } else {
+            rows.push(vec![
+                c.name.clone(),
+                c.image_name.clone(),
+                since(&c.created),
+                state.to_string(),
+                merged.display().to_string(),
+            ]);
+        }
+    }
+    if !json {
+        print_table(&["NAME", "IMAGE", "CREATED", "STATE", "MOUNTPOINT"], &rows);
+    }
+    Ok(())
+}
+
+fn mount(st: &Store, args: &[String]) -> Res {
+    let c = one_container(st, args, "mount")?;
+    println!("{}", container::mount(st, &c)?.display());
+    Ok(())
+}
+
+fn umount(st: &Store, args: &[String]) -> Res {
+    let c = one_container(st, args, "umount")?;
+    container::umount(st, &c)?;
+    Ok(())
+}
+
+fn rm(st: &Store, args: &[String]) -> Res {
+    let c = one_container(st, args, "rm")?;
+    container::remove(st, &c)?;
+    println!("{}", c.name);
+    Ok(())
+}
+
+fn diff(st: &Store, args: &[String]) -> Res {
+    let c = one_container(st, args, "diff")?;
+    for (k, p) in container::diff(st, &c)? {
+        println!("{k} {p}");
+    }
+    Ok(())
+}
+
+fn commit(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(
+        args,
+        &[],
+        &["-a", "--author", "-m", "--message", "-c", "--change"],
+    )?;
+    let (name, target) = match p.pos.as_slice() {
+        [n] => (n, None),
+        [n, t] => (n, Some(Reference::parse(t)?)),
+        _ => {
+            return Err(Usage(
+                "commit takes a container and an optional REPO[:TAG]".into(),
+            ));
+        }
+    };
+    let c = container::load(st, name)?;
+    let changes: Vec<String> = p
+        .flags
+        .iter()
+        .filter(|(n, _)| n == "-c" || n == "--change")
+        .filter_map(|(_, v)| v.clone())
+        .collect();
+    let o = container::CommitOpts {
+        author: p.value(&["-a", "--author"]),
+        message: p.value(&["-m", "--message"]),
+        changes: &changes,
+    };
+    let id = container::commit(st, &c, target.as_ref(), &o)?;
+    println!("{id}");
+    Ok(())
 }
 
 fn print_table(head: &[&str], rows: &[Vec<String>]) {

@@ -21,9 +21,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("export-layer") => export_layer(&rest[1..]),
-        Some("--store" | "load" | "save" | "images" | "inspect" | "history" | "tag" | "rmi") => {
-            image::run(rest)
-        }
+        Some(v) if v == "--store" || image::VERBS.contains(&v) => image::run(rest),
         Some(s) if s.starts_with("--store=") => image::run(rest),
         None => {
             eprintln!("{USAGE}{}", image::USAGE);

@@ -6,10 +6,12 @@
 //! - [`store`]: the on-disk store (an OCI image layout plus unpacked layers).
 //! - [`unpack`]: a layer blob -> a directory, hostile-input safe.
 //! - [`archive`]: `load` / `save` of docker-archive and OCI layout tars.
+//! - [`container`]: containers (upper/work/merged over an image's layers) and `commit`.
 //! - [`layer_export`]: an overlay upper directory -> a deterministic OCI layer tar (`commit`).
 //! - [`xattr`]: which extended attributes a layer carries, and where they are read from.
 
 pub mod archive;
+pub mod container;
 pub mod digest;
 pub mod hash_writer;
 pub mod layer_export;
