@@ -1,5 +1,6 @@
 //! Command-line front end: argument parsing and the mount / image commands.
 pub mod help;
+pub mod image;
 pub mod mount;
 pub mod options;
 pub mod validate;
@@ -18,13 +19,16 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         }
         Some("--help" | "-h" | "help") => {
             help::print_help();
+            println!("\nImage and container commands:\n{}", image::USAGE);
             ExitCode::SUCCESS
         }
         Some("export-layer") => export_layer(&rest[1..]),
         Some("completions") => completions(&rest[1..]),
         Some("generate-man") => generate_man(&rest[1..]),
+        Some(v) if v == "--store" || image::VERBS.contains(&v) => image::run(rest),
+        Some(s) if s.starts_with("--store=") => image::run(rest),
         None => {
-            eprintln!("{USAGE}");
+            eprintln!("{USAGE}{}", image::USAGE);
             ExitCode::from(2)
         }
         _ => mount::run(rest),
@@ -112,4 +116,5 @@ const USAGE: &str =
        unionrs SOURCE MOUNTPOINT -o OPTS        (mount.fuse form)
        unionrs export-layer UPPER_DIR OUT.tar   (upper dir -> OCI layer tar; prints its diff ID)
        unionrs completions SHELL                (shell completion script)
-       unionrs --help                           (every mount option)";
+       unionrs --help                           (every mount option)
+";

@@ -1,10 +1,24 @@
-//! Container-image tooling: layers, store, registry (being written).
+//! Container-image tooling: layers, store, archives.
 //!
+//! - [`digest`]: sha256 digests, and a reader that verifies them on the stream.
+//! - [`reference`]: `NAME[:TAG]` image references.
+//! - [`layout`]: OCI layout / Docker archive JSON documents and media types.
+//! - [`store`]: the on-disk store (an OCI image layout plus unpacked layers).
+//! - [`unpack`]: a layer blob -> a directory, hostile-input safe.
+//! - [`archive`]: `load` / `save` of docker-archive and OCI layout tars.
+//! - [`container`]: containers (upper/work/merged over an image's layers) and `commit`.
 //! - [`layer_export`]: an overlay upper directory -> a deterministic OCI layer tar (`commit`).
 //! - [`xattr`]: which extended attributes a layer carries, and where they are read from.
 
+pub mod archive;
+pub mod container;
+pub mod digest;
 pub mod hash_writer;
 pub mod layer_export;
+pub mod layout;
 pub mod pax;
+pub mod reference;
+pub mod store;
+pub mod unpack;
 pub mod xattr;
 pub mod xattr_cmd;

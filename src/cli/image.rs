@@ -1,0 +1,774 @@
+//! The image verbs: `load`, `save`, `images`, `inspect`, `history`, `tag`, `rmi`.
+//! `--store DIR` may come before the verb or among its arguments.
+
+use crate::image::archive;
+use crate::image::container;
+use crate::image::digest::Digest;
+use crate::image::layout::ANN_REF_NAME;
+use crate::image::reference::Reference;
+use crate::image::store::{self, Image, Store};
+use crate::image::unpack::{Limits, Options};
+use serde_json::{Value, json};
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub const VERBS: &[&str] = &[
+    "load", "save", "images", "inspect", "history", "tag", "rmi", "create", "ps", "mount",
+    "umount", "diff", "commit", "rm",
+];
+
+pub const USAGE: &str = "\
+       unionrs [--store DIR] load [-i FILE] [-q]        (docker-archive or OCI layout tar)
+       unionrs [--store DIR] save -o FILE IMAGE...      (docker-archive + OCI layout tar)
+       unionrs [--store DIR] images [--format json] [--no-trunc]
+       unionrs [--store DIR] inspect IMAGE...
+       unionrs [--store DIR] history [--no-trunc] [--format json] IMAGE
+       unionrs [--store DIR] tag SOURCE TARGET
+       unionrs [--store DIR] rmi [-f] IMAGE...
+       unionrs [--store DIR] create [--name N] IMAGE  (upper+work over the image's layers, mounted)
+       unionrs [--store DIR] ps [--format json]
+       unionrs [--store DIR] mount N | umount N | rm N
+       unionrs [--store DIR] diff N                   (A/C/D lines from the upper)
+       unionrs [--store DIR] commit [-a AUTHOR] [-m MSG] [-c CHANGE]... N [REPO[:TAG]]";
+
+/// Runs an image verb; `args` starts with `--store` or the verb.
+pub fn run(args: &[OsString]) -> ExitCode {
+    match run_inner(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Usage(m)) => {
+            eprintln!("unionrs: {m}\nusage:\n{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(Failed(m)) => {
+            eprintln!("unionrs: {m}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum CliError {
+    Usage(String),
+    Failed(String),
+}
+use CliError::{Failed, Usage};
+
+impl From<String> for CliError {
+    fn from(s: String) -> CliError {
+        Failed(s)
+    }
+}
+
+type Res = Result<(), CliError>;
+
+fn run_inner(args: &[OsString]) -> Res {
+    let mut store_flag: Option<PathBuf> = None;
+    let mut rest: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--store" {
+            let v = it.next().ok_or(Usage("--store needs a directory".into()))?;
+            store_flag = Some(PathBuf::from(v));
+        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--store=")) {
+            store_flag = Some(PathBuf::from(v));
+        } else {
+            let s = a
+                .to_str()
+                .ok_or_else(|| Usage(format!("argument {a:?} is not UTF-8")))?;
+            rest.push(s.to_string());
+        }
+    }
+    let Some((verb, args)) = rest.split_first() else {
+        return Err(Usage("no command given".into()));
+    };
+    let root = store::default_root(store_flag.as_deref())?;
+    let open = || Store::open(&root).map_err(Failed);
+    match verb.as_str() {
+        "load" => load(&open()?, args),
+        "save" => save(&open()?, args),
+        "images" => images(&open()?, args),
+        "inspect" => inspect(&open()?, args),
+        "history" => history(&open()?, args),
+        "tag" => tag(&open()?, args),
+        "rmi" => rmi(&open()?, args),
+        "create" => create(&open()?, args),
+        "ps" => ps(&open()?, args),
+        "mount" => mount(&open()?, args),
+        "umount" => umount(&open()?, args),
+        "diff" => diff(&open()?, args),
+        "commit" => commit(&open()?, args),
+        "rm" => rm(&open()?, args),
+        v => Err(Usage(format!("unknown command {v:?}"))),
+    }
+}
+
+/// Splits `args` into flags (with the value of those in `with_value`) and positionals.
+struct Parsed {
+    flags: Vec<(String, Option<String>)>,
+    pos: Vec<String>,
+}
+
+impl Parsed {
+    fn new(args: &[String], known: &[&str], with_value: &[&str]) -> Result<Parsed, CliError> {
+        let mut p = Parsed {
+            flags: Vec::new(),
+            pos: Vec::new(),
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if a.starts_with('-') && a.len() > 1 {
+                let (name, inline) = match a.split_once('=') {
+                    Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                    None => (a.clone(), None),
+                };
+                if !known.contains(&name.as_str()) && !with_value.contains(&name.as_str()) {
+                    return Err(Usage(format!("unknown option {name}")));
+                }
+                let v = if with_value.contains(&name.as_str()) {
+                    Some(match inline {
+                        Some(v) => v,
+                        None => it
+                            .next()
+                            .cloned()
+                            .ok_or_else(|| Usage(format!("{name} needs a value")))?,
+                    })
+                } else {
+                    None
+                };
+                p.flags.push((name, v));
+            } else {
+                p.pos.push(a.clone());
+            }
+        }
+        Ok(p)
+    }
+
+    fn has(&self, names: &[&str]) -> bool {
+        self.flags.iter().any(|(n, _)| names.contains(&n.as_str()))
+    }
+
+    fn value(&self, names: &[&str]) -> Option<&str> {
+        self.flags
+            .iter()
+            .rev()
+            .find(|(n, _)| names.contains(&n.as_str()))
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    fn json(&self) -> Result<bool, CliError> {
+        match self.value(&["--format"]) {
+            None => Ok(false),
+            Some("json") => Ok(true),
+            Some(f) => Err(Usage(format!("--format {f:?}: only 'json' is supported"))),
+        }
+    }
+}
+
+fn unpack_options() -> Options {
+    Options {
+        limits: Limits::default(),
+        as_root: store::is_root(),
+    }
+}
+
+fn load(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(args, &["-q", "--quiet"], &["-i", "--input"])?;
+    if !p.pos.is_empty() {
+        return Err(Usage("load takes no positional arguments".into()));
+    }
+    let loaded = match p.value(&["-i", "--input"]) {
+        Some(f) if f != "-" => {
+            let file = File::open(f).map_err(|e| format!("cannot open {f}: {e}"))?;
+            archive::load(
+                st,
+                io::BufReader::with_capacity(1 << 20, file),
+                &unpack_options(),
+            )
+        }
+        _ => {
+            if io::stdin().is_terminal() {
+                return Err(Usage("load: give -i FILE or pipe an archive in".into()));
+            }
+            archive::load(st, io::stdin().lock(), &unpack_options())
+        }
+    }
+    .map_err(|m| format!("load: {m}"))?;
+    if !p.has(&["-q", "--quiet"]) {
+        for (id, tags) in loaded {
+            if tags.is_empty() {
+                println!("Loaded image ID: {id}");
+            }
+            for t in tags {
+                println!("Loaded image: {t}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn save(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(args, &[], &["-o", "--output"])?;
+    if p.pos.is_empty() {
+        return Err(Usage("save needs at least one image".into()));
+    }
+    match p.value(&["-o", "--output"]) {
+        Some(f) if f != "-" => {
+            let out = Path::new(f);
+            let tmp = PathBuf::from(format!("{f}.tmp-{}", std::process::id()));
+            let res = (|| {
+                let file = File::create_new(&tmp)
+                    .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+                let mut w = io::BufWriter::with_capacity(1 << 20, file);
+                archive::save(st, &p.pos, &mut w)?;
+                let file = w
+                    .into_inner()
+                    .map_err(|e| format!("cannot write {f}: {}", e.error()))?;
+                file.sync_all()
+                    .map_err(|e| format!("cannot sync {f}: {e}"))?;
+                fs::rename(&tmp, out).map_err(|e| format!("cannot rename to {f}: {e}"))
+            })();
+            if res.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            res?;
+        }
+        _ => {
+            if io::stdout().is_terminal() {
+                return Err(Usage(
+                    "save: refusing to write an archive to a terminal; give -o FILE".into(),
+                ));
+            }
+            let mut out = io::stdout().lock();
+            archive::save(st, &p.pos, &mut out)?;
+        }
+    }
+    Ok(())
+}
+
+/// The image's size: its layers' uncompressed tar bytes (as recorded when unpacked).
+fn image_size(st: &Store, img: &Image) -> u64 {
+    let diffs = img.diff_ids().unwrap_or_default();
+    diffs
+        .iter()
+        .zip(&img.manifest.layers)
+        .map(|(d, l)| st.layer_info(d).map_or(l.size, |i| i.size))
+        .sum()
+}
+
+fn created(img: &Image) -> String {
+    img.config
+        .get("created")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
+}
+
+fn images(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(args, &["--no-trunc"], &["--format"])?;
+    let json = p.json()?;
+    if !p.pos.is_empty() {
+        return Err(Usage("images takes no positional arguments".into()));
+    }
+    let mut imgs = st.images()?;
+    imgs.sort_by_key(|i| std::cmp::Reverse(parse_time(&created(i)).unwrap_or(i64::MIN)));
+    let mut rows = Vec::new();
+    for img in &imgs {
+        let size = image_size(st, img);
+        let id = if p.has(&["--no-trunc"]) {
+            img.id().to_string()
+        } else {
+            img.id().hex()[..12].to_string()
+        };
+        let pairs: Vec<(String, String)> = if img.tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            img.tags
+                .iter()
+                .map(|t| match Reference::parse(t) {
+                    Ok(r) => (r.name, r.tag),
+                    Err(_) => (t.clone(), "<none>".into()),
+                })
+                .collect()
+        };
+        for (repo, tag) in pairs {
+            if json {
+                let c = created(img);
+                let line = json!({
+                    "Repository": repo, "Tag": tag, "ID": img.id().to_string(),
+                    "Digest": img.manifest_digest.to_string(), "CreatedAt": c,
+                    "CreatedSince": since(&c), "Size": human_size(size), "SizeBytes": size,
+                });
+                println!("{line}");
+            } else {
+                rows.push(vec![
+                    repo,
+                    tag,
+                    id.clone(),
+                    since(&created(img)),
+                    human_size(size),
+                ]);
+            }
+        }
+    }
+    if !json {
+        print_table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows);
+    }
+    Ok(())
+}
+
+fn inspect(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(args, &[], &["--format"])?;
+    p.json()?;
+    if p.pos.is_empty() {
+        return Err(Usage("inspect needs at least one image".into()));
+    }
+    let mut out = Vec::new();
+    for name in &p.pos {
+        let img = st.resolve(name)?;
+        let diffs = img.diff_ids()?;
+        let lower: Vec<String> = diffs
+            .iter()
+            .rev()
+            .map(|d| st.layer_dir(d).display().to_string())
+            .collect();
+        let c = &img.config;
+        out.push(json!({
+            "Id": img.id().to_string(),
+            "RepoTags": img.tags,
+            "RepoDigests": [],
+            "Created": c.get("created").cloned().unwrap_or(Value::Null),
+            "Author": c.get("author").cloned().unwrap_or(json!("")),
+            "Config": c.get("config").cloned().unwrap_or(Value::Null),
+            "Architecture": c.get("architecture").cloned().unwrap_or(Value::Null),
+            "Os": c.get("os").cloned().unwrap_or(Value::Null),
+            "Size": image_size(st, &img),
+            "RootFS": {"Type": "layers", "Layers": diffs.iter().map(Digest::to_string).collect::<Vec<_>>()},
+            "History": c.get("history").cloned().unwrap_or(json!([])),
+            "Manifest": {"Digest": img.manifest_digest.to_string(),
+                         "MediaType": img.manifest.media_type},
+            "GraphDriver": {"Name": "unionrs", "Data": {"LowerDir": lower.join(":")}},
+        }));
+    }
+    let s = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
+    println!("{s}");
+    Ok(())
+}
+
+fn history(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(args, &["--no-trunc", "-q", "--quiet"], &["--format"])?;
+    let json = p.json()?;
+    let [name] = p.pos.as_slice() else {
+        return Err(Usage("history takes one image".into()));
+    };
+    let img = st.resolve(name)?;
+    let diffs = img.diff_ids()?;
+    let hist: Vec<Value> = match img.config.get("history").and_then(Value::as_array) {
+        Some(h) if !h.is_empty() => h.clone(),
+        _ => diffs.iter().map(|_| json!({})).collect(),
+    };
+    // Pair each non-empty history entry with the next layer, bottom up.
+    let mut layer = 0;
+    let mut rows: Vec<(String, String, String, Option<u64>, String)> = Vec::new();
+    for h in &hist {
+        let empty = h
+            .get("empty_layer")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let size = if empty {
+            None
+        } else {
+            let s = diffs.get(layer).map(|d| {
+                st.layer_info(d)
+                    .map_or(img.manifest.layers.get(layer).map_or(0, |l| l.size), |i| {
+                        i.size
+                    })
+            });
+            layer += 1;
+            s
+        };
+        let s = |k: &str| h.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        rows.push((
+            s("created"),
+            s("created_by"),
+            s("comment"),
+            size,
+            s("author"),
+        ));
+    }
+    rows.reverse();
+    let trunc = !p.has(&["--no-trunc"]);
+    let mut table = Vec::new();
+    for (i, (created, by, comment, size, _)) in rows.iter().enumerate() {
+        let id = if i == 0 {
+            if trunc {
+                img.id().hex()[..12].to_string()
+            } else {
+                img.id().to_string()
+            }
+        } else {
+            "<missing>".to_string()
+        };
+        if json {
+            let line = json!({"ID": id, "CreatedAt": created, "CreatedSince": since(created),
+                "CreatedBy": by, "Size": human_size(size.unwrap_or(0)),
+                "SizeBytes": size.unwrap_or(0), "Comment": comment});
+            println!("{line}");
+        } else if p.has(&["-q", "--quiet"]) {
+            println!("{id}");
+        } else {
+            let by = if trunc && by.chars().count() > 45 {
+                format!("{}…", by.chars().take(44).collect::<String>())
+            } else {
+                by.clone()
+            };
+            table.push(vec![
+                id,
+                since(created),
+                by,
+                human_size(size.unwrap_or(0)),
+                comment.clone(),
+            ]);
+        }
+    }
+    if !json && !p.has(&["-q", "--quiet"]) {
+        print_table(
+            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+            &table,
+        );
+    }
+    Ok(())
+}
+
+fn tag(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(args, &[], &[])?;
+    let [src, dst] = p.pos.as_slice() else {
+        return Err(Usage("tag takes SOURCE and TARGET".into()));
+    };
+    let img = st.resolve(src)?;
+    let r = Reference::parse(dst)?;
+    let mut index = st.read_index()?;
+    let desc = index
+        .manifests
+        .iter()
+        .find(|d| d.digest == img.manifest_digest.as_str())
+        .cloned()
+        .ok_or_else(|| Failed("image vanished from index.json".into()))?;
+    Store::set_tag(&mut index, &r, &desc);
+    st.write_index(&index)?;
+    Ok(())
+}
+
+fn rmi(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(args, &["-f", "--force"], &[])?;
+    if p.pos.is_empty() {
+        return Err(Usage("rmi needs at least one image".into()));
+    }
+    let force = p.has(&["-f", "--force"]);
+    let mut first_err = None;
+    for name in &p.pos {
+        if let Err(m) = rmi_one(st, name, force) {
+            eprintln!("unionrs: rmi {name}: {m}");
+            first_err.get_or_insert(m);
+        }
+    }
+    for d in st.gc(&container::used_diff_ids(st)?)? {
+        println!("Deleted: {d}");
+    }
+    match first_err {
+        Some(_) => Err(Failed("some images were not removed".into())),
+        None => Ok(()),
+    }
+}
+
+fn rmi_one(st: &Store, name: &str, force: bool) -> Result<(), String> {
+    let img = st.resolve(name)?;
+    if let Some(c) = container::list(st)?
+        .iter()
+        .find(|c| c.image_id == img.id().as_str())
+    {
+        return Err(format!(
+            "image is used by container {}; remove it first",
+            c.name
+        ));
+    }
+    let mut index = st.read_index()?;
+    let by_tag = Reference::parse(name)
+        .ok()
+        .map(|r| r.to_string())
+        .filter(|t| img.tags.contains(t));
+    let untag: Vec<String> = match by_tag {
+        Some(t) => vec![t],
+        None if img.tags.len() > 1 && !force => {
+            return Err(format!(
+                "image {} is tagged {}; remove the tags one by one or use -f",
+                &img.id().hex()[..12],
+                img.tags.join(", ")
+            ));
+        }
+        None => img.tags.clone(),
+    };
+    index.manifests.retain(|d| {
+        let tagged = d
+            .annotation(ANN_REF_NAME)
+            .is_some_and(|r| untag.iter().any(|t| t == r));
+        let untagged_same =
+            d.digest == img.manifest_digest.as_str() && d.annotation(ANN_REF_NAME).is_none();
+        !(tagged || untagged_same)
+    });
+    for t in &untag {
+        println!("Untagged: {t}");
+    }
+    if !index
+        .manifests
+        .iter()
+        .any(|d| d.digest == img.manifest_digest.as_str())
+    {
+        println!("Deleted: {}", img.id());
+    }
+    st.write_index(&index)
+}
+
+fn one_container(
+    st: &Store,
+    args: &[String],
+    verb: &str,
+) -> Result<container::Container, CliError> {
+    let p = Parsed::new(args, &[], &[])?;
+    let [name] = p.pos.as_slice() else {
+        return Err(Usage(format!("{verb} takes one container name")));
+    };
+    Ok(container::load(st, name)?)
+}
+
+fn create(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(args, &[], &["--name"])?;
+    let [image] = p.pos.as_slice() else {
+        return Err(Usage("create takes one image".into()));
+    };
+    let c = container::create(st, image, p.value(&["--name"]))?;
+    if let Err(m) = container::mount(st, &c) {
+        let _ = container::remove(st, &c);
+        return Err(Failed(m));
+    }
+    println!("{}", c.name);
+    Ok(())
+}
+
+fn ps(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(args, &[], &["--format"])?;
+    let json = p.json()?;
+    let mut rows = Vec::new();
+    for c in container::list(st)? {
+        let merged = container::dir(st, &c.name).join("merged");
+        let state = if container::is_mounted(&merged) {
+            "mounted"
+        } else {
+            "unmounted"
+        };
+        if json {
+            let line = json!({"Name": c.name, "Image": c.image_name, "ImageID": c.image_id,
+                "CreatedAt": c.created, "State": state, "Mountpoint": merged.display().to_string()});
+            println!("{line}");
+        } else {
+            rows.push(vec![
+                c.name.clone(),
+                c.image_name.clone(),
+                since(&c.created),
+                state.to_string(),
+                merged.display().to_string(),
+            ]);
+        }
+    }
+    if !json {
+        print_table(&["NAME", "IMAGE", "CREATED", "STATE", "MOUNTPOINT"], &rows);
+    }
+    Ok(())
+}
+
+fn mount(st: &Store, args: &[String]) -> Res {
+    let c = one_container(st, args, "mount")?;
+    println!("{}", container::mount(st, &c)?.display());
+    Ok(())
+}
+
+fn umount(st: &Store, args: &[String]) -> Res {
+    let c = one_container(st, args, "umount")?;
+    container::umount(st, &c)?;
+    Ok(())
+}
+
+fn rm(st: &Store, args: &[String]) -> Res {
+    let c = one_container(st, args, "rm")?;
+    container::remove(st, &c)?;
+    println!("{}", c.name);
+    Ok(())
+}
+
+fn diff(st: &Store, args: &[String]) -> Res {
+    let c = one_container(st, args, "diff")?;
+    for (k, p) in container::diff(st, &c)? {
+        println!("{k} {p}");
+    }
+    Ok(())
+}
+
+fn commit(st: &Store, args: &[String]) -> Res {
+    let p = Parsed::new(
+        args,
+        &[],
+        &["-a", "--author", "-m", "--message", "-c", "--change"],
+    )?;
+    let (name, target) = match p.pos.as_slice() {
+        [n] => (n, None),
+        [n, t] => (n, Some(Reference::parse(t)?)),
+        _ => {
+            return Err(Usage(
+                "commit takes a container and an optional REPO[:TAG]".into(),
+            ));
+        }
+    };
+    let c = container::load(st, name)?;
+    let changes: Vec<String> = p
+        .flags
+        .iter()
+        .filter(|(n, _)| n == "-c" || n == "--change")
+        .filter_map(|(_, v)| v.clone())
+        .collect();
+    let o = container::CommitOpts {
+        author: p.value(&["-a", "--author"]),
+        message: p.value(&["-m", "--message"]),
+        changes: &changes,
+    };
+    let id = container::commit(st, &c, target.as_ref(), &o)?;
+    println!("{id}");
+    Ok(())
+}
+
+fn print_table(head: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(c);
+                s.push_str(&" ".repeat(w[i] - c.chars().count() + 3));
+            }
+        }
+        s
+    };
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{}", line(head.to_vec()));
+    for r in rows {
+        let _ = writeln!(out, "{}", line(r.iter().map(String::as_str).collect()));
+    }
+}
+
+/// Docker's human sizes: decimal units, 3 significant digits ("5.59MB", "123B").
+pub fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    let s = if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", units[u])
+}
+
+/// Seconds since the epoch of an RFC 3339 time (`2024-01-02T03:04:05.123Z`, `+01:00`).
+pub fn parse_time(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+    }
+    let off = match b.get(i) {
+        Some(b'Z' | b'z') => 0,
+        Some(c @ (b'+' | b'-')) => {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            let o = oh * 3600 + om * 60;
+            if *c == b'+' { o } else { -o }
+        }
+        _ => return None,
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(days * 86400 + h * 3600 + mi * 60 + se - off)
+}
+
+/// "3 days ago", as Docker words it.
+pub fn since(created: &str) -> String {
+    let Some(t) = parse_time(created) else {
+        return "N/A".into();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let s = (now - t).max(0);
+    let (n, unit) = match s {
+        0..=59 => (s, "second"),
+        60..=3599 => (s / 60, "minute"),
+        3600..=86399 => (s / 3600, "hour"),
+        86400..=1_209_599 => (s / 86400, "day"),
+        1_209_600..=5_183_999 => (s / 604_800, "week"),
+        5_184_000..=63_071_999 => (s / 2_592_000, "month"),
+        _ => (s / 31_536_000, "year"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times() {
+        assert_eq!(human_size(123), "123B");
+        assert_eq!(human_size(5_590_000), "5.59MB");
+        assert_eq!(human_size(77_800_000), "77.8MB");
+        assert_eq!(human_size(5_000_000), "5MB");
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_time("2024-01-02T03:04:05.5+01:00"),
+            Some(1704164645 - 3600)
+        );
+        assert_eq!(parse_time("junk"), None);
+    }
+}

@@ -1,0 +1,497 @@
+//! Containers: an image's layers as lowerdirs plus a private upper/work dir, mounted by
+//! running this same binary as the union mount (`unionrs -o lowerdir=..,upperdir=..,
+//! workdir=.. MERGED`), and `commit` turning the upper into a new image.
+//!
+//! ```text
+//! STORE/containers/<name>/container.json   name, image ID and name, diff IDs, created
+//! STORE/containers/<name>/{upper,work,merged}
+//! ```
+
+use super::digest::Digest;
+use super::layer_export;
+use super::layout::{Descriptor, MT_OCI_CONFIG, MT_OCI_LAYER_GZIP, MT_OCI_MANIFEST, Manifest};
+use super::reference::Reference;
+use super::store::{LayerInfo, Store, remove_tree, sync_dir, write_atomic};
+use super::unpack;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Container {
+    pub name: String,
+    pub image_id: String,
+    pub image_name: String,
+    /// Bottom layer first.
+    pub diff_ids: Vec<String>,
+    pub created: String,
+}
+
+fn check_name(n: &str) -> Result<(), String> {
+    let ok = !n.is_empty()
+        && n.len() <= 128
+        && n.as_bytes()[0].is_ascii_alphanumeric()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid container name {n:?}: [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+        ))
+    }
+}
+
+pub fn dir(st: &Store, name: &str) -> PathBuf {
+    st.root().join("containers").join(name)
+}
+
+pub fn load(st: &Store, name: &str) -> Result<Container, String> {
+    check_name(name)?;
+    let p = dir(st, name).join("container.json");
+    let data = fs::read(&p).map_err(|_| format!("no such container: {name}"))?;
+    serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+pub fn list(st: &Store) -> Result<Vec<Container>, String> {
+    let mut out = Vec::new();
+    let d = st.root().join("containers");
+    for e in fs::read_dir(&d)
+        .map_err(|e| format!("{}: {e}", d.display()))?
+        .flatten()
+    {
+        if let Ok(c) = load(st, &e.file_name().to_string_lossy()) {
+            out.push(c);
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// True if `path` is a mount point (its device differs from its parent's).
+pub fn is_mounted(path: &Path) -> bool {
+    match (fs::metadata(path), path.parent().map(fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    let s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (days, rem) = (s.div_euclid(86400), s.rem_euclid(86400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Creates the container's dirs and record; does not mount.
+pub fn create(st: &Store, image: &str, name: Option<&str>) -> Result<Container, String> {
+    let img = st.resolve(image)?;
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => {
+            let seed = format!(
+                "{}-{}-{:?}",
+                std::process::id(),
+                image,
+                std::time::SystemTime::now()
+            );
+            Digest::of(seed.as_bytes()).hex()[..12].to_string()
+        }
+    };
+    check_name(&name)?;
+    let d = dir(st, &name);
+    if d.exists() {
+        return Err(format!("container {name} already exists"));
+    }
+    let c = Container {
+        name: name.clone(),
+        image_id: img.id().to_string(),
+        image_name: img
+            .tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| img.id().to_string()),
+        diff_ids: img.diff_ids()?.iter().map(Digest::to_string).collect(),
+        created: now_rfc3339(),
+    };
+    let tmp = st.tmp_path("container");
+    let res = (|| {
+        for sub in ["upper", "work", "merged"] {
+            fs::create_dir_all(tmp.join(sub)).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        }
+        write_atomic(
+            &tmp.join("container.json"),
+            &serde_json::to_vec_pretty(&c).map_err(|e| e.to_string())?,
+        )?;
+        fs::rename(&tmp, &d).map_err(|e| format!("cannot create {}: {e}", d.display()))
+    })();
+    if res.is_err() {
+        let _ = remove_tree(&tmp);
+    }
+    res.map(|_| c)
+}
+
+/// Mounts the container by running this binary as the union mount.
+pub fn mount(st: &Store, c: &Container) -> Result<PathBuf, String> {
+    let d = dir(st, &c.name);
+    let merged = d.join("merged");
+    if is_mounted(&merged) {
+        return Ok(merged);
+    }
+    let mut lowers = Vec::new();
+    for id in c.diff_ids.iter().rev() {
+        let l = st.layer_dir(&Digest::parse(id)?);
+        if !l.is_dir() {
+            return Err(format!(
+                "layer {id} of container {} is missing from the store",
+                c.name
+            ));
+        }
+        lowers.push(l.display().to_string());
+    }
+    if lowers.is_empty() {
+        // An image without layers: an empty dir stands for the lower.
+        let empty = d.join("empty");
+        fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
+        lowers.push(empty.display().to_string());
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        d.join("upper").display(),
+        d.join("work").display()
+    );
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the unionrs binary: {e}"))?;
+    let out = Command::new(exe)
+        .arg("-o")
+        .arg(&opts)
+        .arg(&merged)
+        .output()
+        .map_err(|e| format!("cannot run the mount: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "mounting {} failed: {}",
+            merged.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(merged)
+}
+
+pub fn umount(st: &Store, c: &Container) -> Result<(), String> {
+    let merged = dir(st, &c.name).join("merged");
+    if !is_mounted(&merged) {
+        return Ok(());
+    }
+    let out = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&merged)
+        .output()
+        .map_err(|e| format!("cannot run fusermount3: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "unmounting {} failed: {}",
+            merged.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+pub fn remove(st: &Store, c: &Container) -> Result<(), String> {
+    umount(st, c)?;
+    let d = dir(st, &c.name);
+    let doomed = st.tmp_path("rm-container");
+    fs::rename(&d, &doomed).map_err(|e| format!("cannot remove {}: {e}", d.display()))?;
+    remove_tree(&doomed)
+}
+
+/// `A`/`C`/`D` lines for the upper: whiteouts are deletions, entries that exist in a lower
+/// layer are changes, the rest additions. Sorted by path.
+pub fn diff(st: &Store, c: &Container) -> Result<Vec<(char, String)>, String> {
+    let lowers: Vec<PathBuf> = c
+        .diff_ids
+        .iter()
+        .map(|d| Digest::parse(d).map(|d| st.layer_dir(&d)))
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    fn walk(
+        upper: &Path,
+        rel: &Path,
+        lowers: &[PathBuf],
+        out: &mut Vec<(char, String)>,
+    ) -> Result<(), String> {
+        let here = upper.join(rel);
+        let mut names: Vec<_> = fs::read_dir(&here)
+            .map_err(|e| format!("{}: {e}", here.display()))?
+            .flatten()
+            .collect();
+        names.sort_by_key(|e| e.file_name());
+        for e in names {
+            let name = e.file_name();
+            let m = fs::symlink_metadata(e.path()).map_err(|e| e.to_string())?;
+            let n = name.to_string_lossy();
+            if n == ".wh..wh..opq" {
+                continue;
+            }
+            let (path, is_whiteout) = match n.strip_prefix(".wh.") {
+                Some(orig) => (rel.join(orig), true),
+                None => (
+                    rel.join(&name),
+                    m.file_type().is_char_device() && m.rdev() == 0,
+                ),
+            };
+            let shown = format!("/{}", path.display());
+            let in_lower = lowers
+                .iter()
+                .any(|l| fs::symlink_metadata(l.join(&path)).is_ok());
+            if is_whiteout {
+                out.push(('D', shown));
+                continue;
+            }
+            out.push((if in_lower { 'C' } else { 'A' }, shown));
+            if m.is_dir() {
+                walk(upper, &path, lowers, out)?;
+            }
+        }
+        Ok(())
+    }
+    walk(
+        &dir(st, &c.name).join("upper"),
+        Path::new(""),
+        &lowers,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// Options of `commit`.
+pub struct CommitOpts<'a> {
+    pub author: Option<&'a str>,
+    pub message: Option<&'a str>,
+    pub changes: &'a [String],
+}
+
+/// Applies one Dockerfile-style `-c` change to an image config's `config` object.
+fn apply_change(cfg: &mut Value, change: &str) -> Result<(), String> {
+    let (instr, arg) = change
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| format!("change {change:?}: expected INSTRUCTION ARGS"))?;
+    let arg = arg.trim();
+    let list = |a: &str| -> Value {
+        serde_json::from_str::<Vec<String>>(a)
+            .map_or_else(|_| json!(["/bin/sh", "-c", a]), |v| json!(v))
+    };
+    let obj = cfg.as_object_mut().ok_or("image config is not an object")?;
+    match instr.to_ascii_uppercase().as_str() {
+        "CMD" => {
+            obj.insert("Cmd".into(), list(arg));
+        }
+        "ENTRYPOINT" => {
+            obj.insert("Entrypoint".into(), list(arg));
+        }
+        "WORKDIR" => {
+            obj.insert("WorkingDir".into(), json!(arg));
+        }
+        "USER" => {
+            obj.insert("User".into(), json!(arg));
+        }
+        "ENV" => {
+            let (k, v) = arg
+                .split_once('=')
+                .or_else(|| arg.split_once(' '))
+                .ok_or_else(|| format!("change {change:?}: ENV KEY=VALUE"))?;
+            let env = obj
+                .entry("Env")
+                .or_insert_with(|| json!([]))
+                .as_array_mut()
+                .ok_or("Env is not a list")?;
+            env.retain(|e| e.as_str().is_none_or(|s| !s.starts_with(&format!("{k}="))));
+            env.push(json!(format!("{k}={}", v.trim())));
+        }
+        "LABEL" => {
+            let (k, v) = arg
+                .split_once('=')
+                .ok_or_else(|| format!("change {change:?}: LABEL KEY=VALUE"))?;
+            let labels = obj.entry("Labels").or_insert_with(|| json!({}));
+            if labels.is_null() {
+                *labels = json!({});
+            }
+            labels
+                .as_object_mut()
+                .ok_or("Labels is not an object")?
+                .insert(k.into(), json!(v.trim_matches('"')));
+        }
+        "EXPOSE" => {
+            let p = if arg.contains('/') {
+                arg.to_string()
+            } else {
+                format!("{arg}/tcp")
+            };
+            let ports = obj.entry("ExposedPorts").or_insert_with(|| json!({}));
+            if ports.is_null() {
+                *ports = json!({});
+            }
+            ports
+                .as_object_mut()
+                .ok_or("ExposedPorts is not an object")?
+                .insert(p, json!({}));
+        }
+        other => {
+            return Err(format!(
+                "change {change:?}: {other} is not supported (CMD ENTRYPOINT ENV LABEL EXPOSE USER WORKDIR)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Turns the container's upper into a gzip layer on top of its image, and tags the result.
+pub fn commit(
+    st: &Store,
+    c: &Container,
+    target: Option<&Reference>,
+    o: &CommitOpts<'_>,
+) -> Result<Digest, String> {
+    let base_img = st.resolve(&c.image_id)?;
+    let upper = dir(st, &c.name).join("upper");
+    let gz_path = st.tmp_path("commit.tar.gz");
+    let res = (|| {
+        let file = File::create_new(&gz_path).map_err(|e| format!("{}: {e}", gz_path.display()))?;
+        let mut gz =
+            flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::default());
+        let info = layer_export::export_upper(&upper, &mut gz).map_err(|e| e.to_string())?;
+        let w = gz.finish().map_err(|e| format!("gzip: {e}"))?;
+        w.into_inner()
+            .map_err(|e| format!("write: {}", e.error()))?;
+        let staged = st.stage_blob(File::open(&gz_path).map_err(|e| e.to_string())?, None)?;
+        let diff_id = Digest::parse(&info.diff_id)?;
+        // Unpack the new layer so containers of the new image can use it.
+        let mut fresh = None;
+        if !st.has_layer(&diff_id) {
+            let d = st.tmp_path("layer");
+            fs::create_dir(&d).map_err(|e| e.to_string())?;
+            fresh = Some(d.clone());
+            let opts = unpack::Options {
+                limits: unpack::Limits::default(),
+                as_root: super::store::is_root(),
+            };
+            let u = unpack::unpack_layer(
+                File::open(&staged.path).map_err(|e| e.to_string())?,
+                &d,
+                &opts,
+            )?;
+            if u.diff_id != diff_id {
+                return Err(format!(
+                    "committed layer re-reads as {} not {diff_id}",
+                    u.diff_id
+                ));
+            }
+        }
+        let mut cfg = base_img.config.clone();
+        let now = now_rfc3339();
+        let obj = cfg.as_object_mut().ok_or("image config is not an object")?;
+        obj.insert("created".into(), json!(now));
+        if let Some(a) = o.author {
+            obj.insert("author".into(), json!(a));
+        }
+        let inner = obj.entry("config").or_insert_with(|| json!({}));
+        if inner.is_null() {
+            *inner = json!({});
+        }
+        for ch in o.changes {
+            apply_change(inner, ch)?;
+        }
+        let rootfs = obj
+            .entry("rootfs")
+            .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+        rootfs["diff_ids"]
+            .as_array_mut()
+            .ok_or("rootfs.diff_ids is not a list")?
+            .push(json!(diff_id.to_string()));
+        let mut h = json!({"created": now, "created_by": format!("unionrs commit {}", c.name)});
+        if let Some(a) = o.author {
+            h["author"] = json!(a);
+        }
+        if let Some(m) = o.message {
+            h["comment"] = json!(m);
+        }
+        obj.entry("history")
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+            .ok_or("history is not a list")?
+            .push(h);
+        let cfg_bytes = serde_json::to_vec(&cfg).map_err(|e| e.to_string())?;
+        let mut layers = base_img.manifest.layers.clone();
+        layers.push(Descriptor::new(
+            MT_OCI_LAYER_GZIP,
+            staged.digest.as_str(),
+            staged.size,
+        ));
+        // Visible from here on: blobs, layer dir, index.
+        st.commit_blob(&staged)?;
+        let cfg_digest = st.put_blob_bytes(&cfg_bytes)?;
+        let m = Manifest {
+            schema_version: 2,
+            media_type: Some(MT_OCI_MANIFEST.into()),
+            config: Descriptor::new(MT_OCI_CONFIG, cfg_digest.as_str(), cfg_bytes.len() as u64),
+            layers,
+            annotations: None,
+        };
+        let m_bytes = serde_json::to_vec(&m).map_err(|e| e.to_string())?;
+        let m_digest = st.put_blob_bytes(&m_bytes)?;
+        if let Some(d) = fresh.take() {
+            st.write_layer_info(&LayerInfo {
+                diff_id: diff_id.to_string(),
+                size: info.size,
+                entries: info.entries,
+            })?;
+            fs::rename(&d, st.layer_dir(&diff_id))
+                .map_err(|e| format!("cannot move layer into place: {e}"))?;
+            sync_dir(&st.root().join("layers"))?;
+        }
+        let desc = Descriptor::new(MT_OCI_MANIFEST, m_digest.as_str(), m_bytes.len() as u64);
+        let mut index = st.read_index()?;
+        match target {
+            Some(r) => Store::set_tag(&mut index, r, &desc),
+            None => index.manifests.push(desc),
+        }
+        st.write_index(&index)?;
+        Ok(cfg_digest)
+    })();
+    let _ = fs::remove_file(&gz_path);
+    res
+}
+
+/// Diff IDs used by containers (kept by `rmi`'s garbage collection).
+pub fn used_diff_ids(st: &Store) -> Result<std::collections::BTreeSet<String>, String> {
+    let mut s = std::collections::BTreeSet::new();
+    for c in list(st)? {
+        for d in c.diff_ids {
+            s.insert(Digest::parse(&d)?.hex().to_string());
+        }
+    }
+    Ok(s)
+}

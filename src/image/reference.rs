@@ -1,0 +1,176 @@
+//! Image references as the local store names them: `NAME[:TAG]`, the tag defaulting to
+//! `latest`. NAME follows the distribution grammar (lower-case path components separated by
+//! `/`, each `[a-z0-9]+` joined by `.`, `_`, `__` or `-`; the first component may be a
+//! registry host with a port). Names are kept as written (`ubuntu` stays `ubuntu`, as
+//! `docker images` shows it), and Docker Hub names are made familiar
+//! (`docker.io/library/ubuntu` -> `ubuntu`, `docker.io/org/x` -> `org/x`); registry defaults
+//! are applied by pull/push, not here.
+
+use std::fmt;
+
+/// A parsed `NAME:TAG`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Reference {
+    pub name: String,
+    pub tag: String,
+}
+
+impl Reference {
+    /// Parses `NAME[:TAG]`; `@digest` references are not tags and are refused here.
+    pub fn parse(s: &str) -> Result<Reference, String> {
+        // Docker Hub names are kept in their familiar form, as `docker images` shows them.
+        let s = [
+            "docker.io/library/",
+            "index.docker.io/library/",
+            "docker.io/",
+            "index.docker.io/",
+        ]
+        .iter()
+        .find_map(|p| {
+            s.strip_prefix(p)
+                .filter(|r| r.contains('/') || p.ends_with("library/"))
+        })
+        .unwrap_or(s);
+        if s.contains('@') {
+            return Err(format!("{s:?}: digest references are not supported here"));
+        }
+        let slash = s.rfind('/').map_or(0, |i| i + 1);
+        let (name, tag) = match s[slash..].rfind(':') {
+            Some(i) => (&s[..slash + i], &s[slash + i + 1..]),
+            None => (s, "latest"),
+        };
+        check_name(name).map_err(|e| format!("invalid image name {s:?}: {e}"))?;
+        check_tag(tag).map_err(|e| format!("invalid image tag {s:?}: {e}"))?;
+        Ok(Reference {
+            name: name.to_string(),
+            tag: tag.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.name, self.tag)
+    }
+}
+
+fn check_tag(tag: &str) -> Result<(), String> {
+    let b = tag.as_bytes();
+    let ok_first = b
+        .first()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
+    let ok_rest = b
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+    if ok_first && ok_rest && b.len() <= 128 {
+        Ok(())
+    } else {
+        Err("a tag is [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}".into())
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err("a name is 1 to 255 characters".into());
+    }
+    for (i, comp) in name.split('/').enumerate() {
+        let host = i == 0
+            && name.contains('/')
+            && (comp.contains('.') || comp.contains(':') || comp == "localhost");
+        if host {
+            let (h, port) = match comp.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (comp, None),
+            };
+            let h_ok = !h.is_empty()
+                && h.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
+            let p_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
+            if !(h_ok && p_ok) {
+                return Err(format!("bad registry host {comp:?}"));
+            }
+            continue;
+        }
+        if !component_ok(comp.as_bytes()) {
+            return Err(format!(
+                "path component {comp:?} must be lower-case [a-z0-9] joined by '.', '_', '__' or '-'"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn component_ok(c: &[u8]) -> bool {
+    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if c.is_empty() || !alnum(&c[0]) || !alnum(&c[c.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < c.len() {
+        if alnum(&c[i]) {
+            i += 1;
+            continue;
+        }
+        // A separator: '.', '_', '__', or one or more '-'.
+        let start = i;
+        match c[i] {
+            b'.' => i += 1,
+            b'_' => {
+                i += 1;
+                if i < c.len() && c[i] == b'_' {
+                    i += 1;
+                }
+            }
+            b'-' => {
+                while i < c.len() && c[i] == b'-' {
+                    i += 1;
+                }
+            }
+            _ => return false,
+        }
+        if i == start || i >= c.len() || !alnum(&c[i]) {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses() {
+        let r = Reference::parse("ubuntu").unwrap();
+        assert_eq!(r.to_string(), "ubuntu:latest");
+        let r = Reference::parse("localhost:5000/a/b-c:v1.2").unwrap();
+        assert_eq!(
+            (r.name.as_str(), r.tag.as_str()),
+            ("localhost:5000/a/b-c", "v1.2")
+        );
+        assert_eq!(Reference::parse("my__x:t").unwrap().name, "my__x");
+        assert_eq!(
+            Reference::parse("docker.io/library/ubuntu:22.04")
+                .unwrap()
+                .to_string(),
+            "ubuntu:22.04"
+        );
+        assert_eq!(
+            Reference::parse("docker.io/org/x").unwrap().to_string(),
+            "org/x:latest"
+        );
+        for bad in [
+            "Ubuntu",
+            "a:",
+            "a::b",
+            "-a",
+            "a/",
+            "a b",
+            "a@sha256:00",
+            "a___b",
+            "a:-x",
+        ] {
+            assert!(Reference::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
