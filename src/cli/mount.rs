@@ -86,6 +86,7 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         work: o.workdir.clone(),
         fsync: o.fsync && !o.volatile,
         user_markers: false,
+        ids: id_map(o),
     };
     let result = Union::new(&cfg).and_then(|union| {
         log::info!("upper markers: {:?}", union.markers);
@@ -127,6 +128,27 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         let _ = std::fs::File::from(tx).write_all(b"OK");
     }
     session::serve(session, spec.mountpoint)
+}
+
+/// The owner translation the mount options ask for.
+fn id_map(o: &super::options::MountOptions) -> crate::union::idmap::IdMap {
+    use crate::union::idmap::{IdMap, IdRange};
+    let ranges = |v: &[super::options::IdMapping]| -> Vec<IdRange> {
+        v.iter()
+            .map(|m| IdRange {
+                inside: m.inside,
+                outside: m.outside,
+                count: m.count,
+            })
+            .collect()
+    };
+    let root = o.squash_to_root.then_some(0);
+    IdMap {
+        uids: ranges(&o.uid_mappings),
+        gids: ranges(&o.gid_mappings),
+        squash_uid: o.squash_to_uid.or(root),
+        squash_gid: o.squash_to_gid.or(root),
+    }
 }
 
 fn init_logging(debug: bool) {

@@ -53,6 +53,7 @@ impl Union {
         if node.is_dir() && layers > 1 {
             st.st_nlink = 1;
         }
+        self.ids.show(&mut st);
         Ok(st)
     }
 
@@ -86,8 +87,8 @@ impl Union {
             fs::chown_at(
                 d,
                 name,
-                a.uid.unwrap_or(u32::MAX),
-                a.gid.unwrap_or(u32::MAX),
+                self.ids.store_uid(a.uid.unwrap_or(u32::MAX)),
+                self.ids.store_gid(a.gid.unwrap_or(u32::MAX)),
             )?;
         }
         if let Some(mode) = a.mode {
@@ -115,8 +116,8 @@ impl Union {
             fs::chown_at(
                 fd,
                 b"",
-                a.uid.unwrap_or(u32::MAX),
-                a.gid.unwrap_or(u32::MAX),
+                self.ids.store_uid(a.uid.unwrap_or(u32::MAX)),
+                self.ids.store_gid(a.gid.unwrap_or(u32::MAX)),
             )?;
         }
         if let Some(mode) = a.mode {

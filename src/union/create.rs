@@ -105,9 +105,9 @@ impl Union {
         let gid = if parent.st_mode & libc::S_ISGID != 0 {
             parent.st_gid
         } else {
-            ctx.gid
+            self.ids.store_gid(ctx.gid)
         };
-        fs::chown_at(dir, name, ctx.uid, gid)
+        fs::chown_at(dir, name, self.ids.store_uid(ctx.uid), gid)
     }
 
     /// Looks the new object up again and registers it as a node.
@@ -272,6 +272,7 @@ impl Union {
         // Same object, so the same number even if the upper inode differs from the origin.
         let mut st = f.st;
         self.fix_nlink(&top, &mut st);
+        self.ids.show(&mut st);
         st.st_ino = node.ino;
         node.lookup_more();
         Ok(st)

@@ -157,7 +157,8 @@ impl Union {
 
     pub fn fsync(&self, fh: u64, data_only: bool) -> SysResult<()> {
         let h = self.handle(fh)?;
-        if !h.writable {
+        // fsync=0 / volatile: durability is traded for speed, as fuse-overlayfs does.
+        if !h.writable || !self.fsync {
             return Ok(());
         }
         io::fsync(h.fd.as_fd(), data_only)
@@ -165,7 +166,7 @@ impl Union {
 
     pub fn fsyncdir(&self, ino: u64) -> SysResult<()> {
         let node = self.node(ino)?;
-        if !node.is_upper() {
+        if !node.is_upper() || !self.fsync {
             return Ok(());
         }
         let d = self.upper().dir(&node.path())?;

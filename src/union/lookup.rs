@@ -259,6 +259,7 @@ impl Union {
         if let Some(top) = f.top(&upper_path) {
             self.fix_nlink(&top, &mut st);
         }
+        self.ids.show(&mut st);
         let node = self.nodes.remember(
             ino,
             f.kind(),

@@ -8,6 +8,7 @@ mod create;
 mod dircache;
 mod file;
 mod hardlink;
+pub mod idmap;
 pub mod ino;
 pub mod layer;
 mod lookup;
@@ -53,6 +54,8 @@ pub struct UnionConfig {
     pub fsync: bool,
     /// Force the user.* marker format (rootless); otherwise probed.
     pub user_markers: bool,
+    /// Owner translation (uidmapping=, gidmapping=, squash_to_*).
+    pub ids: idmap::IdMap,
 }
 
 /// Counters a live mount reports.
@@ -78,6 +81,7 @@ pub struct Union {
     handles: file::HandleTable,
     dirs: readdir::DirHandles,
     pub markers: MarkerFormat,
+    ids: idmap::IdMap,
     fsync: bool,
     pub stats: Stats,
     tmp_seq: AtomicU64,
@@ -144,6 +148,7 @@ impl Union {
             handles: file::HandleTable::default(),
             dirs: readdir::DirHandles::default(),
             markers,
+            ids: cfg.ids.clone(),
             fsync: cfg.fsync,
             stats: Stats::default(),
             tmp_seq: AtomicU64::new(0),
