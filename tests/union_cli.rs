@@ -169,3 +169,43 @@ unionrs_only!(second_mount_of_same_workdir_is_refused, |fs| {
     assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
     assert!(mounted_fstype(&m2).is_none(), "nothing mounted at m2");
 });
+
+// `unionrs stats MNT` answers from the live daemon: copy-ups, cached inodes, requests.
+unionrs_only!(stats_of_a_live_mount, |fs| {
+    let l = Layers::new(1);
+    write(l.l(1).join("f"), "lower");
+    let m = mount(fs, &l, &[]);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(l.m("f"))
+        .unwrap();
+    let out = Command::new(unionrs_bin())
+        .arg("stats")
+        .arg(&l.mnt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(str::to_string))
+            .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+    };
+    assert_eq!(value("copy_ups"), "1");
+    assert_eq!(value("copy_up_bytes"), "5");
+    assert!(value("cached_inodes").parse::<u64>().unwrap() >= 1);
+    assert!(value("requests.open").parse::<u64>().unwrap() >= 1);
+    assert!(["on", "off"].contains(&value("passthrough").as_str()));
+    assert!(value("rss_bytes").parse::<u64>().unwrap() > 0);
+    drop(m);
+    let out = Command::new(unionrs_bin())
+        .arg("stats")
+        .arg(&l.mnt)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "no stats once unmounted");
+});

@@ -24,6 +24,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         }
         Some("export-layer") => export_layer(&rest[1..]),
         Some("completions") => completions(&rest[1..]),
+        Some("stats") => stats(&rest[1..]),
         Some("generate-man") => generate_man(&rest[1..]),
         Some(v) if v == "--store" || image::VERBS.contains(&v) => image::run(rest),
         Some(s) if s.starts_with("--store=") => image::run(rest),
@@ -32,6 +33,42 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             ExitCode::from(2)
         }
         _ => mount::run(rest),
+    }
+}
+
+/// `unionrs stats MNT`: the live counters of the unionrs mount at MNT.
+fn stats(args: &[OsString]) -> ExitCode {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let [mnt] = args else {
+        eprintln!("usage: unionrs stats MOUNTPOINT");
+        return ExitCode::from(2);
+    };
+    let dev = match std::fs::metadata(mnt) {
+        Ok(m) => m.dev(),
+        Err(e) => {
+            eprintln!("unionrs: cannot stat {}: {e}", mnt.to_string_lossy());
+            return ExitCode::from(1);
+        }
+    };
+    let (major, minor) = (crate::sys::fs::major(dev), crate::sys::fs::minor(dev));
+    let path = crate::fuse::control::socket_path(major, minor);
+    let mut out = String::new();
+    match std::os::unix::net::UnixStream::connect(&path)
+        .and_then(|mut s| s.read_to_string(&mut out))
+    {
+        Ok(_) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "unionrs: {} is not a live unionrs mount of this user ({}: {e})",
+                mnt.to_string_lossy(),
+                path.display()
+            );
+            ExitCode::from(1)
+        }
     }
 }
 

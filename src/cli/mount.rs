@@ -110,9 +110,10 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         };
         let passthrough = std::env::var_os("UNIONRS_NO_PASSTHROUGH").is_none();
         let fs = UnionFs::new(union, !o.noacl, passthrough);
-        session::mount(fs, &spec).map(|s| (s, spec))
+        let report = fs.reporter();
+        session::mount(fs, &spec).map(|s| (s, spec, report))
     });
-    let (session, spec) = match result {
+    let (session, spec, report) = match result {
         Ok(v) => v,
         Err(e) => {
             if let Some(tx) = ready {
@@ -127,7 +128,12 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         let _ = proc::redirect_stdio_to_null();
         let _ = std::fs::File::from(tx).write_all(b"OK");
     }
-    session::serve(session, spec.mountpoint)
+    let control = crate::fuse::control::start(&spec.mountpoint, report);
+    let served = session::serve(session, spec.mountpoint);
+    if let Some(path) = control {
+        let _ = std::fs::remove_file(path);
+    }
+    served
 }
 
 /// The owner translation the mount options ask for.

@@ -1,6 +1,7 @@
 //! The fuser::Filesystem adapter: converts arguments, calls the union core, replies in one
 //! place. No union semantics live here.
 
+use super::control::{Op, Requests};
 use super::passthrough::{BackingKind, Decision, Passthrough};
 use crate::union::attr::SetAttr;
 use crate::union::{Ctx, Errno as UErrno, Stat, TimeSpec, Union};
@@ -13,6 +14,7 @@ use fuser::{
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long the kernel may trust entries, attributes and negative entries. Every change to
@@ -23,6 +25,8 @@ const TTL: Duration = Duration::from_secs(86400);
 
 pub struct UnionFs {
     pub union: Union,
+    /// Requests by kind, for `unionrs stats`.
+    pub requests: Arc<Requests>,
     /// Let the kernel enforce POSIX ACLs (off with `noacl`).
     pub acl: bool,
     pub passthrough: Passthrough,
@@ -32,8 +36,32 @@ impl UnionFs {
     pub fn new(union: Union, acl: bool, passthrough: bool) -> UnionFs {
         UnionFs {
             union,
+            requests: Arc::new(Requests::default()),
             acl,
             passthrough: Passthrough::new(passthrough),
+        }
+    }
+
+    /// The `key value` report of `unionrs stats` (everything it reads is shared and atomic).
+    pub fn reporter(&self) -> impl Fn() -> String + Send + use<> {
+        let (requests, source) = (self.requests.clone(), self.union.stats_source());
+        let passthrough = self.passthrough.state();
+        move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            let mut out = format!(
+                "passthrough {}\ncached_inodes {}\ncopy_ups {}\ncopy_up_bytes {}\nrss_bytes {}\n",
+                if passthrough.load(Relaxed) {
+                    "on"
+                } else {
+                    "off"
+                },
+                source.cached_nodes(),
+                source.stats.copy_ups.load(Relaxed),
+                source.stats.bytes_copied.load(Relaxed),
+                crate::sys::proc::rss_bytes(),
+            );
+            requests.report(&mut out);
+            out
         }
     }
 
@@ -203,6 +231,7 @@ impl Filesystem for UnionFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.requests.count(Op::Lookup);
         match self.union.lookup(parent.0, name.as_bytes()) {
             // A negative entry (node id 0) lets the kernel remember the miss.
             Err(e) if e == UErrno::ENOENT => {
@@ -215,10 +244,12 @@ impl Filesystem for UnionFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.requests.count(Op::Forget);
         self.union.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.requests.count(Op::Getattr);
         match self.union.getattr(ino.0, fh.map(|f| f.0)) {
             Ok(st) => reply.attr(&TTL, &to_attr(&st)),
             Err(e) => reply.error(err(e)),
@@ -243,6 +274,7 @@ impl Filesystem for UnionFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.requests.count(Op::Setattr);
         let a = SetAttr {
             mode,
             uid,
@@ -258,6 +290,7 @@ impl Filesystem for UnionFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.requests.count(Op::Readlink);
         match self.union.readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(err(e)),
@@ -274,6 +307,7 @@ impl Filesystem for UnionFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.requests.count(Op::Mknod);
         let r = self.union.mknod(
             &ctx(req, umask),
             parent.0,
@@ -293,6 +327,7 @@ impl Filesystem for UnionFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        self.requests.count(Op::Mkdir);
         reply_entry(
             reply,
             self.union
@@ -301,10 +336,12 @@ impl Filesystem for UnionFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.requests.count(Op::Unlink);
         reply_empty(reply, self.union.unlink(parent.0, name.as_bytes()));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.requests.count(Op::Rmdir);
         reply_empty(reply, self.union.rmdir(parent.0, name.as_bytes()));
     }
 
@@ -316,6 +353,7 @@ impl Filesystem for UnionFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        self.requests.count(Op::Symlink);
         let r = self.union.symlink(
             &ctx(req, 0),
             parent.0,
@@ -335,6 +373,7 @@ impl Filesystem for UnionFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Op::Rename);
         let r = self.union.rename(
             parent.0,
             name.as_bytes(),
@@ -353,6 +392,7 @@ impl Filesystem for UnionFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        self.requests.count(Op::Link);
         reply_entry(
             reply,
             self.union.link(ino.0, newparent.0, newname.as_bytes()),
@@ -360,6 +400,7 @@ impl Filesystem for UnionFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.requests.count(Op::Open);
         let o = match self.union.open(ino.0, flags.0) {
             Ok(o) => o,
             Err(e) => return reply.error(err(e)),
@@ -385,6 +426,7 @@ impl Filesystem for UnionFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.requests.count(Op::Read);
         match self.union.read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(err(e)),
@@ -403,6 +445,7 @@ impl Filesystem for UnionFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.requests.count(Op::Write);
         match self.union.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(err(e)),
@@ -417,6 +460,7 @@ impl Filesystem for UnionFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Op::Other);
         reply.ok();
     }
 
@@ -430,6 +474,7 @@ impl Filesystem for UnionFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Op::Release);
         self.passthrough.release(ino.0, fh.0);
         self.union.release(fh.0);
         reply.ok();
@@ -443,10 +488,12 @@ impl Filesystem for UnionFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Op::Fsync);
         reply_empty(reply, self.union.fsync(fh.0, datasync));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.requests.count(Op::Opendir);
         match self.union.opendir(ino.0) {
             // The kernel keeps the listing and drops it itself when the directory changes
             // through the mount (the only way it can change).
@@ -466,6 +513,7 @@ impl Filesystem for UnionFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.requests.count(Op::Readdir);
         let entries = match self.union.readdir(fh.0) {
             Ok(e) => e,
             Err(e) => return reply.error(err(e)),
@@ -493,6 +541,7 @@ impl Filesystem for UnionFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.requests.count(Op::Readdirplus);
         let entries = match self.union.readdir(fh.0) {
             Ok(e) => e,
             Err(e) => return reply.error(err(e)),
@@ -545,6 +594,7 @@ impl Filesystem for UnionFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Op::Releasedir);
         self.union.releasedir(fh.0);
         reply.ok();
     }
@@ -557,10 +607,12 @@ impl Filesystem for UnionFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Op::Other);
         reply_empty(reply, self.union.fsyncdir(ino.0));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.requests.count(Op::Statfs);
         match self.union.statfs() {
             Ok(s) => reply.statfs(
                 s.f_blocks,
@@ -586,6 +638,7 @@ impl Filesystem for UnionFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Op::Setxattr);
         reply_empty(
             reply,
             self.union.setxattr(ino.0, name.as_bytes(), value, flags),
@@ -593,18 +646,22 @@ impl Filesystem for UnionFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.requests.count(Op::Getxattr);
         reply_xattr(reply, size, self.union.getxattr(ino.0, name.as_bytes()));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.requests.count(Op::Listxattr);
         reply_xattr(reply, size, self.union.listxattr(ino.0));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.requests.count(Op::Removexattr);
         reply_empty(reply, self.union.removexattr(ino.0, name.as_bytes()));
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.requests.count(Op::Access);
         reply_empty(reply, self.union.access(&ctx(req, 0), ino.0, mask.bits()));
     }
 
@@ -618,6 +675,7 @@ impl Filesystem for UnionFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.requests.count(Op::Create);
         match self
             .union
             .create(&ctx(req, umask), parent.0, name.as_bytes(), mode, flags)
@@ -650,6 +708,7 @@ impl Filesystem for UnionFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        self.requests.count(Op::Other);
         reply.error(Errno::ENOTTY);
     }
 
@@ -663,6 +722,7 @@ impl Filesystem for UnionFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        self.requests.count(Op::Fallocate);
         reply_empty(reply, self.union.fallocate(fh.0, mode, offset, length));
     }
 
@@ -675,6 +735,7 @@ impl Filesystem for UnionFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
+        self.requests.count(Op::Lseek);
         match self.union.lseek(fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(err(e)),

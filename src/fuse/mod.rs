@@ -1,4 +1,5 @@
 //! The only importer of fuser: the Filesystem adapter over the union core, and the session.
 pub mod adapter;
+pub mod control;
 pub mod passthrough;
 pub mod session;

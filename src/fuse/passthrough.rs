@@ -39,7 +39,7 @@ pub enum Decision {
 }
 
 pub struct Passthrough {
-    enabled: AtomicBool,
+    enabled: Arc<AtomicBool>,
     by_inode: DashMap<u64, Slot>,
     by_handle: DashMap<u64, Arc<BackingId>>,
     /// Serialises backing creation so two opens of one inode never register two backings.
@@ -49,11 +49,16 @@ pub struct Passthrough {
 impl Passthrough {
     pub fn new(enabled: bool) -> Passthrough {
         Passthrough {
-            enabled: AtomicBool::new(enabled),
+            enabled: Arc::new(AtomicBool::new(enabled)),
             by_inode: DashMap::new(),
             by_handle: DashMap::new(),
             create: Mutex::new(()),
         }
+    }
+
+    /// The on/off switch, shared with the stats reporter.
+    pub fn state(&self) -> Arc<AtomicBool> {
+        self.enabled.clone()
     }
 
     pub fn enabled(&self) -> bool {

@@ -58,6 +58,27 @@ pub struct UnionConfig {
     pub ids: idmap::IdMap,
 }
 
+/// What `unionrs stats` reads from a live mount, shared with the thread that answers it.
+#[derive(Clone)]
+pub struct StatsSource {
+    nodes: Arc<NodeTable>,
+    pub stats: Arc<Stats>,
+}
+
+impl StatsSource {
+    /// Inodes the kernel currently holds references on.
+    pub fn stats_source(&self) -> StatsSource {
+        StatsSource {
+            nodes: self.nodes.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+
+    pub fn cached_nodes(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
 /// Counters a live mount reports.
 #[derive(Default)]
 pub struct Stats {
@@ -76,14 +97,14 @@ pub struct Union {
     index: Option<Layer>,
     /// W/unionrs.lock, held (flock) for the life of the mount.
     _lock: Option<OwnedFd>,
-    nodes: NodeTable,
+    nodes: Arc<NodeTable>,
     inos: InoMap,
     handles: file::HandleTable,
     dirs: readdir::DirHandles,
     pub markers: MarkerFormat,
     ids: idmap::IdMap,
     fsync: bool,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     tmp_seq: AtomicU64,
 }
 
@@ -143,14 +164,14 @@ impl Union {
             work,
             index,
             _lock: lock,
-            nodes: NodeTable::new(Node::new(ROOT, libc::S_IFDIR, root_state)),
+            nodes: Arc::new(NodeTable::new(Node::new(ROOT, libc::S_IFDIR, root_state))),
             inos,
             handles: file::HandleTable::default(),
             dirs: readdir::DirHandles::default(),
             markers,
             ids: cfg.ids.clone(),
             fsync: cfg.fsync,
-            stats: Stats::default(),
+            stats: Arc::new(Stats::default()),
             tmp_seq: AtomicU64::new(0),
         };
         u.trim_root_lowers();
@@ -180,6 +201,13 @@ impl Union {
 
     pub fn lower_count(&self) -> usize {
         self.layers.len() - usize::from(self.has_upper)
+    }
+
+    pub fn stats_source(&self) -> StatsSource {
+        StatsSource {
+            nodes: self.nodes.clone(),
+            stats: self.stats.clone(),
+        }
     }
 
     pub fn cached_nodes(&self) -> usize {
