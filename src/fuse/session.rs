@@ -4,10 +4,12 @@
 
 use super::adapter::UnionFs;
 use crate::sys::{fs, proc};
-use fuser::{Config, MountOption, Session, SessionACL};
-use std::os::fd::AsRawFd;
+use fuser::{Config, Session, SessionACL};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 /// What to mount where, after option parsing.
 #[derive(Clone, Debug)]
@@ -25,10 +27,37 @@ pub struct MountSpec {
 }
 
 /// Mounts the filesystem; returns the live session (requests are not served yet).
+/// As root: mount(2) directly. Otherwise (or when that is refused): fusermount3, the
+/// setuid helper of fuse3, which mounts and hands back the /dev/fuse fd.
 pub fn mount(fs: UnionFs, spec: &MountSpec) -> Result<Session<UnionFs>, String> {
+    let acl = if spec.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    let mut config = Config::default();
+    config.n_threads = Some(spec.threads.max(1));
+    // One /dev/fuse fd per worker thread: no contention on a single read queue.
+    config.clone_fd = true;
+    let dev = match mount_direct(spec) {
+        Ok(Some(dev)) => dev,
+        Ok(None) => fusermount(spec)?,
+        Err(e) => return Err(e),
+    };
     let mnt = spec.mountpoint.as_os_str().as_bytes();
-    let dev = fs::open_path(c"/dev/fuse", libc::O_RDWR)
-        .map_err(|e| format!("cannot open /dev/fuse: {e}"))?;
+    Session::from_fd(fs, dev, acl, config).map_err(|e| {
+        let _ = proc::umount(mnt, true);
+        format!("FUSE handshake failed: {e}")
+    })
+}
+
+/// mount(2) of /dev/fuse as `fuse.unionrs`; Ok(None) when not permitted.
+fn mount_direct(spec: &MountSpec) -> Result<Option<OwnedFd>, String> {
+    let dev = match fs::open_path(c"/dev/fuse", libc::O_RDWR) {
+        Ok(d) => d,
+        Err(e) if e.0 == libc::EACCES || e.0 == libc::EPERM => return Ok(None),
+        Err(e) => return Err(format!("cannot open /dev/fuse: {e}")),
+    };
     let st = std::fs::metadata(&spec.mountpoint)
         .map_err(|e| format!("cannot stat mountpoint {}: {e}", spec.mountpoint.display()))?;
     let mut data = format!(
@@ -56,62 +85,61 @@ pub fn mount(fs: UnionFs, spec: &MountSpec) -> Result<Session<UnionFs>, String> 
             flags |= f;
         }
     }
-    let acl = if spec.allow_other {
-        SessionACL::All
-    } else {
-        SessionACL::Owner
-    };
-    let mut config = Config::default();
-    config.n_threads = Some(spec.threads.max(1));
-    // One /dev/fuse fd per worker thread: no contention on a single read queue.
-    config.clone_fd = true;
+    let mnt = spec.mountpoint.as_os_str().as_bytes();
     match proc::mount(&spec.source, mnt, "fuse.unionrs", flags, &data) {
-        Ok(()) => Session::from_fd(fs, dev, acl, config).map_err(|e| {
-            let _ = proc::umount(mnt, true);
-            format!("FUSE handshake failed: {e}")
-        }),
-        Err(e) if e.0 == libc::EPERM => {
-            // Not allowed to mount(2) ourselves: let fusermount3 do it (rootless).
-            drop(dev);
-            config.mount_options = fusermount_options(spec);
-            config.acl = acl;
-            Session::new(fs, &spec.mountpoint, &config).map_err(|e| {
-                format!(
-                    "cannot mount {} (via fusermount3): {e}",
-                    spec.mountpoint.display()
-                )
-            })
-        }
+        Ok(()) => Ok(Some(dev)),
+        Err(e) if e.0 == libc::EPERM => Ok(None),
         Err(e) => Err(format!("cannot mount {}: {e}", spec.mountpoint.display())),
     }
 }
 
-fn fusermount_options(spec: &MountSpec) -> Vec<MountOption> {
-    let mut o = vec![
-        MountOption::FSName(spec.source.clone()),
-        MountOption::Subtype("unionrs".into()),
-    ];
-    if spec.default_permissions {
-        o.push(MountOption::DefaultPermissions);
+/// Runs `fusermount3 -o OPTS -- MNT` with a socket in _FUSE_COMMFD and receives /dev/fuse.
+fn fusermount(spec: &MountSpec) -> Result<OwnedFd, String> {
+    let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
+    proc::clear_cloexec(theirs.as_fd()).map_err(|e| e.to_string())?;
+    let out = Command::new("fusermount3")
+        .arg("-o")
+        .arg(fusermount_options(spec))
+        .arg("--")
+        .arg(&spec.mountpoint)
+        .env("_FUSE_COMMFD", theirs.as_raw_fd().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run fusermount3 (install fuse3): {e}"))?;
+    drop(theirs);
+    let received = proc::recv_fd(ours.as_fd());
+    let result = out.wait_with_output().map_err(|e| e.to_string())?;
+    match received {
+        Ok(fd) if result.status.success() => Ok(fd),
+        _ => Err(format!(
+            "fusermount3 could not mount {}: {}",
+            spec.mountpoint.display(),
+            String::from_utf8_lossy(&result.stderr).trim()
+        )),
     }
-    for (on, opt) in [
-        (spec.read_only, MountOption::RO),
-        (spec.nosuid, MountOption::NoSuid),
-        (spec.nodev, MountOption::NoDev),
-        (spec.noexec, MountOption::NoExec),
-        (spec.noatime, MountOption::NoAtime),
+}
+
+fn fusermount_options(spec: &MountSpec) -> String {
+    let mut o = vec![
+        format!("fsname={}", spec.source.replace(',', "\\,")),
+        "subtype=unionrs".into(),
+    ];
+    for (on, name) in [
+        (spec.allow_other, "allow_other"),
+        (spec.default_permissions, "default_permissions"),
+        (spec.read_only, "ro"),
+        (spec.noexec, "noexec"),
+        (spec.noatime, "noatime"),
     ] {
         if on {
-            o.push(opt);
+            o.push(name.into());
         }
     }
-    if !spec.nodev {
-        o.push(MountOption::Dev);
-    }
-    if !spec.nosuid {
-        o.push(MountOption::Suid);
-    }
-    o
+    o.push(if spec.nosuid { "nosuid" } else { "suid" }.into());
+    o.push(if spec.nodev { "nodev" } else { "dev" }.into());
+    o.join(",")
 }
 
 /// Serves requests until the filesystem is unmounted; a termination signal unmounts it.
@@ -122,8 +150,14 @@ pub fn serve(session: Session<UnionFs>, mountpoint: PathBuf) -> Result<(), Strin
         .spawn(move || {
             let sig = proc::wait_termination_signal();
             log::info!("signal {sig}: unmounting");
-            if proc::umount(&mnt, false).is_err() {
-                let _ = proc::umount(&mnt, true);
+            if proc::umount(&mnt, false).is_err() && proc::umount(&mnt, true).is_err() {
+                // Not root: only the setuid helper may unmount.
+                let path = std::ffi::OsStr::from_bytes(&mnt);
+                let _ = Command::new("fusermount3")
+                    .arg("-u")
+                    .arg("-z")
+                    .arg(path)
+                    .status();
             }
         })
         .map_err(|e| e.to_string())?;

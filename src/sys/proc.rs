@@ -1,6 +1,6 @@
 //! Process-level calls for the daemon: mount(2)/umount2, fork to the background, signals.
 
-use super::{SysResult, check, cstr};
+use super::{Errno, SysResult, check, cstr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// mount(2) with a data string (the FUSE options `fd=..,rootmode=..`).
@@ -136,4 +136,47 @@ pub fn rss_bytes() -> u64 {
         .unwrap_or(0);
     // SAFETY: sysconf cannot fail for _SC_PAGESIZE.
     pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// Lets an fd survive exec (for handing a socket to fusermount3).
+pub fn clear_cloexec(fd: BorrowedFd<'_>) -> SysResult<()> {
+    // SAFETY: fcntl on a valid fd.
+    let flags = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) })?;
+    // SAFETY: fcntl on a valid fd.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags & !libc::FD_CLOEXEC) })
+        .map(drop)
+}
+
+/// Receives one fd sent with SCM_RIGHTS over a unix socket (fusermount3 sends /dev/fuse so).
+pub fn recv_fd(sock: BorrowedFd<'_>) -> SysResult<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // Room for one fd of control data, aligned as cmsghdr needs.
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; all-zero is valid and the fields are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: msg points at valid buffers for the duration of the call.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: walking the control buffer the kernel just filled, with the libc macros.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::c_int);
+                return Ok(OwnedFd::from_raw_fd(fd));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Err(Errno::EIO)
 }

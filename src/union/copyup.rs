@@ -108,7 +108,11 @@ impl Union {
             }
             kind => fs::mknod_at(work, tmp, kind | 0o600, st.st_rdev)?,
         }
-        fs::chown_at(work, tmp, st.st_uid, st.st_gid)?;
+        match fs::chown_at(work, tmp, st.st_uid, st.st_gid) {
+            // Rootless: we may not give files away; the copy stays the mounting user's.
+            Err(Errno::EPERM) if crate::sys::proc::geteuid() != 0 => {}
+            r => r?,
+        }
         copy_xattrs(src_dir, name, work, tmp)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
             // After chown, which clears set-id bits.
