@@ -109,8 +109,9 @@ impl Union {
             kind => fs::mknod_at(work, tmp, kind | 0o600, st.st_rdev)?,
         }
         match fs::chown_at(work, tmp, st.st_uid, st.st_gid) {
-            // Rootless: we may not give files away; the copy stays the mounting user's.
-            Err(Errno::EPERM) if crate::sys::proc::geteuid() != 0 => {}
+            // Rootless (or in a user namespace where the owner is unmapped): we may not give
+            // files away; the copy stays the mounting user's.
+            Err(Errno::EPERM) | Err(Errno::EINVAL) => {}
             r => r?,
         }
         copy_xattrs(src_dir, name, work, tmp)?;

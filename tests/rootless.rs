@@ -1,0 +1,193 @@
+//! Rootless mounts, as a real unprivileged user (`tests`, created if missing): through
+//! fusermount3, and inside a user namespace (`unshare -Ur`). Lowers are owned by root; the
+//! upper gets the marker forms an unprivileged user may create (`.wh.NAME` files,
+//! `user.overlay.opaque`).
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+const USER: &str = "tests";
+
+fn ensure_user() {
+    let known = Command::new("id")
+        .arg(USER)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !known {
+        let st = Command::new("useradd")
+            .args(["-M", "-s", "/bin/sh", USER])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd {USER} failed");
+    }
+}
+
+/// Runs `script` as the unprivileged user with `sh -ec`; panics with its output on failure.
+fn as_user(script: &str) -> String {
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            USER,
+            "--regid",
+            USER,
+            "--clear-groups",
+            "--reset-env",
+        ])
+        .args(["sh", "-ec", script])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "as {USER}: {script}\n{text}");
+    text
+}
+
+/// A layer stack in a directory the user can write: upper/work/mnt owned by the user, the
+/// lower by root or, with `user_lower`, by the user too.
+fn stack(user_lower: bool) -> (tempfile::TempDir, String) {
+    let d = tempfile::Builder::new()
+        .prefix("unionrs-rootless-")
+        .tempdir()
+        .unwrap();
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let p = d.path();
+    for sub in ["l", "u", "w", "m"] {
+        fs::create_dir(p.join(sub)).unwrap();
+    }
+    fs::write(p.join("l/f"), "lower\n").unwrap();
+    fs::set_permissions(p.join("l/f"), fs::Permissions::from_mode(0o666)).unwrap();
+    fs::write(p.join("l/gone"), "x").unwrap();
+    fs::create_dir(p.join("l/d")).unwrap();
+    fs::set_permissions(p.join("l/d"), fs::Permissions::from_mode(0o777)).unwrap();
+    fs::write(p.join("l/d/inner"), "x").unwrap();
+    let mut mine = vec!["u", "w", "m"];
+    if user_lower {
+        mine.push("l");
+    }
+    let status = Command::new("chown")
+        .args(["-R", &format!("{USER}:{USER}")])
+        .args(&mine)
+        .current_dir(p)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dir = p.to_str().unwrap().to_string();
+    (d, dir)
+}
+
+fn check_upper(dir: &str) {
+    let p = Path::new(dir);
+    let f = fs::metadata(p.join("u/f")).expect("f copied up");
+    assert_eq!(fs::read_to_string(p.join("u/f")).unwrap(), "lower\nmore\n");
+    assert_ne!(f.uid(), 0, "the copy belongs to the mounting user");
+    assert_eq!(
+        fs::read_to_string(p.join("l/f")).unwrap(),
+        "lower\n",
+        "lower untouched"
+    );
+    // The whiteout is a form an unprivileged user can create and unionrs reads back.
+    let wh = p.join("u/.wh.gone");
+    let dev = p.join("u/gone");
+    assert!(wh.exists() || dev.exists(), "a whiteout for gone");
+    let opaque = Command::new("getfattr")
+        .args(["--only-values", "-n", "user.overlay.opaque"])
+        .arg(p.join("u/d"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        opaque.stdout, b"y",
+        "recreated dir is opaque (user.overlay.opaque)"
+    );
+}
+
+const WORKLOAD: &str = "echo more >> m/f; rm m/gone; rm m/d/inner; rmdir m/d; mkdir m/d; \
+     test \"$(cat m/f)\" = \"$(printf 'lower\\nmore')\"; test ! -e m/gone; test -z \"$(ls m/d)\"";
+
+/// Grants the unprivileged user /dev/fuse (0600 on this machine kind: fusermount3 opens it
+/// with the caller's rights) until dropped, then restores the mode.
+struct FuseAccess(u32);
+
+impl FuseAccess {
+    fn grant() -> FuseAccess {
+        let before = fs::metadata("/dev/fuse").unwrap().permissions().mode() & 0o777;
+        fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(0o666)).unwrap();
+        FuseAccess(before)
+    }
+}
+
+impl Drop for FuseAccess {
+    fn drop(&mut self) {
+        let _ = fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(self.0));
+    }
+}
+
+#[test]
+fn rootless_through_fusermount3() {
+    let _s = serial();
+    ensure_user();
+    let _fuse = FuseAccess::grant();
+    let (_keep, dir) = stack(false);
+    let bin = unionrs_bin();
+    let script = format!(
+        "cd {dir}; {bin} -o lowerdir=l,upperdir=u,workdir=w m; \
+         grep -q \" $PWD/m fuse.unionrs \" /proc/mounts; {WORKLOAD}; fusermount3 -u m",
+        bin = bin.display()
+    );
+    let out = as_user(&script);
+    check_upper(&dir);
+    // Remount: the user-format markers are read back.
+    let again = format!(
+        "cd {dir}; {bin} -o lowerdir=l,upperdir=u,workdir=w m; \
+         test ! -e m/gone; test -z \"$(ls m/d)\"; test \"$(tail -1 m/f)\" = more; fusermount3 -u m",
+        bin = bin.display()
+    );
+    as_user(&again);
+    let _ = out;
+}
+
+#[test]
+fn rootless_in_a_user_namespace() {
+    let _s = serial();
+    ensure_user();
+    let (_keep, dir) = stack(true);
+    // Inside `unshare -Ur` the user is root of its namespace and opens /dev/fuse itself. The
+    // lower belongs to the user: files of ids unmapped in the namespace (host root) cannot be
+    // written there at all (the VFS refuses, with kernel overlayfs too), as in rootless
+    // podman, whose layers are owned by the user's mapped range.
+    let _fuse = FuseAccess::grant();
+    let script = format!(
+        "cd {dir}; unshare -Urm sh -ec '{bin} -o lowerdir=l,upperdir=u,workdir=w m; \
+         grep -q fuse.unionrs /proc/mounts; {work}; umount m'",
+        bin = unionrs_bin().display(),
+        work = WORKLOAD.replace('\'', "'\\''")
+    );
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            USER,
+            "--regid",
+            USER,
+            "--clear-groups",
+            "--reset-env",
+        ])
+        .args(["sh", "-ec", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_upper(&dir);
+}
