@@ -13,7 +13,7 @@ use std::sync::Arc;
 pub(crate) struct Slot {
     pub dir: Arc<Node>,
     /// O_PATH handle of the parent directory in the upper.
-    pub upper_dir: OwnedFd,
+    pub upper_dir: Arc<OwnedFd>,
     /// The lower layers hold something at this name (now whited out).
     pub covers_lower: bool,
     /// The parent has a default POSIX ACL: it, not the umask, shapes the new mode.
@@ -55,7 +55,7 @@ impl Union {
             return Err(Errno::EEXIST);
         }
         self.copy_up(&dir)?;
-        let upper_dir = self.upper().dir(&dir.path())?;
+        let upper_dir = self.upper_dir(&dir)?;
         let cleared = self.clear_whiteout(upper_dir.as_fd(), name)?;
         let covers_lower = cleared || self.lower_whiteout(&dir, name);
         let default_acl = xattr::has(upper_dir.as_fd(), b"", b"system.posix_acl_default");
@@ -111,8 +111,16 @@ impl Union {
     }
 
     /// Looks the new object up again and registers it as a node.
+    /// A new object is upper-only and has no origin: one stat, no second lookup.
     fn finish_create(&self, slot: &Slot, name: &[u8]) -> SysResult<(Arc<Node>, Entry)> {
-        let f = self.resolve(&slot.dir, name)?.ok_or(Errno::EIO)?;
+        let st = fs::stat_at(slot.upper_dir.as_fd(), name)?;
+        let ino = Some(self.inos.map(st.st_dev, st.st_ino));
+        let f = Found {
+            st,
+            upper: true,
+            lowers: Vec::new(),
+            ino,
+        };
         Ok(self.remember(&slot.dir, name, f))
     }
 

@@ -46,12 +46,17 @@ impl Union {
         } else {
             None
         };
-        self.resolve_cached(&dir.dir_layers(), name, cache.as_deref())
+        let upper = if dir.is_dir() && dir.is_upper() {
+            self.upper_dir(dir).ok()
+        } else {
+            None
+        };
+        self.resolve_cached(&dir.dir_layers(), name, cache.as_deref(), upper.as_deref())
     }
 
     /// Same, over an explicit list of directory locations (top first).
     pub(crate) fn resolve_in(&self, layers: &[Loc], name: &[u8]) -> SysResult<Option<Found>> {
-        self.resolve_cached(layers, name, None)
+        self.resolve_cached(layers, name, None, None)
     }
 
     fn resolve_cached(
@@ -59,6 +64,7 @@ impl Union {
         layers: &[Loc],
         name: &[u8],
         cache: Option<&LowerDirs>,
+        upper_fd: Option<&std::os::fd::OwnedFd>,
     ) -> SysResult<Option<Found>> {
         if name.len() > 255 {
             return Err(Errno::ENAMETOOLONG);
@@ -82,9 +88,10 @@ impl Union {
                 continue;
             }
             let opened;
-            let d = match cached {
-                Some(c) => c.fd.as_fd(),
-                None => {
+            let d = match (cached, upper_fd) {
+                (Some(c), _) => c.fd.as_fd(),
+                (None, Some(u)) if loc.layer == UPPER => u.as_fd(),
+                _ => {
                     opened = match self.layer(loc.layer).dir(&loc.path) {
                         Ok(d) => d,
                         Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => continue,

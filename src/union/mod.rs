@@ -230,6 +230,18 @@ impl Union {
         &self.layers[UPPER]
     }
 
+    /// O_PATH handle of directory `dir`'s upper copy (which must exist), cached on the node.
+    fn upper_dir(&self, dir: &Node) -> SysResult<Arc<OwnedFd>> {
+        if let Some(fd) = dir.upper_fd.lock().clone() {
+            return Ok(fd);
+        }
+        let fd = Arc::new(self.upper().dir(&dir.path())?);
+        if dir.is_dir() {
+            *dir.upper_fd.lock() = Some(fd.clone());
+        }
+        Ok(fd)
+    }
+
     fn work(&self) -> SysResult<std::os::fd::BorrowedFd<'_>> {
         self.work.as_ref().map(|w| w.as_fd()).ok_or(Errno::EROFS)
     }

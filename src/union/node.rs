@@ -50,6 +50,9 @@ pub struct Node {
     pub lower_dirs: Mutex<Option<Arc<super::dircache::LowerDirs>>>,
     /// The xattr names of the shown object, once listed (see attr::xattr_names).
     pub xattr_names: Mutex<Option<Arc<Vec<Vec<u8>>>>>,
+    /// Directories: O_PATH handle of the upper copy, once opened. It follows the directory
+    /// through renames; a removed directory's node is unlinked and never used again.
+    pub upper_fd: Mutex<Option<Arc<OwnedFd>>>,
 }
 
 impl Node {
@@ -63,6 +66,7 @@ impl Node {
             open_count: AtomicU64::new(0),
             lower_dirs: Mutex::new(None),
             xattr_names: Mutex::new(None),
+            upper_fd: Mutex::new(None),
         }
     }
 

@@ -86,7 +86,7 @@ impl Union {
         if let Some(top) = f.top(&child_path) {
             self.bump_indexed_nlink(&top, &f.st, -1);
         }
-        let ud = self.upper().dir(&dir.path())?;
+        let ud = self.upper_dir(dir)?;
         let ud = ud.as_fd();
         let needs_whiteout = !f.lowers.is_empty() || self.lower_has(dir, name)?;
         if f.upper {

@@ -81,8 +81,8 @@ impl Union {
             self.prepare_source(dst_node.as_ref().expect("checked"))?;
         }
         self.copy_up(&new_dir)?;
-        let od = self.upper().dir(&dir.path())?;
-        let nd = self.upper().dir(&new_dir.path())?;
+        let od = self.upper_dir(&dir)?;
+        let nd = self.upper_dir(&new_dir)?;
         // Whatever stands at the target in the upper (a whiteout, an emptied dir) is replaced.
         if flags & EXCHANGE == 0 {
             if let Some(d) = &dst
