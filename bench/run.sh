@@ -9,7 +9,7 @@
 #   RUNS        runs per candidate/workload    (default 3)
 #   BIG_MB      size of the big file layer     (default 256; the issue's size is 1024)
 #   ROOTFS      base layer source (copied)     (default /var/tmp/unionrs-rootfs)
-#   UNIONRS     unionrs binary                 (default /work/target-bench/release/unionrs)
+#   UNIONRS     unionrs binary                 (default: this checkout's target/release/unionrs)
 #   FO2         fuse-overlayfs 2.0 binary      (default /var/tmp/unionrs-bench-tools/bin/fuse-overlayfs)
 #   FO1         fuse-overlayfs 1.x binary      (default /usr/bin/fuse-overlayfs)
 #   CANDIDATES  space separated subset of: kernel unionrs fo2 fo1 unionfs
@@ -22,7 +22,7 @@ BENCH_DIR=${BENCH_DIR:-/var/tmp/unionrs-bench}
 RUNS=${RUNS:-3}
 BIG_MB=${BIG_MB:-256}
 ROOTFS=${ROOTFS:-/var/tmp/unionrs-rootfs}
-UNIONRS=${UNIONRS:-/work/target-bench/release/unionrs}
+UNIONRS=${UNIONRS:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/unionrs}
 FO2=${FO2:-/var/tmp/unionrs-bench-tools/bin/fuse-overlayfs}
 FO1=${FO1:-/usr/bin/fuse-overlayfs}
 UNIONFS=${UNIONFS:-$(command -v unionfs || true)}

@@ -3,7 +3,7 @@
 
 use super::layer::UPPER;
 use super::node::Node;
-use super::{Ctx, Errno, Stat, SysResult, TimeSpec, Union, path, whiteout};
+use super::{Ctx, Errno, Stat, SysResult, TimeSpec, Union, whiteout};
 use crate::sys::{fs, io, xattr};
 use std::os::fd::AsFd;
 
@@ -42,9 +42,9 @@ impl Union {
             }
             st
         } else {
-            let top = node.top().ok_or(Errno::ENOENT)?;
-            let mut st = self.layer(top.layer).stat(&top.path)?;
-            self.fix_nlink(&top, &mut st);
+            let at = self.top_at(node)?;
+            let mut st = fs::stat_at(at.dir.fd(), &at.name)?;
+            self.fix_nlink(&at.loc, &mut st);
             st
         };
         st.st_ino = node.ino;
@@ -67,10 +67,8 @@ impl Union {
             return self.setattr_detached(&node, fh, a);
         }
         self.copy_up(&node)?;
-        let p = node.path();
-        let (parent, name) = path::split(&p);
-        let d = self.upper().dir(parent)?;
-        let d = d.as_fd();
+        let at = self.top_at(&node)?;
+        let (d, name) = (at.dir.fd(), at.name.as_slice());
         if let Some(size) = a.size {
             match fh
                 .and_then(|h| self.handles.get(h))
@@ -165,10 +163,8 @@ impl Union {
 
     pub fn readlink(&self, ino: u64) -> SysResult<Vec<u8>> {
         let node = self.node(ino)?;
-        let top = node.top().ok_or(Errno::ENOENT)?;
-        let (parent, name) = path::split(&top.path);
-        let d = self.layer(top.layer).dir(parent)?;
-        fs::readlink_at(d.as_fd(), name)
+        let at = self.top_at(&node)?;
+        fs::readlink_at(at.dir.fd(), &at.name)
     }
 
     pub fn statfs(&self) -> SysResult<libc::statvfs> {
@@ -187,13 +183,8 @@ impl Union {
             let fd = node.state.read().detached.clone().ok_or(Errno::ENOENT)?;
             return f(fd.as_fd(), b"");
         }
-        let top = node.top().ok_or(Errno::ENOENT)?;
-        if top.path.is_empty() {
-            return f(self.layer(top.layer).root(), b"");
-        }
-        let (parent, name) = path::split(&top.path);
-        let d = self.layer(top.layer).dir(parent)?;
-        f(d.as_fd(), name)
+        let at = self.top_at(node)?;
+        f(at.dir.fd(), &at.name)
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> SysResult<Vec<u8>> {

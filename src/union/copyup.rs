@@ -36,7 +36,10 @@ impl Union {
             .ok_or(Errno::ENOENT)?;
         let upper_path = node.path();
         let (parent_path, name) = path::split(&upper_path);
-        let dst_dir = self.upper().dir(parent_path)?;
+        let dst_dir = match &parent {
+            Some(p) => self.upper_dir(p)?,
+            None => std::sync::Arc::new(self.upper().dir(parent_path)?),
+        };
         let (src_parent, src_name) = path::split(&src.path);
         let src_dir = self.layer(src.layer).dir(src_parent)?;
         let st = fs::stat_at(src_dir.as_fd(), src_name)?;

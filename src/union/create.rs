@@ -87,6 +87,15 @@ impl Union {
     /// Whether a lower layer of `dir` holds a whiteout for `name` (a deleted name: a new
     /// directory there is made opaque, as the kernel does).
     fn lower_whiteout(&self, dir: &Node, name: &[u8]) -> bool {
+        // From the cached lower listings: a `.wh.` marker, or an entry that lookup did not
+        // show (the name does not resolve, so an entry there is a whiteout object).
+        if let Some(c) = self.lower_dirs(dir) {
+            return c
+                .layers
+                .iter()
+                .flatten()
+                .any(|l| l.whiteouts.contains(name) || l.names.contains_key(name));
+        }
         let lowers = dir.state.read().lowers.clone();
         lowers.iter().any(|loc| {
             let Ok(d) = self.layer(loc.layer).dir(&loc.path) else {

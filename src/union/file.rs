@@ -92,12 +92,13 @@ impl Union {
             self.writable()?;
             self.copy_up(&node)?;
         }
-        let top = node.top().ok_or(Errno::ENOENT)?;
+        let at = self.top_at(&node)?;
+        let top = &at.loc;
         let mut oflags = acc | pass;
         if write && flags & libc::O_TRUNC != 0 {
             oflags |= libc::O_TRUNC;
         }
-        let fd = self.layer(top.layer).open(&top.path, oflags)?;
+        let fd = fs::open_at(at.dir.fd(), &at.name, oflags, 0)?;
         let from_lower = top.layer != UPPER || self.read_only();
         Ok(OpenResult {
             fh: self.handles.insert(&node, fd, write, top.layer, flags),

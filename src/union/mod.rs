@@ -2,6 +2,7 @@
 //! rename, inode identity. Every operation returns `Result<_, Errno>` and is unit-testable on
 //! temp-dir layers without mounting.
 
+mod at;
 pub mod attr;
 mod copyup;
 mod create;

@@ -1,0 +1,82 @@
+//! Reaching a node's shown object without a path walk: through its parent's cached upper
+//! handle or cached lower directory handles, falling back to a confined openat2 of the path.
+
+use super::dircache::LowerDirs;
+use super::layer::{INDEX, UPPER};
+use super::node::{Loc, Node};
+use super::{Errno, SysResult, Union, path};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+/// A directory handle from wherever it was cheapest to get.
+pub(crate) enum DirRef {
+    Owned(OwnedFd),
+    Shared(Arc<OwnedFd>),
+    Lower(Arc<LowerDirs>, usize),
+}
+
+impl DirRef {
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            DirRef::Owned(fd) => fd.as_fd(),
+            DirRef::Shared(fd) => fd.as_fd(),
+            DirRef::Lower(c, i) => c.layers[*i].as_ref().expect("checked when made").fd.as_fd(),
+        }
+    }
+}
+
+/// The parent directory handle and name of a node's shown object, and where it is.
+pub(crate) struct At {
+    pub dir: DirRef,
+    pub name: Vec<u8>,
+    pub loc: Loc,
+}
+
+impl Union {
+    /// Where `node`'s shown object is: (parent dir handle, name). The root is reached as
+    /// its layer root with an empty name.
+    pub(crate) fn top_at(&self, node: &Node) -> SysResult<At> {
+        let loc = node.top().ok_or(Errno::ENOENT)?;
+        let (parent_path, name) = path::split(&loc.path);
+        let name = name.to_vec();
+        if loc.path.is_empty() {
+            let root = self.layer(loc.layer).dir(b"")?;
+            return Ok(At {
+                dir: DirRef::Owned(root),
+                name,
+                loc,
+            });
+        }
+        let parent = node.state.read().parent.clone();
+        if let Some(p) = parent.filter(|p| loc.layer != INDEX && !p.state.read().unlinked) {
+            if loc.layer == UPPER && p.is_upper() {
+                let fd = self.upper_dir(&p)?;
+                return Ok(At {
+                    dir: DirRef::Shared(fd),
+                    name,
+                    loc,
+                });
+            }
+            if loc.layer != UPPER
+                && let Some(c) = self.lower_dirs(&p)
+                && let Some(i) = c
+                    .locs
+                    .iter()
+                    .position(|l| l.layer == loc.layer && l.path == parent_path)
+                && c.layers[i].is_some()
+            {
+                return Ok(At {
+                    dir: DirRef::Lower(c, i),
+                    name,
+                    loc,
+                });
+            }
+        }
+        let d = self.layer(loc.layer).dir(parent_path)?;
+        Ok(At {
+            dir: DirRef::Owned(d),
+            name,
+            loc,
+        })
+    }
+}
