@@ -130,7 +130,7 @@ pub fn fetch_manifest(
     reference: &str,
     expect: Option<&Digest>,
 ) -> Result<Fetched, String> {
-    let what = format!("manifest {}:{reference}", c.repo);
+    let what = format!("manifest {}/{}:{reference}", c.registry(), c.repo);
     let mut resp = c.send(
         Method::GET,
         &c.url(&format!("manifests/{reference}")),
