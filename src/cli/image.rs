@@ -1,4 +1,5 @@
-//! The image verbs: `load`, `save`, `images`, `inspect`, `history`, `tag`, `rmi`.
+//! The image verbs: `pull`, `push`, `load`, `save`, `images`, `inspect`, `history`, `tag`,
+//! `rmi`.
 //! `--store DIR` may come before the verb or among its arguments.
 
 use crate::image::archive;
@@ -6,6 +7,12 @@ use crate::image::container;
 use crate::image::digest::Digest;
 use crate::image::layout::ANN_REF_NAME;
 use crate::image::reference::Reference;
+use crate::image::registry;
+use crate::image::registry::auth::Creds;
+use crate::image::registry::client::ClientOptions;
+use crate::image::registry::pull::{Platform, PullOptions};
+use crate::image::registry::push::PushOptions;
+use crate::image::registry::reference::RemoteRef;
 use crate::image::store::{self, Image, Store};
 use crate::image::unpack::{Limits, Options};
 use serde_json::{Value, json};
@@ -16,11 +23,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub const VERBS: &[&str] = &[
-    "load", "save", "images", "inspect", "history", "tag", "rmi", "create", "ps", "mount",
-    "umount", "diff", "commit", "rm",
+    "pull", "push", "load", "save", "images", "inspect", "history", "tag", "rmi", "create", "ps",
+    "mount", "umount", "diff", "commit", "rm",
 ];
 
 pub const USAGE: &str = "\
+       unionrs [--store DIR] pull [-q] [--platform OS/ARCH[/VARIANT]] [--creds USER:PASS]
+                                  [--tls-verify=false] REF   (ubuntu, host:port/name:tag, name@sha256:..)
+       unionrs [--store DIR] push [-q] [--creds USER:PASS] [--tls-verify=false]
+                                  [--chunk-size BYTES] IMAGE [DEST-REF]
        unionrs [--store DIR] load [-i FILE] [-q]        (docker-archive or OCI layout tar)
        unionrs [--store DIR] save -o FILE IMAGE...      (docker-archive + OCI layout tar)
        unionrs [--store DIR] images [--format json] [--no-trunc]
@@ -86,6 +97,8 @@ fn run_inner(args: &[OsString]) -> Res {
     let root = store::default_root(store_flag.as_deref())?;
     let open = || Store::open(&root).map_err(Failed);
     match verb.as_str() {
+        "pull" => pull(&open()?, args),
+        "push" => push(&open()?, args),
         "load" => load(&open()?, args),
         "save" => save(&open()?, args),
         "images" => images(&open()?, args),
@@ -171,6 +184,113 @@ fn unpack_options() -> Options {
         limits: Limits::default(),
         as_root: store::is_root(),
     }
+}
+
+/// Takes `--tls-verify[=BOOL]` out of `args` (a boolean flag whose value must be attached,
+/// as skopeo and podman spell it).
+fn take_tls_verify(args: &[String]) -> Result<(bool, Vec<String>), CliError> {
+    let mut verify = true;
+    let mut rest = Vec::new();
+    for a in args {
+        match a.as_str() {
+            "--tls-verify" | "--tls-verify=true" => verify = true,
+            "--tls-verify=false" => verify = false,
+            a if a.starts_with("--tls-verify=") => {
+                return Err(Usage(format!("{a}: --tls-verify takes true or false")));
+            }
+            _ => rest.push(a.clone()),
+        }
+    }
+    Ok((verify, rest))
+}
+
+fn client_options(p: &Parsed, tls_verify: bool) -> Result<ClientOptions, CliError> {
+    Ok(ClientOptions {
+        tls_verify,
+        creds: p
+            .value(&["--creds"])
+            .map(Creds::parse)
+            .transpose()
+            .map_err(Usage)?,
+    })
+}
+
+fn pull(st: &Store, args: &[String]) -> Res {
+    let (tls_verify, args) = take_tls_verify(args)?;
+    let p = Parsed::new(&args, &["-q", "--quiet"], &["--platform", "--creds"])?;
+    let [what] = p.pos.as_slice() else {
+        return Err(Usage("pull takes one image reference".into()));
+    };
+    let r = RemoteRef::parse(what).map_err(Usage)?;
+    let quiet = p.has(&["-q", "--quiet"]);
+    let opts = PullOptions {
+        client: client_options(&p, tls_verify)?,
+        platform: p
+            .value(&["--platform"])
+            .map(Platform::parse)
+            .transpose()
+            .map_err(Usage)?,
+        unpack: unpack_options(),
+        progress: !quiet && io::stderr().is_terminal(),
+    };
+    let rep = registry::pull::pull(st, &r, &opts)?;
+    if !quiet {
+        eprintln!(
+            "{}: {} layers, {} downloaded ({}), {} already in the store",
+            rep.tag.as_deref().unwrap_or(&r.to_string()),
+            rep.layers,
+            rep.downloaded,
+            human_size(rep.bytes),
+            rep.layers - rep.downloaded
+        );
+        eprintln!("Digest: {}", rep.manifest_digest);
+    }
+    println!("{}", rep.id);
+    Ok(())
+}
+
+fn push(st: &Store, args: &[String]) -> Res {
+    let (tls_verify, args) = take_tls_verify(args)?;
+    let p = Parsed::new(&args, &["-q", "--quiet"], &["--creds", "--chunk-size"])?;
+    let (src, dst) = match p.pos.as_slice() {
+        [one] => (one, one),
+        [src, dst] => (src, dst),
+        _ => return Err(Usage("push takes IMAGE [DESTINATION]".into())),
+    };
+    let img = st.resolve(src)?;
+    let r = RemoteRef::parse(dst).map_err(Usage)?;
+    let quiet = p.has(&["-q", "--quiet"]);
+    let chunk_size = p
+        .value(&["--chunk-size"])
+        .map(|v| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| Usage(format!("--chunk-size {v:?}: a positive byte count")))
+        })
+        .transpose()?;
+    let opts = PushOptions {
+        client: client_options(&p, tls_verify)?,
+        chunk_size,
+    };
+    let verbose = !quiet && io::stderr().is_terminal();
+    let log = move |line: String| {
+        if verbose {
+            eprintln!("{line}");
+        }
+    };
+    let rep = registry::push::push(st, &img, &r, &opts, &log)?;
+    if !quiet {
+        eprintln!(
+            "{r}: {} blobs pushed ({}), {} already there, {} mounted",
+            rep.uploaded,
+            human_size(rep.bytes),
+            rep.existed,
+            rep.mounted
+        );
+    }
+    println!("{}", img.manifest_digest);
+    Ok(())
 }
 
 fn load(st: &Store, args: &[String]) -> Res {

@@ -2,6 +2,7 @@
 //!
 //! - [`digest`]: sha256 digests, and a reader that verifies them on the stream.
 //! - [`reference`]: `NAME[:TAG]` image references.
+//! - [`registry`]: pull and push over the OCI distribution protocol.
 //! - [`layout`]: OCI layout / Docker archive JSON documents and media types.
 //! - [`store`]: the on-disk store (an OCI image layout plus unpacked layers).
 //! - [`unpack`]: a layer blob -> a directory, hostile-input safe.
@@ -18,6 +19,7 @@ pub mod layer_export;
 pub mod layout;
 pub mod pax;
 pub mod reference;
+pub mod registry;
 pub mod store;
 pub mod unpack;
 pub mod xattr;

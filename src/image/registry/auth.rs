@@ -1,0 +1,287 @@
+//! Registry credentials and `WWW-Authenticate` challenges.
+//!
+//! Credentials come from `--creds USER:PASS`, else from the `auths` of
+//! `$DOCKER_CONFIG/config.json` (default ~/.docker/config.json) or `$REGISTRY_AUTH_FILE`
+//! (podman's auth.json, same shape): `{"auths": {"HOST": {"auth": base64(USER:PASS)}}}`,
+//! Docker Hub's key being `https://index.docker.io/v1/`.
+//!
+//! A challenge is `Bearer realm="..",service="..",scope=".."` (fetch a token from the realm,
+//! with the credentials as Basic auth if there are any, then retry) or `Basic realm=".."`
+//! (retry with the credentials).
+
+use serde_json::Value;
+use std::path::PathBuf;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Creds {
+    pub user: String,
+    pub pass: String,
+}
+
+impl std::fmt::Debug for Creds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Creds({}, <hidden>)", self.user)
+    }
+}
+
+impl Creds {
+    /// `USER:PASS` (the password may hold colons).
+    pub fn parse(s: &str) -> Result<Creds, String> {
+        match s.split_once(':') {
+            Some((u, p)) if !u.is_empty() => Ok(Creds {
+                user: u.to_string(),
+                pass: p.to_string(),
+            }),
+            _ => Err("--creds takes USER:PASSWORD".into()),
+        }
+    }
+
+    /// The `Authorization` header value for Basic auth.
+    pub fn basic(&self) -> String {
+        format!(
+            "Basic {}",
+            base64_encode(format!("{}:{}", self.user, self.pass).as_bytes())
+        )
+    }
+}
+
+/// The auth files looked at, in order.
+fn auth_files() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        v.push(PathBuf::from(d).join("config.json"));
+    } else if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        v.push(PathBuf::from(h).join(".docker/config.json"));
+    }
+    if let Some(f) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|f| !f.is_empty()) {
+        v.push(PathBuf::from(f));
+    }
+    v
+}
+
+/// Credentials for `registry` (`docker.io` or `host[:port]`) from the auth files.
+pub fn lookup(registry: &str) -> Option<Creds> {
+    auth_files()
+        .iter()
+        .find_map(|p| lookup_in(&std::fs::read(p).ok()?, registry))
+}
+
+/// Credentials for `registry` from the JSON of one auth file.
+pub fn lookup_in(json: &[u8], registry: &str) -> Option<Creds> {
+    let v: Value = serde_json::from_slice(json).ok()?;
+    let auths = v.get("auths")?.as_object()?;
+    let norm = |k: &str| -> String {
+        let k = k
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
+        let k = k.split('/').next().unwrap_or(k);
+        match k {
+            "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
+            k => k.to_string(),
+        }
+    };
+    let entry = auths
+        .iter()
+        .find(|(k, _)| norm(k) == registry)
+        .map(|(_, e)| e)?;
+    if let Some(a) = entry.get("auth").and_then(Value::as_str) {
+        let raw = base64_decode(a)?;
+        return Creds::parse(&String::from_utf8(raw).ok()?).ok();
+    }
+    let user = entry.get("username")?.as_str()?;
+    let pass = entry.get("password")?.as_str()?;
+    Some(Creds {
+        user: user.into(),
+        pass: pass.into(),
+    })
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+    Basic,
+}
+
+/// Parses `SCHEME k="v",k2=v2`; None for a scheme unionrs does not speak.
+pub fn parse_challenge(h: &str) -> Option<Challenge> {
+    let h = h.trim();
+    let (scheme, rest) = h.split_once(' ').unwrap_or((h, ""));
+    let params = parse_params(rest);
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.clone())
+    };
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some(Challenge::Bearer {
+            realm: get("realm")?,
+            service: get("service"),
+            scope: get("scope"),
+        })
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        Some(Challenge::Basic)
+    } else {
+        None
+    }
+}
+
+/// `k="v, with comma",k2=v2` -> pairs.
+fn parse_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && (b[i] == b',' || b[i] == b' ') {
+            i += 1;
+        }
+        let ks = i;
+        while i < b.len() && b[i] != b'=' {
+            i += 1;
+        }
+        let key = s[ks..i].trim().to_string();
+        i += 1; // '='
+        let mut val = String::new();
+        if i < b.len() && b[i] == b'"' {
+            i += 1;
+            while i < b.len() && b[i] != b'"' {
+                if b[i] == b'\\' && i + 1 < b.len() {
+                    i += 1;
+                }
+                val.push(b[i] as char);
+                i += 1;
+            }
+            i += 1;
+        } else {
+            let vs = i.min(b.len());
+            while i < b.len() && b[i] != b',' {
+                i += 1;
+            }
+            val = s[vs..i.min(b.len())].trim().to_string();
+        }
+        if !key.is_empty() {
+            out.push((key, val));
+        }
+    }
+    out
+}
+
+/// The token of a token endpoint's JSON answer (`token`, or OAuth's `access_token`).
+pub fn token_from_json(body: &[u8]) -> Result<String, String> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("token endpoint answered malformed JSON: {e}"))?;
+    v.get("token")
+        .or_else(|| v.get("access_token"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| "token endpoint answered without a token".to_string())
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+pub fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if k <= c.len() {
+                out.push(B64[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for &c in s.trim().as_bytes() {
+        if c == b'=' {
+            break;
+        }
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trip() {
+        for s in ["", "a", "ab", "abc", "user:pa:ss", "\u{e9}t\u{e9}"] {
+            assert_eq!(
+                base64_decode(&base64_encode(s.as_bytes())).unwrap(),
+                s.as_bytes()
+            );
+        }
+        assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
+    }
+
+    #[test]
+    fn challenges() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/ubuntu:pull,push""#,
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/ubuntu:pull,push".into()),
+            }
+        );
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(parse_challenge("Negotiate"), None);
+        assert_eq!(
+            token_from_json(br#"{"access_token":"t1"}"#).unwrap(),
+            "t1".to_string()
+        );
+        assert!(token_from_json(b"{}").is_err());
+    }
+
+    #[test]
+    fn config_lookup() {
+        let j = br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"},
+                    "127.0.0.1:5000":{"username":"a","password":"b:c"}}}"#;
+        assert_eq!(
+            lookup_in(j, "docker.io"),
+            Some(Creds {
+                user: "user".into(),
+                pass: "pass".into()
+            })
+        );
+        assert_eq!(lookup_in(j, "127.0.0.1:5000").unwrap().pass, "b:c");
+        assert_eq!(lookup_in(j, "quay.io"), None);
+    }
+}
