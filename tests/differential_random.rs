@@ -7,7 +7,8 @@
 //!
 //! Env: UNIONRS_DIFF_SEEDS (default 30), UNIONRS_DIFF_STEPS (default 40),
 //! UNIONRS_DIFF_SEED (run only this seed), UNIONRS_DIFF_FIRST_SEED (default 0),
-//! UNIONRS_DIFF_SHRINK_SECS (shrinking budget per distinct failure, default 90).
+//! UNIONRS_DIFF_SHRINK_SECS (shrinking budget per distinct failure, default 60),
+//! UNIONRS_DIFF_STRICT=1 (known open bugs, see KNOWN below, fail the run too).
 //! On failure: the seed, the failure and a shrunk case as ready-to-paste Rust for
 //! tests/union_regressions.rs. With UNIONRS_TEST_ONLY=kernel both sides are the kernel.
 
@@ -56,8 +57,10 @@ fn random_differential() {
     if by_sig.is_empty() {
         return;
     }
-    let budget = Duration::from_secs(env("UNIONRS_DIFF_SHRINK_SECS", 90));
+    let budget = Duration::from_secs(env("UNIONRS_DIFF_SHRINK_SECS", 60));
+    let strict = std::env::var_os("UNIONRS_DIFF_STRICT").is_some();
     let mut report = String::new();
+    let mut unknown = 0;
     for (sig, mut v) in by_sig {
         // Shrink the failing seed with the fewest steps first.
         v.sort_by_key(|(_, c, _)| c.ops.len() + c.lowers.len());
@@ -65,14 +68,43 @@ fn random_differential() {
         let (seed, case, f) = v.swap_remove(0);
         let (small, runs) = diffrun::shrink(case, &sig, budget);
         let why = diffrun::run_case(&small).err().map(|f| f.msg).unwrap_or(f.msg);
+        let known = KNOWN.iter().find(|(_, m)| m(&sig, &small)).map(|(t, _)| *t);
+        if known.is_none() || strict {
+            unknown += 1;
+        }
         report += &format!(
-            "\n=== [{sig}] seeds {seeds:?}; shrunk from seed {seed} in {runs} runs:\n{why}\n\n// seed {seed}, [{sig}]\ndiffrun::check(&{});\n",
+            "\n=== [{sig}] seeds {seeds:?}; shrunk from seed {seed} in {runs} runs{}:\n{why}\n\n// seed {seed}, [{sig}]\ndiffrun::check(&{});\n",
+            known.map(|t| format!(" (KNOWN open bug, see union_regressions::{t})")).unwrap_or_default(),
             diffrun::to_rust(&small)
         );
     }
     eprintln!("{report}");
-    panic!("kernel overlayfs and {:?} differ:{report}", diffrun::other_fs());
+    if unknown > 0 {
+        panic!("kernel overlayfs and {:?} differ:{report}", diffrun::other_fs());
+    }
 }
+
+/// Open unionrs bugs that have an ignored test in tests/union_regressions.rs, recognised by
+/// the failure class and the SHRUNK case. They are reported (with the shrunk case) but do not
+/// fail the default run; UNIONRS_DIFF_STRICT=1 makes them fail it too. Remove an entry when
+/// its bug is fixed (the un-ignored regression test then guards it).
+type Matcher = fn(&str, &Case) -> bool;
+const KNOWN: &[(&str, Matcher)] = &[
+    // Every lower-hard-link bug found: link counts after unlink/rename of lower hard-link
+    // names, ENOENT/EEXIST/EINVAL from rename/exchange/utimens on them once looked up.
+    ("unlink_lower_hardlink_updates_nlink (and the other *hardlink* tests)", |sig, c| {
+        let hardlinked = c.lowers.iter().any(|l| matches!(l, diffrun::Lw::LLink(..)));
+        let class = sig == "view:nlink"
+            || sig == "remount:nlink"
+            || sig.starts_with("errno:OpenUnlinkUse:")
+            || ["errno:Rename:0:2", "errno:Rename:0:17", "errno:Exchange:0:2", "errno:RenameNoReplace:0:2", "errno:Utimes:0:22"]
+                .contains(&sig);
+        hardlinked && class
+    }),
+    ("exchange_new_dir_with_lower_dir_is_opaque", |sig, c| {
+        sig == "upper:opaque" && c.ops.iter().any(|o| matches!(o, diffrun::Op::Exchange(..)))
+    }),
+];
 
 #[test]
 #[ignore = "debug aid: prints the lowers of UNIONRS_DIFF_SEED"]
