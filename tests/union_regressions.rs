@@ -148,3 +148,81 @@ fn exchange_new_dir_with_lower_dir_is_opaque() {
         ops: vec![Mkdir("e", M(0o555)), Exchange("a", "e")],
     });
 }
+
+/// The visible form of the previous bug: lower dir c/d holds symlink c/d/d; new dir e;
+/// exchange c/d <-> e; rename e to c/d with RENAME_NOREPLACE (EEXIST on both).
+/// Kernel: c/d is the new empty dir. unionrs: c/d lists the lower c/d/d (the same inode as
+/// e/d), i.e. the lower dir shows through the new one.
+#[test]
+#[ignore = "unionrs bug: after RENAME_EXCHANGE of a new dir with a lower dir, the lower dir's entries show through the new dir"]
+fn exchange_new_dir_with_lower_dir_visible() {
+    run(Case {
+        every_step: false,
+        lowers: vec![LSymlink(2, "c/d/d", "d")],
+        ops: vec![
+            Mkdir("e", M(0o775)),
+            Exchange("c/d", "e"),
+            RenameNoReplace("e", "c/d"),
+        ],
+    });
+}
+
+/// Lower file with names b and d/d/a (l1), lower dir a (l2): rename b over a (EISDIR on
+/// both), unlink d/d/a, exchange b <-> d/d. Kernel: success. unionrs: EEXIST.
+#[test]
+#[ignore = "unionrs bug: RENAME_EXCHANGE of a lower hard link name after unlinking its other name fails with EEXIST"]
+fn exchange_after_unlinking_other_hardlink() {
+    run(Case {
+        every_step: false,
+        lowers: vec![
+            LDir(2, "a", M(0o775)),
+            LFile(1, "b", "ppppppp0", M(0o755)),
+            LLink(1, "b", "d/d/a"),
+        ],
+        ops: vec![Rename("b", "a"), Unlink("d/d/a"), Exchange("b", "d/d")],
+    });
+}
+
+/// Lower file with names b and d: rename d -> c, b -> a, link a d, create c exclusively
+/// (EEXIST on both), open+unlink c, link d c. Kernel: success. unionrs: ENOENT.
+#[test]
+#[ignore = "unionrs bug: link(2) from a name of a renamed lower hard link fails with ENOENT"]
+fn link_after_renames_of_lower_hardlink() {
+    run(Case {
+        every_step: false,
+        lowers: vec![LFile(1, "b", "tt1", M(0o644)), LLink(1, "b", "d")],
+        ops: vec![
+            Rename("d", "d"),
+            Rename("d", "c"),
+            Rename("b", "a"),
+            Link("a", "d"),
+            CreateExcl("c", M(0o600)),
+            OpenUnlinkUse("c", "rrr5", 50),
+            Link("d", "c"),
+        ],
+    });
+}
+
+/// Lower file with names b/c and c/a/b; the other name looked up first (by a failing
+/// RENAME_NOREPLACE onto it); then append through b/c. Kernel copies up b/c (upper has b/,
+/// b/c). unionrs copies up c/a/b instead (upper has c/, c/a/, c/a/b, no b/): the write
+/// through one name materialises the name looked up first, so under kernel overlayfs the
+/// unionrs upper shows the old data at b/c.
+#[test]
+#[ignore = "unionrs bug: a write through one lower hard link name copies up the name that was looked up first"]
+fn write_copies_up_the_name_written() {
+    run(Case {
+        every_step: false,
+        lowers: vec![
+            LSymlink(1, "a/d/c", "../e"),
+            LDir(1, "b/b", M(0o775)),
+            LFile(1, "b/c", "u9", M(0o755)),
+            LLink(1, "b/c", "c/a/b"),
+        ],
+        ops: vec![
+            RenameNoReplace("b/b", "b/c"),
+            RenameNoReplace("a/d/c", "c/a/b"),
+            Append("b/c", "u9"),
+        ],
+    });
+}
