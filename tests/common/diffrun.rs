@@ -521,6 +521,7 @@ pub fn run_with(
     every_step: bool,
     next: &mut dyn FnMut(&Path) -> Option<Op>,
 ) -> (Vec<Op>, Result<(), Failure>) {
+    let lowers = &drop_unmerged_whiteouts(lowers.to_vec());
     let (a, b) = (Layers::new(3), Layers::new(3));
     build_lowers(&a, lowers);
     build_lowers(&b, lowers);
@@ -577,6 +578,17 @@ pub fn run_with(
             let strip = |s: &str| s.split(' ').filter(|w| !w.starts_with("nlink=")).collect::<Vec<_>>().join(" ");
             ra.1 = strip(&ra.1);
             rb.1 = strip(&rb.1);
+        }
+        // Kernel quirk (6.18): rmdir of a merged dir whose lower part holds xattr whiteouts
+        // (`trusted.overlay.whiteout`) fails with ENOTEMPTY although readdir shows it empty,
+        // even when the whiteouts hide real lower names; char-dev whiteouts do not do this.
+        // Not a reference behaviour to copy; the two sides now differ, so the run ends here.
+        if matches!(op, Rmdir(_))
+            && ra.0 == libc::ENOTEMPTY
+            && rb.0 == 0
+            && lowers.iter().any(|l| matches!(l, LXWhiteout(..)))
+        {
+            return (ops, Ok(()));
         }
         if ra != rb {
             let kind = format!("{op:?}");
@@ -977,24 +989,8 @@ pub fn gen_op(r: &mut Rng, existing: &[String]) -> Op {
 /// Also drops whiteouts (both forms) in a directory that does not merge with the layer right
 /// below (every ancestor dir present in the next layer, none opaque in this one): in such a
 /// non-merged dir the kernel reports ENOTEMPTY on rmdir although readdir shows it empty.
-pub fn sanitize(mut lowers: Vec<Lw>) -> Vec<Lw> {
-    let snapshot = lowers.clone();
-    let merges = |n: u8, path: &str| {
-        let mut anc = String::new();
-        for part in path.split('/').collect::<Vec<_>>().split_last().unwrap().1 {
-            anc = join(&anc, part);
-            let below = snapshot.iter().any(|x| matches!(x, LDir(m, p, _) if *m == n + 1 && *p == anc));
-            let opaque = snapshot.iter().any(|x| matches!(x, LOpaque(m, p) if *m == n && *p == anc));
-            if !below || opaque {
-                return false;
-            }
-        }
-        true
-    };
-    lowers.retain(|x| match x {
-        LWhiteout(n, p) | LXWhiteout(n, p) => merges(*n, p),
-        _ => true,
-    });
+pub fn sanitize(lowers: Vec<Lw>) -> Vec<Lw> {
+    let mut lowers = drop_unmerged_whiteouts(lowers);
     for _ in 0..20 {
         let l = Layers::new(3);
         build_lowers(&l, &lowers);
@@ -1012,6 +1008,29 @@ pub fn sanitize(mut lowers: Vec<Lw>) -> Vec<Lw> {
             return lowers;
         }
     }
+    lowers
+}
+
+/// The structural half of `sanitize`; also applied to every case run (shrinking may remove
+/// the dir below a whiteout).
+pub fn drop_unmerged_whiteouts(mut lowers: Vec<Lw>) -> Vec<Lw> {
+    let snapshot = lowers.clone();
+    let merges = |n: u8, path: &str| {
+        let mut anc = String::new();
+        for part in path.split('/').collect::<Vec<_>>().split_last().unwrap().1 {
+            anc = join(&anc, part);
+            let below = snapshot.iter().any(|x| matches!(x, LDir(m, p, _) if *m == n + 1 && *p == anc));
+            let opaque = snapshot.iter().any(|x| matches!(x, LOpaque(m, p) if *m == n && *p == anc));
+            if !below || opaque {
+                return false;
+            }
+        }
+        true
+    };
+    lowers.retain(|x| match x {
+        LWhiteout(n, p) | LXWhiteout(n, p) => merges(*n, p),
+        _ => true,
+    });
     lowers
 }
 
