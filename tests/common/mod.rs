@@ -1,6 +1,7 @@
 //! Shared harness for the mount tests: layer builders, whiteout forms, mounts that always unmount.
 #![allow(dead_code)]
 
+pub mod diffrun;
 pub mod snapshot;
 pub mod sys;
 
