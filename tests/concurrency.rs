@@ -35,7 +35,10 @@ const WHOLE: usize = 32 * 1024;
 const ROUNDS: usize = 400;
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -67,7 +70,11 @@ impl Shared {
     /// Records an unexpected result; EIO and ENOTCONN are called out.
     fn bad(&self, what: &str, e: &std::io::Error) {
         let n = e.raw_os_error().unwrap_or(-1);
-        let tag = if n == libc::EIO || n == libc::ENOTCONN { "EIO/ENOTCONN " } else { "" };
+        let tag = if n == libc::EIO || n == libc::ENOTCONN {
+            "EIO/ENOTCONN "
+        } else {
+            ""
+        };
         self.err(format!("{tag}{what}: {e}"));
     }
 }
@@ -77,7 +84,9 @@ fn lower_content(dir: &str, i: usize) -> Vec<u8> {
 }
 
 fn racer_lower(i: usize) -> Vec<u8> {
-    (0..RACERS * REGION + 1000).map(|k| b'a' + ((k + i) % 26) as u8).collect()
+    (0..RACERS * REGION + 1000)
+        .map(|k| b'a' + ((k + i) % 26) as u8)
+        .collect()
 }
 
 fn stack() -> Layers {
@@ -132,7 +141,9 @@ fn worker(mnt: &Path, t: usize, sh: &Shared) -> BTreeMap<String, Ent> {
         let errs_before = sh.errors.lock().unwrap().len();
         let kind = rng.below(10);
         let before = (model.get(&p).map(ent_kind), model.get(&q).map(ent_kind));
-        hist.push_back(format!("step {step}: op {kind} p={p} q={q} model before {before:?}"));
+        hist.push_back(format!(
+            "step {step}: op {kind} p={p} q={q} model before {before:?}"
+        ));
         if hist.len() > 12 {
             hist.pop_front();
         }
@@ -149,7 +160,11 @@ fn worker(mnt: &Path, t: usize, sh: &Shared) -> BTreeMap<String, Ent> {
             2 => {
                 if let Some(Ent::File(c)) = model.get_mut(&p) {
                     let add = format!("+{step}");
-                    match OpenOptions::new().append(true).open(&mp).and_then(|mut f| f.write_all(add.as_bytes())) {
+                    match OpenOptions::new()
+                        .append(true)
+                        .open(&mp)
+                        .and_then(|mut f| f.write_all(add.as_bytes()))
+                    {
                         Ok(()) => c.extend(add.as_bytes()),
                         Err(e) => sh.bad(&format!("append {p}"), &e),
                     }
@@ -204,14 +219,16 @@ fn worker(mnt: &Path, t: usize, sh: &Shared) -> BTreeMap<String, Ent> {
                 // stat + read back an owned name
                 let r = match model.get(&p) {
                     Some(Ent::File(c)) => fs::read(&mp).map(|d| (d == *c, d.len(), c.len())),
-                    Some(Ent::Dir(c)) => fs::read(mp.join("inner")).map(|d| (d == *c, d.len(), c.len())),
+                    Some(Ent::Dir(c)) => {
+                        fs::read(mp.join("inner")).map(|d| (d == *c, d.len(), c.len()))
+                    }
                     None => continue,
                 };
                 match r {
                     Ok((true, _, _)) => {}
-                    Ok((false, got, want)) => {
-                        sh.err(format!("read {p}: content differs from the last write ({got} bytes, want {want})"))
-                    }
+                    Ok((false, got, want)) => sh.err(format!(
+                        "read {p}: content differs from the last write ({got} bytes, want {want})"
+                    )),
                     Err(e) => sh.bad(&format!("read {p}"), &e),
                 }
             }
@@ -231,10 +248,15 @@ fn worker(mnt: &Path, t: usize, sh: &Shared) -> BTreeMap<String, Ent> {
                                 seen.insert(format!("{d}/{n}"));
                             }
                         }
-                        let mine: BTreeSet<String> =
-                            model.keys().filter(|k| k.starts_with(&format!("{d}/"))).cloned().collect();
+                        let mine: BTreeSet<String> = model
+                            .keys()
+                            .filter(|k| k.starts_with(&format!("{d}/")))
+                            .cloned()
+                            .collect();
                         if seen != mine {
-                            sh.err(format!("readdir {d} by t{t}: own names {seen:?}, model {mine:?}"));
+                            sh.err(format!(
+                                "readdir {d} by t{t}: own names {seen:?}, model {mine:?}"
+                            ));
                         }
                     }
                     Err(e) => sh.bad(&format!("readdir {d}"), &e),
@@ -249,9 +271,13 @@ fn worker(mnt: &Path, t: usize, sh: &Shared) -> BTreeMap<String, Ent> {
         // from the filesystem so the rest of the run still checks everything else.
         if !strict() {
             let mut errs = sh.errors.lock().unwrap();
-            if errs.len() > errs_before && errs[errs_before..].iter().all(|e| {
-                e.contains("os error 116") || e.contains("code: 116") || (e.starts_with("mkdir ") && e.contains("os error 17"))
-            }) {
+            if errs.len() > errs_before
+                && errs[errs_before..].iter().all(|e| {
+                    e.contains("os error 116")
+                        || e.contains("code: 116")
+                        || (e.starts_with("mkdir ") && e.contains("os error 17"))
+                })
+            {
                 errs.truncate(errs_before);
                 drop(errs);
                 sh.known.fetch_add(1, Ordering::Relaxed);
@@ -275,7 +301,9 @@ fn worker(mnt: &Path, t: usize, sh: &Shared) -> BTreeMap<String, Ent> {
 fn resync(model: &mut BTreeMap<String, Ent>, name: &str, path: &Path) {
     for _ in 0..50 {
         match fs::symlink_metadata(path) {
-            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
             Err(_) => {
                 model.remove(name);
                 return;
@@ -357,7 +385,9 @@ fn race_round(mnt: &Path, r: usize, sh: &Shared) {
             let p = mnt.join(format!("cu/r{r}"));
             b2.wait();
             sh.ops.fetch_add(2, Ordering::Relaxed);
-            if let Err(e) = fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o640)) {
+            if let Err(e) =
+                fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o640))
+            {
                 sh.bad(&format!("chmod cu/r{r}"), &e);
             }
             if let Err(e) = sys::lsetxattr(&p, "user.race", format!("{r}").as_bytes()) {
@@ -370,13 +400,18 @@ fn race_round(mnt: &Path, r: usize, sh: &Shared) {
                 let tag = |c: u8| vec![c; REGION];
                 barrier.wait();
                 sh.ops.fetch_add(2, Ordering::Relaxed);
-                let f = OpenOptions::new().write(true).open(mnt.join(format!("cu/r{r}")));
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(mnt.join(format!("cu/r{r}")));
                 match f.and_then(|f| f.write_all_at(&tag(b'0' + i as u8), (i * REGION) as u64)) {
                     Ok(()) => {}
                     Err(e) => sh.bad(&format!("racer {i} cu/r{r}"), &e),
                 }
                 let v = vec![b'A' + i as u8; WHOLE];
-                let f = OpenOptions::new().write(true).truncate(true).open(mnt.join(format!("cw/r{r}")));
+                let f = OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(mnt.join(format!("cw/r{r}")));
                 match f.and_then(|mut f| f.write_all(&v)) {
                     Ok(()) => {}
                     Err(e) => sh.bad(&format!("racer {i} cw/r{r}"), &e),
@@ -392,20 +427,34 @@ fn race_round(mnt: &Path, r: usize, sh: &Shared) {
         Ok(got) if got == want => {}
         Ok(got) => {
             let lost: Vec<usize> = (0..RACERS)
-                .filter(|i| got.get(i * REGION..(i + 1) * REGION) != Some(&want[i * REGION..(i + 1) * REGION]))
+                .filter(|i| {
+                    got.get(i * REGION..(i + 1) * REGION)
+                        != Some(&want[i * REGION..(i + 1) * REGION])
+                })
                 .collect();
-            sh.err(format!("cu/r{r}: {} bytes (want {}), regions of racers {lost:?} lost", got.len(), want.len()))
+            sh.err(format!(
+                "cu/r{r}: {} bytes (want {}), regions of racers {lost:?} lost",
+                got.len(),
+                want.len()
+            ))
         }
         Err(e) => sh.bad(&format!("read cu/r{r}"), &e),
     }
     let p = mnt.join(format!("cu/r{r}"));
-    let mode = fs::metadata(&p).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
+    let mode = fs::metadata(&p)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
     let x = sys::lgetxattr(&p, "user.race").ok();
     if mode.as_ref().ok() != Some(&0o640) || x.as_deref() != Some(format!("{r}").as_bytes()) {
-        sh.err(format!("cu/r{r}: metadata lost in the race: mode {:?}, user.race {x:?}", mode.map(|m| format!("{m:o}"))));
+        sh.err(format!(
+            "cu/r{r}: metadata lost in the race: mode {:?}, user.race {x:?}",
+            mode.map(|m| format!("{m:o}"))
+        ));
     }
     match fs::read(mnt.join(format!("cw/r{r}"))) {
-        Ok(got) if got.len() == WHOLE && got.iter().all(|b| *b == got[0]) && (b'A'..b'A' + RACERS as u8).contains(&got[0]) => {}
+        Ok(got)
+            if got.len() == WHOLE
+                && got.iter().all(|b| *b == got[0])
+                && (b'A'..b'A' + RACERS as u8).contains(&got[0]) => {}
         Ok(got) => sh.err(format!(
             "cw/r{r}: not one whole version: {} bytes, first {:?}, distinct {:?}",
             got.len(),
@@ -420,7 +469,11 @@ fn race_round(mnt: &Path, r: usize, sh: &Shared) {
 fn hammer() {
     // With UNIONRS_TEST_ONLY=kernel the same hammer runs on kernel overlayfs: a check of the
     // test's own expectations against the reference.
-    let fs_ = if enabled(Fs::Unionrs) { Fs::Unionrs } else { Fs::KernelOverlay };
+    let fs_ = if enabled(Fs::Unionrs) {
+        Fs::Unionrs
+    } else {
+        Fs::KernelOverlay
+    };
     let _s = serial();
     let secs = env("UNIONRS_HAMMER_SECS", 10);
     let workers = env("UNIONRS_HAMMER_WORKERS", 4) as usize;
@@ -429,13 +482,28 @@ fn hammer() {
     let pid = m.pid();
     let alive = |mnt: &Path| {
         pid.is_none_or(|p| sys::kill(p, 0).is_ok())
-            && mounted_fstype(mnt).as_deref() == Some(if fs_ == Fs::Unionrs { "fuse.unionrs" } else { "overlay" })
+            && mounted_fstype(mnt).as_deref()
+                == Some(if fs_ == Fs::Unionrs {
+                    "fuse.unionrs"
+                } else {
+                    "overlay"
+                })
     };
-    let sh = Shared { stop: AtomicBool::new(false), ops: AtomicU64::new(0), known: AtomicU64::new(0), errors: Mutex::new(Vec::new()) };
+    let sh = Shared {
+        stop: AtomicBool::new(false),
+        ops: AtomicU64::new(0),
+        known: AtomicU64::new(0),
+        errors: Mutex::new(Vec::new()),
+    };
     let t0 = Instant::now();
     let mut rounds = 0;
     let models: Vec<BTreeMap<String, Ent>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..workers).map(|t| { let (mnt, sh) = (&l.mnt, &sh); s.spawn(move || worker(mnt, t, sh)) }).collect();
+        let hs: Vec<_> = (0..workers)
+            .map(|t| {
+                let (mnt, sh) = (&l.mnt, &sh);
+                s.spawn(move || worker(mnt, t, sh))
+            })
+            .collect();
         for _ in 0..2 {
             let (mnt, sh) = (&l.mnt, &sh);
             s.spawn(move || lister(mnt, sh));
@@ -463,7 +531,11 @@ fn hammer() {
         ops as f64 / elapsed,
         sh.known.load(Ordering::Relaxed)
     );
-    assert!(alive(&l.mnt), "daemon not running or mount gone after the hammer:\n{}", m.log());
+    assert!(
+        alive(&l.mnt),
+        "daemon not running or mount gone after the hammer:\n{}",
+        m.log()
+    );
 
     // Final state: every worker's names exactly as its model says.
     let check_final = |root: &Path, what: &str| {
@@ -483,13 +555,30 @@ fn hammer() {
                     };
                     found.insert(format!("{d}/{n}"), ent);
                 }
-                let want: BTreeMap<_, _> =
-                    model.iter().filter(|(k, _)| k.starts_with(&format!("{d}/"))).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let want: BTreeMap<_, _> = model
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&format!("{d}/")))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 if found != want {
                     let brief = |m: &BTreeMap<String, Ent>| {
-                        m.iter().map(|(k, v)| format!("{k}:{}", match v { Ent::File(c) => c.len(), Ent::Dir(c) => c.len() })).collect::<Vec<_>>()
+                        m.iter()
+                            .map(|(k, v)| {
+                                format!(
+                                    "{k}:{}",
+                                    match v {
+                                        Ent::File(c) => c.len(),
+                                        Ent::Dir(c) => c.len(),
+                                    }
+                                )
+                            })
+                            .collect::<Vec<_>>()
                     };
-                    sh.err(format!("{what}: final {d} of t{t}: {:?}, model {:?}", brief(&found), brief(&want)));
+                    sh.err(format!(
+                        "{what}: final {d} of t{t}: {:?}, model {:?}",
+                        brief(&found),
+                        brief(&want)
+                    ));
                 }
             }
         }
@@ -509,10 +598,19 @@ fn hammer() {
     // The same tree through kernel overlayfs over the unionrs upper.
     let k = mount(Fs::KernelOverlay, &l, &[]);
     check_final(&l.mnt, &format!("kernel over the {fs_:?} upper"));
-    assert_same_tree(&view, &tree_snapshot(&l.mnt), "view vs kernel over the same upper");
+    assert_same_tree(
+        &view,
+        &tree_snapshot(&l.mnt),
+        "view vs kernel over the same upper",
+    );
     drop(k);
 
     let errs = sh.errors.lock().unwrap();
-    assert!(errs.is_empty(), "{} problems:\n  {}", errs.len(), errs.join("\n  "));
+    assert!(
+        errs.is_empty(),
+        "{} problems:\n  {}",
+        errs.len(),
+        errs.join("\n  ")
+    );
     assert!(ops > 0 && rounds > 0);
 }

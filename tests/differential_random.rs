@@ -45,8 +45,15 @@ fn random_differential() {
         let (case, res) = diffrun::run_seed(seed, steps);
         total_ops += case.ops.len();
         if let Err(f) = res {
-            eprintln!("seed {seed}: [{}] {}", f.sig, f.msg.lines().take(3).collect::<Vec<_>>().join(" / "));
-            by_sig.entry(f.sig.clone()).or_default().push((seed, case, f));
+            eprintln!(
+                "seed {seed}: [{}] {}",
+                f.sig,
+                f.msg.lines().take(3).collect::<Vec<_>>().join(" / ")
+            );
+            by_sig
+                .entry(f.sig.clone())
+                .or_default()
+                .push((seed, case, f));
         }
     }
     eprintln!(
@@ -69,20 +76,28 @@ fn random_differential() {
         let seeds: Vec<u64> = v.iter().map(|x| x.0).collect();
         let (seed, case, f) = v.swap_remove(0);
         let (small, runs) = diffrun::shrink(case, &sig, budget);
-        let why = diffrun::run_case(&small).err().map(|f| f.msg).unwrap_or(f.msg);
+        let why = diffrun::run_case(&small)
+            .err()
+            .map(|f| f.msg)
+            .unwrap_or(f.msg);
         let known = KNOWN.iter().find(|(_, m)| m(&sig, &small)).map(|(t, _)| *t);
         if known.is_none() || strict {
             unknown += 1;
         }
         report += &format!(
             "\n=== [{sig}] seeds {seeds:?}; shrunk from seed {seed} in {runs} runs{}:\n{why}\n\n// seed {seed}, [{sig}]\ndiffrun::check(&{});\n",
-            known.map(|t| format!(" (KNOWN open bug, see union_regressions::{t})")).unwrap_or_default(),
+            known
+                .map(|t| format!(" (KNOWN open bug, see union_regressions::{t})"))
+                .unwrap_or_default(),
             diffrun::to_rust(&small)
         );
     }
     eprintln!("{report}");
     if unknown > 0 {
-        panic!("kernel overlayfs and {:?} differ:{report}", diffrun::other_fs());
+        panic!(
+            "kernel overlayfs and {:?} differ:{report}",
+            diffrun::other_fs()
+        );
     }
 }
 
@@ -95,34 +110,45 @@ const KNOWN: &[(&str, Matcher)] = &[
     // Every hard-link bug found (lower hard links, or links made through the mount to lower
     // files): link counts after unlink/rename of a name, ENOENT/EEXIST/EINVAL from
     // rename/exchange/link/utimens on the other names, the wrong name copied up.
-    ("unlink_lower_hardlink_updates_nlink (and the other *hardlink* tests)", |sig, c| {
-        let hardlinked = c.lowers.iter().any(|l| matches!(l, diffrun::Lw::LLink(..)))
-            || c.ops.iter().any(|o| matches!(o, diffrun::Op::Link(..)));
-        let class = sig == "view:nlink"
-            || sig == "remount:nlink"
-            || sig.starts_with("errno:OpenUnlinkUse:")
-            || sig.starts_with("upper:only-")
-            || [
-                "errno:Rename:0:2",
-                "errno:Rename:0:17",
-                "errno:Exchange:0:2",
-                "errno:Exchange:0:17",
-                "errno:RenameNoReplace:0:2",
-                "errno:Link:0:2",
-                "errno:Utimes:0:22",
+    (
+        "unlink_lower_hardlink_updates_nlink (and the other *hardlink* tests)",
+        |sig, c| {
+            let hardlinked = c.lowers.iter().any(|l| matches!(l, diffrun::Lw::LLink(..)))
+                || c.ops.iter().any(|o| matches!(o, diffrun::Op::Link(..)));
+            let class = sig == "view:nlink"
+                || sig == "remount:nlink"
+                || sig.starts_with("errno:OpenUnlinkUse:")
+                || sig.starts_with("upper:only-")
+                || [
+                    "errno:Rename:0:2",
+                    "errno:Rename:0:17",
+                    "errno:Exchange:0:2",
+                    "errno:Exchange:0:17",
+                    "errno:RenameNoReplace:0:2",
+                    "errno:Link:0:2",
+                    "errno:Utimes:0:22",
+                ]
+                .contains(&sig);
+            hardlinked && class
+        },
+    ),
+    (
+        "exchange_new_dir_with_lower_dir_is_opaque (and ..._visible)",
+        |sig, c| {
+            let exchanged = c.ops.iter().any(|o| matches!(o, diffrun::Op::Exchange(..)));
+            // The lower dir's entries show through: extra names, EEXIST on creating them,
+            // ENOTEMPTY on removing the (empty) new dir.
+            let visible = [
+                "upper:opaque",
+                "view:only in second",
+                "remount:only in second",
+                "errno:Rmdir:0:39",
             ]
-            .contains(&sig);
-        hardlinked && class
-    }),
-    ("exchange_new_dir_with_lower_dir_is_opaque (and ..._visible)", |sig, c| {
-        let exchanged = c.ops.iter().any(|o| matches!(o, diffrun::Op::Exchange(..)));
-        // The lower dir's entries show through: extra names, EEXIST on creating them,
-        // ENOTEMPTY on removing the (empty) new dir.
-        let visible = ["upper:opaque", "view:only in second", "remount:only in second", "errno:Rmdir:0:39"]
             .contains(&sig)
-            || (sig.starts_with("errno:") && sig.ends_with(":0:17"));
-        visible && exchanged
-    }),
+                || (sig.starts_with("errno:") && sig.ends_with(":0:17"));
+            visible && exchanged
+        },
+    ),
 ];
 
 #[test]

@@ -37,7 +37,6 @@ fn unlink_lower_hardlink_updates_nlink() {
 /// Lower file with names a and d; write through d (copy-up); open a, unlink a, fstat the fd.
 /// Kernel: nlink 1 (d remains). unionrs: nlink 2.
 #[test]
-#[ignore = "unionrs bug: fstat nlink of an open copied-up hard link after unlinking its name is not decremented"]
 fn open_unlink_copied_up_hardlink_nlink() {
     run(Case {
         every_step: false,
@@ -72,7 +71,6 @@ fn rename_then_unlink_lower_hardlink_nlink() {
 /// Kernel: success. unionrs: ENOENT. In a shell: `ls -l MNT; mv MNT/c MNT/b` fails
 /// ("No such file or directory"); a second `mv` then succeeds.
 #[test]
-#[ignore = "unionrs bug: rename of a looked-up lower hard link name fails with ENOENT"]
 fn rename_looked_up_lower_hardlink() {
     run(Case {
         every_step: false,
@@ -87,7 +85,6 @@ fn rename_looked_up_lower_hardlink() {
 /// Same with RENAME_EXCHANGE: lower dir b/b (l2), lower file a with second name c/b (l1);
 /// all looked up; exchange b/b <-> c/b. Kernel: success. unionrs: ENOENT.
 #[test]
-#[ignore = "unionrs bug: RENAME_EXCHANGE with a looked-up lower hard link name fails with ENOENT"]
 fn exchange_looked_up_lower_hardlink() {
     run(Case {
         every_step: false,
@@ -103,7 +100,6 @@ fn exchange_looked_up_lower_hardlink() {
 /// Lower file with names a and b (l1), file c (l2), all looked up; rename c over b, then
 /// rename a over b. Kernel: both succeed. unionrs: the second fails with EEXIST.
 #[test]
-#[ignore = "unionrs bug: rename of a hard link over a name that replaced its other link fails with EEXIST"]
 fn rename_hardlink_over_replaced_alias() {
     run(Case {
         every_step: false,
@@ -119,7 +115,6 @@ fn rename_hardlink_over_replaced_alias() {
 /// b (l3) and a lower file with names a and d (l1): exchange b <-> d, rename d over a,
 /// utimensat(b). Kernel: success. unionrs: EINVAL.
 #[test]
-#[ignore = "unionrs bug: utimensat on a hard link name after exchange + rename over its other name fails with EINVAL"]
 fn utimes_after_exchange_and_rename_over_alias() {
     run(Case {
         every_step: false,
@@ -186,7 +181,6 @@ fn exchange_after_unlinking_other_hardlink() {
 /// Lower file with names b and d: rename d -> c, b -> a, link a d, create c exclusively
 /// (EEXIST on both), open+unlink c, link d c. Kernel: success. unionrs: ENOENT.
 #[test]
-#[ignore = "unionrs bug: link(2) from a name of a renamed lower hard link fails with ENOENT"]
 fn link_after_renames_of_lower_hardlink() {
     run(Case {
         every_step: false,
@@ -231,12 +225,19 @@ fn write_copies_up_the_name_written() {
 /// (Walking the tree between steps, as the per-step check does.) Kernel: success.
 /// unionrs: the last link fails with ENOENT.
 #[test]
-#[ignore = "unionrs bug: link(2) from a hard link of a copied-up lower file whose first name was unlinked fails with ENOENT"]
 fn link_from_second_name_after_unlinking_first() {
     run(Case {
         every_step: true,
-        lowers: vec![LFile(2, "b", "ppppppppppp1", M(0o444)), LDir(1, "a", M(0o555))],
-        ops: vec![Rename("a", "e"), Link("b", "e/c"), Unlink("b"), Link("e/c", "b")],
+        lowers: vec![
+            LFile(2, "b", "ppppppppppp1", M(0o444)),
+            LDir(1, "a", M(0o555)),
+        ],
+        ops: vec![
+            Rename("a", "e"),
+            Link("b", "e/c"),
+            Unlink("b"),
+            Link("e/c", "b"),
+        ],
     });
 }
 
@@ -244,7 +245,6 @@ fn link_from_second_name_after_unlinking_first() {
 /// utimensat(d/e). Kernel: success. unionrs: EINVAL. In a shell, with f in a lower:
 /// `ln MNT/f MNT/g; rm MNT/f; touch -d @1200000000 MNT/g` -> "Invalid argument".
 #[test]
-#[ignore = "unionrs bug: utimensat on a hard link of a lower file fails with EINVAL after its first name was unlinked"]
 fn utimes_on_second_name_after_unlinking_first() {
     run(Case {
         every_step: false,

@@ -177,9 +177,9 @@ fn zeroed_stat() -> Stat {
     crate::sys::fs::empty_stat()
 }
 
-fn reply_entry(reply: ReplyEntry, r: Result<Stat, UErrno>) {
+fn reply_entry(u: &Union, reply: ReplyEntry, r: Result<Stat, UErrno>) {
     match r {
-        Ok(st) => reply.entry(&TTL, &to_attr(&st), Generation(0)),
+        Ok(st) => reply.entry(&TTL, &to_attr(&st), Generation(u.generation(st.st_ino))),
         Err(e) => reply.error(err(e)),
     }
 }
@@ -239,7 +239,7 @@ impl Filesystem for UnionFs {
                 attr.ino = INodeNo(0);
                 reply.entry(&TTL, &attr, Generation(0))
             }
-            r => reply_entry(reply, r),
+            r => reply_entry(&self.union, reply, r),
         }
     }
 
@@ -315,7 +315,7 @@ impl Filesystem for UnionFs {
             mode,
             decode_dev(rdev),
         );
-        reply_entry(reply, r);
+        reply_entry(&self.union, reply, r);
     }
 
     fn mkdir(
@@ -329,6 +329,7 @@ impl Filesystem for UnionFs {
     ) {
         self.requests.count(Op::Mkdir);
         reply_entry(
+            &self.union,
             reply,
             self.union
                 .mkdir(&ctx(req, umask), parent.0, name.as_bytes(), mode),
@@ -360,7 +361,7 @@ impl Filesystem for UnionFs {
             link_name.as_bytes(),
             target.as_os_str().as_bytes(),
         );
-        reply_entry(reply, r);
+        reply_entry(&self.union, reply, r);
     }
 
     fn rename(
@@ -394,6 +395,7 @@ impl Filesystem for UnionFs {
     ) {
         self.requests.count(Op::Link);
         reply_entry(
+            &self.union,
             reply,
             self.union.link(ino.0, newparent.0, newname.as_bytes()),
         );
@@ -497,12 +499,11 @@ impl Filesystem for UnionFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.requests.count(Op::Opendir);
         match self.union.opendir(ino.0) {
-            // The kernel keeps the listing and drops it itself when the directory changes
-            // through the mount (the only way it can change).
-            Ok(fh) => reply.opened(
-                FileHandle(fh),
-                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
-            ),
+            // No FOPEN_CACHE_DIR: the kernel's cached listing can be filled from a listing
+            // taken before a concurrent unlink and then shown after it (the concurrency test
+            // caught a removed name reappearing); listings come from the daemon, fast from
+            // the cached lower directories.
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -520,10 +521,11 @@ impl Filesystem for UnionFs {
             Ok(e) => e,
             Err(e) => return reply.error(err(e)),
         };
-        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+        let start = entries.partition_point(|e| e.cookie <= offset);
+        for e in &entries[start..] {
             if reply.add(
                 INodeNo(e.ino),
-                (i + 1) as u64,
+                e.cookie,
                 file_type(e.kind),
                 OsStr::from_bytes(&e.name),
             ) {
@@ -548,9 +550,10 @@ impl Filesystem for UnionFs {
             Ok(e) => e,
             Err(e) => return reply.error(err(e)),
         };
-        for (i, e) in entries.iter().enumerate().skip(offset as usize) {
+        let start = entries.partition_point(|e| e.cookie <= offset);
+        for e in &entries[start..] {
             let name = OsStr::from_bytes(&e.name);
-            let next = (i + 1) as u64;
+            let next = e.cookie;
             if e.name == b"." || e.name == b".." {
                 let mut attr = to_attr(&zeroed_stat());
                 attr.ino = INodeNo(e.ino);
@@ -578,7 +581,7 @@ impl Filesystem for UnionFs {
                 name,
                 &TTL,
                 &to_attr(&st),
-                Generation(0),
+                Generation(self.union.generation(st.st_ino)),
             ) {
                 // Did not fit: the kernel will ask again, so this lookup does not count.
                 self.union.forget(st.st_ino, 1);
@@ -684,7 +687,7 @@ impl Filesystem for UnionFs {
         {
             Ok((st, fh)) => {
                 let attr = to_attr(&st);
-                let (g, h) = (Generation(0), FileHandle(fh));
+                let (g, h) = (Generation(self.union.generation(st.st_ino)), FileHandle(fh));
                 match self.open_mode(st.st_ino, fh, flags, |fd| reply.open_backing(fd)) {
                     Decision::Passthrough(b) => {
                         reply.created_passthrough(&TTL, &attr, g, h, FopenFlags::empty(), &b)

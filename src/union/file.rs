@@ -78,6 +78,10 @@ impl Union {
         let pass = flags & PASS_FLAGS;
         if node.state.read().unlinked {
             let fd = node.state.read().detached.clone().ok_or(Errno::ENOENT)?;
+            // A deleted object kept from a lower layer is never written: layers are read-only.
+            if write && !node.is_upper() {
+                return Err(Errno::EROFS);
+            }
             let f = fs::reopen(fd.as_fd(), acc | pass)?;
             if flags & libc::O_TRUNC != 0 {
                 io::ftruncate(f.as_fd(), 0)?;

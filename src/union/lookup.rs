@@ -277,6 +277,7 @@ impl Union {
                 lowers: f.lowers,
                 unlinked: false,
                 detached: None,
+                others: Vec::new(),
             },
         );
         (node, st)

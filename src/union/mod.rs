@@ -75,6 +75,11 @@ impl StatsSource {
         }
     }
 
+    /// The FUSE generation of node `ino` (to go with an entry reply).
+    pub fn generation(&self, ino: u64) -> u64 {
+        self.nodes.generation(ino)
+    }
+
     pub fn cached_nodes(&self) -> usize {
         self.nodes.len()
     }
@@ -158,6 +163,7 @@ impl Union {
                 .collect(),
             unlinked: false,
             detached: None,
+            others: Vec::new(),
         };
         let mut u = Union {
             layers,
@@ -209,6 +215,11 @@ impl Union {
             nodes: self.nodes.clone(),
             stats: self.stats.clone(),
         }
+    }
+
+    /// The FUSE generation of node `ino` (to go with an entry reply).
+    pub fn generation(&self, ino: u64) -> u64 {
+        self.nodes.generation(ino)
     }
 
     pub fn cached_nodes(&self) -> usize {

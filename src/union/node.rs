@@ -34,6 +34,15 @@ pub struct NodeState {
     pub unlinked: bool,
     /// A handle on the object kept when its last name was removed while open.
     pub detached: Option<Arc<OwnedFd>>,
+    /// Other names (hard links) the kernel looked this object up by: when the name above
+    /// goes, one of these takes its place.
+    pub others: Vec<(Arc<Node>, Vec<u8>)>,
+}
+
+impl NodeState {
+    fn is_alias(&self, dir: &Node, name: &[u8]) -> bool {
+        self.name == name && self.parent.as_ref().is_some_and(|p| p.ino == dir.ino)
+    }
 }
 
 pub struct Node {
@@ -46,6 +55,8 @@ pub struct Node {
     pub copyup: Mutex<()>,
     /// Open file handles on this node (for deleted-but-open handling).
     pub open_count: AtomicU64,
+    /// FUSE generation: distinguishes objects that reuse one inode number.
+    pub generation: AtomicU64,
     /// Directories: their lower copies, read once (see dircache).
     pub lower_dirs: Mutex<Option<Arc<super::dircache::LowerDirs>>>,
     /// The xattr names of the shown object, once listed (see attr::xattr_names).
@@ -64,6 +75,7 @@ impl Node {
             state: RwLock::new(state),
             copyup: Mutex::new(()),
             open_count: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             lower_dirs: Mutex::new(None),
             xattr_names: Mutex::new(None),
             upper_fd: Mutex::new(None),
@@ -150,6 +162,7 @@ impl Node {
 /// Sharded map from inode number to node; no global lock on the hot path.
 pub struct NodeTable {
     map: DashMap<u64, Arc<Node>>,
+    next_generation: AtomicU64,
 }
 
 impl NodeTable {
@@ -157,7 +170,10 @@ impl NodeTable {
         let map = DashMap::new();
         root.lookups.store(1, Ordering::Relaxed);
         map.insert(ROOT, Arc::new(root));
-        NodeTable { map }
+        NodeTable {
+            map,
+            next_generation: AtomicU64::new(1),
+        }
     }
 
     pub fn get(&self, ino: u64) -> Option<Arc<Node>> {
@@ -167,47 +183,70 @@ impl NodeTable {
     /// Inserts or refreshes the node for `ino` and counts one kernel lookup.
     /// An existing node of another type (the number was reused) is replaced.
     pub fn remember(&self, ino: u64, kind: u32, state: NodeState) -> Arc<Node> {
-        let mut entry = self.map.entry(ino).or_insert_with(|| {
-            Arc::new(Node::new(
-                ino,
-                kind,
-                NodeState {
-                    parent: None,
-                    name: Vec::new(),
-                    upper: false,
-                    lowers: Vec::new(),
-                    unlinked: true,
-                    detached: None,
-                },
-            ))
-        });
-        if entry.kind != kind {
+        let blank = || NodeState {
+            parent: None,
+            name: Vec::new(),
+            upper: false,
+            lowers: Vec::new(),
+            unlinked: true,
+            detached: None,
+            others: Vec::new(),
+        };
+        let fresh = |lookups: u64| {
+            let n = Node::new(ino, kind, blank());
+            n.generation.store(
+                self.next_generation.fetch_add(1, Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+            n.lookups.store(lookups, Ordering::Relaxed);
+            Arc::new(n)
+        };
+        let mut entry = self.map.entry(ino).or_insert_with(|| fresh(0));
+        // The number now names another object (the filesystem reused a freed inode number
+        // while the kernel still held the old one): a new generation tells the kernel so.
+        // The kernel's references on the old one are carried over: its FORGETs still come.
+        let dead = {
+            let s = entry.state.read();
+            s.unlinked && s.detached.is_none() && entry.open_count.load(Ordering::Relaxed) == 0
+        };
+        if entry.kind != kind || dead {
             let lookups = entry.lookups.load(Ordering::Relaxed);
-            let fresh = Arc::new(Node::new(
-                ino,
-                kind,
-                NodeState {
-                    parent: None,
-                    name: Vec::new(),
-                    upper: false,
-                    lowers: Vec::new(),
-                    unlinked: true,
-                    detached: None,
-                },
-            ));
-            fresh.lookups.store(lookups, Ordering::Relaxed);
-            *entry = fresh;
+            *entry = fresh(lookups);
         }
         let node = entry.clone();
         drop(entry);
         {
             let mut s = node.state.write();
-            let detached = s.detached.take();
+            let mut state = state;
+            state.detached = s.detached.take();
+            state.others = std::mem::take(&mut s.others);
+            // Another name of the same object: remember the one it had.
+            if !s.unlinked
+                && let Some(p) = s.parent.clone()
+                && !state.is_alias(&p, &s.name)
+                && !state
+                    .others
+                    .iter()
+                    .any(|(d, n)| d.ino == p.ino && *n == s.name)
+            {
+                state.others.push((p, std::mem::take(&mut s.name)));
+            }
+            let (parent, name) = (state.parent.clone(), state.name.clone());
+            state
+                .others
+                .retain(|(d, n)| !(Some(d.ino) == parent.as_ref().map(|p| p.ino) && *n == name));
             *s = state;
-            s.detached = detached;
         }
         node.lookups.fetch_add(1, Ordering::Relaxed);
         node
+    }
+
+    /// The generation of the node the kernel knows as `ino` (0 when unknown).
+    pub fn generation(&self, ino: u64) -> u64 {
+        self.map
+            .get(&ino)
+            .map(|n| n.generation.load(Ordering::Relaxed))
+            .unwrap_or(0)
     }
 
     /// Drops `n` kernel references; the node goes when none are left.

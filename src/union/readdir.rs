@@ -12,12 +12,36 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-/// One entry of a listing: inode number, S_IFMT type bits and name.
+/// One entry of a listing: inode number, S_IFMT type bits, name, and its cookie (the
+/// directory offset just past it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntryOut {
     pub ino: u64,
     pub kind: u32,
     pub name: Vec<u8>,
+    pub cookie: u64,
+}
+
+/// The cookie of a name: a hash, so an offset means the same position in every snapshot of
+/// the directory. The kernel keeps listings across handles (cached directories) and resumes
+/// one handle's listing at an offset another handle gave; index-based offsets would then skip
+/// or repeat names when the directory changed in between. `.` and `..` take 1 and 2.
+fn name_cookie(name: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(name);
+    3 + (h.finish() >> 2)
+}
+
+/// Sorts a listing by cookie and makes cookies strictly increasing (a hash collision moves
+/// the second name one up).
+fn order_by_cookie(entries: &mut [DirEntryOut]) {
+    entries.sort_by(|a, b| (a.cookie, &a.name).cmp(&(b.cookie, &b.name)));
+    for i in 1..entries.len() {
+        if entries[i].cookie <= entries[i - 1].cookie {
+            entries[i].cookie = entries[i - 1].cookie + 1;
+        }
+    }
 }
 
 /// An open directory: its listing is a snapshot taken at the first readdir, so offsets stay
@@ -92,15 +116,19 @@ impl Union {
                 ino: node.ino,
                 kind: libc::S_IFDIR,
                 name: b".".to_vec(),
+                cookie: 1,
             },
             DirEntryOut {
                 ino: parent_ino,
                 kind: libc::S_IFDIR,
                 name: b"..".to_vec(),
+                cookie: 2,
             },
         ];
         let cache = self.lower_dirs(node);
-        entries.extend(self.list_merged(&node.dir_layers(), cache.as_deref())?);
+        let mut listed = self.list_merged(&node.dir_layers(), cache.as_deref())?;
+        order_by_cookie(&mut listed);
+        entries.extend(listed);
         Ok(h.entries.get_or_init(|| Arc::new(entries)).clone())
     }
 
@@ -188,6 +216,7 @@ impl Union {
                 out.push(DirEntryOut {
                     ino,
                     kind: kind.unwrap_or(libc::S_IFREG),
+                    cookie: name_cookie(&e.name),
                     name: e.name,
                 });
             }

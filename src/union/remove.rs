@@ -132,10 +132,35 @@ impl Union {
     }
 
     /// After a name is removed, the node answers through its kept handle (if any).
+    /// A name of `node` was removed: another known name takes over, else it is unlinked.
     pub(crate) fn forget_name(&self, node: &Node, dir: &Arc<Node>, name: &[u8]) {
-        let mut s = node.state.write();
-        if s.name == name && s.parent.as_ref().map(|p| p.ino) == Some(dir.ino) {
-            s.unlinked = true;
+        let next = {
+            let mut s = node.state.write();
+            s.others.retain(|(d, n)| !(d.ino == dir.ino && n == name));
+            let primary = s.name == name && s.parent.as_ref().map(|p| p.ino) == Some(dir.ino);
+            if !primary {
+                return;
+            }
+            match s.others.pop() {
+                Some(next) => next,
+                None => {
+                    s.unlinked = true;
+                    return;
+                }
+            }
+        };
+        // Where the surviving name's object lives (it may still be lower-only).
+        let (d, n) = next;
+        match self.resolve(&d, &n) {
+            Ok(Some(f)) => {
+                let mut s = node.state.write();
+                s.parent = Some(d);
+                s.name = n;
+                s.upper = f.upper;
+                s.lowers = f.lowers;
+                s.unlinked = false;
+            }
+            _ => node.state.write().unlinked = true,
         }
     }
 

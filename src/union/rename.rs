@@ -109,9 +109,11 @@ impl Union {
         if src.is_dir() && target_covers_lower && src_node.state.read().lowers.is_empty() {
             xattr::set(nd.as_fd(), new_name, self.markers.opaque_xattr(), b"y", 0)?;
         }
-        self.move_node(&src_node, &new_dir, new_name);
+        self.move_node(&src_node, (&dir, name), &new_dir, new_name);
         match dst_node {
-            Some(d) if flags & EXCHANGE != 0 => self.move_node(&d, &dir, name),
+            Some(d) if flags & EXCHANGE != 0 => {
+                self.move_node(&d, (&new_dir, new_name), &dir, name)
+            }
             Some(d) => self.forget_name(&d, &new_dir, new_name),
             None => {}
         }
@@ -156,8 +158,23 @@ impl Union {
     }
 
     /// Points a node at its new parent and name; its subtree follows.
-    fn move_node(&self, node: &Arc<Node>, new_dir: &Arc<Node>, new_name: &[u8]) {
+    /// The name (old_dir, old_name) of `node` became (new_dir, new_name).
+    fn move_node(
+        &self,
+        node: &Arc<Node>,
+        (old_dir, old_name): (&Arc<Node>, &[u8]),
+        new_dir: &Arc<Node>,
+        new_name: &[u8],
+    ) {
         let mut s = node.state.write();
+        if let Some(alias) = s
+            .others
+            .iter_mut()
+            .find(|(d, n)| d.ino == old_dir.ino && n == old_name)
+        {
+            *alias = (new_dir.clone(), new_name.to_vec());
+            return;
+        }
         s.parent = Some(new_dir.clone());
         s.name = new_name.to_vec();
     }

@@ -172,8 +172,7 @@ fn build_one(l: &Layers, e: &Lw) -> io::Result<()> {
         LXWhiteout(n, p) => {
             let q = at(n, p);
             let dir = q.parent().unwrap().to_path_buf();
-            if !p.contains('/') || xattr(&dir, "trusted.overlay.opaque").as_deref() == Some(b"y")
-            {
+            if !p.contains('/') || xattr(&dir, "trusted.overlay.opaque").as_deref() == Some(b"y") {
                 return Ok(());
             }
             fs::create_dir_all(&dir)?;
@@ -183,7 +182,9 @@ fn build_one(l: &Layers, e: &Lw) -> io::Result<()> {
         }
         LLink(n, a, b) => {
             let (qa, qb) = (at(n, a), at(n, b));
-            if !fs::symlink_metadata(&qa)?.is_file() || xattr(&qa, "trusted.overlay.whiteout").is_some() {
+            if !fs::symlink_metadata(&qa)?.is_file()
+                || xattr(&qa, "trusted.overlay.whiteout").is_some()
+            {
                 return Ok(());
             }
             mkparent(&qb)?;
@@ -261,9 +262,8 @@ pub fn apply(root: &Path, op: &Op) -> (i32, String) {
         Link(a, b) => fs::hard_link(p(a), p(b)),
         Unlink(f) => fs::remove_file(p(f)),
         Rmdir(d) => fs::remove_dir(p(d)),
-        Mkdir(d, m) => fs::create_dir(p(d)).and_then(|_| {
-            fs::set_permissions(p(d), fs::Permissions::from_mode(m.0))
-        }),
+        Mkdir(d, m) => fs::create_dir(p(d))
+            .and_then(|_| fs::set_permissions(p(d), fs::Permissions::from_mode(m.0))),
         Symlink(t, l) => std::os::unix::fs::symlink(t, p(l)),
         SetXattr(f, n, v) => sys::lsetxattr(&p(f), n, v.as_bytes()),
         RemoveXattr(f, n) => sys::lremovexattr(&p(f), n),
@@ -313,7 +313,12 @@ fn diff_views(a: &BTreeMap<PathBuf, EntryInfo>, b: &BTreeMap<PathBuf, EntryInfo>
             && (x.mtime_ns < PAST || y.mtime_ns < PAST)
             && x.mtime_ns != y.mtime_ns
         {
-            d.push(format!("{}: mtime {} != {}", k.display(), x.mtime_ns, y.mtime_ns));
+            d.push(format!(
+                "{}: mtime {} != {}",
+                k.display(),
+                x.mtime_ns,
+                y.mtime_ns
+            ));
         }
     }
     let groups = |t: &BTreeMap<PathBuf, EntryInfo>| {
@@ -323,7 +328,9 @@ fn diff_views(a: &BTreeMap<PathBuf, EntryInfo>, b: &BTreeMap<PathBuf, EntryInfo>
                 by.entry(e.ino).or_default().insert(k.clone());
             }
         }
-        by.into_values().filter(|s| s.len() > 1).collect::<BTreeSet<_>>()
+        by.into_values()
+            .filter(|s| s.len() > 1)
+            .collect::<BTreeSet<_>>()
     };
     let (ga, gb) = (groups(a), groups(b));
     for g in ga.symmetric_difference(&gb) {
@@ -352,7 +359,14 @@ fn snap(root: &Path) -> Result<BTreeMap<PathBuf, EntryInfo>, String> {
 fn dino_mismatches(t: &BTreeMap<PathBuf, EntryInfo>) -> Vec<String> {
     t.iter()
         .filter(|(_, e)| e.d_ino.is_some_and(|d| d != e.ino))
-        .map(|(k, e)| format!("{}: d_ino {} != st_ino {}", k.display(), e.d_ino.unwrap(), e.ino))
+        .map(|(k, e)| {
+            format!(
+                "{}: d_ino {} != st_ino {}",
+                k.display(),
+                e.d_ino.unwrap(),
+                e.ino
+            )
+        })
         .collect()
 }
 
@@ -399,7 +413,11 @@ fn normalize(
     lowers: &[PathBuf],
     skip: &[PathBuf],
 ) -> BTreeMap<PathBuf, Layered> {
-    let in_lower = |p: &Path| lowers.iter().any(|l| fs::symlink_metadata(l.join(p)).is_ok());
+    let in_lower = |p: &Path| {
+        lowers
+            .iter()
+            .any(|l| fs::symlink_metadata(l.join(p)).is_ok())
+    };
     let dir_in_lower = |p: &Path| lowers.iter().any(|l| l.join(p).is_dir());
     let public = |x: &BTreeMap<String, Vec<u8>>| {
         x.iter()
@@ -502,7 +520,11 @@ pub fn existing(root: &Path) -> Vec<String> {
         v.sort_by_key(|e| e.file_name());
         for e in v {
             let name = e.file_name().to_string_lossy().into_owned();
-            let p = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let p = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
             out.push(p.clone());
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 walk(root, &p, out);
@@ -538,8 +560,18 @@ pub fn run_with(
     let ma = mount(Fs::KernelOverlay, &a, &[]);
     let mb = mount(other, &b, &[]);
     let view_check = |step: &str, relaxed: bool| -> Result<BTreeMap<PathBuf, EntryInfo>, Failure> {
-        let mut ta = snap(&a.mnt).map_err(|e| fail("kernel-snapshot".into(), format!("kernel view after {step}: {e}")))?;
-        let mut tb = snap(&b.mnt).map_err(|e| fail("snapshot".into(), format!("{other:?} view after {step}: {e}")))?;
+        let mut ta = snap(&a.mnt).map_err(|e| {
+            fail(
+                "kernel-snapshot".into(),
+                format!("kernel view after {step}: {e}"),
+            )
+        })?;
+        let mut tb = snap(&b.mnt).map_err(|e| {
+            fail(
+                "snapshot".into(),
+                format!("{other:?} view after {step}: {e}"),
+            )
+        })?;
         if relaxed {
             for e in ta.values_mut().chain(tb.values_mut()) {
                 e.nlink = 0;
@@ -549,13 +581,19 @@ pub fn run_with(
         if !d.is_empty() {
             return Err(fail(
                 format!("view:{}", sig_of(&d)),
-                format!("merged view after {step}, kernel vs {other:?}:\n  {}", d.join("\n  ")),
+                format!(
+                    "merged view after {step}, kernel vs {other:?}:\n  {}",
+                    d.join("\n  ")
+                ),
             ));
         }
         if other == Fs::Unionrs {
             let d = dino_mismatches(&tb);
             if !d.is_empty() {
-                return Err(fail("dino".into(), format!("after {step}:\n  {}", d.join("\n  "))));
+                return Err(fail(
+                    "dino".into(),
+                    format!("after {step}:\n  {}", d.join("\n  ")),
+                ));
             }
         }
         Ok(ta)
@@ -575,7 +613,12 @@ pub fn run_with(
         }
         let (mut ra, mut rb) = (apply(&a.mnt, &op), apply(&b.mnt, &op));
         if nlink_relaxed && matches!(op, OpenUnlinkUse(..)) {
-            let strip = |s: &str| s.split(' ').filter(|w| !w.starts_with("nlink=")).collect::<Vec<_>>().join(" ");
+            let strip = |s: &str| {
+                s.split(' ')
+                    .filter(|w| !w.starts_with("nlink="))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
             ra.1 = strip(&ra.1);
             rb.1 = strip(&rb.1);
         }
@@ -616,7 +659,13 @@ pub fn run_with(
     if let Some(st) = mb.unmount()
         && !st.success()
     {
-        return (ops, Err(fail("daemon-exit".into(), format!("daemon exited with {st}"))));
+        return (
+            ops,
+            Err(fail(
+                "daemon-exit".into(),
+                format!("daemon exited with {st}"),
+            )),
+        );
     }
 
     let (ua, ub) = (upper_snapshot(a.upper()), upper_snapshot(b.upper()));
@@ -654,17 +703,34 @@ pub fn run_with(
     let diffs: Vec<String> = keys
         .into_iter()
         .filter(|k| na.get(*k) != nb.get(*k))
-        .map(|k| format!("{}: kernel {:?} / {other:?} {:?}", k.display(), na.get(k), nb.get(k)))
+        .map(|k| {
+            format!(
+                "{}: kernel {:?} / {other:?} {:?}",
+                k.display(),
+                na.get(k),
+                nb.get(k)
+            )
+        })
         .collect();
     if !diffs.is_empty() {
         let k = keys_first(&na, &nb);
         let sig = match (na.get(&k), nb.get(&k)) {
             (Some(_), None) => "upper:only-kernel",
             (None, Some(_)) => "upper:only-other",
-            (Some(Layered::Dir { opaque: x, .. }), Some(Layered::Dir { opaque: y, .. })) if x != y => "upper:opaque",
+            (Some(Layered::Dir { opaque: x, .. }), Some(Layered::Dir { opaque: y, .. }))
+                if x != y =>
+            {
+                "upper:opaque"
+            }
             _ => "upper:differs",
         };
-        return (ops, Err(fail(sig.into(), format!("upper dirs differ:\n  {}", diffs.join("\n  ")))));
+        return (
+            ops,
+            Err(fail(
+                sig.into(),
+                format!("upper dirs differ:\n  {}", diffs.join("\n  ")),
+            )),
+        );
     }
 
     // The unionrs upper, mounted by the kernel over the same lowers, shows the same view.
@@ -673,7 +739,10 @@ pub fn run_with(
     // names only via the index), for the kernel and for unionrs alike.
     let out = std::process::Command::new("mount")
         .args(["-t", "overlay", "overlay", "-o"])
-        .arg(format!("{},redirect_dir=on,index=on", super::layer_opts(&b)))
+        .arg(format!(
+            "{},redirect_dir=on,index=on",
+            super::layer_opts(&b)
+        ))
         .arg(&b.mnt)
         .output()
         .unwrap();
@@ -682,7 +751,10 @@ pub fn run_with(
             ops,
             Err(fail(
                 "remount-refused".into(),
-                format!("kernel refuses the {other:?} upper: {}", String::from_utf8_lossy(&out.stderr)),
+                format!(
+                    "kernel refuses the {other:?} upper: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
             )),
         );
     }
@@ -736,7 +808,10 @@ pub fn run_with(
             ops,
             Err(fail(
                 format!("remount:{}", sig_of(&d)),
-                format!("kernel view vs {other:?} upper under kernel:\n  {}", d.join("\n  ")),
+                format!(
+                    "kernel view vs {other:?} upper under kernel:\n  {}",
+                    d.join("\n  ")
+                ),
             )),
         );
     }
@@ -765,7 +840,10 @@ pub fn shrink(mut c: Case, sig: &str, budget: Duration) -> (Case, usize) {
         matches!(run_case(t), Err(f) if f.sig == sig)
     };
     if c.every_step {
-        let t = Case { every_step: false, ..c.clone() };
+        let t = Case {
+            every_step: false,
+            ..c.clone()
+        };
         if fails(&t) {
             c = t;
         }
@@ -803,7 +881,10 @@ pub fn shrink(mut c: Case, sig: &str, budget: Duration) -> (Case, usize) {
 
 /// The case as Rust to paste into tests/union_regressions.rs.
 pub fn to_rust(c: &Case) -> String {
-    let mut s = format!("Case {{\n    every_step: {},\n    lowers: vec![\n", c.every_step);
+    let mut s = format!(
+        "Case {{\n    every_step: {},\n    lowers: vec![\n",
+        c.every_step
+    );
     for l in &c.lowers {
         s += &format!("        {l:?},\n");
     }
@@ -867,7 +948,11 @@ fn data(r: &mut Rng) -> &'static str {
 }
 
 fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
 }
 
 /// A random 3-layer stack in kernel format.
@@ -881,7 +966,14 @@ pub fn gen_lowers(r: &mut Rng) -> Vec<Lw> {
 }
 
 /// Fills `dir` of `layer`; returns whether an xattr whiteout went directly into it.
-fn gen_dir(r: &mut Rng, layer: u8, dir: &str, depth: usize, out: &mut Vec<Lw>, files: &mut Vec<&'static str>) -> bool {
+fn gen_dir(
+    r: &mut Rng,
+    layer: u8,
+    dir: &str,
+    depth: usize,
+    out: &mut Vec<Lw>,
+    files: &mut Vec<&'static str>,
+) -> bool {
     let mut xwh = false;
     for name in LOWER_NAMES {
         let p = leak(join(dir, name));
@@ -892,7 +984,12 @@ fn gen_dir(r: &mut Rng, layer: u8, dir: &str, depth: usize, out: &mut Vec<Lw>, f
             out.push(LFile(layer, p, data(r), M(r.pick(MODES))));
             files.push(p);
             if r.chance(20) {
-                out.push(LXattr(layer, p, r.pick(XNAMES), leak(format!("l{}", r.below(100)))));
+                out.push(LXattr(
+                    layer,
+                    p,
+                    r.pick(XNAMES),
+                    leak(format!("l{}", r.below(100))),
+                ));
             }
             if r.chance(10) {
                 let (u, g) = r.pick(IDS);
@@ -901,7 +998,12 @@ fn gen_dir(r: &mut Rng, layer: u8, dir: &str, depth: usize, out: &mut Vec<Lw>, f
         } else if x < 80 && depth < 2 {
             out.push(LDir(layer, p, M(r.pick(DIR_MODES))));
             if r.chance(20) {
-                out.push(LXattr(layer, p, r.pick(XNAMES), leak(format!("l{}", r.below(100)))));
+                out.push(LXattr(
+                    layer,
+                    p,
+                    r.pick(XNAMES),
+                    leak(format!("l{}", r.below(100))),
+                ));
             }
             let has_x = gen_dir(r, layer, p, depth + 1, out, files);
             if layer < 3 && !has_x && r.chance(25) {
@@ -962,12 +1064,23 @@ pub fn gen_op(r: &mut Rng, existing: &[String]) -> Op {
         11..19 => Write(p, r.below(40) as u64, data(r)),
         19..25 => Append(p, data(r)),
         25..31 => Truncate(p, r.pick(&[0u64, 3, 10, 100, 6000])),
-        31..36 => Chmod(p, if r.chance(30) { M(r.pick(DIR_MODES)) } else { m }),
+        31..36 => Chmod(
+            p,
+            if r.chance(30) {
+                M(r.pick(DIR_MODES))
+            } else {
+                m
+            },
+        ),
         36..40 => {
             let (u, g) = r.pick(IDS);
             Chown(p, u, g)
         }
-        40..44 => Utimes(p, 1_200_000_000 + r.below(1000) as i64, r.below(1_000_000_000) as i64),
+        40..44 => Utimes(
+            p,
+            1_200_000_000 + r.below(1000) as i64,
+            r.below(1_000_000_000) as i64,
+        ),
         44..54 => Rename(p, q),
         54..58 => RenameNoReplace(p, q),
         58..63 => Exchange(p, q),
@@ -999,7 +1112,10 @@ pub fn sanitize(lowers: Vec<Lw>) -> Vec<Lw> {
             snap(&l.mnt).err()
         };
         let Some(e) = bad else { return lowers };
-        let Some(path) = e.strip_prefix("lstat MNT/").and_then(|r| r.split(": ").next()) else {
+        let Some(path) = e
+            .strip_prefix("lstat MNT/")
+            .and_then(|r| r.split(": ").next())
+        else {
             return lowers;
         };
         let n = lowers.len();
@@ -1019,8 +1135,12 @@ pub fn drop_unmerged_whiteouts(mut lowers: Vec<Lw>) -> Vec<Lw> {
         let mut anc = String::new();
         for part in path.split('/').collect::<Vec<_>>().split_last().unwrap().1 {
             anc = join(&anc, part);
-            let below = snapshot.iter().any(|x| matches!(x, LDir(m, p, _) if *m == n + 1 && *p == anc));
-            let opaque = snapshot.iter().any(|x| matches!(x, LOpaque(m, p) if *m == n && *p == anc));
+            let below = snapshot
+                .iter()
+                .any(|x| matches!(x, LDir(m, p, _) if *m == n + 1 && *p == anc));
+            let opaque = snapshot
+                .iter()
+                .any(|x| matches!(x, LOpaque(m, p) if *m == n && *p == anc));
             if !below || opaque {
                 return false;
             }
@@ -1047,7 +1167,14 @@ pub fn run_seed(seed: u64, steps: usize) -> (Case, Result<(), Failure>) {
         n += 1;
         Some(gen_op(&mut r, &existing(kmnt)))
     });
-    (Case { every_step, lowers, ops }, res)
+    (
+        Case {
+            every_step,
+            lowers,
+            ops,
+        },
+        res,
+    )
 }
 
 /// Debug aid: the case a seed generates, without running it against unionrs.
