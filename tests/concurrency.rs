@@ -172,11 +172,10 @@ fn worker(mnt: &Path, t: usize, sh: &Shared) -> BTreeMap<String, Ent> {
             }
             3 => {
                 // rename a file over an absent name or a file; a dir only to an absent name
-                let ok = match (model.get(&p), model.get(&q)) {
-                    (Some(Ent::File(_)), None | Some(Ent::File(_))) => true,
-                    (Some(Ent::Dir(_)), None) => true,
-                    _ => false,
-                };
+                let ok = matches!(
+                    (model.get(&p), model.get(&q)),
+                    (Some(Ent::File(_)), None | Some(Ent::File(_))) | (Some(Ent::Dir(_)), None)
+                );
                 if ok && p != q {
                     match fs::rename(&mp, &mq) {
                         Ok(()) => {
@@ -207,10 +206,10 @@ fn worker(mnt: &Path, t: usize, sh: &Shared) -> BTreeMap<String, Ent> {
                 }
             },
             5 => {
-                if model.get(&p).is_none() {
+                if let std::collections::btree_map::Entry::Vacant(slot) = model.entry(p.clone()) {
                     let c = content(t, step, &mut rng);
                     match fs::create_dir(&mp).and_then(|_| fs::write(mp.join("inner"), &c)) {
-                        Ok(()) => drop(model.insert(p, Ent::Dir(c))),
+                        Ok(()) => drop(slot.insert(Ent::Dir(c))),
                         Err(e) => sh.bad(&format!("mkdir {p}"), &e),
                     }
                 }

@@ -30,6 +30,7 @@ impl std::fmt::Debug for M {
 /// One lower-layer entry: (layer 1..=3, l1 on top, path, ...). Applied in order; a builder
 /// step that cannot apply (missing parent after shrinking, ...) is skipped.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::enum_variant_names)] // L = "in a lower layer", as the test scripts read
 pub enum Lw {
     LFile(u8, &'static str, &'static str, M),
     LDir(u8, &'static str, M),
