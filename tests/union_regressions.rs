@@ -22,7 +22,6 @@ fn run(c: Case) {
 /// Kernel: d nlink 1. unionrs: d nlink 2 (also c/b + d/c in subdirs, and 3-name variants
 /// showing 3 instead of 2).
 #[test]
-#[ignore = "unionrs bug: unlink of a lower hard link leaves st_nlink of the other names unchanged"]
 fn unlink_lower_hardlink_updates_nlink() {
     run(Case {
         every_step: false,
@@ -135,7 +134,6 @@ fn utimes_after_exchange_and_rename_over_alias() {
 /// must be opaque (the kernel sets trusted.overlay.opaque=y on it), else a/x from the lower
 /// shows through it.
 #[test]
-#[ignore = "unionrs bug: RENAME_EXCHANGE of a new dir with a lower dir does not make the new dir opaque"]
 fn exchange_new_dir_with_lower_dir_is_opaque() {
     run(Case {
         every_step: false,
@@ -149,7 +147,6 @@ fn exchange_new_dir_with_lower_dir_is_opaque() {
 /// Kernel: c/d is the new empty dir. unionrs: c/d lists the lower c/d/d (the same inode as
 /// e/d), i.e. the lower dir shows through the new one.
 #[test]
-#[ignore = "unionrs bug: after RENAME_EXCHANGE of a new dir with a lower dir, the lower dir's entries show through the new dir"]
 fn exchange_new_dir_with_lower_dir_visible() {
     run(Case {
         every_step: false,
@@ -165,7 +162,6 @@ fn exchange_new_dir_with_lower_dir_visible() {
 /// Lower file with names b and d/d/a (l1), lower dir a (l2): rename b over a (EISDIR on
 /// both), unlink d/d/a, exchange b <-> d/d. Kernel: success. unionrs: EEXIST.
 #[test]
-#[ignore = "unionrs bug: RENAME_EXCHANGE of a lower hard link name after unlinking its other name fails with EEXIST"]
 fn exchange_after_unlinking_other_hardlink() {
     run(Case {
         every_step: false,
@@ -262,7 +258,6 @@ fn utimes_on_second_name_after_unlinking_first() {
 /// Kernel: ENOENT (e resolves to ../e, which does not exist). unionrs: EINVAL, the errno of
 /// readlink on a non-symlink: the symlink reached through its second name no longer reads.
 #[test]
-#[ignore = "unionrs bug: a hard link to a lower symlink stops resolving (EINVAL) once the first name is unlinked"]
 fn symlink_hardlink_after_unlinking_first() {
     run(Case {
         every_step: false,
@@ -280,7 +275,6 @@ fn symlink_hardlink_after_unlinking_first() {
 /// /b/b); mkdir e (EEXIST on both). Kernel: e is empty (the opaque b in l1 ends the merge,
 /// so l3's b/b is not below it). unionrs: e lists d from l3.
 #[test]
-#[ignore = "unionrs bug: a renamed lower dir (redirect) merges with dirs below an opaque parent in a higher lower"]
 fn redirect_respects_opaque_parent_in_lower() {
     run(Case {
         every_step: false,

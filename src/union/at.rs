@@ -36,6 +36,36 @@ impl Union {
     /// Where `node`'s shown object is: (parent dir handle, name). The root is reached as
     /// its layer root with an empty name.
     pub(crate) fn top_at(&self, node: &Node) -> SysResult<At> {
+        let at = self.top_at_as_known(node)?;
+        if at.loc.layer == UPPER || at.loc.layer == INDEX || node.kind != libc::S_IFREG {
+            return Ok(at);
+        }
+        // A lower file with several names may have been indexed through another name since
+        // this node was looked up: then the index copy is the file.
+        if !self.index_in_use() {
+            return Ok(at);
+        }
+        let st = crate::sys::fs::stat_at(at.dir.fd(), &at.name)?;
+        let Some(key) = self.index_key(&st) else {
+            return Ok(at);
+        };
+        if self.layer(INDEX).stat(&key).is_err() {
+            return Ok(at);
+        }
+        let loc = Loc {
+            layer: INDEX,
+            path: key.clone(),
+        };
+        node.state.write().lowers.insert(0, loc.clone());
+        let root = self.layer(INDEX).dir(b"")?;
+        Ok(At {
+            dir: DirRef::Owned(root),
+            name: key,
+            loc,
+        })
+    }
+
+    fn top_at_as_known(&self, node: &Node) -> SysResult<At> {
         let loc = node.top().ok_or(Errno::ENOENT)?;
         let (parent_path, name) = path::split(&loc.path);
         let name = name.to_vec();

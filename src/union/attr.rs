@@ -163,6 +163,10 @@ impl Union {
 
     pub fn readlink(&self, ino: u64) -> SysResult<Vec<u8>> {
         let node = self.node(ino)?;
+        if node.state.read().unlinked {
+            let fd = node.state.read().detached.clone().ok_or(Errno::ENOENT)?;
+            return fs::readlink_at(fd.as_fd(), b"");
+        }
         let at = self.top_at(&node)?;
         fs::readlink_at(at.dir.fd(), &at.name)
     }

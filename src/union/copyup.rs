@@ -60,6 +60,7 @@ impl Union {
         if let Some(key) = self.index_key(&st) {
             let count = st.st_nlink.to_le_bytes();
             let _ = xattr::set(work, &tmp, self.markers.nlink_xattr(), &count, 0);
+            self.index_used.store(true, Ordering::Relaxed);
             match fs::link_at(work, &tmp, self.layer(INDEX).root(), &key) {
                 Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => {
@@ -76,6 +77,43 @@ impl Union {
         node.forget_xattr_names();
         self.stats.copy_ups.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Puts a copy of the hard-linked lower file at `src` into the index (not into the upper),
+    /// with its shown link count moved by `delta`; other names then show the index copy.
+    pub(crate) fn index_lower_file(
+        &self,
+        src: &super::node::Loc,
+        ino: u64,
+        delta: i64,
+    ) -> SysResult<()> {
+        let (src_parent, src_name) = path::split(&src.path);
+        let src_dir = self.layer(src.layer).dir(src_parent)?;
+        let st = fs::stat_at(src_dir.as_fd(), src_name)?;
+        let Some(key) = self.index_key(&st) else {
+            return Ok(());
+        };
+        let work = self.work()?;
+        let tmp = self.temp_name();
+        let result = self
+            .stage_copy(src_dir.as_fd(), src_name, &st, work, &tmp, ino)
+            .and_then(|_| {
+                let count = (st.st_nlink as i64 + delta).max(0) as u64;
+                xattr::set(
+                    work,
+                    &tmp,
+                    self.markers.nlink_xattr(),
+                    &count.to_le_bytes(),
+                    0,
+                )?;
+                self.index_used.store(true, Ordering::Relaxed);
+                match fs::link_at(work, &tmp, self.layer(INDEX).root(), &key) {
+                    Ok(()) | Err(Errno::EEXIST) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            });
+        remove_staged(work, &tmp, &st);
+        result
     }
 
     /// Builds the staged copy `work/tmp` of `src_dir/name`.

@@ -292,6 +292,15 @@ impl Union {
         self.ids.show(&mut st);
         st.st_ino = node.ino;
         node.lookup_more();
+        // The kernel now knows the object by this name too.
+        let mut s = node.state.write();
+        if !s
+            .others
+            .iter()
+            .any(|(d, n)| d.ino == slot.dir.ino && n == new_name)
+        {
+            s.others.push((slot.dir.clone(), new_name.to_vec()));
+        }
         Ok(st)
     }
 }

@@ -174,26 +174,23 @@ impl Union {
     }
 
     /// A renamed directory keeps merging the lower directories at its original path.
-    fn follow_redirect(&self, f: &mut Found, from: LayerId, mut target: Vec<u8>) {
-        for layer in from + 1..self.layers.len() {
-            let l = self.layer(layer);
-            let Ok(st) = l.stat(&target) else { continue };
-            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-                break;
-            }
-            f.lowers.push(Loc {
+    /// The layers below `from` are searched at the redirect path from their roots, one
+    /// component at a time with the same rules as any lookup (whiteouts, opaque directories,
+    /// further redirects), as the kernel does.
+    fn follow_redirect(&self, f: &mut Found, from: LayerId, target: Vec<u8>) {
+        let mut stack: Vec<Loc> = (from + 1..self.layers.len())
+            .map(|layer| Loc {
                 layer,
-                path: target.clone(),
-            });
-            let (parent, name) = path::split(&target);
-            let Ok(pd) = l.dir(parent) else { break };
-            if whiteout::is_opaque(pd.as_fd(), name) {
-                break;
-            }
-            if let Some(next) = whiteout::redirect(pd.as_fd(), name, parent) {
-                target = next;
+                path: Vec::new(),
+            })
+            .collect();
+        for component in target.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            match self.resolve_in(&stack, component) {
+                Ok(Some(found)) if found.is_dir() => stack = found.lowers,
+                _ => return,
             }
         }
+        f.lowers.extend(stack);
     }
 
     /// A lower file with several names whose data was already copied up through another name
@@ -213,6 +210,12 @@ impl Union {
                 },
             );
         }
+    }
+
+    /// Whether any hard-linked lower file has an index copy (then lower files with several
+    /// names must be checked against the index).
+    pub(crate) fn index_in_use(&self) -> bool {
+        self.index_used.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The index name of a lower regular file with several names (None for others).

@@ -101,6 +101,8 @@ pub struct Union {
     /// W/unionrs.index: one link per copied-up lower file that has several names, so every
     /// name keeps sharing one inode after copy-up (the kernel's `index` feature).
     index: Option<Layer>,
+    /// Set once the index holds anything (at mount, or on the first index copy).
+    index_used: std::sync::atomic::AtomicBool,
     /// W/unionrs.lock, held (flock) for the life of the mount.
     _lock: Option<OwnedFd>,
     nodes: Arc<NodeTable>,
@@ -169,6 +171,7 @@ impl Union {
             layers,
             has_upper,
             work,
+            index_used: std::sync::atomic::AtomicBool::new(index_nonempty(&index)),
             index,
             _lock: lock,
             nodes: Arc::new(NodeTable::new(Node::new(ROOT, libc::S_IFDIR, root_state))),
@@ -322,6 +325,13 @@ fn lock_workdir(w: &std::path::Path) -> Result<OwnedFd, String> {
         )),
         Err(e) => Err(format!("cannot lock {}: {e}", path.display())),
     }
+}
+
+/// Whether the index directory already holds entries from earlier mounts.
+fn index_nonempty(index: &Option<Layer>) -> bool {
+    index
+        .as_ref()
+        .is_some_and(|l| std::fs::read_dir(&l.path).is_ok_and(|mut d| d.next().is_some()))
 }
 
 /// Creates W/unionrs.index (kept across mounts: it ties hard-linked copies together).

@@ -85,6 +85,11 @@ impl Union {
         let child_path = path::join(&dir.path(), name);
         if let Some(top) = f.top(&child_path) {
             self.bump_indexed_nlink(&top, &f.st, -1);
+            // A name of a hard-linked lower file goes: the other names must show one link
+            // less, so the file gets its index copy now, carrying the new count.
+            if top.layer != super::layer::UPPER && top.layer != super::layer::INDEX {
+                self.index_lower_file(&top, ino, -1)?;
+            }
         }
         let ud = self.upper_dir(dir)?;
         let ud = ud.as_fd();

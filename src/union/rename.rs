@@ -95,7 +95,8 @@ impl Union {
                 self.clear_whiteout(nd.as_fd(), new_name)?;
             }
         }
-        let leave_whiteout = flags & EXCHANGE == 0 && self.lower_has(&dir, name)?;
+        let source_covers_lower = self.lower_has(&dir, name)?;
+        let leave_whiteout = flags & EXCHANGE == 0 && source_covers_lower;
         let target_covers_lower = self.lower_has(&new_dir, new_name)?;
         let mut rflags = flags;
         if leave_whiteout && self.markers == super::whiteout::MarkerFormat::Kernel {
@@ -105,9 +106,17 @@ impl Union {
         if leave_whiteout && rflags & libc::RENAME_WHITEOUT == 0 {
             self.make_whiteout(od.as_fd(), name)?;
         }
-        // A plain upper directory moved over a name lower layers hold must not merge them.
+        // A plain upper directory moved to a name lower layers hold must not merge them.
         if src.is_dir() && target_covers_lower && src_node.state.read().lowers.is_empty() {
             xattr::set(nd.as_fd(), new_name, self.markers.opaque_xattr(), b"y", 0)?;
+        }
+        if let (Some(d), Some(dn)) = (&dst, &dst_node)
+            && flags & EXCHANGE != 0
+            && d.is_dir()
+            && source_covers_lower
+            && dn.state.read().lowers.is_empty()
+        {
+            xattr::set(od.as_fd(), name, self.markers.opaque_xattr(), b"y", 0)?;
         }
         self.move_node(&src_node, (&dir, name), &new_dir, new_name);
         match dst_node {
