@@ -214,6 +214,9 @@ impl NodeTable {
             *entry = fresh(lookups);
         }
         let node = entry.clone();
+        // Counted while the shard is locked: a concurrent forget (which removes the node under
+        // the same lock) cannot drop a node this lookup is about to hand to the kernel.
+        node.lookups.fetch_add(1, Ordering::Relaxed);
         drop(entry);
         {
             let mut s = node.state.write();
@@ -237,7 +240,6 @@ impl NodeTable {
                 .retain(|(d, n)| !(Some(d.ino) == parent.as_ref().map(|p| p.ino) && *n == name));
             *s = state;
         }
-        node.lookups.fetch_add(1, Ordering::Relaxed);
         node
     }
 
