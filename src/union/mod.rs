@@ -3,6 +3,7 @@
 //! temp-dir layers without mounting.
 
 pub mod attr;
+pub mod check;
 mod copyup;
 mod create;
 mod dircache;
