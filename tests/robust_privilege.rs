@@ -219,8 +219,8 @@ both!(symlinks_in_layers_are_not_followed_by_lookup, |fs: Fs| {
     );
 });
 
-/// Hostile markers: redirects that climb out of a layer, or lead through a symlink in one,
-/// must not make the daemon list or read anything outside the layers.
+// Hostile markers: redirects that climb out of a layer, or lead through a symlink in one,
+// must not make the daemon list or read anything outside the layers.
 unionrs_only!(hostile_redirects_stay_inside_the_layers, |fs: Fs| {
     let l = layers(1);
     symlink("/etc", l.l(1).join("etclink")).unwrap();
