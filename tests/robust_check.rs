@@ -179,3 +179,36 @@ fn planted_problems_are_reported_and_repaired_without_changing_the_view() {
     );
     drop(g);
 }
+
+/// An index copy without upper names is still what the remaining lower names of the file show
+/// (it holds what was written through a name since deleted): repair must keep it.
+#[test]
+fn index_copy_shown_by_lower_names_is_kept() {
+    let _s = common::serial();
+    let l = Layers::new(1);
+    common::write(l.l(1).join("h1"), "old\n");
+    fs::hard_link(l.l(1).join("h1"), l.l(1).join("h2")).unwrap();
+    let g = mount(Fs::Unionrs, &l, &[]);
+    let mut f = fs::OpenOptions::new().append(true).open(l.m("h1")).unwrap();
+    std::io::Write::write_all(&mut f, b"written\n").unwrap();
+    drop(f);
+    fs::remove_file(l.m("h1")).unwrap();
+    assert_eq!(common::read(l.m("h2")), "old\nwritten\n");
+    drop(g);
+    let (code, lines) = check(&l, &["--repair"]);
+    assert_eq!((code, lines.len()), (0, 0), "{lines:#?}");
+    // Without the lowers it cannot be told: a note on stderr, no finding, nothing removed.
+    let out = Command::new(unionrs_bin())
+        .args(["check", l.upper().to_str().unwrap(), "--work"])
+        .arg(&l.work)
+        .arg("--repair")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("give --lower"),
+        "{out:?}"
+    );
+    let _g = mount(Fs::Unionrs, &l, &[]);
+    assert_eq!(common::read(l.m("h2")), "old\nwritten\n");
+}

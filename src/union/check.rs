@@ -1,7 +1,8 @@
 //! `unionrs check`: an fsck for an upper dir (and its workdir), with a `--repair` mode.
 //!
 //! What it looks for: entries left in `W/work` (staged copies a crash never renamed into the
-//! upper: never visible, safe to delete), hard-link index entries nobody links to any more,
+//! upper: never visible, safe to delete), hard-link index entries nothing uses any more (no
+//! upper name, and no lower file of that inode left: needs the lowers),
 //! malformed overlay xattrs (opaque not `y`/`x`, redirects that are empty, relative with a `/`,
 //! on a non-directory or, with lowers, pointing at no lower directory; origin / nlink values
 //! that are not 8 bytes), and whiteouts that hide nothing: inside an opaque directory (known
@@ -192,41 +193,67 @@ impl Checker<'_> {
         }
         let index = w.join("unionrs.index");
         if let Some(dir) = open_dir_if_exists(&index)? {
+            let mut lone = Vec::new();
             for e in list(dir.as_fd(), &index)? {
                 let p = index.join(os(&e.name));
                 let Ok(st) = fs::stat_at(dir.as_fd(), &e.name) else {
                     continue;
                 };
-                let finding = if kind(&st) != libc::S_IFREG {
-                    Finding::StrayIndex(p.clone())
-                } else if st.st_nlink <= 1 {
-                    Finding::OrphanedIndex(p.clone())
-                } else {
-                    continue;
-                };
-                self.report.findings.push(finding.clone());
-                if self.opts.repair {
-                    // A stray non-file is left for a human: the mount never makes one.
-                    if matches!(finding, Finding::StrayIndex(_)) {
+                if kind(&st) != libc::S_IFREG {
+                    self.report.findings.push(Finding::StrayIndex(p.clone()));
+                    if self.opts.repair {
+                        // The mount never makes one: left for a human.
                         self.report
                             .unrepaired
                             .push(format!("left alone (not made by unionrs): {}", p.display()));
-                        continue;
                     }
-                    match fs::unlink_at(dir.as_fd(), &e.name, false) {
-                        Ok(()) => self
-                            .report
-                            .repaired
-                            .push(format!("removed orphaned index entry {}", p.display())),
-                        Err(e) => self
-                            .report
-                            .unrepaired
-                            .push(format!("cannot remove {}: {e}", p.display())),
-                    }
+                } else if st.st_nlink <= 1 {
+                    lone.push(e.name);
+                }
+            }
+            self.check_lone_index(dir.as_fd(), &index, lone);
+        }
+        Ok(Some(lock))
+    }
+
+    /// Index entries no upper name links to. Such an entry is still in use while a lower
+    /// file with that device and inode number has names: those names show the index copy
+    /// (which holds the data written through a name since deleted). Only an entry whose lower
+    /// file is gone is orphaned; without the lowers that cannot be told, so it is only noted.
+    fn check_lone_index(&mut self, dir: BorrowedFd<'_>, index: &Path, lone: Vec<Vec<u8>>) {
+        if lone.is_empty() {
+            return;
+        }
+        if self.lowers.is_empty() {
+            for name in lone {
+                self.report.notes.push(format!(
+                    "index entry {} has no upper name: orphaned unless a lower file still has \
+                     it (give --lower to tell)",
+                    index.join(os(&name)).display()
+                ));
+            }
+            return;
+        }
+        let mut keys = std::collections::HashSet::new();
+        for l in &self.lowers {
+            linked_files(l.root(), &mut keys, 0);
+        }
+        for name in lone.into_iter().filter(|n| !keys.contains(n)) {
+            let p = index.join(os(&name));
+            self.report.findings.push(Finding::OrphanedIndex(p.clone()));
+            if self.opts.repair {
+                match fs::unlink_at(dir, &name, false) {
+                    Ok(()) => self
+                        .report
+                        .repaired
+                        .push(format!("removed orphaned index entry {}", p.display())),
+                    Err(e) => self
+                        .report
+                        .unrepaired
+                        .push(format!("cannot remove {}: {e}", p.display())),
                 }
             }
         }
-        Ok(Some(lock))
     }
 
     fn upper_path(&self, rel: &[u8]) -> PathBuf {
@@ -508,6 +535,33 @@ fn is_dir_at(l: &Layer, p: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// Index names (`DEV-INO` in hex, as the mount makes them) of the hard-linked regular files
+/// below `dir`, never following symlinks.
+fn linked_files(dir: BorrowedFd<'_>, keys: &mut std::collections::HashSet<Vec<u8>>, depth: usize) {
+    if depth > 4096 {
+        return;
+    }
+    let Ok(entries) = fs::open_dir_for_listing(dir).and_then(|d| fs::read_dir(d.as_fd())) else {
+        return;
+    };
+    for e in entries {
+        let Ok(st) = fs::stat_at(dir, &e.name) else {
+            continue;
+        };
+        match kind(&st) {
+            libc::S_IFREG if st.st_nlink > 1 => {
+                keys.insert(format!("{:x}-{:x}", st.st_dev, st.st_ino).into_bytes());
+            }
+            libc::S_IFDIR => {
+                if let Ok(sub) = fs::open_at(dir, &e.name, libc::O_PATH | libc::O_DIRECTORY, 0) {
+                    linked_files(sub.as_fd(), keys, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 fn kind(st: &Stat) -> u32 {
     st.st_mode & libc::S_IFMT
 }
@@ -689,20 +743,38 @@ mod tests {
         let d = dirs();
         let idx = d.work.join("unionrs.index");
         std::fs::create_dir_all(&idx).unwrap();
+        // A lower file with two names; its index copy has no upper name left but the
+        // lower names still show it: in use, not orphaned.
+        std::fs::write(d.lower.join("h1"), "old").unwrap();
+        std::fs::hard_link(d.lower.join("h1"), d.lower.join("h2")).unwrap();
+        let st = Layer::at(&d.lower).unwrap().stat(b"h1").unwrap();
+        let live = format!("{:x}-{:x}", st.st_dev, st.st_ino);
+        std::fs::write(idx.join(&live), "old+written").unwrap();
+        // An index copy of a lower file that is gone: orphaned.
         std::fs::write(idx.join("801-10"), "alone").unwrap();
+        // An index copy an upper name shares: fine.
         std::fs::write(d.upper.join("kept"), "shared").unwrap();
         std::fs::hard_link(d.upper.join("kept"), idx.join("801-11")).unwrap();
         let r = check(&opts(&d, false, false)).unwrap();
+        assert!(r.findings.is_empty(), "{:?}", lines(&r));
+        assert_eq!(r.notes.len(), 2, "{:?}", r.notes);
+        let r = check(&opts(&d, false, true)).unwrap();
+        assert!(r.repaired.is_empty() && idx.join("801-10").exists());
+        let r = check(&opts(&d, true, false)).unwrap();
         assert_eq!(
             r.findings,
             vec![Finding::OrphanedIndex(idx.join("801-10"))],
             "{:?}",
             lines(&r)
         );
-        let r = check(&opts(&d, false, true)).unwrap();
+        let r = check(&opts(&d, true, true)).unwrap();
         assert!(r.clean(true));
         assert!(!idx.join("801-10").exists());
         assert!(idx.join("801-11").exists());
+        assert!(
+            idx.join(&live).exists(),
+            "an index copy lower names show was removed"
+        );
     }
 
     #[test]
