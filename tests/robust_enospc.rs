@@ -117,6 +117,7 @@ fn enospc_reaches_the_writer_and_copy_up_is_all_or_nothing() {
         "wrote {filled} bytes"
     );
     assert_eq!(fs::metadata(l.m("fill")).unwrap().len() as usize, filled);
+    eprintln!("writer got ENOSPC after {filled} bytes on a 16 MiB tmpfs");
 
     // 3. Full: copy-up of a small lower file (data or metadata-only) fails cleanly too.
     let r = fs::OpenOptions::new().append(true).open(l.m("medium"));
