@@ -88,10 +88,14 @@ fn client(mnt: &Path, t: usize, stop: &AtomicBool, seed: u64) -> (u64, Errors, V
     let race = [libc::ENOENT, libc::EEXIST, libc::ENOTEMPTY];
     let mut buf = vec![0u8; 64 << 10];
     let mut k = 0u64;
+    // The thread's last private operations, to explain a failure in its own directory.
+    let mut history: std::collections::VecDeque<String> = Default::default();
     while !stop.load(Ordering::Relaxed) {
         let r = rng.below(100);
         let name = format!("f{}", rng.below(16));
         let p = private.join(&name);
+        let to_name = format!("f{}", rng.below(16));
+        let bad_before = bad.len();
         match r {
             // Private: the thread's own files, so every failure is the filesystem's.
             0..=14 => {
@@ -129,7 +133,7 @@ fn client(mnt: &Path, t: usize, stop: &AtomicBool, seed: u64) -> (u64, Errors, V
                 }
             }
             42..=49 => {
-                let to = private.join(format!("f{}", rng.below(16)));
+                let to = private.join(&to_name);
                 note(
                     fs::rename(&p, &to),
                     &[libc::ENOENT],
@@ -234,6 +238,39 @@ fn client(mnt: &Path, t: usize, stop: &AtomicBool, seed: u64) -> (u64, Errors, V
                 );
             }
         }
+        if r < 60 {
+            if bad.len() > bad_before {
+                let exists = fs::symlink_metadata(&p).map(|m| m.len());
+                let last = bad.last_mut().unwrap();
+                *last += &format!(
+                    " [t{t} op {r} on {name}; now: {exists:?}, dir exists: {}; before (oldest \
+                     first): {:?}]",
+                    private.is_dir(),
+                    history
+                );
+            }
+            if history.len() == 8 {
+                history.pop_front();
+            }
+            let op = match r {
+                0..=14 => "create",
+                15..=29 => "stat",
+                30..=41 => "read",
+                42..=49 => "rename",
+                50..=56 => "unlink",
+                _ => "readdir",
+            };
+            let ok = if bad.len() > bad_before {
+                "FAILED "
+            } else {
+                ""
+            };
+            if op == "rename" {
+                history.push_back(format!("{ok}rename {name} -> {to_name}"));
+            } else {
+                history.push_back(format!("{ok}{op} {name}"));
+            }
+        }
         ops += 1;
     }
     (ops, errs, bad)
@@ -241,10 +278,24 @@ fn client(mnt: &Path, t: usize, stop: &AtomicBool, seed: u64) -> (u64, Errors, V
 
 #[test]
 fn many_clients_no_eio_no_leak() {
-    let _s = common::serial();
     let long = std::env::var_os("UNIONRS_LONG").is_some();
     let threads = env_num("UNIONRS_LOAD_THREADS").unwrap_or(if long { 64 } else { 48 }) as usize;
     let secs = env_num("UNIONRS_LOAD_SECS").unwrap_or(if long { 120 } else { 10 });
+    load(threads, secs);
+}
+
+/// The long load: 64 threads for 120 s. Around one create in 100 000 in a thread's private
+/// directory fails with ENOENT (the directory exists, nobody else touches it, and stat of
+/// the name says ENOENT right after); the private-only workload never shows it, so it takes
+/// the shared-directory traffic of the other threads.
+#[test]
+#[ignore = "unionrs bug: under 64-thread load, create in a private dir sometimes gives ENOENT"]
+fn long_load_private_create_never_enoent() {
+    load(64, 120);
+}
+
+fn load(threads: usize, secs: u64) {
+    let _s = common::serial();
     let l = Layers::new(1);
     for i in 0..LOWER_FILES {
         common::write(
