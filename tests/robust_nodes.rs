@@ -131,3 +131,117 @@ fn getattr_racing_lookup_never_deadlocks() {
     // Workers loop forever; the test process ends with them.
     drop(hs);
 }
+
+/// create racing unlink of the same name in a shared directory. `Union::create` makes the
+/// file (O_CREAT|O_EXCL), then sets owner and mode *by name* and looks the name up again
+/// (`finish_create`); when another client unlinks or renames the name in between, the
+/// lookup finds nothing and create fails with EIO (`ok_or(Errno::EIO)`), although the
+/// caller's file was made (kernel overlayfs returns the open file). Seen once as an EIO in
+/// the 48-thread load test (shared-dir creates against shared-dir unlinks and renames).
+#[test]
+#[ignore = "unionrs bug: create gives EIO when the new name is unlinked before create looks it up again"]
+fn create_racing_unlink_never_eio() {
+    use std::time::{Duration, Instant};
+    use unionrs::union::{Ctx, Union, UnionConfig};
+    let t = tempfile::tempdir().unwrap();
+    let (lower, upper, work) = (t.path().join("l"), t.path().join("u"), t.path().join("w"));
+    for d in [&lower, &upper, &work] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let u = Arc::new(
+        Union::new(&UnionConfig {
+            lowers: vec![lower],
+            upper: Some(upper),
+            work: Some(work),
+            fsync: false,
+            user_markers: false,
+        })
+        .unwrap(),
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (u2, st) = (u.clone(), stop.clone());
+    let unlinker = std::thread::spawn(move || {
+        while !st.load(Ordering::Relaxed) {
+            let _ = u2.unlink(u2.root_ino(), b"x");
+        }
+    });
+    let ctx = Ctx::default();
+    let (mut eio, mut made) = (0, 0);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        match u.create(&ctx, u.root_ino(), b"x", 0o644, libc::O_WRONLY) {
+            Ok((entry, fh)) => {
+                made += 1;
+                u.release(fh);
+                u.forget(entry.st_ino, 1);
+            }
+            Err(e) if e.0 == libc::EIO => eio += 1,
+            Err(_) => {} // EEXIST / ENOENT: the race itself
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    unlinker.join().unwrap();
+    assert_eq!(eio, 0, "{eio} creates failed with EIO ({made} succeeded)");
+}
+
+/// Several clients open the same lower file for append at once (each open copies it up).
+/// The load test saw EIO from `open(O_WRONLY|O_APPEND)` of a lower file through the mount
+/// (2 of 3 default runs); the union core alone, driven like this, does not give it, so that
+/// EIO comes from the FUSE side (adapter, passthrough or kernel interplay) and is still to be
+/// narrowed down. This test keeps the core half of the answer.
+#[test]
+fn concurrent_copy_up_opens_never_eio() {
+    use unionrs::union::{Union, UnionConfig};
+    let t = tempfile::tempdir().unwrap();
+    let (lower, upper, work) = (t.path().join("l"), t.path().join("u"), t.path().join("w"));
+    for d in [&lower, &upper, &work] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let files = 2000;
+    for k in 0..files {
+        std::fs::write(lower.join(format!("f{k}")), "lower\n".repeat(50)).unwrap();
+    }
+    let u = Arc::new(
+        Union::new(&UnionConfig {
+            lowers: vec![lower],
+            upper: Some(upper),
+            work: Some(work),
+            fsync: false,
+            user_markers: false,
+        })
+        .unwrap(),
+    );
+    let eio = Arc::new(AtomicU64::new(0));
+    let hs: Vec<_> = (0..4)
+        .map(|_| {
+            let (u, eio) = (u.clone(), eio.clone());
+            std::thread::spawn(move || {
+                for k in 0..files {
+                    let name = format!("f{k}");
+                    let Ok(e) = u.lookup(u.root_ino(), name.as_bytes()) else {
+                        continue;
+                    };
+                    match u.open(e.st_ino, libc::O_WRONLY | libc::O_APPEND) {
+                        Ok(r) => u.release(r.fh),
+                        Err(e) if e.0 == libc::EIO => {
+                            eio.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {}
+                    }
+                    let _ = u.getattr(e.st_ino, None);
+                    u.forget(e.st_ino, 1);
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let eio = eio.load(Ordering::Relaxed);
+    assert_eq!(
+        eio,
+        0,
+        "{eio} of {} opens for append failed with EIO",
+        4 * files
+    );
+}
