@@ -1,4 +1,5 @@
 //! Command-line front end: argument parsing and the mount / image commands.
+pub mod check;
 pub mod help;
 pub mod image;
 pub mod mount;
@@ -22,6 +23,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             println!("\nImage and container commands:\n{}", image::USAGE);
             ExitCode::SUCCESS
         }
+        Some("check") => check::run(&rest[1..]),
         Some("export-layer") => export_layer(&rest[1..]),
         Some("completions") => completions(&rest[1..]),
         Some("stats") => stats(&rest[1..]),
@@ -152,6 +154,7 @@ const USAGE: &str =
     "usage: unionrs [-f] [-d] -o lowerdir=L1:L2[,upperdir=U,workdir=W][,OPTS] MOUNTPOINT
        unionrs SOURCE MOUNTPOINT -o OPTS        (mount.fuse form)
        unionrs export-layer UPPER_DIR OUT.tar   (upper dir -> OCI layer tar; prints its diff ID)
+       unionrs check UPPER_DIR [--work W] [--lower L1:L2] [--repair]   (fsck of an upper dir)
        unionrs completions SHELL                (shell completion script)
        unionrs --help                           (every mount option)
 ";

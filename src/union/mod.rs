@@ -4,6 +4,7 @@
 
 mod at;
 pub mod attr;
+pub mod check;
 mod copyup;
 mod create;
 mod dircache;
