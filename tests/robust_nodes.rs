@@ -20,6 +20,7 @@ fn state() -> NodeState {
         lowers: Vec::new(),
         unlinked: false,
         detached: None,
+        others: Vec::new(),
     }
 }
 
@@ -27,7 +28,6 @@ fn state() -> NodeState {
 /// it (forget), as a create reply followed by the FORGET of that object would. Right after
 /// `remember` returns, the reference just taken must keep the node in the table.
 #[test]
-#[ignore = "unionrs bug: NodeTable::remember counts the lookup after dropping the map entry; a concurrent forget removes the node"]
 fn remember_racing_forget_never_loses_a_referenced_node() {
     let root = Node::new(ROOT, libc::S_IFDIR, state());
     let table = Arc::new(NodeTable::new(root));
@@ -72,7 +72,6 @@ fn remember_racing_forget_never_loses_a_referenced_node() {
 /// 48-thread load test as a mount that hung for good (all workers parked on one node's
 /// state lock, clients in D state); here without a mount.
 #[test]
-#[ignore = "unionrs bug: Union::stat_node takes a node's state read lock twice in one statement; a queued writer deadlocks the daemon"]
 fn getattr_racing_lookup_never_deadlocks() {
     use std::time::{Duration, Instant};
     use unionrs::union::{Union, UnionConfig};
@@ -89,6 +88,7 @@ fn getattr_racing_lookup_never_deadlocks() {
             work: Some(work),
             fsync: false,
             user_markers: false,
+            ids: Default::default(),
         })
         .unwrap(),
     );
@@ -139,7 +139,6 @@ fn getattr_racing_lookup_never_deadlocks() {
 /// caller's file was made (kernel overlayfs returns the open file). Seen once as an EIO in
 /// the 48-thread load test (shared-dir creates against shared-dir unlinks and renames).
 #[test]
-#[ignore = "unionrs bug: create gives EIO when the new name is unlinked before create looks it up again"]
 fn create_racing_unlink_never_eio() {
     use std::time::{Duration, Instant};
     use unionrs::union::{Ctx, Union, UnionConfig};
@@ -155,6 +154,7 @@ fn create_racing_unlink_never_eio() {
             work: Some(work),
             fsync: false,
             user_markers: false,
+            ids: Default::default(),
         })
         .unwrap(),
     );
@@ -208,6 +208,7 @@ fn concurrent_copy_up_opens_never_eio() {
             work: Some(work),
             fsync: false,
             user_markers: false,
+            ids: Default::default(),
         })
         .unwrap(),
     );

@@ -49,7 +49,12 @@ impl Union {
         };
         st.st_ino = node.ino;
         // Like the kernel: a merged directory cannot count its subdirectories cheaply.
-        let layers = node.state.read().lowers.len() + usize::from(node.is_upper());
+        // One read guard: a second read while a writer waits would deadlock (parking_lot's
+        // RwLock is writer-fair).
+        let layers = {
+            let s = node.state.read();
+            s.lowers.len() + usize::from(s.upper)
+        };
         if node.is_dir() && layers > 1 {
             st.st_nlink = 1;
         }
