@@ -603,7 +603,6 @@ fn daemon_death_gives_enotconn_and_remount_works() {
 /// overlayfs renames with RENAME_EXCHANGE onto the whiteout and unlinks it afterwards, so a
 /// crash shows the old name or the new one, never both.
 #[test]
-#[ignore = "unionrs bug: a dir renamed onto its own whiteout is not crash-atomic (both names show)"]
 fn kill_during_rename_back_onto_whiteout() {
     let _s = common::serial();
     // It stops at the first failure; the window is narrow, so give it many chances.

@@ -7,7 +7,7 @@
 
 use super::lookup::Found;
 use super::node::Node;
-use super::{Errno, SysResult, Union, path};
+use super::{Errno, SysResult, Union, path, whiteout};
 use crate::sys::{fs, xattr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -83,32 +83,21 @@ impl Union {
         self.copy_up(&new_dir)?;
         let od = self.upper_dir(&dir)?;
         let nd = self.upper_dir(&new_dir)?;
-        // Whatever stands at the target in the upper (a whiteout, an emptied dir) is replaced.
-        if flags & EXCHANGE == 0 {
-            if let Some(d) = &dst
-                && d.is_dir()
-                && d.upper
-            {
-                self.clear_upper_dir(&dst_path)?;
-            }
-            if dst.is_none() {
-                self.clear_whiteout(nd.as_fd(), new_name)?;
-            }
+        // An emptied upper dir at the target is cleared; it is replaced by the rename below.
+        if flags & EXCHANGE == 0
+            && let Some(d) = &dst
+            && d.is_dir()
+            && d.upper
+        {
+            self.clear_upper_dir(&dst_path)?;
         }
         let source_covers_lower = self.lower_has(&dir, name)?;
         let leave_whiteout = flags & EXCHANGE == 0 && source_covers_lower;
         let target_covers_lower = self.lower_has(&new_dir, new_name)?;
-        let mut rflags = flags;
-        if leave_whiteout && self.markers == super::whiteout::MarkerFormat::Kernel {
-            rflags |= libc::RENAME_WHITEOUT;
-        }
-        fs::rename_at(od.as_fd(), name, nd.as_fd(), new_name, rflags)?;
-        if leave_whiteout && rflags & libc::RENAME_WHITEOUT == 0 {
-            self.make_whiteout(od.as_fd(), name)?;
-        }
-        // A plain upper directory moved to a name lower layers hold must not merge them.
+        // Opaque before the move, so no moment shows lower entries through a plain directory
+        // that lands on a name lower layers hold (at its old name it hides nothing).
         if src.is_dir() && target_covers_lower && src_node.state.read().lowers.is_empty() {
-            xattr::set(nd.as_fd(), new_name, self.markers.opaque_xattr(), b"y", 0)?;
+            xattr::set(od.as_fd(), name, self.markers.opaque_xattr(), b"y", 0)?;
         }
         if let (Some(d), Some(dn)) = (&dst, &dst_node)
             && flags & EXCHANGE != 0
@@ -116,7 +105,37 @@ impl Union {
             && source_covers_lower
             && dn.state.read().lowers.is_empty()
         {
-            xattr::set(od.as_fd(), name, self.markers.opaque_xattr(), b"y", 0)?;
+            xattr::set(nd.as_fd(), new_name, self.markers.opaque_xattr(), b"y", 0)?;
+        }
+        let device_whiteout_at_target = flags & EXCHANGE == 0
+            && dst.is_none()
+            && fs::stat_at(nd.as_fd(), new_name)
+                .is_ok_and(|st| whiteout::is_whiteout(nd.as_fd(), new_name, &st));
+        if device_whiteout_at_target {
+            // Swap with the whiteout in one step (a directory cannot replace a device, and
+            // RENAME_NOREPLACE must see the name as free): the whiteout lands at the old name,
+            // where it stays if lower layers hold that name. A crash leaves one name or the
+            // other, never both.
+            fs::rename_at(od.as_fd(), name, nd.as_fd(), new_name, EXCHANGE)?;
+            if !leave_whiteout {
+                fs::unlink_at(od.as_fd(), name, false)?;
+            }
+        } else {
+            let mut rflags = flags;
+            if leave_whiteout && self.markers == whiteout::MarkerFormat::Kernel {
+                rflags |= libc::RENAME_WHITEOUT;
+            }
+            fs::rename_at(od.as_fd(), name, nd.as_fd(), new_name, rflags)?;
+            if leave_whiteout && rflags & libc::RENAME_WHITEOUT == 0 {
+                self.make_whiteout(od.as_fd(), name)?;
+            }
+        }
+        // A `.wh.NAME` marker (user format) for the new name goes once the name is taken.
+        if dst.is_none() && flags & EXCHANGE == 0 {
+            let wh = whiteout::wh_name(new_name);
+            if fs::stat_at(nd.as_fd(), &wh).is_ok() {
+                fs::unlink_at(nd.as_fd(), &wh, false)?;
+            }
         }
         self.move_node(&src_node, (&dir, name), &new_dir, new_name);
         match dst_node {
