@@ -69,18 +69,6 @@ pub struct StatsSource {
 
 impl StatsSource {
     /// Inodes the kernel currently holds references on.
-    pub fn stats_source(&self) -> StatsSource {
-        StatsSource {
-            nodes: self.nodes.clone(),
-            stats: self.stats.clone(),
-        }
-    }
-
-    /// The FUSE generation of node `ino` (to go with an entry reply).
-    pub fn generation(&self, ino: u64) -> u64 {
-        self.nodes.generation(ino)
-    }
-
     pub fn cached_nodes(&self) -> usize {
         self.nodes.len()
     }
