@@ -11,7 +11,8 @@
 #   start     true
 #   untar     tar xf /doc.tar -C /tmp               (~5,000 creates into the upper)
 #   find      find /doc -type f | wc -l              (readdir + lookup of a lower tree)
-#   stat      find /doc -exec stat {} + (via xargs)  (getattr of every lower entry)
+#   stat      find /doc -print0 | xargs -0 stat       (getattr of every lower entry)
+#   touch     5,000 empty files and 1,000 dirs created in /tmp (upper only, no data)
 #   chmod     chmod -R go-w /doc                      (metadata copy-up of a lower tree)
 #   rm_lower  rm -rf /doc                            (whiteouts over a lower tree)
 # Runs are interleaved (run i of every candidate before run i+1); RUNS (default 3).
@@ -28,7 +29,7 @@ UNIONRS=${UNIONRS:-/work/target-podman/release/unionrs}
 FO1=${FO1:-/usr/bin/fuse-overlayfs}
 FO2=${FO2:-/var/tmp/unionrs-bench-tools/bin/fuse-overlayfs}
 CANDIDATES=${CANDIDATES:-kernel unionrs fo1 fo2}
-WORKLOADS=${WORKLOADS:-start untar find stat chmod rm_lower}
+WORKLOADS=${WORKLOADS:-start untar find stat touch chmod rm_lower}
 log() { echo "[podman-bench] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -45,7 +46,9 @@ for c in $CANDIDATES; do
   esac
 done
 
-W=$(mktemp -d /var/tmp/unionrs-podman-bench.XXXXXX)
+# lowercase only: podman parses the oci: path as an image name
+# keep it short too: with a 19-digit suffix every podman run took 20 s longer (not investigated)
+W=/var/tmp/unionrs-podman-bench.$(tr -dc a-z0-9 </dev/urandom | head -c 6); mkdir -m 700 "$W" || die "mkdir $W"
 cleanup() {
   set +e
   for c in build "${cands[@]}"; do
@@ -88,7 +91,7 @@ done
 
 log "building the image (busybox + /usr/share/doc as /doc and /doc.tar)"
 rf=$W/rootfs; mkdir -p "$rf"/{bin,etc,tmp,proc,sys,dev,run}
-cp /bin/busybox "$rf/bin/"; for a in sh true tar find wc rm chmod stat xargs; do ln -s busybox "$rf/bin/$a"; done
+cp /bin/busybox "$rf/bin/"; for a in sh true tar find wc rm chmod stat xargs seq touch mkdir; do ln -s busybox "$rf/bin/$a"; done
 chmod 1777 "$rf/tmp"; cp -a /usr/share/doc "$rf/doc"; tar cf "$rf/doc.tar" -C /usr/share doc
 n_doc=$(find "$rf/doc" | wc -l)
 (
@@ -110,7 +113,8 @@ cmd_of() {
     start) echo 'true' ;;
     untar) echo 'tar xf /doc.tar -C /tmp' ;;
     find) echo 'find /doc -type f | wc -l >/dev/null' ;;
-    stat) echo 'find /doc | xargs stat -c %i >/dev/null' ;;
+    stat) echo 'find /doc -print0 | xargs -0 stat -c %i >/dev/null' ;;
+    touch) echo 'cd /tmp && seq 1000 | xargs mkdir && for d in $(seq 1000); do cd $d && touch a b c d e && cd ..; done' ;;
     chmod) echo 'chmod -R go-w /doc' ;;
     rm_lower) echo 'rm -rf /doc' ;;
   esac
@@ -144,7 +148,7 @@ median() { python3 -c 'import sys,statistics; v=[float(x) for x in sys.argv[1:] 
   echo "$hdr"; echo "$sep"
   for wl in $WORKLOADS; do
     declare -A M=()
-    line="| $wl \`$(cmd_of "$wl")\` |"
+    line="| $wl |"
     for c in "${cands[@]}"; do M[$c]=$(median ${T[$wl,$c]}); line+=" ${M[$c]} |"; done
     for c in "${cands[@]}"; do
       [ "$c" = unionrs ] && continue

@@ -6,7 +6,7 @@
 # uidmap: root `podman run --uidmap 0:100000:65536 --gidmap 0:100000:65536` (containers/storage
 # then passes uidmapping=/gidmapping= to the mount program); a known failure for now.
 #
-# Run as root. Needs podman, buildah, runc, skopeo, docker-registry, busybox-static, python3,
+# Run as root. Needs podman, buildah, runc, skopeo, docker-registry, busybox-static, curl,
 # and for rootless uidmap (newuidmap/newgidmap) and acl (setfacl). scripts/setup.sh installs
 # them. Nothing under /etc/containers is read or changed: every podman/buildah call runs with
 # CONTAINERS_CONF, CONTAINERS_STORAGE_CONF and CONTAINERS_REGISTRIES_CONF pointing at files in
@@ -56,7 +56,7 @@ fi
 [ -n "$UNIONRS" ] && [ -x "$UNIONRS" ] || { echo "podman-check: no unionrs binary (set UNIONRS)" >&2; exit 2; }
 UNIONRS=$(readlink -f "$UNIONRS")
 
-need=(podman buildah runc docker-registry busybox python3 curl)
+need=(podman buildah runc skopeo docker-registry busybox curl shuf)
 [ "$MODE" != root ] && need+=(newuidmap newgidmap setfacl)
 for t in "${need[@]}"; do
   command -v "$t" >/dev/null || { echo "podman-check: FAIL: $t is missing (run scripts/setup.sh)" >&2; exit 2; }
@@ -116,7 +116,11 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 EOF
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# a free loopback port (nothing answers a connect on it)
+for _ in $(seq 50); do
+  PORT=$(shuf -i 20000-60000 -n 1)
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || break
+done
 REG=127.0.0.1:$PORT
 cat > "$WORK/registries.conf" <<EOF
 unqualified-search-registries = []
@@ -231,8 +235,9 @@ else
   fail "building the test images: $(tail -5 "$WORK/build.log")"; exit 1
 fi
 # the layer must really hold whiteouts and an opaque marker
+# manifest digests in order: config, layer 1, layer 2
 layer_list=$(skopeo inspect --tls-verify=false --raw "docker://$REG/test/multi:latest" 2>/dev/null |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][1]["digest"])' |
+  grep -o 'sha256:[0-9a-f]\{64\}' | sed -n 3p |
   xargs -I{} curl -sfL "http://$REG/v2/test/multi/blobs/{}" | tar tz 2>/dev/null)
 if grep -qx '.wh.gone' <<<"$layer_list" && grep -qx 'opq/.wh..wh..opq' <<<"$layer_list"; then
   ok "layer 2 holds .wh.gone, .wh.rmme and opq/.wh..wh..opq"
