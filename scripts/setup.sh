@@ -20,7 +20,9 @@ MIN_RUST_MINOR=85 # Rust 1.85: edition 2024
 # Runtime: fuse3 (fusermount3, mount.fuse3), attr (getfattr/setfattr), acl (getfacl/setfacl).
 # Build: gcc/make (build-essential), pkg-config. Toolchain download: curl, ca-certificates.
 # Comparisons and differential tests: fuse-overlayfs.
-PACKAGES=(fuse3 attr acl build-essential pkg-config ca-certificates curl fuse-overlayfs skopeo umoci docker-registry)
+# Image tests: skopeo, umoci, docker-registry (a loopback registry). Container tests: podman,
+# buildah, runc, uidmap, busybox-static (the test images' rootfs).
+PACKAGES=(fuse3 attr acl build-essential pkg-config ca-certificates curl fuse-overlayfs skopeo umoci docker-registry podman buildah runc uidmap busybox-static)
 
 log() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
