@@ -25,7 +25,10 @@ fn check(mode: &str, markers: &[&str]) {
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
-        assert!(found, "{tool} is missing: run scripts/setup.sh (installs podman buildah runc uidmap docker-registry skopeo busybox-static)");
+        assert!(
+            found,
+            "{tool} is missing: run scripts/setup.sh (installs podman buildah runc uidmap docker-registry skopeo busybox-static)"
+        );
     }
     assert!(
         unsafe { libc::geteuid() } == 0,

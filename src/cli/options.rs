@@ -431,7 +431,8 @@ fn parse_number(key: &str, value: &[u8]) -> Result<u32, OptionError> {
 }
 
 /// fuse-overlayfs syntax: `INSIDE:OUTSIDE:COUNT` triples joined by ':' (fuse-overlayfs 1.x
-/// splits on ':' only, so we do too).
+/// splits on ':' only, so we do too). Empty fields are skipped as fuse-overlayfs does:
+/// containers/storage writes a ':' before every triple (`uidmapping=:0:100000:65536`).
 fn parse_mappings(key: &str, value: &[u8]) -> Result<Vec<IdMapping>, OptionError> {
     let bad = || {
         OptionError::new(format!(
@@ -440,8 +441,8 @@ fn parse_mappings(key: &str, value: &[u8]) -> Result<Vec<IdMapping>, OptionError
         ))
     };
     let text = std::str::from_utf8(value).map_err(|_| bad())?;
-    let fields: Vec<&str> = text.split(':').collect();
-    if !fields.len().is_multiple_of(3) {
+    let fields: Vec<&str> = text.split(':').filter(|f| !f.is_empty()).collect();
+    if fields.is_empty() || !fields.len().is_multiple_of(3) {
         return Err(bad());
     }
     let number = |s: &str| s.parse::<u32>().map_err(|_| bad());
@@ -597,6 +598,10 @@ mod tests {
         ("id mappings, repeats add", "-o uidmapping=0:1000:1:1:100000:65536,gidmapping=0:1000:1,gidmapping=5:6:7,lowerdir=l,upperdir=u,workdir=w /mnt", |a| {
             a.opts.uid_mappings = vec![map(0, 1000, 1), map(1, 100000, 65536)];
             a.opts.gid_mappings = vec![map(0, 1000, 1), map(5, 6, 7)];
+        }),
+        ("containers/storage form with leading ':'", "-o lowerdir=l,upperdir=u,workdir=w,uidmapping=:0:100000:65536:1:2:3,gidmapping=:0:100000:65536 /mnt", |a| {
+            a.opts.uid_mappings = vec![map(0, 100000, 65536), map(1, 2, 3)];
+            a.opts.gid_mappings = vec![map(0, 100000, 65536)];
         }),
         ("mappings up to u32::MAX", "-o uidmapping=0:1:4294967295,uidmapping=4294967295:0:1,lowerdir=l,upperdir=u,workdir=w /mnt", |a| {
             a.opts.uid_mappings = vec![map(0, 1, u32::MAX), map(u32::MAX, 0, 1)];
