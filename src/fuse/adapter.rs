@@ -73,15 +73,15 @@ impl UnionFs {
         flags: i32,
         make: impl FnOnce(&std::os::fd::OwnedFd) -> std::io::Result<fuser::BackingId>,
     ) -> Decision {
-        if self.union.handle(fh).is_err() {
-            return Decision::Cached;
-        }
+        // With passthrough on, never answer "cached": an inode some file uses in passthrough
+        // mode refuses cached opens (EIO to the user); direct I/O fits either mode.
+        let fallback = if self.passthrough.enabled() {
+            Decision::DirectIo
+        } else {
+            Decision::Cached
+        };
         let Ok((fd, layer, writable)) = self.union.backing_fd(fh) else {
-            return if self.passthrough.enabled() {
-                Decision::DirectIo
-            } else {
-                Decision::Cached
-            };
+            return fallback;
         };
         let wants_write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let kind = BackingKind { layer, writable };
@@ -207,6 +207,7 @@ impl Filesystem for UnionFs {
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_EXPORT_SUPPORT
             | InitFlags::FUSE_DONT_MASK
+            | InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO;
         if self.acl {

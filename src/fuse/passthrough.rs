@@ -107,10 +107,12 @@ impl Passthrough {
                 self.by_handle.insert(fh, b.clone());
                 Decision::Passthrough(b)
             }
+            // The kernel refused this backing file: serve this open through the daemon with
+            // direct I/O, which is compatible with whatever mode the inode is in (a cached
+            // open of an inode in passthrough mode fails the user's open with EIO).
             Err(e) => {
-                log::info!("passthrough unavailable ({e}); serving file data through the daemon");
-                self.disable();
-                Decision::Cached
+                log::info!("passthrough refused for inode {ino} ({e}); direct I/O instead");
+                Decision::DirectIo
             }
         }
     }
