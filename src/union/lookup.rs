@@ -117,6 +117,8 @@ impl Union {
                             };
                             if loc.layer == UPPER {
                                 f.upper = true;
+                                // Read through the directory handle at hand: no path walk.
+                                f.ino = self.origin_at(d, name);
                             } else {
                                 f.lowers.push(Loc {
                                     layer: loc.layer,
@@ -225,25 +227,19 @@ impl Union {
             .then(|| format!("{:x}-{:x}", st.st_dev, st.st_ino).into_bytes())
     }
 
-    /// The number reported for a found object: a copied-up object keeps its origin's.
-    pub(crate) fn ino_of(&self, f: &Found, upper_path: &[u8]) -> u64 {
-        if let Some(ino) = f.ino {
-            return ino;
-        }
-        if f.upper {
-            if let Some(ino) = self.origin_ino(upper_path) {
-                return ino;
-            }
-            return self.inos.map(f.st.st_dev, f.st.st_ino);
-        }
-        self.inos.map(f.st.st_dev, f.st.st_ino)
+    /// The number reported for a found object: its origin's for a copied-up object (read
+    /// during the lookup), else its own.
+    pub(crate) fn ino_of(&self, f: &Found) -> u64 {
+        f.ino
+            .unwrap_or_else(|| self.inos.map(f.st.st_dev, f.st.st_ino))
     }
 
-    /// The inode number recorded on a copied-up upper object.
-    pub(crate) fn origin_ino(&self, upper_path: &[u8]) -> Option<u64> {
-        let (parent, name) = path::split(upper_path);
-        let d = self.upper().dir(parent).ok()?;
-        let v = crate::sys::xattr::get(d.as_fd(), name, self.markers.origin_xattr()).ok()?;
+    /// The inode number recorded on copied-up object `name` in upper directory `dir`.
+    pub(crate) fn origin_at(&self, dir: std::os::fd::BorrowedFd<'_>, name: &[u8]) -> Option<u64> {
+        if !self.has_upper {
+            return None;
+        }
+        let v = crate::sys::xattr::get(dir, name, self.markers.origin_xattr()).ok()?;
         Some(u64::from_le_bytes(v.as_slice().try_into().ok()?))
     }
 
@@ -259,14 +255,17 @@ impl Union {
 
     /// Turns a found object into a node (counting one kernel reference) and its attributes.
     pub(crate) fn remember(&self, dir: &Arc<Node>, name: &[u8], f: Found) -> (Arc<Node>, Entry) {
-        let upper_path = path::join(&dir.path(), name);
-        let ino = self.ino_of(&f, &upper_path);
+        let ino = self.ino_of(&f);
         let mut st = f.st;
         st.st_ino = ino;
         if f.is_dir() && f.lowers.len() + usize::from(f.upper) > 1 {
             st.st_nlink = 1;
         }
-        if let Some(top) = f.top(&upper_path) {
+        // Only a file with several links can be an indexed copy: the path walk is paid there.
+        if st.st_nlink > 1
+            && !f.is_dir()
+            && let Some(top) = f.top(&path::join(&dir.path(), name))
+        {
             self.fix_nlink(&top, &mut st);
         }
         self.ids.show(&mut st);

@@ -205,13 +205,13 @@ impl Union {
                     }
                     kind = Some(st.st_mode & libc::S_IFMT);
                 }
-                let ino = if loc.layer == UPPER {
-                    let p = super::path::join(&loc.path, &e.name);
-                    self.origin_ino(&p)
-                        .unwrap_or_else(|| self.inos.map(layer.dev, e.ino))
+                // d_ino == st_ino: a copied-up entry reports its origin, as lookup does.
+                let origin = if loc.layer == UPPER {
+                    self.origin_at(d, &e.name)
                 } else {
-                    self.inos.map(layer.dev, e.ino)
+                    None
                 };
+                let ino = origin.unwrap_or_else(|| self.inos.map(layer.dev, e.ino));
                 seen.insert(e.name.clone());
                 out.push(DirEntryOut {
                     ino,

@@ -53,8 +53,7 @@ impl Union {
         if f.is_dir() {
             return Err(Errno::EISDIR);
         }
-        let child_path = path::join(&dir.path(), name);
-        let ino = self.ino_of(&f, &child_path);
+        let ino = self.ino_of(&f);
         self.remove_entry(&dir, name, &f, ino)
     }
 
@@ -67,7 +66,7 @@ impl Union {
         if !self.merged_dir_is_empty(&child_path, &f)? {
             return Err(Errno::ENOTEMPTY);
         }
-        let ino = self.ino_of(&f, &child_path);
+        let ino = self.ino_of(&f);
         if f.upper {
             self.clear_upper_dir(&child_path)?;
         }

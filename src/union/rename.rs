@@ -51,7 +51,7 @@ impl Union {
         }
         let src_node = self.node_for(&dir, name, &src)?;
         if let Some(d) = &dst {
-            let dst_ino = self.ino_of(d, &dst_path);
+            let dst_ino = self.ino_of(d);
             if dst_ino == src_node.ino && flags & EXCHANGE == 0 {
                 // Two names of one file: rename(2) does nothing.
                 return Ok(());
@@ -150,8 +150,7 @@ impl Union {
 
     /// The node of a found child, registering it if the kernel has not looked it up.
     fn node_for(&self, dir: &Arc<Node>, name: &[u8], f: &Found) -> SysResult<Arc<Node>> {
-        let p = path::join(&dir.path(), name);
-        let ino = self.ino_of(f, &p);
+        let ino = self.ino_of(f);
         if let Some(n) = self.nodes.get(ino) {
             return Ok(n);
         }
