@@ -223,7 +223,7 @@ fn concurrent_copy_up_opens_never_eio() {
                         continue;
                     };
                     match u.open(e.st_ino, libc::O_WRONLY | libc::O_APPEND) {
-                        Ok(r) => u.release(r.fh),
+                        Ok(r) => u.release(r),
                         Err(e) if e.0 == libc::EIO => {
                             eio.fetch_add(1, Ordering::Relaxed);
                         }

@@ -408,10 +408,10 @@ impl Filesystem for UnionFs {
             Ok(o) => o,
             Err(e) => return reply.error(err(e)),
         };
-        let fh = FileHandle(o.fh);
+        let fh = FileHandle(o);
         // Page cache stays valid across opens: only this daemon changes file data.
         let keep = FopenFlags::FOPEN_KEEP_CACHE;
-        match self.open_mode(ino.0, o.fh, flags.0, |fd| reply.open_backing(fd)) {
+        match self.open_mode(ino.0, o, flags.0, |fd| reply.open_backing(fd)) {
             Decision::Passthrough(b) => reply.opened_passthrough(fh, FopenFlags::empty(), &b),
             Decision::DirectIo => reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
             Decision::Cached => reply.opened(fh, keep),

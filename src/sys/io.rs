@@ -55,11 +55,6 @@ pub fn fsync(fd: BorrowedFd<'_>, data_only: bool) -> SysResult<()> {
     .map(drop)
 }
 
-pub fn syncfs(fd: BorrowedFd<'_>) -> SysResult<()> {
-    // SAFETY: plain syscall on a valid fd.
-    check(unsafe { libc::syncfs(fd.as_raw_fd()) }).map(drop)
-}
-
 pub fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> SysResult<()> {
     // SAFETY: plain syscall on a valid fd.
     check(unsafe { libc::ftruncate(fd.as_raw_fd(), size as i64) }).map(drop)
@@ -97,26 +92,4 @@ pub fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> SysResult<usize> {
     } else {
         Ok(n as usize)
     }
-}
-
-/// write(2) at the current position: the kernel places O_APPEND data at the end atomically.
-pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> SysResult<usize> {
-    // SAFETY: buffer valid for its length.
-    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(Errno::last())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> SysResult<()> {
-    // SAFETY: plain syscall on a valid fd.
-    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(drop)
-}
-
-/// Drops the page cache of a file region (used after durable copy-up of big files).
-pub fn fadvise_dontneed(fd: BorrowedFd<'_>) {
-    // SAFETY: advisory syscall on a valid fd; failure is harmless.
-    unsafe { libc::posix_fadvise(fd.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
 }

@@ -120,12 +120,6 @@ pub fn can_mknod_whiteout(dir: BorrowedFd<'_>, probe_name: &[u8]) -> bool {
     ok
 }
 
-/// Sends a signal to a process.
-pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
-    // SAFETY: plain syscall.
-    check(unsafe { libc::kill(pid, sig) }).map(drop)
-}
-
 /// The current process's resident set size in bytes (from /proc/self/statm).
 pub fn rss_bytes() -> u64 {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();

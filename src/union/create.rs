@@ -258,9 +258,7 @@ impl Union {
             return Err(e);
         }
         let (node, entry) = self.finish_create(&slot, name)?;
-        let fh = self
-            .handles
-            .insert(&node, fd, true, super::layer::UPPER, flags);
+        let fh = self.handles.insert(&node, fd, true, super::layer::UPPER);
         Ok((entry, fh))
     }
 

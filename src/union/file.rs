@@ -17,13 +17,6 @@ pub struct FileHandle {
     pub layer: LayerId,
 }
 
-/// What an open produced.
-pub struct OpenResult {
-    pub fh: u64,
-    /// The file is served from a read-only lower layer (its content cannot change).
-    pub from_lower: bool,
-}
-
 #[derive(Default)]
 pub struct HandleTable {
     map: DashMap<u64, Arc<FileHandle>>,
@@ -31,14 +24,7 @@ pub struct HandleTable {
 }
 
 impl HandleTable {
-    pub fn insert(
-        &self,
-        node: &Arc<Node>,
-        fd: OwnedFd,
-        writable: bool,
-        layer: LayerId,
-        _flags: i32,
-    ) -> u64 {
+    pub fn insert(&self, node: &Arc<Node>, fd: OwnedFd, writable: bool, layer: LayerId) -> u64 {
         node.open_count.fetch_add(1, Ordering::Relaxed);
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.map.insert(
@@ -68,7 +54,8 @@ impl HandleTable {
 const PASS_FLAGS: i32 = libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME;
 
 impl Union {
-    pub fn open(&self, ino: u64, flags: i32) -> SysResult<OpenResult> {
+    /// Opens a file; returns its handle.
+    pub fn open(&self, ino: u64, flags: i32) -> SysResult<u64> {
         let node = self.node(ino)?;
         if node.is_dir() {
             return Err(Errno::EISDIR);
@@ -87,27 +74,19 @@ impl Union {
                 io::ftruncate(f.as_fd(), 0)?;
             }
             let layer = if node.is_upper() { UPPER } else { 1 };
-            return Ok(OpenResult {
-                fh: self.handles.insert(&node, f, write, layer, flags),
-                from_lower: false,
-            });
+            return Ok(self.handles.insert(&node, f, write, layer));
         }
         if write {
             self.writable()?;
             self.copy_up(&node)?;
         }
         let at = self.top_at(&node)?;
-        let top = &at.loc;
         let mut oflags = acc | pass;
         if write && flags & libc::O_TRUNC != 0 {
             oflags |= libc::O_TRUNC;
         }
         let fd = fs::open_at(at.dir.fd(), &at.name, oflags, 0)?;
-        let from_lower = top.layer != UPPER || self.read_only();
-        Ok(OpenResult {
-            fh: self.handles.insert(&node, fd, write, top.layer, flags),
-            from_lower,
-        })
+        Ok(self.handles.insert(&node, fd, write, at.loc.layer))
     }
 
     /// An fd to hand to the kernel for passthrough, with the layer it lives in and whether it
@@ -190,10 +169,5 @@ impl Union {
     pub fn lseek(&self, fh: u64, offset: i64, whence: i32) -> SysResult<i64> {
         let h = self.handle(fh)?;
         io::lseek(h.fd.as_fd(), offset, whence)
-    }
-
-    /// syncfs of the upper layer's filesystem.
-    pub fn syncfs(&self) -> SysResult<()> {
-        io::syncfs(self.layer(0).root())
     }
 }

@@ -1,7 +1,7 @@
 //! Layers: a root fd per layer directory; every access to a layer goes beneath it.
 
+use crate::sys::SysResult;
 use crate::sys::fs;
-use crate::sys::{Errno, SysResult};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -56,9 +56,4 @@ impl Layer {
         let d = self.dir(parent)?;
         fs::stat_at(d.as_fd(), name)
     }
-}
-
-/// Errors from opening layers come with the path; an unreachable layer is EIO for requests.
-pub fn io_err(_: Errno) -> Errno {
-    Errno::EIO
 }

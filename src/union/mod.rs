@@ -23,7 +23,7 @@ pub mod whiteout;
 
 pub use crate::sys::fs::{Stat, TimeSpec};
 pub use crate::sys::{Errno, SysResult};
-pub use file::{FileHandle, OpenResult};
+pub use file::FileHandle;
 pub use readdir::DirEntryOut;
 
 use ino::InoMap;
@@ -198,10 +198,6 @@ impl Union {
         }
     }
 
-    pub fn lower_count(&self) -> usize {
-        self.layers.len() - usize::from(self.has_upper)
-    }
-
     pub fn stats_source(&self) -> StatsSource {
         StatsSource {
             nodes: self.nodes.clone(),
@@ -212,10 +208,6 @@ impl Union {
     /// The FUSE generation of node `ino` (to go with an entry reply).
     pub fn generation(&self, ino: u64) -> u64 {
         self.nodes.generation(ino)
-    }
-
-    pub fn cached_nodes(&self) -> usize {
-        self.nodes.len()
     }
 
     fn node(&self, ino: u64) -> SysResult<Arc<Node>> {
