@@ -64,16 +64,20 @@ impl LowerDirs {
 impl Union {
     /// The cached lower copies of directory `dir` (read on first use).
     pub(crate) fn lower_dirs(&self, dir: &Node) -> Option<Arc<LowerDirs>> {
-        let locs = dir.state.read().lowers.clone();
-        if locs.is_empty() {
-            return None;
-        }
         let mut slot = dir.lower_dirs.lock();
-        if let Some(c) = slot.as_ref()
-            && c.locs == locs
-        {
-            return Some(c.clone());
-        }
+        // The common case, on every lookup: the cached copy still matches, nothing is cloned.
+        let locs = {
+            let s = dir.state.read();
+            if s.lowers.is_empty() {
+                return None;
+            }
+            if let Some(c) = slot.as_ref()
+                && c.locs == s.lowers
+            {
+                return Some(c.clone());
+            }
+            s.lowers.clone()
+        };
         let layers = locs.iter().map(|l| self.read_layer_dir(l).ok()).collect();
         let c = Arc::new(LowerDirs { locs, layers });
         *slot = Some(c.clone());
