@@ -89,6 +89,8 @@ fn getattr_racing_lookup_never_deadlocks() {
             fsync: false,
             user_markers: false,
             ids: Default::default(),
+            acl: true,
+            ..Default::default()
         })
         .unwrap(),
     );
@@ -155,6 +157,8 @@ fn create_racing_unlink_never_eio() {
             fsync: false,
             user_markers: false,
             ids: Default::default(),
+            acl: true,
+            ..Default::default()
         })
         .unwrap(),
     );
@@ -209,6 +213,8 @@ fn concurrent_copy_up_opens_never_eio() {
             fsync: false,
             user_markers: false,
             ids: Default::default(),
+            acl: true,
+            ..Default::default()
         })
         .unwrap(),
     );

@@ -87,6 +87,11 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         fsync: o.fsync && !o.volatile,
         user_markers: false,
         ids: id_map(o),
+        xattr_permissions: o.xattr_permissions.unwrap_or(0),
+        acl: !o.noacl,
+        selinux_context: o.context.as_ref().map(|c| c.as_bytes().to_vec()),
+        noatime: o.noatime,
+        volatile: o.volatile,
     };
     let result = Union::new(&cfg).and_then(|union| {
         log::info!("upper markers: {:?}", union.markers);
@@ -106,6 +111,7 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
             nodev: o.dev == Some(false),
             noexec: o.exec == Some(false),
             noatime: o.noatime,
+            lazytime: o.lazytime,
             threads: if args.single_thread { 1 } else { 4 },
         };
         let passthrough = std::env::var_os("UNIONRS_NO_PASSTHROUGH").is_none();

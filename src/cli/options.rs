@@ -67,6 +67,8 @@ pub struct MountOptions {
     pub dev: Option<bool>,
     pub exec: Option<bool>,
     pub noatime: bool,
+    /// The VFS `lazytime` flag (later `nolazytime` turns it off).
+    pub lazytime: bool,
     pub uid_mappings: Vec<IdMapping>,
     pub gid_mappings: Vec<IdMapping>,
     pub squash_to_root: bool,
@@ -98,6 +100,7 @@ impl Default for MountOptions {
             dev: None,
             exec: None,
             noatime: false,
+            lazytime: false,
             uid_mappings: Vec::new(),
             gid_mappings: Vec::new(),
             squash_to_root: false,
@@ -122,7 +125,7 @@ pub(crate) const IGNORED_FLAGS: &[&str] = &[
     // mount(8)
     "auto", "noauto", "user", "nouser", "users", "owner", "group", "_netdev", "nofail",
     "defaults", "async", "sync", "dirsync", "mand", "nomand", "relatime", "norelatime",
-    "strictatime", "nostrictatime", "atime", "lazytime", "nolazytime", "nodiratime", "diratime",
+    "strictatime", "nostrictatime", "atime", "nodiratime", "diratime",
     "silent", "loud", "iversion", "noiversion",
     // FUSE (libfuse mount and low-level options)
     "kernel_cache", "auto_cache", "noauto_cache", "direct_io", "use_ino", "readdir_ino",
@@ -292,6 +295,8 @@ impl OptionParser {
             "exec" => o.exec = Some(flag()?),
             "noexec" => o.exec = Some(!flag()?),
             "noatime" => o.noatime = flag()?,
+            "lazytime" => o.lazytime = flag()?,
+            "nolazytime" => o.lazytime = !flag()?,
             // Repeats add ranges, so `uidmapping=A,uidmapping=B` means both.
             "uidmapping" => o.uid_mappings.extend(parse_mappings(key, val()?)?),
             "gidmapping" => o.gid_mappings.extend(parse_mappings(key, val()?)?),

@@ -23,6 +23,8 @@ pub struct MountSpec {
     pub nodev: bool,
     pub noexec: bool,
     pub noatime: bool,
+    /// A VFS flag only: the kernel keeps timestamp updates in memory longer.
+    pub lazytime: bool,
     pub threads: usize,
 }
 
@@ -80,6 +82,7 @@ fn mount_direct(spec: &MountSpec) -> Result<Option<OwnedFd>, String> {
         (spec.nodev, libc::MS_NODEV),
         (spec.noexec, libc::MS_NOEXEC),
         (spec.noatime, libc::MS_NOATIME),
+        (spec.lazytime, libc::MS_LAZYTIME),
     ] {
         if on {
             flags |= f;

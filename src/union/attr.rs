@@ -1,11 +1,22 @@
 //! Attributes: getattr/setattr, extended attributes, readlink, statfs.
 //! Changing metadata copies the object up first; overlay-private xattrs stay hidden.
 
-use super::layer::UPPER;
+use super::layer::{INDEX, LayerId, UPPER};
 use super::node::Node;
+use super::override_stat::{self, Owner};
 use super::{Ctx, Errno, Stat, SysResult, TimeSpec, Union, whiteout};
 use crate::sys::{fs, io, xattr};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
+
+/// The POSIX ACL xattrs, refused under `noacl`.
+const ACL_XATTRS: [&[u8]; 2] = [b"system.posix_acl_access", b"system.posix_acl_default"];
+/// Answered from `context=` for every object instead of from the layers.
+const SELINUX_XATTR: &[u8] = b"security.selinux";
+
+/// Names the mount keeps to itself: overlay markers and stat overrides.
+pub(crate) fn is_hidden_xattr(name: &[u8]) -> bool {
+    whiteout::is_private_xattr(name) || override_stat::is_override_xattr(name)
+}
 
 /// The changes a setattr asks for; `None` leaves a field alone.
 #[derive(Clone, Copy, Debug, Default)]
@@ -39,12 +50,15 @@ impl Union {
             // A whited-out lower object still has its links in the lower layer.
             if !node.state.read().upper {
                 st.st_nlink = 0;
+            } else {
+                self.apply_override(UPPER, fd.as_fd(), b"", &mut st);
             }
             st
         } else {
             let at = self.top_at(node)?;
             let mut st = fs::stat_at(at.dir.fd(), &at.name)?;
             self.fix_nlink(&at.loc, &mut st);
+            self.apply_override(at.loc.layer, at.dir.fd(), &at.name, &mut st);
             st
         };
         st.st_ino = node.ino;
@@ -86,7 +100,14 @@ impl Union {
                 }
             }
         }
-        if a.uid.is_some() || a.gid.is_some() {
+        let overridden = match self.upper_override() {
+            Some(attr) if override_stat::applies_to(node.kind) => {
+                self.set_override(d, name, attr, &a)?;
+                true
+            }
+            _ => false,
+        };
+        if !overridden && (a.uid.is_some() || a.gid.is_some()) {
             fs::chown_at(
                 d,
                 name,
@@ -94,7 +115,7 @@ impl Union {
                 self.ids.store_gid(a.gid.unwrap_or(u32::MAX)),
             )?;
         }
-        if let Some(mode) = a.mode {
+        if let (false, Some(mode)) = (overridden, a.mode) {
             fs::chmod_at(d, name, mode & 0o7777)?;
         }
         if a.atime.is_some() || a.mtime.is_some() {
@@ -102,6 +123,65 @@ impl Union {
             fs::utimes_at(d, name, t(a.atime), t(a.mtime))?;
         }
         self.stat_node(&node, fh)
+    }
+
+    /// The override xattr of a layer (the index holds upper copies, so it follows the upper).
+    pub(crate) fn layer_override(&self, layer: LayerId) -> Option<&'static [u8]> {
+        let layer = if layer == INDEX { UPPER } else { layer };
+        self.overrides.get(layer).copied().flatten()
+    }
+
+    /// Where the upper keeps owners and modes, if not on the inodes.
+    pub(crate) fn upper_override(&self) -> Option<&'static [u8]> {
+        if self.has_upper {
+            self.layer_override(UPPER)
+        } else {
+            None
+        }
+    }
+
+    /// Shows the owner and mode an override keeps for `dir/name` in `layer`, if any.
+    pub(crate) fn apply_override(
+        &self,
+        layer: LayerId,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        st: &mut Stat,
+    ) {
+        if let Some(attr) = self.layer_override(layer)
+            && override_stat::applies_to(st.st_mode)
+            && let Some(owner) = override_stat::read(dir, name, attr)
+        {
+            owner.apply(st);
+        }
+    }
+
+    /// chown/chmod under an override: the new values go to the xattr, the inode keeps its
+    /// own (a rootless daemon could not give the file away anyway).
+    fn set_override(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        attr: &[u8],
+        a: &SetAttr,
+    ) -> SysResult<()> {
+        if a.uid.is_none() && a.gid.is_none() && a.mode.is_none() {
+            return Ok(());
+        }
+        let mut owner = match override_stat::read(dir, name, attr) {
+            Some(o) => o,
+            None => Owner::of(&fs::stat_at(dir, name)?),
+        };
+        if let Some(uid) = a.uid.filter(|&u| u != u32::MAX) {
+            owner.uid = self.ids.store_uid(uid);
+        }
+        if let Some(gid) = a.gid.filter(|&g| g != u32::MAX) {
+            owner.gid = self.ids.store_gid(gid);
+        }
+        if let Some(mode) = a.mode {
+            owner.perm = mode & 0o7777;
+        }
+        override_stat::write(dir, name, attr, owner)
     }
 
     /// Deleted-but-open: apply the change through the kept handle.
@@ -196,11 +276,43 @@ impl Union {
         f(at.dir.fd(), &at.name)
     }
 
+    /// `noacl` and `context=` answer some names for the mount itself, not from the layers.
+    fn mount_answers_xattr(&self, name: &[u8]) -> Option<SysResult<Vec<u8>>> {
+        if !self.acl && ACL_XATTRS.contains(&name) {
+            // As a filesystem mounted with noacl answers.
+            return Some(Err(Errno::ENOTSUP));
+        }
+        if name == SELINUX_XATTR
+            && let Some(context) = &self.selinux_context
+        {
+            // SELinux hands out a context with its terminating NUL.
+            let mut v = context.clone();
+            v.push(0);
+            return Some(Ok(v));
+        }
+        None
+    }
+
+    /// setxattr/removexattr of a name the mount answers itself: a context= mount refuses
+    /// relabelling (EOPNOTSUPP, as SELinux does), noacl refuses ACLs.
+    fn refuse_mount_xattr(&self, name: &[u8]) -> SysResult<()> {
+        let context = name == SELINUX_XATTR && self.selinux_context.is_some();
+        let acl = !self.acl && ACL_XATTRS.contains(&name);
+        if context || acl {
+            Err(Errno::ENOTSUP)
+        } else {
+            Ok(())
+        }
+    }
+
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> SysResult<Vec<u8>> {
-        if whiteout::is_private_xattr(name) {
+        if is_hidden_xattr(name) {
             return Err(Errno::ENODATA);
         }
         let node = self.node(ino)?;
+        if let Some(answer) = self.mount_answers_xattr(name) {
+            return answer;
+        }
         // Most names asked for (security.selinux on every `ls -l`) exist nowhere: answer those
         // from the node's remembered name list instead of a syscall each time.
         if !self.xattr_names(&node)?.iter().any(|n| n == name) {
@@ -229,8 +341,17 @@ impl Union {
         let node = self.node(ino)?;
         let names = self.xattr_names(&node)?;
         let mut out = Vec::new();
-        for n in names.iter().filter(|n| !whiteout::is_private_xattr(n)) {
+        let shown = |n: &&Vec<u8>| {
+            !is_hidden_xattr(n)
+                && !(self.selinux_context.is_some() && n.as_slice() == SELINUX_XATTR)
+                && (self.acl || !ACL_XATTRS.contains(&n.as_slice()))
+        };
+        for n in names.iter().filter(shown) {
             out.extend_from_slice(n);
+            out.push(0);
+        }
+        if self.selinux_context.is_some() {
+            out.extend_from_slice(SELINUX_XATTR);
             out.push(0);
         }
         Ok(out)
@@ -238,9 +359,10 @@ impl Union {
 
     pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> SysResult<()> {
         self.writable()?;
-        if whiteout::is_private_xattr(name) {
+        if is_hidden_xattr(name) {
             return Err(Errno::EPERM);
         }
+        self.refuse_mount_xattr(name)?;
         let node = self.node(ino)?;
         if !node.state.read().unlinked {
             self.copy_up(&node)?;
@@ -251,9 +373,10 @@ impl Union {
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> SysResult<()> {
         self.writable()?;
-        if whiteout::is_private_xattr(name) {
+        if is_hidden_xattr(name) {
             return Err(Errno::ENODATA);
         }
+        self.refuse_mount_xattr(name)?;
         let node = self.node(ino)?;
         // Absent everywhere: nothing to copy up.
         self.at_top(&node, |d, n| xattr::get(d, n, name))?;

@@ -176,6 +176,14 @@ impl Checker<'_> {
         if let Some(dir) = open_dir_if_exists(&work)? {
             for e in list(dir.as_fd(), &work)? {
                 let p = work.join(os(&e.name));
+                // The kernel's (and our) volatile marker: deliberate, removed by its owner.
+                if e.name == b"incompat" {
+                    self.report.notes.push(format!(
+                        "{} marks a volatile mount; left alone",
+                        p.display()
+                    ));
+                    continue;
+                }
                 self.report.findings.push(Finding::StrayWork(p.clone()));
                 if self.opts.repair {
                     match remove_tree(dir.as_fd(), &e.name) {

@@ -5,9 +5,10 @@
 //! data extents only (SEEK_DATA/SEEK_HOLE), so holes stay holes. Then owner, mode, xattrs
 //! (minus overlay-private ones) and times, and the origin inode number.
 
-use super::layer::INDEX;
+use super::layer::{INDEX, LayerId};
 use super::node::Node;
-use super::{Errno, SysResult, Union, path, whiteout};
+use super::override_stat::{self, Owner};
+use super::{Errno, SysResult, Union, path};
 use crate::sys::{fs, io, xattr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
@@ -52,7 +53,13 @@ impl Union {
         }
         let work = self.work()?;
         let tmp = self.temp_name();
-        let staged = self.stage_copy(src_dir.as_fd(), src_name, &st, work, &tmp, node.ino);
+        let staged = self.stage_copy(
+            (src.layer, src_dir.as_fd(), src_name),
+            &st,
+            work,
+            &tmp,
+            node.ino,
+        );
         if let Err(e) = staged {
             remove_staged(work, &tmp, &st);
             return Err(e);
@@ -96,7 +103,7 @@ impl Union {
         let work = self.work()?;
         let tmp = self.temp_name();
         let result = self
-            .stage_copy(src_dir.as_fd(), src_name, &st, work, &tmp, ino)
+            .stage_copy((src.layer, src_dir.as_fd(), src_name), &st, work, &tmp, ino)
             .and_then(|_| {
                 let count = (st.st_nlink as i64 + delta).max(0) as u64;
                 xattr::set(
@@ -116,11 +123,10 @@ impl Union {
         result
     }
 
-    /// Builds the staged copy `work/tmp` of `src_dir/name`.
+    /// Builds the staged copy `work/tmp` of `name` in `src_dir` of layer `src_layer`.
     fn stage_copy(
         &self,
-        src_dir: BorrowedFd<'_>,
-        name: &[u8],
+        (src_layer, src_dir, name): (LayerId, BorrowedFd<'_>, &[u8]),
         st: &fs::Stat,
         work: BorrowedFd<'_>,
         tmp: &[u8],
@@ -140,7 +146,7 @@ impl Union {
                 let copied = copy_data(src.as_fd(), dst.as_fd(), st.st_size as u64)?;
                 self.stats.bytes_copied.fetch_add(copied, Ordering::Relaxed);
                 if self.fsync {
-                    io::fsync(dst.as_fd(), false)?;
+                    self.disk_fsync(dst.as_fd(), false)?;
                 }
             }
             libc::S_IFLNK => {
@@ -149,7 +155,19 @@ impl Union {
             }
             kind => fs::mknod_at(work, tmp, kind | 0o600, st.st_rdev)?,
         }
-        match fs::chown_at(work, tmp, st.st_uid, st.st_gid) {
+        // The owner and mode the source shows: its layer's override, if it keeps one.
+        let mut shown = *st;
+        self.apply_override(src_layer, src_dir, name, &mut shown);
+        let upper_override = self
+            .upper_override()
+            .filter(|_| override_stat::applies_to(st.st_mode));
+        // Without an upper override the shown values go on the inode; with one, the inode
+        // keeps the source's own and the override carries the shown ones.
+        let (uid, gid, perm) = match upper_override {
+            Some(_) => (st.st_uid, st.st_gid, perm),
+            None => (shown.st_uid, shown.st_gid, shown.st_mode & 0o7777),
+        };
+        match fs::chown_at(work, tmp, uid, gid) {
             // Rootless (or in a user namespace where the owner is unmapped): we may not give
             // files away; the copy stays the mounting user's.
             Err(Errno::EPERM) | Err(Errno::EINVAL) => {}
@@ -159,6 +177,10 @@ impl Union {
         if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
             // After chown, which clears set-id bits.
             fs::chmod_at(work, tmp, perm)?;
+        }
+        if let Some(attr) = upper_override {
+            // Also when chown failed above: the copy then still shows the source's owner.
+            override_stat::write(work, tmp, attr, Owner::of(&shown))?;
         }
         // Keeps st_ino across remounts. Some objects (symlinks in the user.* format) cannot
         // carry it; they fall back to the upper inode number after a remount.
@@ -247,7 +269,8 @@ pub(crate) fn copy_xattrs(
         Err(e) if e == Errno::ENOTSUP => return Ok(()),
         Err(e) => return Err(e),
     };
-    for attr in names.iter().filter(|a| !whiteout::is_private_xattr(a)) {
+    // Overrides are not copied: copy-up writes the upper's own form of them.
+    for attr in names.iter().filter(|a| !super::attr::is_hidden_xattr(a)) {
         let value = match xattr::get(src_dir, name, attr) {
             Ok(v) => v,
             Err(Errno::ENODATA) => continue,

@@ -108,15 +108,50 @@ impl Union {
         })
     }
 
-    /// Gives a new object to the caller (group from a set-gid parent, as the kernel does).
-    fn set_owner(&self, ctx: &Ctx, dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<()> {
+    /// Gives a new object to the caller (group from a set-gid parent, as the kernel does),
+    /// then sets its exact mode (chown clears set-id bits; `None` leaves it, for symlinks).
+    /// Where the upper keeps owners in an override xattr, they go there and the inode stays
+    /// the daemon's: a rootless daemon cannot chown to the ids a container uses.
+    fn set_owner(
+        &self,
+        ctx: &Ctx,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        kind: u32,
+        perm: Option<u32>,
+    ) -> SysResult<()> {
         let parent = fs::fstat(dir)?;
-        let gid = if parent.st_mode & libc::S_ISGID != 0 {
-            parent.st_gid
+        let mut parent_owner = super::override_stat::Owner::of(&parent);
+        if let Some(attr) = self.upper_override() {
+            if let Some(o) = super::override_stat::read(dir, b"", attr) {
+                parent_owner = o;
+            }
+        }
+        let gid = if parent_owner.perm & libc::S_ISGID != 0 {
+            parent_owner.gid
         } else {
             self.ids.store_gid(ctx.gid)
         };
-        fs::chown_at(dir, name, self.ids.store_uid(ctx.uid), gid)
+        let uid = self.ids.store_uid(ctx.uid);
+        if let (Some(attr), Some(perm)) = (self.upper_override(), perm)
+            && super::override_stat::applies_to(kind)
+        {
+            fs::chmod_at(dir, name, perm)?;
+            let owner = super::override_stat::Owner { uid, gid, perm };
+            return super::override_stat::write(dir, name, attr, owner);
+        }
+        fs::chown_at(dir, name, uid, gid)?;
+        match perm {
+            Some(perm) => fs::chmod_at(dir, name, perm),
+            None => Ok(()),
+        }
+    }
+
+    /// An upper directory's attributes as shown (its override applied).
+    fn shown_upper_dir_stat(&self, d: BorrowedFd<'_>) -> SysResult<fs::Stat> {
+        let mut st = fs::fstat(d)?;
+        self.apply_override(super::layer::UPPER, d, b"", &mut st);
+        Ok(st)
     }
 
     /// Looks the new object up again and registers it as a node.
@@ -159,7 +194,8 @@ impl Union {
         } else {
             fs::mknod_at(d, name, kind | perm, rdev)?;
         }
-        self.own_and_finish(ctx, &slot, name, perm, kind != libc::S_IFLNK)
+        let kind = if kind == 0 { libc::S_IFREG } else { kind };
+        self.own_and_finish(ctx, &slot, name, kind, Some(perm))
     }
 
     /// Owner, then the exact mode again (chown clears set-id bits), then the node.
@@ -168,17 +204,11 @@ impl Union {
         ctx: &Ctx,
         slot: &Slot,
         name: &[u8],
-        perm: u32,
-        chmod: bool,
+        kind: u32,
+        perm: Option<u32>,
     ) -> SysResult<Entry> {
         let d = slot.upper_dir.as_fd();
-        let r = self.set_owner(ctx, d, name).and_then(|_| {
-            if chmod {
-                fs::chmod_at(d, name, perm)
-            } else {
-                Ok(())
-            }
-        });
+        let r = self.set_owner(ctx, d, name, kind, perm);
         if let Err(e) = r {
             let _ = fs::unlink_at(d, name, false);
             return Err(e);
@@ -204,19 +234,14 @@ impl Union {
         } else {
             fs::mkdir_at(d, name, perm)?;
         }
-        let parent_st = fs::fstat(d)?;
+        let parent_st = self.shown_upper_dir_stat(d)?;
         let keep_sgid = parent_st.st_mode & libc::S_ISGID != 0;
-        let r = self.set_owner(ctx, d, name).and_then(|_| {
-            fs::chmod_at(
-                d,
-                name,
-                if keep_sgid {
-                    perm | libc::S_ISGID
-                } else {
-                    perm
-                },
-            )
-        });
+        let perm = if keep_sgid {
+            perm | libc::S_ISGID
+        } else {
+            perm
+        };
+        let r = self.set_owner(ctx, d, name, libc::S_IFDIR, Some(perm));
         if let Err(e) = r {
             let _ = fs::unlink_at(d, name, true);
             return Err(e);
@@ -227,7 +252,7 @@ impl Union {
     pub fn symlink(&self, ctx: &Ctx, parent: u64, name: &[u8], target: &[u8]) -> SysResult<Entry> {
         let slot = self.prepare_slot(parent, name)?;
         fs::symlink_at(target, slot.upper_dir.as_fd(), name)?;
-        self.own_and_finish(ctx, &slot, name, 0, false)
+        self.own_and_finish(ctx, &slot, name, libc::S_IFLNK, None)
     }
 
     /// Creates and opens a regular file; returns the entry and an open handle.
@@ -250,9 +275,7 @@ impl Union {
                 acc
             };
         let fd = fs::open_at(d, name, open_flags | libc::O_CREAT | libc::O_EXCL, perm)?;
-        let r = self
-            .set_owner(ctx, d, name)
-            .and_then(|_| fs::chmod_at(d, name, perm));
+        let r = self.set_owner(ctx, d, name, libc::S_IFREG, Some(perm));
         if let Err(e) = r {
             let _ = fs::unlink_at(d, name, false);
             return Err(e);
@@ -287,6 +310,12 @@ impl Union {
         // Same object, so the same number even if the upper inode differs from the origin.
         let mut st = f.st;
         self.fix_nlink(&top, &mut st);
+        self.apply_override(
+            super::layer::UPPER,
+            slot.upper_dir.as_fd(),
+            new_name,
+            &mut st,
+        );
         self.ids.show(&mut st);
         st.st_ino = node.ino;
         node.lookup_more();

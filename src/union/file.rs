@@ -85,8 +85,34 @@ impl Union {
         if write && flags & libc::O_TRUNC != 0 {
             oflags |= libc::O_TRUNC;
         }
-        let fd = fs::open_at(at.dir.fd(), &at.name, oflags, 0)?;
+        let fd = self.open_layer_file(at.loc.layer, at.dir.fd(), &at.name, oflags)?;
         Ok(self.handles.insert(&node, fd, write, at.loc.layer))
+    }
+
+    /// Opens a layer file for a handle. Reads through the fd (ours, or the kernel's in
+    /// passthrough) update the layer file's atime by the layer filesystem's rules, which the
+    /// mount's VFS flags do not reach. So, as kernel overlayfs does: lower files are never
+    /// touched (layers are read-only), and upper files keep their atime under `noatime`.
+    /// O_NOATIME is only granted to the file's owner or a privileged daemon; without it the
+    /// open goes ahead plainly.
+    fn open_layer_file(
+        &self,
+        layer: LayerId,
+        dir: std::os::fd::BorrowedFd<'_>,
+        name: &[u8],
+        flags: i32,
+    ) -> SysResult<OwnedFd> {
+        if self.keeps_atime(layer) && flags & libc::O_NOATIME == 0 {
+            match fs::open_at(dir, name, flags | libc::O_NOATIME, 0) {
+                Err(Errno::EPERM) => {}
+                r => return r,
+            }
+        }
+        fs::open_at(dir, name, flags, 0)
+    }
+
+    fn keeps_atime(&self, layer: LayerId) -> bool {
+        self.noatime || layer != UPPER
     }
 
     /// An fd to hand to the kernel for passthrough, with the layer it lives in and whether it
@@ -95,7 +121,13 @@ impl Union {
     pub fn backing_fd(&self, fh: u64) -> SysResult<(Arc<OwnedFd>, LayerId, bool)> {
         let h = self.handle(fh)?;
         if h.layer == UPPER && !self.read_only() {
-            if let Ok(fd) = fs::reopen(h.fd.as_fd(), libc::O_RDWR) {
+            let reopened = if self.keeps_atime(UPPER) {
+                fs::reopen(h.fd.as_fd(), libc::O_RDWR | libc::O_NOATIME)
+                    .or_else(|_| fs::reopen(h.fd.as_fd(), libc::O_RDWR))
+            } else {
+                fs::reopen(h.fd.as_fd(), libc::O_RDWR)
+            };
+            if let Ok(fd) = reopened {
                 return Ok((Arc::new(fd), UPPER, true));
             }
             if h.writable {
@@ -145,7 +177,17 @@ impl Union {
         if !h.writable || !self.fsync {
             return Ok(());
         }
-        io::fsync(h.fd.as_fd(), data_only)
+        self.disk_fsync(h.fd.as_fd(), data_only)
+    }
+
+    /// fsync(2)/fdatasync(2) on a layer fd, counted for `unionrs stats`.
+    pub(crate) fn disk_fsync(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+        data_only: bool,
+    ) -> SysResult<()> {
+        self.stats.disk_fsyncs.fetch_add(1, Ordering::Relaxed);
+        io::fsync(fd, data_only)
     }
 
     pub fn fsyncdir(&self, ino: u64) -> SysResult<()> {
@@ -155,7 +197,7 @@ impl Union {
         }
         let d = self.upper().dir(&node.path())?;
         let f = fs::open_dir_for_listing(d.as_fd())?;
-        io::fsync(f.as_fd(), false)
+        self.disk_fsync(f.as_fd(), false)
     }
 
     pub fn fallocate(&self, fh: u64, mode: i32, offset: u64, len: u64) -> SysResult<()> {

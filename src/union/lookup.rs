@@ -253,6 +253,31 @@ impl Union {
         Ok(self.remember(&dir, name, f).1)
     }
 
+    /// Applies the stat override of the found object's layer, if that layer keeps one.
+    fn override_found(&self, dir: &Node, name: &[u8], f: &Found, st: &mut Stat) {
+        let layer = if f.upper {
+            UPPER
+        } else {
+            match f.lowers.first() {
+                Some(l) => l.layer,
+                None => return,
+            }
+        };
+        if self.layer_override(layer).is_none() || !super::override_stat::applies_to(st.st_mode) {
+            return;
+        }
+        if f.upper {
+            if let Ok(d) = self.upper_dir(dir) {
+                self.apply_override(UPPER, d.as_fd(), name, st);
+            }
+        } else if let Some(loc) = f.lowers.first() {
+            let (parent, leaf) = path::split(&loc.path);
+            if let Ok(d) = self.layer(loc.layer).dir(parent) {
+                self.apply_override(loc.layer, d.as_fd(), leaf, st);
+            }
+        }
+    }
+
     /// Turns a found object into a node (counting one kernel reference) and its attributes.
     pub(crate) fn remember(&self, dir: &Arc<Node>, name: &[u8], f: Found) -> (Arc<Node>, Entry) {
         let ino = self.ino_of(&f);
@@ -268,6 +293,7 @@ impl Union {
         {
             self.fix_nlink(&top, &mut st);
         }
+        self.override_found(dir, name, &f, &mut st);
         self.ids.show(&mut st);
         let node = self.nodes.remember(
             ino,

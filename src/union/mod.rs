@@ -15,6 +15,7 @@ pub mod ino;
 pub mod layer;
 mod lookup;
 pub mod node;
+pub mod override_stat;
 pub mod path;
 mod readdir;
 mod remove;
@@ -46,7 +47,7 @@ pub struct Ctx {
 }
 
 /// How the union is put together.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct UnionConfig {
     /// Lower layer directories, top first.
     pub lowers: Vec<PathBuf>,
@@ -58,6 +59,18 @@ pub struct UnionConfig {
     pub user_markers: bool,
     /// Owner translation (uidmapping=, gidmapping=, squash_to_*).
     pub ids: idmap::IdMap,
+    /// fuse-overlayfs' `xattr_permissions=`: 0 off, 1 or 2 keep owner and mode of upper
+    /// files in an xattr (see `override_stat`).
+    pub xattr_permissions: u8,
+    /// POSIX ACLs served (`noacl` turns this off: ACL xattrs are refused).
+    pub acl: bool,
+    /// `context=`: the SELinux label every object shows, as a context= mount shows it.
+    pub selinux_context: Option<Vec<u8>>,
+    /// `noatime`: reading through the mount leaves the layers' access times alone.
+    pub noatime: bool,
+    /// `volatile`: mark the workdir as the kernel does, so that no later mount trusts an
+    /// upper that may have lost unsynced writes.
+    pub volatile: bool,
 }
 
 /// What `unionrs stats` reads from a live mount, shared with the thread that answers it.
@@ -79,6 +92,8 @@ impl StatsSource {
 pub struct Stats {
     pub copy_ups: AtomicU64,
     pub bytes_copied: AtomicU64,
+    /// fsync/fdatasync calls made on the layers (none with fsync=0 or volatile).
+    pub disk_fsyncs: AtomicU64,
 }
 
 pub struct Union {
@@ -101,6 +116,11 @@ pub struct Union {
     pub markers: MarkerFormat,
     ids: idmap::IdMap,
     fsync: bool,
+    /// Per layer id: the override xattr its owners and modes are kept in, if any.
+    overrides: Vec<Option<&'static [u8]>>,
+    acl: bool,
+    selinux_context: Option<Vec<u8>>,
+    noatime: bool,
     pub stats: Arc<Stats>,
     tmp_seq: AtomicU64,
 }
@@ -127,8 +147,13 @@ impl Union {
             (Some(_), Some(w)) => {
                 // Before touching anything: a second mount must not clean the first's work dir.
                 lock = Some(lock_workdir(w)?);
+                refuse_after_volatile(w)?;
                 index = Some(prepare_index(w)?);
-                Some(prepare_workdir(w)?)
+                let work = prepare_workdir(w)?;
+                if cfg.volatile {
+                    mark_volatile(w)?;
+                }
+                Some(work)
             }
             (Some(_), None) => return Err("upperdir needs a workdir".into()),
             _ => None,
@@ -140,6 +165,7 @@ impl Union {
         } else {
             MarkerFormat::Kernel
         };
+        let overrides = layer_overrides(&layers, has_upper, cfg.xattr_permissions)?;
         let inos = InoMap::new(layers.iter().map(|l| l.dev));
         let lower_start = if has_upper { 1 } else { 0 };
         let root_state = NodeState {
@@ -170,6 +196,10 @@ impl Union {
             markers,
             ids: cfg.ids.clone(),
             fsync: cfg.fsync,
+            overrides,
+            acl: cfg.acl,
+            selinux_context: cfg.selinux_context.clone(),
+            noatime: cfg.noatime,
             stats: Arc::new(Stats::default()),
             tmp_seq: AtomicU64::new(0),
         };
@@ -257,6 +287,63 @@ impl Union {
     pub fn root_ino(&self) -> u64 {
         ROOT
     }
+}
+
+/// Which override xattr each layer keeps owners and modes in: lowers as their roots are
+/// marked; the upper as `xattr_permissions=` asks (marking its root), else as it is marked.
+fn layer_overrides(
+    layers: &[Layer],
+    has_upper: bool,
+    xattr_permissions: u8,
+) -> Result<Vec<Option<&'static [u8]>>, String> {
+    let mut found: Vec<Option<&'static [u8]>> = layers
+        .iter()
+        .map(|l| override_stat::detect(l.root()))
+        .collect();
+    match override_stat::name_for_option(xattr_permissions) {
+        Some(attr) if has_upper => {
+            let lowers: Vec<_> = layers[1..]
+                .iter()
+                .zip(&found[1..])
+                .map(|(l, name)| (l.root(), *name))
+                .collect();
+            override_stat::mark_upper(layers[UPPER].root(), attr, &lowers)?;
+            found[UPPER] = Some(attr);
+        }
+        _ => {}
+    }
+    Ok(found)
+}
+
+/// W/work/incompat/volatile: where kernel overlayfs records that a volatile mount used this
+/// workdir. Unsynced writes may have been lost in a crash since, so the kernel refuses to
+/// mount the pair again until someone removes it (containers/storage does, before each mount).
+fn volatile_marker(w: &std::path::Path) -> PathBuf {
+    w.join("work").join("incompat").join("volatile")
+}
+
+fn refuse_after_volatile(w: &std::path::Path) -> Result<(), String> {
+    let marker = volatile_marker(w);
+    if marker.symlink_metadata().is_ok() {
+        return Err(format!(
+            "workdir {} was used by a volatile mount, whose unsynced writes a crash may have lost: remove {} to mount it anyway",
+            w.display(),
+            marker.display()
+        ));
+    }
+    Ok(())
+}
+
+/// The kernel's marker, in the kernel's form (a `dirty` file inside), so kernel overlayfs
+/// refuses this upper too.
+fn mark_volatile(w: &std::path::Path) -> Result<(), String> {
+    let marker = volatile_marker(w);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(&marker)
+        .and_then(|()| std::fs::write(marker.join("dirty"), b""))
+        .map_err(|e| format!("cannot create {}: {e}", marker.display()))
 }
 
 /// Creates W/work (where copy-ups are staged) and empties what a crash left in it.
