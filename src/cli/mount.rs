@@ -114,7 +114,13 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
             lazytime: o.lazytime,
             threads: if args.single_thread { 1 } else { 4 },
         };
-        let passthrough = std::env::var_os("UNIONRS_NO_PASSTHROUGH").is_none();
+        // The kernel opens passthrough backing files with the caller's open flags, not with
+        // our fd's O_NOATIME, so its reads would update the layers' atimes: under noatime,
+        // the daemon serves reads itself (O_NOATIME fds) to keep the option's promise.
+        let passthrough = std::env::var_os("UNIONRS_NO_PASSTHROUGH").is_none() && !o.noatime;
+        if o.noatime {
+            log::info!("noatime: FUSE passthrough off (backing files would update atimes)");
+        }
         let fs = UnionFs::new(union, !o.noacl, passthrough);
         let report = fs.reporter();
         session::mount(fs, &spec).map(|s| (s, spec, report))

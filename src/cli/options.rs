@@ -330,7 +330,7 @@ impl OptionParser {
                     }
                 })
             }
-            "context" => o.context = Some(string_value(val()?)),
+            "context" => o.context = Some(unquote(string_value(val()?))),
             "fsname" => o.fsname = Some(string_value(val()?)),
             "subtype" => o.subtype = Some(string_value(val()?)),
             "debug" => {
@@ -418,6 +418,14 @@ fn path_value(key: &str, value: &[u8]) -> Result<PathBuf, OptionError> {
     Ok(PathBuf::from(OsString::from_vec(unescape(value))))
 }
 
+/// `"TEXT"` -> `TEXT`: mount(8)'s quoting of a value that holds commas.
+fn unquote(text: String) -> String {
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) => inner.to_string(),
+        None => text,
+    }
+}
+
 fn string_value(value: &[u8]) -> String {
     String::from_utf8_lossy(&unescape(value)).into_owned()
 }
@@ -469,16 +477,22 @@ fn parse_mappings(key: &str, value: &[u8]) -> Result<Vec<IdMapping>, OptionError
         .collect()
 }
 
-/// Splits at `sep` unless it is backslash-escaped. Escapes stay in the pieces, so a later
-/// split (`,` then `:` for lowerdir) still sees them; `unescape` removes them at the end.
+/// Splits at `sep` unless it is backslash-escaped or inside double quotes (mount(8) and
+/// containers/storage quote SELinux contexts, which hold commas: `context="...:c1,c2"`).
+/// Escapes and quotes stay in the pieces, so a later split (`,` then `:` for lowerdir) still
+/// sees them; `unescape` and `unquote` remove them at the end.
 fn split_unescaped(s: &[u8], sep: u8) -> Vec<&[u8]> {
     let mut pieces = Vec::new();
     let (mut start, mut i) = (0, 0);
+    let mut quoted = false;
     while i < s.len() {
         if s[i] == b'\\' {
             i += 2;
         } else {
-            if s[i] == sep {
+            if s[i] == b'"' && sep == b',' {
+                quoted = !quoted;
+            }
+            if s[i] == sep && !quoted {
                 pieces.push(&s[start..i]);
                 start = i + 1;
             }
@@ -611,6 +625,12 @@ mod tests {
         ("mappings up to u32::MAX", "-o uidmapping=0:1:4294967295,uidmapping=4294967295:0:1,lowerdir=l,upperdir=u,workdir=w /mnt", |a| {
             a.opts.uid_mappings = vec![map(0, 1, u32::MAX), map(u32::MAX, 0, 1)];
         }),
+        ("quoted context with commas", r#"-o lowerdir=l,upperdir=u,workdir=w,context="system_u:object_r:container_file_t:s0:c1,c2",ro /mnt"#, |a| {
+            a.opts.context = Some("system_u:object_r:container_file_t:s0:c1,c2".into());
+            a.opts.read_only = true;
+        }),
+        ("lazytime, nolazytime", "-o lazytime,lowerdir=l,upperdir=u,workdir=w /mnt", |a| a.opts.lazytime = true),
+        ("later nolazytime wins", "-o lazytime,nolazytime,lowerdir=l,upperdir=u,workdir=w /mnt", |_| {}),
         ("strings", r"-o context=system_u:object_r:container_file_t:s0,fsname=a\,b,subtype=unionrs,lowerdir=l,upperdir=u,workdir=w /mnt", |a| {
             a.opts.context = Some("system_u:object_r:container_file_t:s0".into());
             a.opts.fsname = Some("a,b".into()); a.opts.subtype = Some("unionrs".into());
@@ -714,6 +734,8 @@ mod tests {
             (br"a\\,b", b',', &[br"a\\", b"b"]),
             (br"a\:b:c", b':', &[br"a\:b", b"c"]),
             (b",", b',', &[b"", b""]),
+            (br#"a="x,y",b"#, b',', &[br#"a="x,y""#, b"b"]),
+            (br#"a="x:y""#, b':', &[br#"a="x"#, br#"y""#]),
             (br"trail\", b',', &[br"trail\"]),
         ];
         for (input, sep, want) in cases {
