@@ -191,3 +191,120 @@ fn rootless_in_a_user_namespace() {
     );
     check_upper(&dir);
 }
+
+fn user_ids() -> (u32, u32) {
+    let id = |flag: &str| {
+        let out = Command::new("id").args([flag, USER]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
+// xattr_permissions=2, as containers/storage passes it with force_mask, through fusermount3:
+// modes set through the mount, and the original owners and modes of copied-up files, are
+// kept in user.fuseoverlayfs.override_stat (the inodes stay the user's, with their own
+// modes) and shown by stat. Lower layers marked with containers/storage's
+// user.containers.override_stat show theirs. (fusermount3 always mounts with
+// default_permissions, so the kernel refuses a chown to another id before the daemon sees
+// it: chown is tested in a user namespace below, as podman runs its mount program.)
+#[test]
+fn rootless_xattr_permissions_keep_modes_and_owners() {
+    let _s = serial();
+    ensure_user();
+    let _fuse = FuseAccess::grant();
+    let bin = unionrs_bin();
+    let bin = bin.display();
+    let (uid, gid) = user_ids();
+    let (_keep, dir) = stack(false);
+    let p = Path::new(&dir);
+    // A force_mask layer: real mode 0700, the image's owner and mode in the xattr.
+    fs::write(p.join("l/fm"), "fm").unwrap();
+    fs::set_permissions(p.join("l/fm"), fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(p.join("l/fm"), Some(uid), Some(gid)).unwrap();
+    setxattr(
+        p.join("l/fm"),
+        "user.containers.override_stat",
+        "123:456:0666",
+    );
+    setxattr(p.join("l"), "user.containers.override_stat", "0:0:0755");
+    let shows = |path: &str, want: &str| {
+        format!(
+            "test \"$(stat -c %u:%g:%a {path})\" = {want} || {{ stat -c %u:%g:%a {path}; exit 1; }}; "
+        )
+    };
+    let me = |mode: &str| format!("{uid}:{gid}:{mode}");
+    let script = format!(
+        "cd {dir}; {bin} -o lowerdir=l,upperdir=u,workdir=w,xattr_permissions=2 m; {} \
+         echo more >> m/f; {} echo more >> m/fm; {} \
+         touch m/d/new; chmod 4751 m/d/new; {} mkdir m/d/nd; chmod 700 m/d/nd; {} \
+         fusermount3 -u m",
+        shows("m/fm", "123:456:666"),
+        shows("m/f", "0:0:666"),
+        shows("m/fm", "123:456:666"),
+        shows("m/d/new", &me("4751")),
+        shows("m/d/nd", &me("700")),
+    );
+    as_user(&script);
+    // On disk: the user's inodes with their own modes, the shown values in the xattr.
+    for (name, value, disk_mode) in [
+        ("f", "0:0:666".to_string(), 0o666),
+        ("fm", "123:456:666".to_string(), 0o700),
+        ("d/new", me("4751"), 0o644),
+        ("d/nd", me("700"), 0o755),
+    ] {
+        let path = p.join("u").join(name);
+        let md = fs::metadata(&path).unwrap();
+        assert_eq!(md.uid(), uid, "{name}: inode given away");
+        assert_eq!(md.mode() & 0o7777, disk_mode, "{name}: inode mode changed");
+        assert_eq!(
+            getxattr(&path, "user.fuseoverlayfs.override_stat").as_deref(),
+            Some(value.as_str()),
+            "{name}"
+        );
+    }
+    // The upper root is marked: a later mount reads the overrides without the option.
+    as_user(&format!(
+        "cd {dir}; {bin} -o lowerdir=l,upperdir=u,workdir=w m; {} fusermount3 -u m",
+        shows("m/d/new", &me("4751"))
+    ));
+}
+
+// xattr_permissions=2 where podman runs its mount program: in a user namespace whose root is
+// the user, with the user's subordinate ids mapped. chown through the mount is kept in the
+// xattr and the inode stays the user's; without the option the inode is given away.
+#[test]
+fn rootless_xattr_permissions_chown_in_a_user_namespace() {
+    let _s = serial();
+    ensure_user();
+    let _fuse = FuseAccess::grant();
+    let (uid, _) = user_ids();
+    let run = |opts: &str| {
+        let (keep, dir) = stack(true);
+        let script = format!(
+            "cd {dir}; unshare --map-root-user --map-auto -m sh -ec '{bin} -o lowerdir=l,upperdir=u,workdir=w{opts} m; \
+             touch m/d/new; chown 123:456 m/d/new; test \"$(stat -c %u:%g m/d/new)\" = 123:456; umount m'",
+            bin = unionrs_bin().display()
+        );
+        as_user(&script);
+        let path = keep.path().join("u/d/new");
+        let owner = fs::metadata(&path).unwrap().uid();
+        (owner, getxattr(&path, "user.fuseoverlayfs.override_stat"))
+    };
+    // --map-auto maps namespace uid 1.. to the user's first /etc/subuid range.
+    let subuid = fs::read_to_string("/etc/subuid").unwrap();
+    let start: u32 = subuid
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!("{USER}:"))?
+                .split(':')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .expect("no /etc/subuid range for the test user (useradd makes one)");
+    assert_eq!(run(""), (start + 122, None), "plain chown");
+    assert_eq!(
+        run(",xattr_permissions=2"),
+        (uid, Some("123:456:644".to_string()))
+    );
+}
