@@ -341,10 +341,12 @@ impl Union {
         let node = self.node(ino)?;
         let names = self.xattr_names(&node)?;
         let mut out = Vec::new();
+        // Hidden: the mount's bookkeeping, a label context= replaces, ACLs under noacl.
         let shown = |n: &&Vec<u8>| {
-            !is_hidden_xattr(n)
-                && !(self.selinux_context.is_some() && n.as_slice() == SELINUX_XATTR)
-                && (self.acl || !ACL_XATTRS.contains(&n.as_slice()))
+            let name = n.as_slice();
+            let replaced = self.selinux_context.is_some() && name == SELINUX_XATTR;
+            let refused = !self.acl && ACL_XATTRS.contains(&name);
+            !(is_hidden_xattr(name) || replaced || refused)
         };
         for n in names.iter().filter(shown) {
             out.extend_from_slice(n);

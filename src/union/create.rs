@@ -122,10 +122,10 @@ impl Union {
     ) -> SysResult<()> {
         let parent = fs::fstat(dir)?;
         let mut parent_owner = super::override_stat::Owner::of(&parent);
-        if let Some(attr) = self.upper_override() {
-            if let Some(o) = super::override_stat::read(dir, b"", attr) {
-                parent_owner = o;
-            }
+        if let Some(attr) = self.upper_override()
+            && let Some(o) = super::override_stat::read(dir, b"", attr)
+        {
+            parent_owner = o;
         }
         let gid = if parent_owner.perm & libc::S_ISGID != 0 {
             parent_owner.gid
