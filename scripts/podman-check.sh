@@ -43,7 +43,7 @@
 set -uo pipefail
 
 MODE=${1:-root}
-case $MODE in root|rootless|all|uidmap) ;; *) echo "usage: $0 [root|rootless|all|uidmap]" >&2; exit 2;; esac
+case $MODE in root|rootless|all|uidmap|forcemask) ;; *) echo "usage: $0 [root|rootless|all|uidmap|forcemask]" >&2; exit 2;; esac
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ "$(id -u)" -eq 0 ] || { echo "podman-check: run as root" >&2; exit 2; }
 
@@ -155,6 +155,10 @@ storage_conf kernel "$WORK/kernel"
 storage_conf unionrs "$WORK/unionrs" "$WORK/wrap.sh"
 storage_conf rl-kernel "$WORK/rl/kernel"
 storage_conf rl-unionrs "$WORK/rl/unionrs" "$WORK/wrap.sh"
+# containers/storage's force_mask: layer files unpacked with mode 0755, their owner and mode
+# kept in user.containers.override_stat, and xattr_permissions=2 passed to the mount program
+storage_conf fm-unionrs "$WORK/fm/unionrs" "$WORK/wrap.sh"
+sed -i '/^mountopt/a force_mask = "shared"' "$WORK/storage-fm-unionrs.conf"
 
 export CONTAINERS_CONF=$WORK/containers.conf CONTAINERS_REGISTRIES_CONF=$WORK/registries.conf
 unset XDG_RUNTIME_DIR # root: podman uses /run; rootless gets its own below
@@ -399,7 +403,44 @@ run_uidmap() {
   show_mounts uidmap "$WORK/unionrs"
 }
 
+# force_mask (root): the container must show the image's owners and modes (the kernel store's
+# view, which has no force_mask) although every layer file on disk has mode 0755.
+run_forcemask() {
+  local s out
+  local look='stat -c "%n %u:%g:%a" /bin/busybox /lowdir /lowdir/file /lowdir/l2 /opq/new /gone2/x /etc/os-release;
+    echo x > /tmp/w; chown 3:4 /tmp/w; chmod 640 /tmp/w; stat -c "%n %u:%g:%a" /tmp/w;
+    mkdir /tmp/d; chown 5:6 /tmp/d; chmod 2750 /tmp/d; stat -c "%n %u:%g:%a" /tmp/d'
+  for s in kernel fm-unionrs; do
+    CLEAN_STORES+=("root:$WORK/storage-$s.conf")
+    : > "$WORK/mounts.log"
+    export CONTAINERS_STORAGE_CONF=$WORK/storage-$s.conf
+    podman pull -q "$IMG" >/dev/null 2>&1 || { fail "[$s] podman pull"; continue; }
+    podman run --rm "$IMG" sh -c "$look" > "$WORK/fm-$s.out" 2>&1 || fail "[$s] podman run: $(tail -3 "$WORK/fm-$s.out" | tr '\n' ' ')"
+  done
+  unset CONTAINERS_STORAGE_CONF
+  local layer masked
+  layer=$(grep -l . "$WORK"/fm/unionrs/graph/overlay/*/diff/lowdir/file 2>/dev/null | head -1)
+  masked=$( [ -n "$layer" ] && stat -c %a "$layer")
+  if [ "$masked" = 755 ] && getfattr --only-values -n user.containers.override_stat "$layer" 2>/dev/null | grep -q ':0644$'; then
+    ok "[fm-unionrs] force_mask stored lowdir/file as mode 755 with user.containers.override_stat"
+  else
+    fail "[fm-unionrs] force_mask did not take effect on disk (lowdir/file mode ${masked:-missing})"
+  fi
+  if grep -q 'xattr_permissions=2' "$WORK/mounts.log"; then
+    ok "[fm-unionrs] containers/storage passed xattr_permissions=2"
+  else
+    fail "[fm-unionrs] no xattr_permissions=2 in: $(tail -1 "$WORK/mounts.log")"
+  fi
+  if [ -s "$WORK/fm-kernel.out" ] && diff "$WORK/fm-kernel.out" "$WORK/fm-fm-unionrs.out" > "$WORK/cmp-fm" 2>&1; then
+    ok "[fm-unionrs] force_mask: owners and modes inside equal the kernel store's ($(wc -l < "$WORK/fm-kernel.out") paths)"
+  else
+    fail "[fm-unionrs] force_mask view differs (< kernel, > unionrs): $(tr '\n' ' ' < "$WORK/cmp-fm")"
+  fi
+  show_mounts forcemask "$WORK/fm/unionrs"
+}
+
 case $MODE in
+  forcemask) run_forcemask ;;
   uidmap) run_uidmap ;;
   root) run_root ;;
   rootless) run_rootless ;;

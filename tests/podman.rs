@@ -81,6 +81,20 @@ fn podman_rootless() {
     check("rootless", FLOW);
 }
 
+/// containers/storage's `force_mask = "shared"` (root): layers unpacked with mode 0755 and the
+/// image's owners and modes in user.containers.override_stat; the mount program gets
+/// `xattr_permissions=2`. Inside the container unionrs must show what the kernel store shows.
+#[test]
+fn podman_force_mask() {
+    check(
+        "forcemask",
+        &[
+            "[fm-unionrs] containers/storage passed xattr_permissions=2",
+            "[fm-unionrs] force_mask: owners and modes inside equal the kernel store's",
+        ],
+    );
+}
+
 /// `podman run --uidmap` (root): containers/storage passes `uidmapping=:0:100000:65536`
 /// (leading ':', which fuse-overlayfs's strtok parser skips); unionrs rejects that spelling
 /// ("bad uidmapping="). With the ':' dropped by a shim the run passes (containers/storage has
