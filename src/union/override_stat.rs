@@ -158,6 +158,8 @@ mod tests {
         assert_eq!(Owner::parse(b"1000:100:04755"), Some(o));
         assert_eq!(Owner::parse(b"1000:100:4755\0"), Some(o));
         assert_eq!(Owner::parse(b"1000:100:4755:file"), Some(o));
+        // fuse-overlayfs 1.10 writes the file-type bits too (measured: `0:0:104711`).
+        assert_eq!(Owner::parse(b"1000:100:104755"), Some(o));
         for bad in [&b""[..], b"1:2", b"a:2:755", b"1:2:9", b"1:-2:755", b"\xff"] {
             assert_eq!(Owner::parse(bad), None, "{bad:?}");
         }
