@@ -91,7 +91,7 @@ pub const MOUNT_OPTIONS: &[MountOption] = &[
     opt("exec", None, Acted, Libfuse, true, "Allow execution (the default)."),
     opt("noexec", None, Acted, Libfuse, true, "Do not allow execution."),
     opt("noatime", None, Acted, Libfuse, true, "Reads leave upper files' atimes alone (lower files' always, as on the kernel): the mount's VFS flag, layer files opened O_NOATIME where the daemon may (as root, or its own files), and FUSE passthrough off (its backing files would update atimes)."),
-    opt("lazytime", None, Acted, Libfuse, true, "Sets the mount's VFS lazytime flag (shown in /proc/mounts; the kernel keeps time updates in memory longer). Root mounts only: not passed through fusermount3."),
+    opt("lazytime", None, Acted, Libfuse, true, "Sets the mount's VFS lazytime flag (shown in /proc/mounts; the kernel keeps time updates in memory longer). Root mounts only: fusermount3 refuses it, so rootless mounts leave it out."),
     opt("nolazytime", None, Acted, Libfuse, true, "Turns an earlier lazytime off (the default)."),
     // FUSE.
     opt("allow_other", None, Acted, Libfuse, false, "Let every user see the mount (the default when run as root)."),
