@@ -234,7 +234,8 @@ fn rootless_xattr_permissions_keep_modes_and_owners() {
     };
     let me = |mode: &str| format!("{uid}:{gid}:{mode}");
     let script = format!(
-        "cd {dir}; {bin} -o lowerdir=l,upperdir=u,workdir=w,xattr_permissions=2 m; {} \
+        "cd {dir}; trap 'fusermount3 -uz m 2>/dev/null || true' EXIT; \
+         {bin} -o lowerdir=l,upperdir=u,workdir=w,xattr_permissions=2 m; {} \
          echo more >> m/f; {} echo more >> m/fm; {} \
          touch m/d/new; chmod 4751 m/d/new; {} mkdir m/d/nd; chmod 700 m/d/nd; {} \
          fusermount3 -u m",
@@ -264,7 +265,8 @@ fn rootless_xattr_permissions_keep_modes_and_owners() {
     }
     // The upper root is marked: a later mount reads the overrides without the option.
     as_user(&format!(
-        "cd {dir}; {bin} -o lowerdir=l,upperdir=u,workdir=w m; {} fusermount3 -u m",
+        "cd {dir}; trap 'fusermount3 -uz m 2>/dev/null || true' EXIT; \
+         {bin} -o lowerdir=l,upperdir=u,workdir=w m; {} fusermount3 -u m",
         shows("m/d/new", &me("4751"))
     ));
 }
@@ -281,7 +283,8 @@ fn rootless_xattr_permissions_chown_in_a_user_namespace() {
     let run = |opts: &str| {
         let (keep, dir) = stack(true);
         let script = format!(
-            "cd {dir}; unshare --map-root-user --map-auto -m sh -ec '{bin} -o lowerdir=l,upperdir=u,workdir=w{opts} m; \
+            "cd {dir}; unshare --map-root-user --map-auto -m sh -ec 'trap \"umount -l m 2>/dev/null || true\" EXIT; \
+             {bin} -o lowerdir=l,upperdir=u,workdir=w{opts} m; \
              touch m/d/new; chown 123:456 m/d/new; test \"$(stat -c %u:%g m/d/new)\" = 123:456; umount m'",
             bin = unionrs_bin().display()
         );
