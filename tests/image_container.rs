@@ -4,15 +4,6 @@
 mod image_util;
 use image_util::*;
 use std::fs;
-use std::path::Path;
-
-fn can_mount() -> bool {
-    Path::new("/dev/fuse").exists()
-        && fs::metadata("/proc/self")
-            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-            .unwrap_or(false)
-        && have("fusermount3")
-}
 
 #[test]
 fn create_diff_commit_rm() {
@@ -114,15 +105,4 @@ fn create_diff_commit_rm() {
     ok(&store, &["rmi", "derived:2"]);
     ok(&store, &["rmi", "base:1"]);
     assert_eq!(fs::read_dir(store.join("layers")).unwrap().count(), 0);
-}
-
-/// Unmounts on drop, so a failed assertion does not leave a mount behind.
-struct Unmount(std::path::PathBuf);
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.0)
-            .output();
-    }
 }

@@ -1,6 +1,7 @@
 //! The image verbs: `pull`, `push`, `load`, `save`, `images`, `inspect`, `history`, `tag`,
-//! `rmi`.
-//! `--store DIR` may come before the verb or among its arguments.
+//! `rmi`, `prune`, the container verbs, and `run` (parsed in [`super::run`]).
+//! `--store DIR` may come before the verb or among its arguments (for `run`: among its
+//! options, never in the command).
 
 use crate::image::archive;
 use crate::image::container;
@@ -24,7 +25,7 @@ use std::process::ExitCode;
 
 pub const VERBS: &[&str] = &[
     "pull", "push", "load", "save", "images", "inspect", "history", "tag", "rmi", "create", "ps",
-    "mount", "umount", "diff", "commit", "rm",
+    "mount", "umount", "diff", "commit", "rm", "run", "prune",
 ];
 
 pub const USAGE: &str = "\
@@ -43,10 +44,22 @@ pub const USAGE: &str = "\
        unionrs [--store DIR] ps [--format json]
        unionrs [--store DIR] mount N | umount N | rm N
        unionrs [--store DIR] diff N                   (A/C/D lines from the upper)
-       unionrs [--store DIR] commit [-a AUTHOR] [-m MSG] [-c CHANGE]... N [REPO[:TAG]]";
+       unionrs [--store DIR] commit [-a AUTHOR] [-m MSG] [-c CHANGE]... N [REPO[:TAG]]
+       unionrs [--store DIR] prune [-a] [-f]          (unused images, then unused layers and blobs)
+       unionrs [--store DIR] run [--rm] [--name N] [-e KEY=VALUE]... [-w DIR] [-u USER[:GROUP]]
+                                 [--network host|none] [--runtime PATH] IMAGE [--] [COMMAND [ARG...]]";
 
 /// Runs an image verb; `args` starts with `--store` or the verb.
 pub fn run(args: &[OsString]) -> ExitCode {
+    if let Some((store_flag, rest)) = split_run(args) {
+        return match rest {
+            Ok(rest) => super::run::main(store_flag, &rest),
+            Err(m) => {
+                eprintln!("unionrs: run: {m}");
+                ExitCode::from(125)
+            }
+        };
+    }
     match run_inner(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Usage(m)) => {
@@ -58,6 +71,36 @@ pub fn run(args: &[OsString]) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// For the `run` verb: the `--store` given before it and the arguments after it, left
+/// untouched (they end with the container's command, which may hold `--store` itself).
+fn split_run(args: &[OsString]) -> Option<(Option<PathBuf>, Result<Vec<String>, String>)> {
+    let mut store_flag = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--store" {
+            store_flag = args.get(i + 1).map(PathBuf::from);
+            i += 2;
+        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--store=")) {
+            store_flag = Some(PathBuf::from(v));
+            i += 1;
+        } else if a == "run" {
+            let rest = args[i + 1..]
+                .iter()
+                .map(|a| {
+                    a.to_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| format!("argument {a:?} is not UTF-8"))
+                })
+                .collect();
+            return Some((store_flag, rest));
+        } else {
+            return None;
+        }
+    }
+    None
 }
 
 enum CliError {
@@ -113,6 +156,7 @@ fn run_inner(args: &[OsString]) -> Res {
         "diff" => diff(&open()?, args),
         "commit" => commit(&open()?, args),
         "rm" => rm(&open()?, args),
+        "prune" => prune(&open()?, args),
         v => Err(Usage(format!("unknown command {v:?}"))),
     }
 }
@@ -593,7 +637,7 @@ fn rmi(st: &Store, args: &[String]) -> Res {
             first_err.get_or_insert(m);
         }
     }
-    for d in st.gc(&container::used_diff_ids(st)?)? {
+    for d in st.gc(&container::used_diff_ids(st)?)?.layers {
         println!("Deleted: {d}");
     }
     match first_err {
@@ -648,6 +692,36 @@ fn rmi_one(st: &Store, name: &str, force: bool) -> Result<(), String> {
         println!("Deleted: {}", img.id());
     }
     st.write_index(&index)
+}
+
+fn prune(st: &Store, args: &[String]) -> Res {
+    // -f is Docker's "do not ask"; prune never asks.
+    let p = Parsed::new(args, &["-a", "--all", "-f", "--force"], &[])?;
+    if !p.pos.is_empty() {
+        return Err(Usage("prune takes no positional arguments".into()));
+    }
+    let r = crate::image::prune::prune(st, p.has(&["-a", "--all"]))?;
+    if !r.untagged.is_empty() || !r.images.is_empty() {
+        println!("Deleted Images:");
+        for t in &r.untagged {
+            println!("untagged: {t}");
+        }
+        for id in &r.images {
+            println!("deleted: {id}");
+        }
+    }
+    for l in &r.freed.layers {
+        println!("deleted layer: {l}");
+    }
+    println!(
+        "Total reclaimed space: {} ({} bytes; {} images, {} layers, {} blobs)",
+        human_size(r.freed.bytes),
+        r.freed.bytes,
+        r.images.len(),
+        r.freed.layers.len(),
+        r.freed.blobs.len()
+    );
+    Ok(())
 }
 
 fn one_container(

@@ -4,6 +4,7 @@ pub mod help;
 pub mod image;
 pub mod mount;
 pub mod options;
+pub mod run;
 pub mod validate;
 
 use std::ffi::OsString;

@@ -175,12 +175,18 @@ pub fn mount(st: &Store, c: &Container) -> Result<PathBuf, String> {
         fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
         lowers.push(empty.display().to_string());
     }
-    let opts = format!(
+    let mut opts = format!(
         "lowerdir={},upperdir={},workdir={}",
         lowers.join(":"),
         d.join("upper").display(),
         d.join("work").display()
     );
+    // A container's processes run as the image's users, not only as the mounter (FUSE
+    // lets no other user in without allow_other); the kernel then checks permissions
+    // (default_permissions follows allow_other). Only root may set it without fuse.conf.
+    if super::store::is_root() {
+        opts.push_str(",allow_other");
+    }
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the unionrs binary: {e}"))?;
     let out = Command::new(exe)

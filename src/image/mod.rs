@@ -9,6 +9,9 @@
 //! - [`archive`]: `load` / `save` of docker-archive and OCI layout tars.
 //! - [`container`]: containers (upper/work/merged over an image's layers) and `commit`.
 //! - [`layer_export`]: an overlay upper directory -> a deterministic OCI layer tar (`commit`).
+//! - [`run`]: `run` (a container, a runtime bundle, the installed OCI runtime).
+//! - [`runtime_spec`], [`runtime`], [`rootfs`]: its config.json, the runtime, the rootfs.
+//! - [`prune`]: removing unused images, layers and blobs.
 //! - [`xattr`]: which extended attributes a layer carries, and where they are read from.
 
 pub mod archive;
@@ -19,7 +22,12 @@ pub mod layer_export;
 pub mod layout;
 pub mod pax;
 pub mod reference;
+pub mod prune;
 pub mod registry;
+pub mod rootfs;
+pub mod run;
+pub mod runtime;
+pub mod runtime_spec;
 pub mod store;
 pub mod unpack;
 pub mod xattr;

@@ -82,6 +82,41 @@ pub struct LayerInfo {
     pub entries: u64,
 }
 
+/// What [`Store::gc`] removed.
+#[derive(Debug, Default)]
+pub struct Freed {
+    /// Diff IDs of the unpacked layer dirs removed.
+    pub layers: Vec<String>,
+    /// Digests of the blobs removed.
+    pub blobs: Vec<String>,
+    /// Disk space they took (allocated blocks, a hard-linked file counted once).
+    pub bytes: u64,
+}
+
+/// Disk space taken by `path` and, for a directory, everything below it (allocated
+/// blocks, as `du` counts; symlinks not followed, hard links counted once). 0 if missing.
+pub fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(p: &Path, seen: &mut BTreeSet<(u64, u64)>) -> u64 {
+        let Ok(m) = fs::symlink_metadata(p) else {
+            return 0;
+        };
+        if m.nlink() > 1 && !m.is_dir() && !seen.insert((m.dev(), m.ino())) {
+            return 0;
+        }
+        let mut n = m.blocks() * 512;
+        if m.is_dir()
+            && let Ok(rd) = fs::read_dir(p)
+        {
+            for e in rd.flatten() {
+                n += walk(&e.path(), seen);
+            }
+        }
+        n
+    }
+    walk(path, &mut BTreeSet::new())
+}
+
 /// The store directory from `--store`, else $UNIONRS_STORE, else /var/lib/unionrs for root
 /// and $XDG_DATA_HOME/unionrs (or ~/.local/share/unionrs) otherwise.
 pub fn default_root(flag: Option<&Path>) -> Result<PathBuf, String> {
@@ -421,8 +456,8 @@ impl Store {
     }
 
     /// Deletes blobs no manifest in the index uses, and layer dirs (with their info) that
-    /// no image and no container (`extra_diff_ids`) uses. Returns the diff IDs freed.
-    pub fn gc(&self, extra_diff_ids: &BTreeSet<String>) -> Result<Vec<String>, String> {
+    /// no image and no container (`extra_diff_ids`) uses. Says what went and its disk size.
+    pub fn gc(&self, extra_diff_ids: &BTreeSet<String>) -> Result<Freed, String> {
         let mut keep_blobs = BTreeSet::new();
         let mut keep_layers: BTreeSet<String> = extra_diff_ids.clone();
         for img in self.images()? {
@@ -435,19 +470,23 @@ impl Store {
                 keep_layers.insert(d.hex().to_string());
             }
         }
+        let mut freed = Freed::default();
         let blobs = self.root.join("blobs/sha256");
         for e in ctx(fs::read_dir(&blobs), || {
             format!("cannot list {}", blobs.display())
         })?
         .flatten()
         {
-            if !keep_blobs.contains(&*e.file_name().to_string_lossy()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !keep_blobs.contains(&name) {
+                let bytes = disk_usage(&e.path());
                 ctx(fs::remove_file(e.path()), || {
                     format!("cannot remove {}", e.path().display())
                 })?;
+                freed.bytes += bytes;
+                freed.blobs.push(format!("sha256:{name}"));
             }
         }
-        let mut freed = Vec::new();
         let layers = self.root.join("layers");
         for e in ctx(fs::read_dir(&layers), || {
             format!("cannot list {}", layers.display())
@@ -461,9 +500,11 @@ impl Store {
                 ctx(fs::rename(e.path(), &doomed), || {
                     format!("cannot remove layer {name}")
                 })?;
+                let info = self.root.join("layerinfo").join(format!("{name}.json"));
+                freed.bytes += disk_usage(&doomed) + disk_usage(&info);
                 remove_tree(&doomed)?;
-                let _ = fs::remove_file(self.root.join("layerinfo").join(format!("{name}.json")));
-                freed.push(format!("sha256:{name}"));
+                let _ = fs::remove_file(info);
+                freed.layers.push(format!("sha256:{name}"));
             }
         }
         Ok(freed)

@@ -17,6 +17,31 @@ pub fn open_beneath(
     flags: i32,
     mode: u32,
 ) -> SysResult<OwnedFd> {
+    let resolve =
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
+    openat2(root, path, flags, mode, resolve)
+}
+
+/// openat2(2) with `root` taken as `/`: symlinks are followed, but absolute targets and `..`
+/// are resolved inside `root`, as the kernel would for a process chrooted there. For
+/// reading files of a container's rootfs (its /etc/passwd, its commands) from outside it.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: i32) -> SysResult<OwnedFd> {
+    openat2(
+        root,
+        path,
+        flags,
+        0,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+fn openat2(
+    root: BorrowedFd<'_>,
+    path: &[u8],
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> SysResult<OwnedFd> {
     let path = if path.is_empty() { &b"."[..] } else { path };
     let c = cstr(path)?;
     // SAFETY: open_how is plain data; all-zero is valid and the fields are set below.
@@ -27,7 +52,7 @@ pub fn open_beneath(
     } else {
         0
     };
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
+    how.resolve = resolve;
     loop {
         // SAFETY: `c` is a valid NUL-terminated string and `how` a valid open_how for the call.
         let ret = unsafe {

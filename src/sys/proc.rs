@@ -174,3 +174,57 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> SysResult<OwnedFd> {
     }
     Err(Errno::EIO)
 }
+
+/// sigset_t holding `sigs`.
+fn sigset(sigs: &[i32]) -> libc::sigset_t {
+    // SAFETY: building a signal set on a zeroed sigset_t with the libc helpers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in sigs {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+/// Blocks `sigs` in this thread (and the threads it spawns later), so they stay pending
+/// for [`wait_signal`] instead of running their default action. Children started with
+/// std's `Command` begin with an empty mask again.
+pub fn block_signals(sigs: &[i32]) {
+    let set = sigset(sigs);
+    // SAFETY: applying a valid signal mask to the calling thread.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// A signal taken by [`wait_signal`].
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    pub signo: i32,
+    /// Sent by a process with kill(2) to this one, rather than raised by the kernel (a
+    /// terminal's ^C goes to the whole foreground process group, a child's exit is SIGCHLD).
+    pub sent_by_process: bool,
+}
+
+/// Waits up to `timeout` for one of `sigs` (which must be blocked); None on timeout.
+pub fn wait_signal(sigs: &[i32], timeout: std::time::Duration) -> Option<Received> {
+    let set = sigset(sigs);
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: siginfo_t is plain data; all-zero is valid and the kernel fills it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid set, info and timeout for the duration of the call.
+    let signo = unsafe { libc::sigtimedwait(&set, &mut info, &ts) };
+    (signo > 0).then(|| Received {
+        signo,
+        sent_by_process: info.si_code == libc::SI_USER || info.si_code == libc::SI_QUEUE,
+    })
+}
+
+/// kill(2): sends `sig` to process `pid`.
+pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
+    // SAFETY: kill has no memory effects.
+    check(unsafe { libc::kill(pid, sig) }).map(drop)
+}

@@ -22,6 +22,10 @@ pub struct E {
     pub mode: u32,
     pub link: Vec<u8>,
     pub data: Vec<u8>,
+    pub uid: u32,
+    pub gid: u32,
+    /// Written as pax `SCHILY.xattr.NAME` records.
+    pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
 pub fn file(name: &str, data: &[u8]) -> E {
@@ -31,6 +35,15 @@ pub fn file(name: &str, data: &[u8]) -> E {
         mode: 0o644,
         link: Vec::new(),
         data: data.to_vec(),
+        uid: 0,
+        gid: 0,
+        xattrs: Vec::new(),
+    }
+}
+pub fn fifo(name: &str) -> E {
+    E {
+        kind: b'6',
+        ..file(name, b"")
     }
 }
 pub fn dir(name: &str) -> E {
@@ -62,12 +75,24 @@ fn octal(field: &mut [u8], v: u64) {
 }
 
 fn header(name: &[u8], kind: u8, mode: u32, size: u64, link: &[u8]) -> [u8; 512] {
+    owned_header(name, kind, mode, size, link, 0, 0)
+}
+
+fn owned_header(
+    name: &[u8],
+    kind: u8,
+    mode: u32,
+    size: u64,
+    link: &[u8],
+    uid: u32,
+    gid: u32,
+) -> [u8; 512] {
     let mut h = [0u8; 512];
     let n = name.len().min(100);
     h[..n].copy_from_slice(&name[..n]);
     octal(&mut h[100..108], mode as u64);
-    octal(&mut h[108..116], 0);
-    octal(&mut h[116..124], 0);
+    octal(&mut h[108..116], uid as u64);
+    octal(&mut h[116..124], gid as u64);
     octal(&mut h[124..136], size);
     octal(&mut h[136..148], 1_700_000_000);
     h[156] = kind;
@@ -104,13 +129,16 @@ fn pad(out: &mut Vec<u8>) {
 pub fn tar(entries: &[E]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in entries {
-        if e.name.len() > 100 || e.link.len() > 100 {
+        if e.name.len() > 100 || e.link.len() > 100 || !e.xattrs.is_empty() {
             let mut recs = Vec::new();
             if e.name.len() > 100 {
                 recs.extend(pax_record("path", &e.name));
             }
             if e.link.len() > 100 {
                 recs.extend(pax_record("linkpath", &e.link));
+            }
+            for (k, v) in &e.xattrs {
+                recs.extend(pax_record(&format!("SCHILY.xattr.{k}"), v));
             }
             out.extend_from_slice(&header(
                 b"././@PaxHeader",
@@ -122,12 +150,14 @@ pub fn tar(entries: &[E]) -> Vec<u8> {
             out.extend(recs);
             pad(&mut out);
         }
-        out.extend_from_slice(&header(
+        out.extend_from_slice(&owned_header(
             &e.name,
             e.kind,
             e.mode,
             e.data.len() as u64,
             &e.link,
+            e.uid,
+            e.gid,
         ));
         out.extend_from_slice(&e.data);
         pad(&mut out);
@@ -333,4 +363,211 @@ pub fn have(tool: &str) -> bool {
         .arg(format!("command -v {tool}"))
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Unmounts (lazily) on drop, so a failed assertion does not leave a mount behind.
+pub struct Unmount(pub std::path::PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(&self.0)
+            .output();
+    }
+}
+
+/// True when this test process may mount (root, /dev/fuse, fusermount3).
+pub fn can_mount() -> bool {
+    Path::new("/dev/fuse").exists()
+        && std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+        && have("fusermount3")
+}
+
+/// A layer holding Debian's static busybox as /bin/busybox with the applets the tests use
+/// as symlinks, /etc/passwd and /etc/group with a user `app` (1000:1000, also in group
+/// `staff` 50), /tmp (1777) and /home/app owned by app. Needs busybox-static
+/// (scripts/setup.sh installs it).
+pub fn busybox_layer() -> Layer {
+    let bin = std::fs::read("/bin/busybox")
+        .expect("/bin/busybox is missing: apt-get install busybox-static (scripts/setup.sh)");
+    let mut entries = vec![
+        dir("bin"),
+        E {
+            mode: 0o755,
+            ..file("bin/busybox", &bin)
+        },
+    ];
+    for applet in [
+        "sh", "cat", "echo", "ls", "id", "pwd", "env", "test", "rm", "mkdir", "sleep", "touch",
+        "stat", "wc", "true",
+    ] {
+        entries.push(symlink(&format!("bin/{applet}"), "busybox"));
+    }
+    entries.extend([
+        dir("etc"),
+        file(
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n",
+        ),
+        file("etc/group", b"root:x:0:\nstaff:x:50:app\napp:x:1000:\n"),
+        E {
+            mode: 0o1777,
+            ..dir("tmp")
+        },
+        dir("home"),
+        E {
+            uid: 1000,
+            gid: 1000,
+            ..dir("home/app")
+        },
+        dir("root"),
+    ]);
+    layer(&entries, Comp::Gzip)
+}
+
+/// Loads a docker-archive of one image `tag` over `layers` with `config` JSON.
+pub fn load_image(store: &Path, tmp: &Path, tag: &str, layers: &[&Layer], config: Vec<u8>) {
+    let f = write(
+        tmp,
+        &format!("{}.tar", sha(tag.as_bytes())),
+        &docker_archive(&[ArchImage {
+            tags: vec![tag],
+            config,
+            layers: layers.to_vec(),
+        }]),
+    );
+    ok(store, &["load", "-i", f.to_str().unwrap()]);
+}
+
+/// An image config over `layers` with the given `config` object (Cmd, Env, ...).
+pub fn config_with(layers: &[&Layer], inner: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+        "config": inner,
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>()},
+        "history": layers.iter().map(|_| serde_json::json!({"created_by": "test"})).collect::<Vec<_>>(),
+    }))
+    .unwrap()
+}
+
+/// Every entry under `root` (root itself as "."), with what two trees holding the same
+/// files must agree on: type, mode, owner, size and content hash, symlink target, device
+/// number, `user.*` xattrs, and which other paths are hard links of it.
+pub fn tree(root: &Path) -> BTreeMap<String, String> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::FileTypeExt;
+    fn xattrs(p: &Path) -> Vec<String> {
+        let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+            return Vec::new();
+        };
+        let c = std::ffi::CString::new(parent.as_os_str().as_bytes()).unwrap();
+        let dir = unionrs::sys::fs::open_path(&c, libc::O_PATH | libc::O_DIRECTORY).unwrap();
+        let name = name.as_bytes();
+        let mut out: Vec<String> = unionrs::sys::xattr::list(std::os::fd::AsFd::as_fd(&dir), name)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.starts_with(b"user."))
+            .map(|a| {
+                let v = unionrs::sys::xattr::get(std::os::fd::AsFd::as_fd(&dir), name, &a)
+                    .unwrap_or_default();
+                format!(
+                    "{}={}",
+                    String::from_utf8_lossy(&a),
+                    String::from_utf8_lossy(&v)
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+    fn walk(
+        root: &Path,
+        p: &Path,
+        out: &mut BTreeMap<String, String>,
+        inodes: &mut BTreeMap<u64, Vec<String>>,
+    ) {
+        let rel = match p.strip_prefix(root).unwrap().to_string_lossy() {
+            r if r.is_empty() => ".".to_string(),
+            r => r.into_owned(),
+        };
+        let m = std::fs::symlink_metadata(p).unwrap();
+        let ft = m.file_type();
+        let what = if ft.is_dir() {
+            "dir".to_string()
+        } else if ft.is_symlink() {
+            format!("link -> {}", std::fs::read_link(p).unwrap().display())
+        } else if ft.is_file() {
+            inodes.entry(m.ino()).or_default().push(rel.clone());
+            format!("file {} {}", m.size(), sha(&std::fs::read(p).unwrap()))
+        } else if ft.is_fifo() {
+            "fifo".to_string()
+        } else if ft.is_char_device() || ft.is_block_device() {
+            format!("dev {:x}", m.rdev())
+        } else {
+            "other".to_string()
+        };
+        let mode = if ft.is_symlink() { 0 } else { m.mode() & 0o7777 };
+        out.insert(
+            rel,
+            format!(
+                "{what} mode {mode:o} owner {}:{} xattrs {:?}",
+                m.uid(),
+                m.gid(),
+                xattrs(p)
+            ),
+        );
+        if ft.is_dir() {
+            let mut names: Vec<_> = std::fs::read_dir(p).unwrap().map(|e| e.unwrap().path()).collect();
+            names.sort();
+            for n in names {
+                walk(root, &n, out, inodes);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    let mut inodes = BTreeMap::new();
+    walk(root, root, &mut out, &mut inodes);
+    for group in inodes.values().filter(|g| g.len() > 1) {
+        for p in group {
+            out.get_mut(p).unwrap().push_str(&format!(" links {group:?}"));
+        }
+    }
+    out
+}
+
+/// The differences between two trees, one line each, for an assertion message.
+pub fn tree_diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in a {
+        match b.get(k) {
+            None => out.push(format!("only in first: {k}: {v}")),
+            Some(w) if w != v => out.push(format!("{k}:\n   first  {v}\n   second {w}")),
+            _ => {}
+        }
+    }
+    for (k, w) in b {
+        if !a.contains_key(k) {
+            out.push(format!("only in second: {k}: {w}"));
+        }
+    }
+    out
+}
+
+/// Lazily unmounts, on drop, every mount below a directory (the containers of a store,
+/// whatever their names), so a failed test leaves no mount behind.
+pub struct UnmountUnder(pub std::path::PathBuf);
+impl Drop for UnmountUnder {
+    fn drop(&mut self) {
+        let prefix = format!("{}/", self.0.display());
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        for l in mounts.lines() {
+            if let Some(mp) = l.split(' ').nth(1)
+                && mp.starts_with(&prefix)
+            {
+                let _ = Command::new("fusermount3").args(["-u", "-z", mp]).output();
+                let _ = Command::new("umount").args(["-l", mp]).output();
+            }
+        }
+    }
 }

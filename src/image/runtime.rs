@@ -1,0 +1,123 @@
+//! The installed OCI runtime (runc or crun): finding it, and running a bundle in the
+//! foreground with its exit status as ours. unionrs never starts a container process itself.
+
+use crate::sys::proc::{Received, block_signals, kill, wait_signal};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Looked for in this order when `--runtime` is not given. runc first: crun 1.8 (Debian 12)
+/// fails on hosts with hybrid cgroups.
+pub const SEARCHED: &[&str] = &["runc", "crun"];
+
+/// Directories searched besides $PATH (root's sbin dirs are missing from some PATHs).
+const EXTRA_DIRS: &[&str] = &[
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
+fn is_executable_file(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The runtime binary: `explicit` if given (it must be an executable file), else the first
+/// of [`SEARCHED`] in $PATH or the usual bin/sbin dirs.
+pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(p) = explicit {
+        return if is_executable_file(p) {
+            Ok(p.to_path_buf())
+        } else {
+            Err(format!(
+                "--runtime {}: not an executable file",
+                p.display()
+            ))
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+        .chain(EXTRA_DIRS.iter().map(PathBuf::from))
+        .collect();
+    for name in SEARCHED {
+        if let Some(p) = dirs
+            .iter()
+            .map(|d| d.join(name))
+            .find(|p| is_executable_file(p))
+        {
+            return Ok(p);
+        }
+    }
+    Err("no OCI runtime found: install runc (apt-get install runc) or pass --runtime PATH".into())
+}
+
+/// Where the runtime keeps its state for our containers (`--root`), apart from other
+/// users of the same runtime (podman's runc uses /run/runc).
+pub fn state_root(runtime: &Path) -> PathBuf {
+    let name = runtime.file_name().map_or_else(
+        || "runtime".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    PathBuf::from("/run/unionrs").join(name)
+}
+
+/// Signals unionrs passes on to the runtime (which passes them to the container) while it
+/// waits. SIGCHLD is only waited for: it says the runtime exited.
+const FORWARDED: &[i32] = &[libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP];
+
+/// Runs `RUNTIME --root STATE run --bundle BUNDLE ID` with our stdin/stdout/stderr and
+/// returns its exit status (128+N if it died of signal N). A stale runtime state of the
+/// same ID (left by a killed run) is deleted first.
+///
+/// While it runs, unionrs blocks the termination signals so that it always lives to clean
+/// up: a signal sent to unionrs alone (kill PID) is forwarded to the runtime; one the
+/// terminal sent to the whole foreground group (^C) already reached the runtime and is
+/// not sent twice. They stay blocked afterwards, so the cleanup runs to its end.
+pub fn run_foreground(runtime: &Path, bundle: &Path, id: &str) -> Result<i32, String> {
+    let state = state_root(runtime);
+    std::fs::create_dir_all(&state)
+        .map_err(|e| format!("cannot create {}: {e}", state.display()))?;
+    let _ = Command::new(runtime)
+        .arg("--root")
+        .arg(&state)
+        .args(["delete", "--force", id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let mut waited = FORWARDED.to_vec();
+    waited.push(libc::SIGCHLD);
+    block_signals(&waited);
+    let mut child = Command::new(runtime)
+        .arg("--root")
+        .arg(&state)
+        .arg("run")
+        .arg("--bundle")
+        .arg(bundle)
+        .arg(id)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", runtime.display()))?;
+    let pid = child.id() as i32;
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| format!("waiting for {}: {e}", runtime.display()))?
+        {
+            use std::os::unix::process::ExitStatusExt;
+            return Ok(status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
+        }
+        if let Some(Received {
+            signo,
+            sent_by_process: true,
+        }) = wait_signal(&waited, Duration::from_secs(1))
+            && signo != libc::SIGCHLD
+        {
+            let _ = kill(pid, signo);
+        }
+    }
+}
