@@ -106,3 +106,167 @@ fn create_diff_commit_rm() {
     ok(&store, &["rmi", "base:1"]);
     assert_eq!(fs::read_dir(store.join("layers")).unwrap().count(), 0);
 }
+
+/// `umoci unpack` of an image we committed gives the same tree as our union mount of it:
+/// names, types, modes, owners, sizes, contents, symlink targets, device numbers, user.*
+/// xattrs and hard-link groups (times are not compared: umoci sets its own on dirs).
+/// The committed changes cover copy-ups, deletions of lower files and dirs (whiteouts),
+/// an opaque dir, chmod/chown, xattrs, fifos, hard links, symlinks and long UTF-8 names;
+/// the base has a whiteout and an opaque dir of its own. (A renamed lower dir cannot be
+/// committed yet: the layer export refuses redirects.)
+#[test]
+fn umoci_unpack_of_a_commit_matches_the_union_mount() {
+    assert!(can_mount(), "needs root, /dev/fuse and fusermount3");
+    assert!(
+        have("umoci"),
+        "umoci is missing (scripts/setup.sh installs it)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let _guard = UnmountUnder(store.join("containers"));
+    let long = format!("ünïcødé-名前-{}", "y".repeat(150));
+    let bottom = layer(
+        &[
+            dir("etc"),
+            file("etc/a", b"a"),
+            file("etc/hidden-later", b"h"),
+            file("etc/doomed", b"d"),
+            E {
+                uid: 1234,
+                gid: 5678,
+                mode: 0o640,
+                xattrs: vec![("user.color".into(), b"blue".to_vec())],
+                ..file("etc/owned", b"owned")
+            },
+            dir("olddir"),
+            file("olddir/x", b"x"),
+            dir("tree"),
+            dir("tree/sub"),
+            file("tree/sub/deep", b"deep"),
+            dir("opq"),
+            file("opq/below", b"below"),
+            E {
+                mode: 0o4755,
+                ..file("suid", b"#!x")
+            },
+            hardlink("suid-link", "suid"),
+            symlink("abs", "/etc/a"),
+            symlink("rel", "etc/a"),
+            fifo("pipe"),
+            E {
+                xattrs: vec![("user.d".into(), b"dirattr".to_vec())],
+                ..dir("xdir")
+            },
+            file(&long, b"long"),
+        ],
+        Comp::Gzip,
+    );
+    let upper = layer(
+        &[
+            dir("etc"),
+            file("etc/.wh.hidden-later", b""),
+            dir("opq"),
+            file("opq/.wh..wh..opq", b""),
+            file("opq/above", b"above"),
+        ],
+        Comp::None,
+    );
+    load_image(
+        &store,
+        tmp.path(),
+        "src:1",
+        &[&bottom, &upper],
+        config(&[&bottom, &upper], "2024-01-01T00:00:00Z"),
+    );
+    ok(&store, &["create", "--name", "c", "src:1"]);
+    let m = store.join("containers/c/merged");
+    let sh = |script: &str| {
+        let o = std::process::Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(&m)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    sh("echo changed > etc/a
+        rm etc/doomed
+        rm -r tree
+        mkdir newdir
+        echo new > newdir/y
+        chmod 0700 suid
+        chown 42:43 suid-link
+        setfattr -n user.added -v v1 olddir/x
+        setfattr -x user.d xdir
+        mkfifo -m 0620 newfifo
+        ln etc/a etc/a-link
+        ln -s ../etc/a newdir/to-a
+        mkdir -p fresh/dir && echo f > fresh/dir/file && chown -R 7:8 fresh
+        rm -r opq && mkdir opq && echo again > opq/again");
+    let before = tree(&m);
+    ok(&store, &["commit", "c", "committed:1"]);
+    ok(&store, &["create", "--name", "c2", "committed:1"]);
+    let ours = tree(&store.join("containers/c2/merged"));
+    let bundle = tmp.path().join("bundle");
+    let o = std::process::Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:committed:1", store.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "umoci unpack: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let theirs = tree(&bundle.join("rootfs"));
+    let d = tree_diff(&ours, &theirs);
+    assert!(
+        d.is_empty(),
+        "our mount (first) vs umoci unpack (second):\n{}",
+        d.join("\n")
+    );
+    // And the container of the committed image shows what the first container showed.
+    let d = tree_diff(&before, &ours);
+    assert!(
+        d.is_empty(),
+        "before commit (first) vs after (second):\n{}",
+        d.join("\n")
+    );
+    // Spot checks that the tree really holds the changes compared above.
+    assert!(
+        ours["etc/a"].contains("links [\"etc/a\", \"etc/a-link\"]"),
+        "{}",
+        ours["etc/a"]
+    );
+    assert!(ours["suid"].contains("mode 700") && ours["suid"].contains("owner 42:43"));
+    assert!(
+        ours["olddir/x"].contains("user.added=v1"),
+        "{}",
+        ours["olddir/x"]
+    );
+    assert!(!ours.contains_key("etc/doomed") && !ours.contains_key("etc/hidden-later"));
+    assert_eq!(
+        ours["etc/owned"],
+        format!(
+            "file 5 {} mode 640 owner 1234:5678 xattrs [\"user.color=blue\"]",
+            sha(b"owned")
+        )
+    );
+    assert!(!ours.contains_key("tree") && !ours.contains_key("tree/sub/deep"));
+    assert!(!ours.contains_key("opq/above") && !ours.contains_key("opq/below"));
+    assert!(
+        ours["newfifo"].starts_with("fifo mode 620"),
+        "{}",
+        ours["newfifo"]
+    );
+    assert!(ours["fresh/dir/file"].contains("owner 7:8"));
+    assert!(ours.contains_key(&long));
+    ok(&store, &["rm", "c2"]);
+    ok(&store, &["rm", "c"]);
+}

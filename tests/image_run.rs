@@ -72,7 +72,12 @@ fn exit_status_and_output_pass_through_and_rm_leaves_nothing() {
 
     // The image's Cmd.
     let o = unionrs(&store, &["run", "--rm", "bb:1"]);
-    assert_eq!((status(&o), out(&o).as_str()), (0, "from-cmd\n"), "{}", err(&o));
+    assert_eq!(
+        (status(&o), out(&o).as_str()),
+        (0, "from-cmd\n"),
+        "{}",
+        err(&o)
+    );
     // A command, its stdout, stderr and exit status; options after the image are the
     // command's.
     let o = unionrs(
@@ -89,6 +94,13 @@ fn exit_status_and_output_pass_through_and_rm_leaves_nothing() {
     assert_eq!(status(&o), 42, "{}", err(&o));
     assert_eq!(out(&o), "out --rm\n");
     assert_eq!(err(&o), "err\n");
+    // A relative --store works too (the runtime gets absolute paths).
+    let o = Command::new(env!("CARGO_BIN_EXE_unionrs"))
+        .current_dir(tmp.path())
+        .args(["--store", "store", "run", "--rm", "bb:1", "pwd"])
+        .output()
+        .unwrap();
+    assert_eq!((status(&o), out(&o).as_str()), (0, "/\n"), "{}", err(&o));
     // `--` before the command is dropped.
     let o = unionrs(&store, &["run", "--rm", "bb:1", "--", "echo", "-n", "x"]);
     assert_eq!((status(&o), out(&o).as_str()), (0, "x"), "{}", err(&o));
@@ -175,7 +187,10 @@ fn what_the_command_writes_is_in_diff_survives_commit_and_runs() {
     assert_eq!(status(&o), 0, "{}", err(&o));
     // Without --rm the container stays, mounted, listed by ps.
     let ps = ok(&store, &["ps"]);
-    assert!(ps.contains("keep") && ps.contains("bb:1") && ps.contains("mounted"), "{ps}");
+    assert!(
+        ps.contains("keep") && ps.contains("bb:1") && ps.contains("mounted"),
+        "{ps}"
+    );
     assert_eq!(
         fs::read(store.join("containers/keep/merged/made")).unwrap(),
         b"data\n"
@@ -196,9 +211,21 @@ fn what_the_command_writes_is_in_diff_survives_commit_and_runs() {
     assert!(id.trim().starts_with("sha256:"), "{id}");
     let o = unionrs(
         &store,
-        &["run", "--rm", "bb:2", "sh", "-c", "cat /made; test -e /etc/group || echo nogroup"],
+        &[
+            "run",
+            "--rm",
+            "bb:2",
+            "sh",
+            "-c",
+            "cat /made; test -e /etc/group || echo nogroup",
+        ],
     );
-    assert_eq!((status(&o), out(&o).as_str()), (0, "data\nnogroup\n"), "{}", err(&o));
+    assert_eq!(
+        (status(&o), out(&o).as_str()),
+        (0, "data\nnogroup\n"),
+        "{}",
+        err(&o)
+    );
     ok(&store, &["rm", "keep"]);
     assert_no_container(&store);
 }
@@ -234,8 +261,19 @@ fn env_workdir_and_user_from_the_image_and_the_flags() {
     let o = unionrs(
         &store,
         &[
-            "run", "--rm", "-e", "IMG=flag", "--env=HOME=/h", "-w", "/work/dir", "--user",
-            "0:50", "cfg:1", "sh", "-c", script,
+            "run",
+            "--rm",
+            "-e",
+            "IMG=flag",
+            "--env=HOME=/h",
+            "-w",
+            "/work/dir",
+            "--user",
+            "0:50",
+            "cfg:1",
+            "sh",
+            "-c",
+            script,
         ],
     );
     assert_eq!(
@@ -248,7 +286,18 @@ fn env_workdir_and_user_from_the_image_and_the_flags() {
     // kernel checks the union's permissions for it).
     let o = unionrs(
         &store,
-        &["run", "--rm", "-u", "4242", "-w", "/", "cfg:1", "sh", "-c", "id -u; id -g; echo $HOME; touch /x 2>/dev/null || echo denied"],
+        &[
+            "run",
+            "--rm",
+            "-u",
+            "4242",
+            "-w",
+            "/",
+            "cfg:1",
+            "sh",
+            "-c",
+            "id -u; id -g; echo $HOME; touch /x 2>/dev/null || echo denied",
+        ],
     );
     assert_eq!(
         (status(&o), out(&o).as_str()),
@@ -332,7 +381,15 @@ fn network_host_shares_the_interfaces_and_none_has_only_loopback() {
     assert_eq!(names(&out(&o)), host);
     let o = unionrs(
         &store,
-        &["run", "--rm", "--network", "none", "bb:1", "cat", "/proc/net/dev"],
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "bb:1",
+            "cat",
+            "/proc/net/dev",
+        ],
     );
     assert_eq!(status(&o), 0, "{}", err(&o));
     assert_eq!(names(&out(&o)), ["lo"]);

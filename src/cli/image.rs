@@ -73,9 +73,12 @@ pub fn run(args: &[OsString]) -> ExitCode {
     }
 }
 
+/// The `--store` given before `run`, and the arguments after it (or why they are unusable).
+type RunArgs = (Option<PathBuf>, Result<Vec<String>, String>);
+
 /// For the `run` verb: the `--store` given before it and the arguments after it, left
 /// untouched (they end with the container's command, which may hold `--store` itself).
-fn split_run(args: &[OsString]) -> Option<(Option<PathBuf>, Result<Vec<String>, String>)> {
+fn split_run(args: &[OsString]) -> Option<RunArgs> {
     let mut store_flag = None;
     let mut i = 0;
     while i < args.len() {

@@ -121,26 +121,48 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<(Option<PathBuf>, RunOptions), String> {
-        parse(None, &args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        parse(
+            None,
+            &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
     }
 
     #[test]
     fn options_stop_at_the_image() {
         let (store, o) = p(&[
-            "--rm", "--name=c", "-e", "A=1", "--env=B=2", "-w", "/w", "--user", "1:2",
-            "--store", "/s", "img:1", "sh", "-c", "echo --rm",
+            "--rm",
+            "--name=c",
+            "-e",
+            "A=1",
+            "--env=B=2",
+            "-w",
+            "/w",
+            "--user",
+            "1:2",
+            "--store",
+            "/s",
+            "img:1",
+            "sh",
+            "-c",
+            "echo --rm",
         ])
         .unwrap();
         assert_eq!(store, Some(PathBuf::from("/s")));
         assert!(o.remove);
         assert_eq!(o.name.as_deref(), Some("c"));
         assert_eq!(o.env, ["A=1", "B=2"]);
-        assert_eq!((o.workdir.as_deref(), o.user.as_deref()), (Some("/w"), Some("1:2")));
+        assert_eq!(
+            (o.workdir.as_deref(), o.user.as_deref()),
+            (Some("/w"), Some("1:2"))
+        );
         assert_eq!(o.image, "img:1");
         assert_eq!(o.command, ["sh", "-c", "echo --rm"]);
         assert_eq!(o.network, Network::Host);
         let (_, o) = p(&["--network", "none", "img", "--", "--x"]).unwrap();
-        assert_eq!((o.network, o.command), (Network::None, vec!["--x".to_string()]));
+        assert_eq!(
+            (o.network, o.command),
+            (Network::None, vec!["--x".to_string()])
+        );
         let (_, o) = p(&["img"]).unwrap();
         assert!(o.command.is_empty());
     }
@@ -150,7 +172,15 @@ mod tests {
         assert!(p(&[]).unwrap_err().contains("needs an image"));
         assert!(p(&["--rm"]).unwrap_err().contains("needs an image"));
         assert!(p(&["--name"]).unwrap_err().contains("--name needs a value"));
-        assert!(p(&["--bogus", "img"]).unwrap_err().contains("unknown option --bogus"));
-        assert!(p(&["--network", "bridge", "img"]).unwrap_err().contains("host or none"));
+        assert!(
+            p(&["--bogus", "img"])
+                .unwrap_err()
+                .contains("unknown option --bogus")
+        );
+        assert!(
+            p(&["--network", "bridge", "img"])
+                .unwrap_err()
+                .contains("host or none")
+        );
     }
 }

@@ -47,11 +47,7 @@ pub fn prune(st: &Store, all: bool) -> Result<Pruned, String> {
         st.write_index(&index)?;
     }
     // An image ID still named by another manifest (same config, other layer blobs) stays.
-    let remaining: BTreeSet<String> = st
-        .images()?
-        .iter()
-        .map(|i| i.id().to_string())
-        .collect();
+    let remaining: BTreeSet<String> = st.images()?.iter().map(|i| i.id().to_string()).collect();
     out.images.retain(|id| !remaining.contains(id.as_str()));
     out.freed = st.gc(&container::used_diff_ids(st)?)?;
     Ok(out)

@@ -189,7 +189,11 @@ mod tests {
         assert_eq!(r("app:7").unwrap().0, u(1000, 7, &[]));
         assert_eq!(r("4242").unwrap(), (u(4242, 0, &[]), None));
         assert_eq!(r("4242:4243").unwrap().0, u(4242, 4243, &[]));
-        assert!(r("nobody").unwrap_err().contains("not in the image's /etc/passwd"));
+        assert!(
+            r("nobody")
+                .unwrap_err()
+                .contains("not in the image's /etc/passwd")
+        );
         assert!(r("app:nogroup").unwrap_err().contains("/etc/group"));
         assert_eq!(resolve_user("5", "", "").unwrap().0, u(5, 0, &[]));
     }

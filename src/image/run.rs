@@ -254,6 +254,9 @@ pub fn run(store_root: &Path, o: &RunOptions) -> Result<i32, RunError> {
         ));
     }
     let rt = runtime::find(o.runtime.as_deref())?;
+    // The runtime resolves a relative root.path against the bundle dir: make paths absolute.
+    let store_root =
+        &std::path::absolute(store_root).map_err(|e| format!("{}: {e}", store_root.display()))?;
     let (c, prepared) = {
         let st = Store::open(store_root)?;
         let img = st.resolve(&o.image)?;
@@ -294,8 +297,16 @@ mod tests {
 
     #[test]
     fn env_flags_override_the_image_and_defaults_fill_in() {
-        let env = process_env(&s(&["A=1", "PATH=/x", "B=2"]), &s(&["A=3", "C=4"]), "h", None);
-        assert_eq!(env, s(&["PATH=/x", "B=2", "A=3", "C=4", "HOSTNAME=h", "HOME=/"]));
+        let env = process_env(
+            &s(&["A=1", "PATH=/x", "B=2"]),
+            &s(&["A=3", "C=4"]),
+            "h",
+            None,
+        );
+        assert_eq!(
+            env,
+            s(&["PATH=/x", "B=2", "A=3", "C=4", "HOSTNAME=h", "HOME=/"])
+        );
         let env = process_env(&[], &s(&["HOME=/h"]), "n", Some("/root"));
         assert_eq!(
             env,

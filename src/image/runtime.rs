@@ -32,16 +32,17 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
         return if is_executable_file(p) {
             Ok(p.to_path_buf())
         } else {
-            Err(format!(
-                "--runtime {}: not an executable file",
-                p.display()
-            ))
+            Err(format!("--runtime {}: not an executable file", p.display()))
         };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs: Vec<PathBuf> = std::env::split_paths(&path)
         .chain(EXTRA_DIRS.iter().map(PathBuf::from))
         .collect();
+    find_in(&dirs)
+}
+
+fn find_in(dirs: &[PathBuf]) -> Result<PathBuf, String> {
     for name in SEARCHED {
         if let Some(p) = dirs
             .iter()
@@ -57,10 +58,9 @@ pub fn find(explicit: Option<&Path>) -> Result<PathBuf, String> {
 /// Where the runtime keeps its state for our containers (`--root`), apart from other
 /// users of the same runtime (podman's runc uses /run/runc).
 pub fn state_root(runtime: &Path) -> PathBuf {
-    let name = runtime.file_name().map_or_else(
-        || "runtime".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = runtime
+        .file_name()
+        .map_or_else(|| "runtime".into(), |n| n.to_string_lossy().into_owned());
     PathBuf::from("/run/unionrs").join(name)
 }
 
@@ -119,5 +119,40 @@ pub fn run_foreground(runtime: &Path, bundle: &Path, id: &str) -> Result<i32, St
         {
             let _ = kill(pid, signo);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn runc_before_crun_and_a_clear_error_for_none() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        let dirs = [a.clone(), b.clone()];
+        assert_eq!(
+            find_in(&dirs).unwrap_err(),
+            "no OCI runtime found: install runc (apt-get install runc) or pass --runtime PATH"
+        );
+        let exe = |p: &Path| {
+            std::fs::write(p, b"").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        // Not executable: not a runtime.
+        std::fs::write(a.join("runc"), b"").unwrap();
+        exe(&a.join("crun"));
+        assert_eq!(find_in(&dirs).unwrap(), a.join("crun"));
+        exe(&b.join("runc"));
+        assert_eq!(find_in(&dirs).unwrap(), b.join("runc"));
+        assert!(
+            find(Some(&a.join("runc")))
+                .unwrap_err()
+                .contains("not an executable file")
+        );
+        assert_eq!(find(Some(&b.join("runc"))).unwrap(), b.join("runc"));
     }
 }

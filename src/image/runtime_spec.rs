@@ -265,7 +265,12 @@ pub fn build(i: SpecInput) -> Spec {
                 "mqueue",
                 &["nosuid", "noexec", "nodev"],
             ),
-            mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+            mount(
+                "/sys",
+                "sysfs",
+                "sysfs",
+                &["nosuid", "noexec", "nodev", "ro"],
+            ),
         ],
         linux: Linux {
             namespaces,
@@ -315,7 +320,10 @@ mod tests {
     fn spec_json_has_the_runtime_spec_names() {
         let v = serde_json::to_value(build(input(Network::Host))).unwrap();
         assert_eq!(v["ociVersion"], OCI_VERSION);
-        assert_eq!(v["process"]["user"], serde_json::json!({"uid": 1, "gid": 2}));
+        assert_eq!(
+            v["process"]["user"],
+            serde_json::json!({"uid": 1, "gid": 2})
+        );
         assert_eq!(v["process"]["noNewPrivileges"], false);
         assert_eq!(
             v["process"]["rlimits"],

@@ -17,8 +17,7 @@ pub fn open_beneath(
     flags: i32,
     mode: u32,
 ) -> SysResult<OwnedFd> {
-    let resolve =
-        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
+    let resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS;
     openat2(root, path, flags, mode, resolve)
 }
 

@@ -217,7 +217,7 @@ pub fn wait_signal(sigs: &[i32], timeout: std::time::Duration) -> Option<Receive
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: valid set, info and timeout for the duration of the call.
     let signo = unsafe { libc::sigtimedwait(&set, &mut info, &ts) };
-    (signo > 0).then(|| Received {
+    (signo > 0).then_some(Received {
         signo,
         sent_by_process: info.si_code == libc::SI_USER || info.si_code == libc::SI_QUEUE,
     })

@@ -507,7 +507,11 @@ pub fn tree(root: &Path) -> BTreeMap<String, String> {
         } else {
             "other".to_string()
         };
-        let mode = if ft.is_symlink() { 0 } else { m.mode() & 0o7777 };
+        let mode = if ft.is_symlink() {
+            0
+        } else {
+            m.mode() & 0o7777
+        };
         out.insert(
             rel,
             format!(
@@ -518,7 +522,10 @@ pub fn tree(root: &Path) -> BTreeMap<String, String> {
             ),
         );
         if ft.is_dir() {
-            let mut names: Vec<_> = std::fs::read_dir(p).unwrap().map(|e| e.unwrap().path()).collect();
+            let mut names: Vec<_> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
             names.sort();
             for n in names {
                 walk(root, &n, out, inodes);
@@ -530,7 +537,9 @@ pub fn tree(root: &Path) -> BTreeMap<String, String> {
     walk(root, root, &mut out, &mut inodes);
     for group in inodes.values().filter(|g| g.len() > 1) {
         for p in group {
-            out.get_mut(p).unwrap().push_str(&format!(" links {group:?}"));
+            out.get_mut(p)
+                .unwrap()
+                .push_str(&format!(" links {group:?}"));
         }
     }
     out
