@@ -111,9 +111,9 @@ fn create_diff_commit_rm() {
 /// names, types, modes, owners, sizes, contents, symlink targets, device numbers, user.*
 /// xattrs and hard-link groups (times are not compared: umoci sets its own on dirs).
 /// The committed changes cover copy-ups, deletions of lower files and dirs (whiteouts),
-/// an opaque dir, chmod/chown, xattrs, fifos, hard links, symlinks and long UTF-8 names;
-/// the base has a whiteout and an opaque dir of its own. (A renamed lower dir cannot be
-/// committed yet: the layer export refuses redirects.)
+/// an opaque dir, a renamed lower dir (a redirect in the upper, exported from the mount),
+/// chmod/chown, xattrs, fifos, hard links, symlinks and long UTF-8 names; the base has a
+/// whiteout and an opaque dir of its own.
 #[test]
 fn umoci_unpack_of_a_commit_matches_the_union_mount() {
     assert!(can_mount(), "needs root, /dev/fuse and fusermount3");
@@ -196,11 +196,12 @@ fn umoci_unpack_of_a_commit_matches_the_union_mount() {
     sh("echo changed > etc/a
         rm etc/doomed
         rm -r tree
-        mkdir newdir
+        mv olddir newdir
         echo new > newdir/y
+        mkdir -p tree2/sub && mv tree2 renamed-new
         chmod 0700 suid
         chown 42:43 suid-link
-        setfattr -n user.added -v v1 olddir/x
+        setfattr -n user.added -v v1 newdir/x
         setfattr -x user.d xdir
         mkfifo -m 0620 newfifo
         ln etc/a etc/a-link
@@ -208,7 +209,15 @@ fn umoci_unpack_of_a_commit_matches_the_union_mount() {
         mkdir -p fresh/dir && echo f > fresh/dir/file && chown -R 7:8 fresh
         rm -r opq && mkdir opq && echo again > opq/again");
     let before = tree(&m);
+    // Committed unmounted: commit mounts it to read the renamed dir, and unmounts again.
+    ok(&store, &["umount", "c"]);
     ok(&store, &["commit", "c", "committed:1"]);
+    let ps = ok(&store, &["ps"]);
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("c ") && l.contains("unmounted")),
+        "{ps}"
+    );
     ok(&store, &["create", "--name", "c2", "committed:1"]);
     let ours = tree(&store.join("containers/c2/merged"));
     let bundle = tmp.path().join("bundle");
@@ -246,10 +255,13 @@ fn umoci_unpack_of_a_commit_matches_the_union_mount() {
     );
     assert!(ours["suid"].contains("mode 700") && ours["suid"].contains("owner 42:43"));
     assert!(
-        ours["olddir/x"].contains("user.added=v1"),
+        ours["newdir/x"].contains("user.added=v1"),
         "{}",
-        ours["olddir/x"]
+        ours["newdir/x"]
     );
+    // The renamed lower dir keeps its lower content under the new name, and only there.
+    assert!(!ours.contains_key("olddir") && ours.contains_key("newdir/y"));
+    assert!(ours.contains_key("renamed-new/sub"));
     assert!(!ours.contains_key("etc/doomed") && !ours.contains_key("etc/hidden-later"));
     assert_eq!(
         ours["etc/owned"],

@@ -77,7 +77,7 @@ fn parse(
         }
     }
     let Some(image) = args.get(i) else {
-        return Err("run needs an image".into());
+        return Err("no image given".into());
     };
     o.image = image.clone();
     let mut rest = &args[i + 1..];
@@ -169,8 +169,8 @@ mod tests {
 
     #[test]
     fn bad_command_lines() {
-        assert!(p(&[]).unwrap_err().contains("needs an image"));
-        assert!(p(&["--rm"]).unwrap_err().contains("needs an image"));
+        assert!(p(&[]).unwrap_err().contains("no image given"));
+        assert!(p(&["--rm"]).unwrap_err().contains("no image given"));
         assert!(p(&["--name"]).unwrap_err().contains("--name needs a value"));
         assert!(
             p(&["--bogus", "img"])

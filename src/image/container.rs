@@ -383,12 +383,17 @@ pub fn commit(
 ) -> Result<Digest, String> {
     let base_img = st.resolve(&c.image_id)?;
     let upper = dir(st, &c.name).join("upper");
+    // A renamed lower dir or a metacopy file in the upper is exported from the union
+    // mount: mount the container for the commit if it is not mounted.
+    let was_mounted = is_mounted(&dir(st, &c.name).join("merged"));
+    let merged = mount(st, c)?;
     let gz_path = st.tmp_path("commit.tar.gz");
     let res = (|| {
         let file = File::create_new(&gz_path).map_err(|e| format!("{}: {e}", gz_path.display()))?;
         let mut gz =
             flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::default());
-        let info = layer_export::export_upper(&upper, &mut gz).map_err(|e| e.to_string())?;
+        let info = layer_export::export_upper_merged(&upper, &merged, &mut gz)
+            .map_err(|e| e.to_string())?;
         let w = gz.finish().map_err(|e| format!("gzip: {e}"))?;
         w.into_inner()
             .map_err(|e| format!("write: {}", e.error()))?;
@@ -488,6 +493,9 @@ pub fn commit(
         Ok(cfg_digest)
     })();
     let _ = fs::remove_file(&gz_path);
+    if !was_mounted && let Err(m) = umount(st, c) {
+        log::warn!("commit: {m}");
+    }
     res
 }
 

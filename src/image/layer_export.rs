@@ -10,7 +10,11 @@
 //!   0:0, the directory's mtime) right after it, before its children. `opaque=x` (a
 //!   directory that merely holds xattr whiteouts) is not opaque.
 //! - `redirect` (a renamed lower directory) and `metacopy` (data still in a lower) cannot
-//!   be exported from the upper alone: an error.
+//!   be exported from the upper alone: an error, unless the caller gives the live union
+//!   mount of this upper ([`export_upper_merged`], what `commit` does). Then a redirect dir
+//!   is written from the mount as an opaque directory with its whole merged content (the
+//!   lowers' entries under its old name included), and a metacopy file with the data the
+//!   mount shows.
 //! - regular files with data, directories, symlinks, fifos, character and block devices.
 //!   Names sharing an inode: the first in archive order is written in full, later ones are
 //!   hardlink entries to it. Sockets are skipped: tar has no socket entry type.
@@ -129,9 +133,29 @@ pub fn export_upper(upper: &Path, out: impl Write) -> Result<LayerInfo, ExportEr
     export_upper_with(upper, out, &GetfattrXattrs)
 }
 
+/// [`export_upper`], with `merged` the live union mount of `upper` (over the layers it was
+/// written on): entries that need the lowers (redirect dirs, metacopy files) are read from
+/// there instead of failing.
+pub fn export_upper_merged(
+    upper: &Path,
+    merged: &Path,
+    out: impl Write,
+) -> Result<LayerInfo, ExportError> {
+    export(upper, Some(merged), out, &GetfattrXattrs)
+}
+
 /// [`export_upper`] with the xattr reader chosen by the caller.
 pub fn export_upper_with(
     upper: &Path,
+    out: impl Write,
+    xattrs: &dyn XattrSource,
+) -> Result<LayerInfo, ExportError> {
+    export(upper, None, out, xattrs)
+}
+
+fn export(
+    upper: &Path,
+    merged: Option<&Path>,
     out: impl Write,
     xattrs: &dyn XattrSource,
 ) -> Result<LayerInfo, ExportError> {
@@ -145,6 +169,7 @@ pub fn export_upper_with(
     let mut ex = Exporter {
         builder: Builder::new(HashingWriter::new(out)),
         xattrs,
+        merged,
         links: HashMap::new(),
         entries: 0,
     };
@@ -328,11 +353,15 @@ struct Child {
     meta: Metadata,
     xattrs: Xattrs,
     action: Action,
+    /// Read from the union mount: a directory is written opaque, with everything it shows.
+    whole: bool,
 }
 
 struct Exporter<'a, W: Write> {
     builder: Builder<HashingWriter<W>>,
     xattrs: &'a dyn XattrSource,
+    /// The live union mount of the upper, for what the upper alone cannot give.
+    merged: Option<&'a Path>,
     /// (dev, ino) of multiply-linked non-directories -> archive path of the first name.
     links: HashMap<(u64, u64), PathBuf>,
     entries: u64,
@@ -376,11 +405,33 @@ impl<W: Write> Exporter<'_, W> {
                     source,
                 })?;
             let src_name = de.file_name();
-            let action = classify(src_name.as_bytes(), kind, meta.size(), meta.rdev(), &xattrs)
-                .map_err(|e| match e {
-                    NeedsLowers::Redirect => ExportError::Redirect(fs_path.clone()),
-                    NeedsLowers::Metacopy => ExportError::Metacopy(fs_path.clone()),
-                })?;
+            let (fs_path, meta, xattrs, action, whole) =
+                match classify(src_name.as_bytes(), kind, meta.size(), meta.rdev(), &xattrs) {
+                    Ok(action) => (fs_path, meta, xattrs, action, false),
+                    Err(need) => {
+                        let Some(merged) = self.merged else {
+                            return Err(match need {
+                                NeedsLowers::Redirect => ExportError::Redirect(fs_path),
+                                NeedsLowers::Metacopy => ExportError::Metacopy(fs_path),
+                            });
+                        };
+                        // The entry as the union shows it; a dir with all its content.
+                        let m_path = merged.join(tar_dir).join(&src_name);
+                        let read = |source| ExportError::Read {
+                            path: m_path.clone(),
+                            source,
+                        };
+                        let m_meta = fs::symlink_metadata(&m_path).map_err(read)?;
+                        let m_xattrs =
+                            self.xattrs
+                                .read(&m_path)
+                                .map_err(|source| ExportError::Xattr {
+                                    path: m_path.clone(),
+                                    source,
+                                })?;
+                        (m_path, m_meta, m_xattrs, Action::Entry, true)
+                    }
+                };
             let out_name = match action {
                 Action::Skip => continue,
                 Action::OpaqueMarker => {
@@ -397,6 +448,7 @@ impl<W: Write> Exporter<'_, W> {
                 meta,
                 xattrs,
                 action,
+                whole,
             });
         }
         children.sort_by(|a, b| {
@@ -504,7 +556,12 @@ impl<W: Write> Exporter<'_, W> {
                 spec.path = &dir_path;
                 spec.kind = EntryType::Directory;
                 self.put_empty(&spec)?;
-                self.dir(&c.fs_path, &tar_path, is_opaque(&c.xattrs), m.mtime())
+                self.dir(
+                    &c.fs_path,
+                    &tar_path,
+                    c.whole || is_opaque(&c.xattrs),
+                    m.mtime(),
+                )
             }
             Kind::File => {
                 let file = fs::OpenOptions::new()
