@@ -275,8 +275,8 @@ pub fn run(store_root: &Path, o: &RunOptions) -> Result<i32, RunError> {
                 return Err(e);
             }
         }
-        // The store is unlocked here, while the command runs.
     };
+    // `st` is gone: the store is unlocked while the command runs.
     let status = runtime::run_foreground(&rt, &prepared.bundle, &prepared.id);
     let st = Store::open(store_root)?;
     tidy(&st, &c, &prepared);
@@ -307,6 +307,10 @@ mod tests {
             env,
             s(&["PATH=/x", "B=2", "A=3", "C=4", "HOSTNAME=h", "HOME=/"])
         );
+        // `-e KEY` takes our value, or nothing when we have none.
+        let ours = std::env::var("PATH").unwrap();
+        let env = process_env(&[], &s(&["PATH", "UNIONRS_SURELY_UNSET_VAR"]), "n", None);
+        assert_eq!(env, s(&[&format!("PATH={ours}"), "HOSTNAME=n", "HOME=/"]));
         let env = process_env(&[], &s(&["HOME=/h"]), "n", Some("/root"));
         assert_eq!(
             env,
