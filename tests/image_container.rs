@@ -4,6 +4,7 @@
 mod image_util;
 use image_util::*;
 use std::fs;
+use std::path::Path;
 
 #[test]
 fn create_diff_commit_rm() {
@@ -281,4 +282,29 @@ fn umoci_unpack_of_a_commit_matches_the_union_mount() {
     assert!(ours.contains_key(&long));
     ok(&store, &["rm", "c2"]);
     ok(&store, &["rm", "c"]);
+}
+
+/// `umount` returns only once the mount's daemon has let go of the workdir, so a `mount`
+/// right after it works (it used to fail now and then: "workdir ... is in use").
+#[test]
+fn umount_then_mount_at_once() {
+    assert!(can_mount(), "needs root, /dev/fuse and fusermount3");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let _guard = UnmountUnder(store.join("containers"));
+    let l = layer(&[file("f", b"f")], Comp::Gzip);
+    load_image(
+        &store,
+        tmp.path(),
+        "x:1",
+        &[&l],
+        config(&[&l], "2024-01-01T00:00:00Z"),
+    );
+    ok(&store, &["create", "--name", "u", "x:1"]);
+    for _ in 0..10 {
+        ok(&store, &["umount", "u"]);
+        let m = ok(&store, &["mount", "u"]);
+        assert_eq!(fs::read(Path::new(m.trim()).join("f")).unwrap(), b"f");
+    }
+    ok(&store, &["rm", "u"]);
 }

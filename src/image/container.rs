@@ -222,7 +222,21 @@ pub fn umount(st: &Store, c: &Container) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
+    wait_for_workdir(&dir(st, &c.name).join("work"));
     Ok(())
+}
+
+/// fusermount3 returns once the kernel has detached the mount; the daemon exits a moment
+/// later, and only then frees the workdir lock (W/unionrs.lock). Waits for that (at most
+/// 10 s), so that a `mount` right after an `umount` finds the workdir free.
+fn wait_for_workdir(work: &Path) {
+    let Ok(lock) = File::open(work.join("unionrs.lock")) else {
+        return;
+    };
+    let start = std::time::Instant::now();
+    while lock.try_lock().is_err() && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 pub fn remove(st: &Store, c: &Container) -> Result<(), String> {
