@@ -35,7 +35,10 @@ fn du(p: &Path) -> u64 {
 /// Disk usage of the store's entries (blobs, layer dirs, layer infos) by relative path.
 fn entries(store: &Path) -> std::collections::BTreeMap<String, u64> {
     let mut m = std::collections::BTreeMap::new();
-    for d in ["blobs/sha256", "layers", "layerinfo"] {
+    for d in ["blobs/sha256", "layers", "layerinfo", "distribution"] {
+        if !store.join(d).is_dir() {
+            continue;
+        }
         for n in names(&store.join(d)) {
             let p = store.join(d).join(&n);
             m.insert(format!("{d}/{n}"), du(&p));
@@ -125,6 +128,19 @@ fn prune_keeps_what_containers_and_remaining_images_use() {
     .collect();
     assert_eq!(names(&store.join("layers")), all_layers);
     let dangling_cfg_blob = store.join("blobs/sha256").join(hex(&dangling));
+    // Push's "which repositories hold this blob" records: one for a blob that goes, one for
+    // a blob that stays.
+    fs::create_dir_all(store.join("distribution")).unwrap();
+    fs::write(
+        store.join("distribution").join(hex(&dangling)),
+        b"127.0.0.1:5000 a\n",
+    )
+    .unwrap();
+    fs::write(
+        store.join("distribution").join(hex(&used)),
+        b"127.0.0.1:5000 b\n",
+    )
+    .unwrap();
 
     // prune: only the dangling image, its layer and its blobs go.
     let out = prune(&store, &[]);
@@ -138,6 +154,8 @@ fn prune_keeps_what_containers_and_remaining_images_use() {
     expect.remove(&l_dangling);
     assert_eq!(names(&store.join("layers")), expect);
     assert!(!dangling_cfg_blob.exists());
+    assert!(!store.join("distribution").join(hex(&dangling)).exists());
+    assert!(store.join("distribution").join(hex(&used)).exists());
     assert!(!store.join(format!("layerinfo/{l_dangling}.json")).exists());
     assert!(store.join("blobs/sha256").join(hex(&used)).is_file());
     let images = ok(&store, &["images"]);

@@ -487,6 +487,18 @@ impl Store {
                 freed.blobs.push(format!("sha256:{name}"));
             }
         }
+        // Push's records of which repositories hold a blob (STORE/distribution/<hex>):
+        // those of blobs the store no longer has go with them.
+        if let Ok(rd) = fs::read_dir(self.root.join("distribution")) {
+            for e in rd.flatten() {
+                if !keep_blobs.contains(&*e.file_name().to_string_lossy()) {
+                    let bytes = disk_usage(&e.path());
+                    if fs::remove_file(e.path()).is_ok() {
+                        freed.bytes += bytes;
+                    }
+                }
+            }
+        }
         let layers = self.root.join("layers");
         for e in ctx(fs::read_dir(&layers), || {
             format!("cannot list {}", layers.display())
