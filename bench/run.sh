@@ -16,24 +16,36 @@
 #               (default "kernel unionrs fo2 fo1"; unionfs-fuse has no overlay whiteout
 #               semantics, so it is opt-in)
 #   WORKLOADS   space separated subset of the workload names below (default: all)
+#   SRC_MB      size of the source tree for cp -a / grep -r (default 90; built once from
+#               `cargo vendor` of this checkout's Cargo.lock, windows-only crates left out)
+#
+# Needs fio (bench/setup.sh installs it and the peers). Per run it records wall time, the
+# daemon's CPU time, its /proc/PID/io deltas (read_bytes/write_bytes: what reached the disk;
+# rchar: all bytes it read, /dev/fuse included) and its VmHWM.
 set -u -o pipefail
 
 BENCH_DIR=${BENCH_DIR:-/var/tmp/unionrs-bench}
 RUNS=${RUNS:-3}
 BIG_MB=${BIG_MB:-256}
+SRC_MB=${SRC_MB:-90}
 ROOTFS=${ROOTFS:-/var/tmp/unionrs-rootfs}
 UNIONRS=${UNIONRS:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/unionrs}
 FO2=${FO2:-/var/tmp/unionrs-bench-tools/bin/fuse-overlayfs}
 FO1=${FO1:-/usr/bin/fuse-overlayfs}
 UNIONFS=${UNIONFS:-$(command -v unionfs || true)}
 CANDIDATES=${CANDIDATES:-kernel unionrs fo2 fo1}
-ALL_WORKLOADS="find_warm stat_warm find_cold lsR_usr_warm cat_usr_cold big_read_cold big_read_warm chmod_R_etc rm_rf_usr_share untar_doc_sync"
+ALL_WORKLOADS="find_warm stat_warm find_cold lsR_usr_warm cat_usr_cold big_read_cold big_read_warm randread_4k_cold randread_4k_warm append_big append_big_nofsync chmod_R_etc rm_rf_usr_share untar_doc_sync lookup64 lookup2 cp_a_src grep_r_src rss_walk"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
 
 L=$BENCH_DIR/layers
 RUN=$BENCH_DIR/run
 RES=$BENCH_DIR/results
 LOWER=$L/big:$L/mid:$L/base      # leftmost is the top lower layer
+DEEP=$BENCH_DIR/deep              # the 64-layer stack: $DEEP/l00 (top) .. $DEEP/l63 (bottom)
+DEEP_LAYERS=64
+DEEP_FILES=2000
+DEEP_DEPTH=24                     # components of the deep path in the bottom layer
+SRC=$BENCH_DIR/src-tree           # the source tree copied in by cp_a_src
 CLK_TCK=$(getconf CLK_TCK)
 
 log() { echo "[bench] $*" >&2; }
@@ -94,10 +106,58 @@ prepare() {
         head -c "$((BIG_MB * 1024 * 1024))" /dev/urandom > "$L/big/big.bin" || die "big file"
         echo "$BIG_MB" > "$L/big.done"
     fi
+    prepare_deep
+    prepare_src
     if [ ! -e "$BENCH_DIR/doc.tar" ]; then
         log "making usr/share/doc tarball"
         tar -C "$L/base/usr/share" -cf "$BENCH_DIR/doc.tar" doc || die "tar"
     fi
+}
+
+# 64 layers: each upper one adds a file to the shared directory `d` and to the deep path's
+# first directories (so both merge all 64 layers); the bottom one alone holds the 2,000
+# files looked up and the whole deep path.
+prepare_deep() {
+    [ -e "$DEEP.done" ] && return
+    log "building the ${DEEP_LAYERS}-layer stack (${DEEP_FILES} files in the bottom layer)"
+    rm -rf "$DEEP"
+    local i top=$((DEEP_LAYERS - 1)) deep="" n
+    for n in $(seq "$DEEP_DEPTH"); do deep="$deep/p$n"; done
+    deep=${deep#/}
+    for i in $(seq -f %02g 0 $((top - 1))); do
+        mkdir -p "$DEEP/l$i/d" "$DEEP/l$i/p1/p2/p3"
+        echo "layer $i" > "$DEEP/l$i/d/own-$i"
+        echo "layer $i" > "$DEEP/l$i/p1/p2/p3/own-$i"
+    done
+    local b; b=$DEEP/l$(printf %02d "$top")
+    mkdir -p "$b/d" "$b/$deep"
+    (cd "$b/d" && seq -f 'f%04g' 0 $((DEEP_FILES - 1)) | xargs touch) || die "deep layer files"
+    echo leaf > "$b/$deep/leaf"
+    { seq -f 'd/f%04g' 0 $((DEEP_FILES - 1)); echo "$deep/leaf"; } > "$BENCH_DIR/deep-names.lst"
+    touch "$DEEP.done"
+}
+
+# A real source tree: this checkout's dependencies (`cargo vendor`, fixed by Cargo.lock),
+# crates taken in name order until SRC_MB is reached; windows-only crates are mostly
+# prebuilt libraries, so they are left out.
+prepare_src() {
+    [ -e "$SRC.done" ] && [ "$(cat "$SRC.done")" = "$SRC_MB" ] && return
+    log "building the ~${SRC_MB} MB source tree (cargo vendor)"
+    local root v=$BENCH_DIR/vendor
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+    rm -rf "$SRC" "$v"
+    (cd "$root" && cargo vendor --locked "$v" > /dev/null 2>"$RES/vendor.log") \
+        || die "cargo vendor failed (see $RES/vendor.log)"
+    mkdir -p "$SRC"
+    local kb=0 d sz
+    for d in $(cd "$v" && ls | LC_ALL=C sort | grep -v '^win'); do
+        [ "$kb" -ge $((SRC_MB * 1024)) ] && break
+        sz=$(du -sk "$v/$d" | cut -f1)
+        mv "$v/$d" "$SRC/"
+        kb=$((kb + sz))
+    done
+    rm -rf "$v"
+    echo "$SRC_MB" > "$SRC.done"
 }
 
 # ---------------------------------------------------------------- candidates
@@ -117,6 +177,9 @@ check_candidates() {
         [ -n "${SKIP[$c]:-}" ] && log "skipping $c: ${SKIP[$c]}" || avail="$avail $c"
     done
     ACTIVE=${avail# }
+    case " $WORKLOADS " in
+        *" randread_4k_"*) command -v fio > /dev/null || die "fio not installed (bash bench/setup.sh)" ;;
+    esac
 }
 
 version_of() {
@@ -131,19 +194,37 @@ version_of() {
 
 mnt_of() { echo "$RUN/$1/mnt"; }
 
+# The lower layers of a workload (top first, colon separated).
+lower_of() {
+    case $1 in
+        lookup64) local i s=""
+                  for i in $(seq -f %02g 0 $((DEEP_LAYERS - 1))); do s="$s:$DEEP/l$i"; done
+                  echo "${s#:}" ;;
+        lookup2)  echo "$DEEP/l00:$DEEP/l$(printf %02d $((DEEP_LAYERS - 1)))" ;;
+        *)        echo "$LOWER" ;;
+    esac
+}
+
+# Mount options a workload adds for one candidate (the unionrs variant without fsync).
+extra_opts_of() { # workload candidate
+    case $1:$2 in
+        append_big_nofsync:unionrs) echo ",fsync=0" ;;
+    esac
+}
+
 # fresh upper/work/mnt, mount; sets DPID (daemon pid or empty)
-do_mount() {
-    local c=$1 d=$RUN/$1
+do_mount() { # candidate lowerdirs extra-options
+    local c=$1 lower=$2 extra=${3:-} d=$RUN/$1
     local u=$d/upper w=$d/work m=$d/mnt
     if mountpoint -q "$m"; then umount "$m" || die "stale mount $m"; fi
     rm -rf "$d"; mkdir -p "$u" "$w" "$m"
-    local opts="lowerdir=$LOWER,upperdir=$u,workdir=$w"
+    local opts="lowerdir=$lower,upperdir=$u,workdir=$w$extra"
     case $c in
         kernel)  mount -t overlay overlay -o "$opts" "$m" ;;
         unionrs) "$UNIONRS" -o "$opts" "$m" ;;
         fo2)     "$FO2" -o "$opts" "$m" ;;
         fo1)     "$FO1" -o "$opts" "$m" ;;
-        unionfs) "$UNIONFS" -o cow,hide_meta_files,max_files=65536 "$u=RW:$L/big=RO:$L/mid=RO:$L/base=RO" "$m" ;;
+        unionfs) "$UNIONFS" -o cow,hide_meta_files,max_files=65536 "$u=RW:$(echo "$lower" | sed 's/:/=RO:/g')=RO" "$m" ;;
     esac 2>>"$RES/mount-$c.log" || { log "mount of $c failed (see $RES/mount-$c.log)"; return 1; }
     local i
     for i in $(seq 100); do mountpoint -q "$m" && break; sleep 0.05; done
@@ -169,6 +250,18 @@ cpu_ticks() { # utime+stime of pid, in ticks (all threads)
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
+# "rchar wchar read_bytes write_bytes" of pid (all threads), zeros without a daemon
+proc_io() {
+    [ -n "${1:-}" ] && [ -r "/proc/$1/io" ] || { echo "0 0 0 0"; return; }
+    awk '/^(rchar|wchar|read_bytes|write_bytes):/ {v[$1]=$2}
+         END {print v["rchar:"]+0, v["wchar:"]+0, v["read_bytes:"]+0, v["write_bytes:"]+0}' "/proc/$1/io"
+}
+
+vm_kib() { # pid VmHWM|VmRSS: memory of pid in KiB, "-" without a daemon
+    [ -n "${1:-}" ] && [ -r "/proc/$1/status" ] || { echo -; return; }
+    awk -v k="$2:" '$1==k {print $2}' "/proc/$1/status"
+}
+
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 # ---------------------------------------------------------------- workloads
@@ -187,12 +280,46 @@ prep_big_read_cold()  { drop_caches; }
 run_big_read_cold()   { dd if="$1/big.bin" of=/dev/null bs=1M 2>&1 | tail -1 | cut -d' ' -f1 > "$OUT"; }
 prep_big_read_warm()  { dd if="$1/big.bin" of=/dev/null bs=1M status=none; }
 run_big_read_warm()   { dd if="$1/big.bin" of=/dev/null bs=1M 2>&1 | tail -1 | cut -d' ' -f1 > "$OUT"; }
+# fio: 16,384 random 4 KiB reads of the big file (same offsets everywhere: fixed seed),
+# from a cold cache and with the file already cached; the output is the KiB read.
+fio_randread() { # mnt invalidate(0|1)
+    fio --name=randread --filename="$1/big.bin" --readonly --rw=randread --bs=4k \
+        --io_size=64m --ioengine=psync --randrepeat=1 --randseed=42 --invalidate="$2" \
+        --minimal | cut -d';' -f6 > "$OUT"
+}
+prep_randread_4k_cold() { drop_caches; }
+run_randread_4k_cold()  { fio_randread "$1" 1; }
+prep_randread_4k_warm() { cat "$1/big.bin" > /dev/null; }
+run_randread_4k_warm()  { fio_randread "$1" 0; }
+# One byte appended to the big lower file: a copy-up of all of it. The kernel fsyncs the copy
+# before it renames it into place; append_big_nofsync mounts unionrs with fsync=0 (the
+# peers never fsync a copy-up).
+prep_append_big()     { :; }
+run_append_big()      { printf x >> "$1/big.bin"; stat -c %s "$1/big.bin" > "$OUT"; }
+prep_append_big_nofsync() { :; }
+run_append_big_nofsync()  { run_append_big "$1"; }
 prep_chmod_R_etc()    { :; }
 run_chmod_R_etc()     { chmod -R g+w "$1/etc"; find "$1/etc" ! -perm -g+w ! -type l | wc -l > "$OUT"; }
 prep_rm_rf_usr_share() { :; }
 run_rm_rf_usr_share() { rm -rf "$1/usr/share"; ls -A "$1/usr" | tr '\n' ' ' > "$OUT"; }
 prep_untar_doc_sync() { mkdir -p "$1/untar"; }
 run_untar_doc_sync()  { tar -xf "$BENCH_DIR/doc.tar" -C "$1/untar" && sync; find "$1/untar" | wc -l > "$OUT"; }
+# 2,000 distinct bottom-layer files and the deep path, each looked up once on a fresh mount
+# (lower_of picks 64 or 2 layers); one stat process, so the time is the lookups.
+prep_lookup64()       { :; }
+run_lookup64()        { (cd "$1" && xargs -a "$BENCH_DIR/deep-names.lst" stat -c %s) | wc -l > "$OUT"; }
+prep_lookup2()        { :; }
+run_lookup2()         { run_lookup64 "$1"; }
+# cp -a of the source tree into the mount (no sync, like a shell user), then grep -r over
+# the copy (prep copies it in, untimed; its pages are then cached as after a cp).
+prep_cp_a_src()       { :; }
+run_cp_a_src()        { cp -a "$SRC" "$1/src" && find "$1/src" | wc -l > "$OUT"; }
+prep_grep_r_src()     { cp -a "$SRC" "$1/src"; }
+run_grep_r_src()      { LC_ALL=C grep -r -c unsafe "$1/src" | awk -F: '{n += $NF} END {print n}' > "$OUT"; }
+# A full walk with a stat of every entry; the output is the number of entries, and the
+# daemon's VmHWM after it is the peak RSS (see the RSS table).
+prep_rss_walk()       { :; }
+run_rss_walk()        { find "$1" -printf '%s\n' | wc -l > "$OUT"; }
 
 now_ns() { date +%s%N; }
 
@@ -213,15 +340,21 @@ for w in $WORKLOADS; do
         for c in $ACTIVE; do
             m=$(mnt_of "$c")
             OUT=$RES/out.$c
-            if ! do_mount "$c"; then
+            if ! do_mount "$c" "$(lower_of "$w")" "$(extra_opts_of "$w" "$c")"; then
                 printf '%s\t%s\t%s\tMOUNTFAIL\t0\t-\n' "$w" "$c" "$r" >> "$RAW"; continue
             fi
             "prep_$w" "$m" 2>>"$ERRLOG.tmp"
             rm -f "$OUT"; : > "$RES/err.$c"
-            c0=$(cpu_ticks "$DPID"); t0=$(now_ns)
+            rss0=$(vm_kib "$DPID" VmRSS); io0=$(proc_io "$DPID"); c0=$(cpu_ticks "$DPID"); t0=$(now_ns)
             "run_$w" "$m" 2> "$RES/err.$c"; rc=$?
-            t1=$(now_ns); c1=$(cpu_ticks "$DPID")
+            t1=$(now_ns); c1=$(cpu_ticks "$DPID"); io1=$(proc_io "$DPID")
+            hwm=$(vm_kib "$DPID" VmHWM)
+            nodes=-
+            [ "$c" = unionrs ] && nodes=$("$UNIONRS" stats "$m" 2>/dev/null | awk '$1=="cached_inodes" {print $2}')
             do_umount "$c"
+            # rchar wchar read_bytes write_bytes deltas, in MB
+            io=$(echo "$io0 $io1" | awk '{printf "%.1f\t%.1f\t%.1f\t%.1f", ($5-$1)/1e6, ($6-$2)/1e6, ($7-$3)/1e6, ($8-$4)/1e6}')
+            [ -n "$DPID" ] || io=$(printf -- '-\t-\t-\t-')
             secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", (b-a)/1e9}')
             cpu=$(awk -v a="$c0" -v b="$c1" -v t="$CLK_TCK" 'BEGIN{printf "%.2f", (b-a)/t}')
             [ -n "$DPID" ] || cpu=-
@@ -230,8 +363,10 @@ for w in $WORKLOADS; do
                 { echo "== $w $c run $r rc=$rc"; head -5 "$RES/err.$c"; echo "   ($(wc -l < "$RES/err.$c") stderr lines)"; } >> "$ERRLOG"
                 status=ERR
             else status=ok; fi
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$c" "$r" "$secs" "$cpu" "$status" "$out" >> "$RAW"
-            log "$w run $r $c: ${secs}s cpu=$cpu $status out=$out"
+            # columns: workload cand run secs cpu status out rchar wchar read_bytes write_bytes
+            # hwm_kib nodes rss_before_kib
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$c" "$r" "$secs" "$cpu" "$status" "$out" "$io" "$hwm" "${nodes:--}" "$rss0" >> "$RAW"
+            log "$w run $r $c: ${secs}s cpu=$cpu io(MB rchar wchar rd wr)=$(echo "$io" | tr '\t' ' ') hwm=${hwm}KiB $status out=$out"
         done
     done
 done
@@ -240,8 +375,9 @@ LOAD_AFTER=$(cat /proc/loadavg)
 # ---------------------------------------------------------------- report
 median() { sort -g | awk '{a[NR]=$1} END{ if (NR==0) {print "-"; exit} if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2 }'; }
 col() { # workload cand field -> values
-    awk -F'\t' -v w="$1" -v c="$2" -v f="$3" '$1==w && $2==c && $4!="MOUNTFAIL" {print $f}' "$RAW"
+    awk -F'\t' -v w="$1" -v c="$2" -v f="$3" '$1==w && $2==c && $4!="MOUNTFAIL" && $f!="-" && $f!="" {print $f}' "$RAW"
 }
+DAEMONS=$(for c in $ACTIVE; do [ "$c" = kernel ] || printf '%s ' "$c"; done)
 {
     echo "### unionrs benchmark $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
@@ -249,6 +385,8 @@ col() { # workload cand field -> values
     echo "- \`uptime\`: \`$(uptime)\`"
     echo "- runs: $RUNS per candidate per workload, interleaved, fresh upper/work + fresh mount each run; big file: ${BIG_MB} MiB"
     echo "- layers: lowerdir=big:mid:base (base = rootfs copy; mid = 400 overrides, 100 file whiteouts, 1 dir whiteout \`$(cat "$L/whiteout-dir.txt")\`, opaque etc/apt)"
+    echo "- lookup64/lookup2: ${DEEP_FILES} bottom-layer files + a ${DEEP_DEPTH}-deep path through ${DEEP_LAYERS} layers / through 2 (top + bottom)"
+    echo "- source tree (cp_a_src, grep_r_src): $(du -sh "$SRC" | cut -f1), $(find "$SRC" | wc -l) entries; append_big_nofsync mounts unionrs with fsync=0"
     for c in $ACTIVE; do echo "- $c: $(version_of "$c")"; done
     for c in $CANDIDATES; do [ -n "${SKIP[$c]:-}" ] && echo "- **$c skipped**: ${SKIP[$c]}"; done
     echo
@@ -277,6 +415,34 @@ col() { # workload cand field -> values
         echo
         unset MED
     done
+    if [ -n "$DAEMONS" ]; then
+        echo
+        echo "Daemon I/O per workload (medians, MB, from /proc/PID/io): rchar = all bytes read (/dev/fuse included), rd = read_bytes (from disk: what the page cache did not serve), wr = write_bytes."
+        echo
+        printf '| workload |'; for c in $DAEMONS; do printf ' %s rchar | %s rd | %s wr |' "$c" "$c" "$c"; done; echo
+        printf '|---|'; for c in $DAEMONS; do printf -- '---:|---:|---:|'; done; echo
+        for w in $WORKLOADS; do
+            printf '| %s |' "$w"
+            for c in $DAEMONS; do
+                printf ' %s | %s | %s |' "$(col "$w" "$c" 8 | median)" "$(col "$w" "$c" 10 | median)" "$(col "$w" "$c" 11 | median)"
+            done
+            echo
+        done
+    fi
+    if [ -n "$DAEMONS" ] && [[ " $WORKLOADS " == *" rss_walk "* ]]; then
+        echo
+        echo "Daemon peak RSS (VmHWM) after a full walk (rss_walk: find + stat of every entry on a fresh mount; entries = inodes the kernel holds; unionrs also reports its own cached_inodes):"
+        echo
+        echo '| candidate | RSS before KiB | VmHWM after KiB | entries | cached inodes | KiB per inode (HWM / entries) | KiB per inode ((HWM - before) / entries) |'
+        echo '|---|---:|---:|---:|---:|---:|---:|'
+        for c in $DAEMONS; do
+            hwm=$(col rss_walk "$c" 12 | median); ent=$(col rss_walk "$c" 7 | median)
+            nod=$(col rss_walk "$c" 13 | median); r0=$(col rss_walk "$c" 14 | median)
+            per=$(awk -v h="$hwm" -v n="$ent" 'BEGIN{ if (h=="-" || n=="-" || n+0<=0) print "-"; else printf "%.2f", h/n }')
+            mar=$(awk -v h="$hwm" -v b="$r0" -v n="$ent" 'BEGIN{ if (h=="-" || b=="-" || n=="-" || n+0<=0) print "-"; else printf "%.2f", (h-b)/n }')
+            printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$c" "$r0" "$hwm" "$ent" "$nod" "$per" "$mar"
+        done
+    fi
     echo
     echo "Result check (workload output of run 1: entry count / bytes / remaining names; should agree across candidates):"
     echo
