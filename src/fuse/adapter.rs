@@ -553,6 +553,11 @@ impl Filesystem for UnionFs {
             Err(e) => return reply.error(err(e)),
         };
         let start = entries.partition_point(|e| e.cookie <= offset);
+        // One directory context for the whole batch: each entry then costs its own stat only.
+        let scope = match self.union.lookup_scope(ino.0) {
+            Ok(s) => s,
+            Err(e) => return reply.error(err(e)),
+        };
         for e in &entries[start..] {
             let name = OsStr::from_bytes(&e.name);
             let next = e.cookie;
@@ -572,7 +577,7 @@ impl Filesystem for UnionFs {
                 }
                 continue;
             }
-            let st = match self.union.lookup(ino.0, &e.name) {
+            let st = match self.union.lookup_in(&scope, &e.name) {
                 Ok(st) => st,
                 // Gone since the listing was taken: leave it out.
                 Err(_) => continue,

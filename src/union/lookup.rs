@@ -1,12 +1,12 @@
 //! Lookup: the topmost layer holding a name wins unless a whiteout above hides it;
 //! directories merge downwards until an opaque one; renamed dirs follow their redirect.
 
-use super::dircache::{DirMarkers, LowerDirs};
+use super::dircache::{DirMarkers, LayerDir, LowerDirs};
 use super::layer::{INDEX, LayerId, UPPER};
 use super::node::{Loc, Node, NodeState};
 use super::{Entry, Errno, Stat, SysResult, Union, path, whiteout};
 use crate::sys::fs;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
 /// What a name resolves to, before it becomes a node.
@@ -38,9 +38,28 @@ impl Found {
     }
 }
 
+/// What every lookup in one directory needs, gathered once: its layers, their cached lower
+/// copies (aligned with the layers, so no per-layer search) and its upper handle. Readdirplus
+/// resolves a whole listing through one scope, so each entry costs only its own stat.
+pub struct DirScope {
+    pub(crate) dir: Arc<Node>,
+    layers: Vec<Loc>,
+    /// For each of `layers`: the index of its cached copy in `cache.layers`.
+    slots: Vec<Option<usize>>,
+    cache: Option<Arc<LowerDirs>>,
+    upper: Option<Arc<OwnedFd>>,
+}
+
+impl DirScope {
+    fn cached(&self, i: usize) -> Option<&LayerDir> {
+        let c = self.cache.as_deref()?;
+        c.layers[self.slots[i]?].as_ref()
+    }
+}
+
 impl Union {
-    /// Resolves `name` in directory `dir`; Ok(None) when it does not exist (or is whited out).
-    pub(crate) fn resolve(&self, dir: &Node, name: &[u8]) -> SysResult<Option<Found>> {
+    /// Gathers the lookup context of directory `dir` (see DirScope).
+    pub(crate) fn dir_scope(&self, dir: &Arc<Node>) -> DirScope {
         let cache = if dir.is_dir() {
             self.lower_dirs(dir)
         } else {
@@ -51,20 +70,49 @@ impl Union {
         } else {
             None
         };
-        self.resolve_cached(&dir.dir_layers(), name, cache.as_deref(), upper.as_deref())
+        let layers = dir.dir_layers();
+        let slots = layers
+            .iter()
+            .map(|loc| {
+                let c = cache.as_deref().filter(|_| loc.layer != UPPER)?;
+                c.locs.iter().position(|l| l == loc)
+            })
+            .collect();
+        DirScope {
+            dir: dir.clone(),
+            layers,
+            slots,
+            cache,
+            upper,
+        }
+    }
+
+    /// Resolves `name` in directory `dir`; Ok(None) when it does not exist (or is whited out).
+    pub(crate) fn resolve(&self, dir: &Arc<Node>, name: &[u8]) -> SysResult<Option<Found>> {
+        self.resolve_scoped(&self.dir_scope(dir), name)
+    }
+
+    /// Same, in a directory whose context is already gathered.
+    pub(crate) fn resolve_scoped(&self, scope: &DirScope, name: &[u8]) -> SysResult<Option<Found>> {
+        self.resolve_cached(
+            &scope.layers,
+            name,
+            |i| scope.cached(i),
+            scope.upper.as_deref(),
+        )
     }
 
     /// Same, over an explicit list of directory locations (top first).
     pub(crate) fn resolve_in(&self, layers: &[Loc], name: &[u8]) -> SysResult<Option<Found>> {
-        self.resolve_cached(layers, name, None, None)
+        self.resolve_cached(layers, name, |_| None, None)
     }
 
-    fn resolve_cached(
+    fn resolve_cached<'c>(
         &self,
         layers: &[Loc],
         name: &[u8],
-        cache: Option<&LowerDirs>,
-        upper_fd: Option<&std::os::fd::OwnedFd>,
+        cache: impl Fn(usize) -> Option<&'c LayerDir>,
+        upper_fd: Option<&OwnedFd>,
     ) -> SysResult<Option<Found>> {
         if name.len() > 255 {
             return Err(Errno::ENAMETOOLONG);
@@ -75,9 +123,7 @@ impl Union {
         let mut found: Option<Found> = None;
         for (i, loc) in layers.iter().enumerate() {
             let below = i + 1 < layers.len();
-            let cached = cache
-                .filter(|_| loc.layer != UPPER)
-                .and_then(|c| c.get(loc));
+            let cached = cache(i);
             if let Some(c) = cached
                 && !c.names.contains_key(name)
             {
@@ -249,8 +295,22 @@ impl Union {
         if !dir.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        let f = self.resolve(&dir, name)?.ok_or(Errno::ENOENT)?;
-        Ok(self.remember(&dir, name, f).1)
+        self.lookup_in(&self.dir_scope(&dir), name)
+    }
+
+    /// The lookup context of directory `parent`, for many lookups in it (readdirplus).
+    pub fn lookup_scope(&self, parent: u64) -> SysResult<DirScope> {
+        let dir = self.node(parent)?;
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(self.dir_scope(&dir))
+    }
+
+    /// Kernel lookup in a directory whose context is already gathered.
+    pub fn lookup_in(&self, scope: &DirScope, name: &[u8]) -> SysResult<Entry> {
+        let f = self.resolve_scoped(scope, name)?.ok_or(Errno::ENOENT)?;
+        Ok(self.remember(&scope.dir, name, f).1)
     }
 
     /// Applies the stat override of the found object's layer, if that layer keeps one.

@@ -25,6 +25,7 @@ pub mod whiteout;
 pub use crate::sys::fs::{Stat, TimeSpec};
 pub use crate::sys::{Errno, SysResult};
 pub use file::FileHandle;
+pub use lookup::DirScope;
 pub use readdir::DirEntryOut;
 
 use ino::InoMap;
