@@ -110,7 +110,9 @@ pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> SysResult<OwnedFd> {
 }
 
 pub fn stat_at(dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<Stat> {
-    let c = cstr(if name.is_empty() { b"" } else { name })?;
+    // The hottest call of all (every lookup): the C string is built on the stack.
+    let mut buf = [0u8; 256];
+    let c = super::cstr_in(&mut buf, name)?;
     let flags = libc::AT_SYMLINK_NOFOLLOW
         | if name.is_empty() {
             libc::AT_EMPTY_PATH

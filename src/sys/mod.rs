@@ -9,7 +9,7 @@ pub mod io;
 pub mod proc;
 pub mod xattr;
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fmt;
 
 /// An errno value. Kept as a newtype so unknown kernel values stay representable.
@@ -87,6 +87,21 @@ impl From<Errno> for std::io::Error {
 /// Turns a byte string into a C string; an interior NUL can never name a file.
 pub(crate) fn cstr(bytes: &[u8]) -> SysResult<CString> {
     CString::new(bytes).map_err(|_| Errno::EINVAL)
+}
+
+/// Same, in `buf` when it fits (a name: at most 255 bytes), else on the heap.
+pub(crate) fn cstr_in<'b>(
+    buf: &'b mut [u8; 256],
+    bytes: &[u8],
+) -> SysResult<std::borrow::Cow<'b, CStr>> {
+    if bytes.len() >= buf.len() {
+        return Ok(std::borrow::Cow::Owned(cstr(bytes)?));
+    }
+    buf[..bytes.len()].copy_from_slice(bytes);
+    buf[bytes.len()] = 0;
+    CStr::from_bytes_with_nul(&buf[..=bytes.len()])
+        .map(std::borrow::Cow::Borrowed)
+        .map_err(|_| Errno::EINVAL)
 }
 
 /// Maps a libc return value (-1 = failure) to a result.

@@ -19,7 +19,7 @@ pub struct FileHandle {
 
 #[derive(Default)]
 pub struct HandleTable {
-    map: DashMap<u64, Arc<FileHandle>>,
+    map: DashMap<u64, Arc<FileHandle>, super::inohash::InoHash>,
     next: AtomicU64,
 }
 

@@ -12,6 +12,7 @@ mod file;
 mod hardlink;
 pub mod idmap;
 pub mod ino;
+mod inohash;
 pub mod layer;
 mod lookup;
 pub mod node;

@@ -43,6 +43,26 @@ impl NodeState {
     fn is_alias(&self, dir: &Node, name: &[u8]) -> bool {
         self.name == name && self.parent.as_ref().is_some_and(|p| p.ino == dir.ino)
     }
+
+    /// Whether remembering `new` (a fresh lookup result) would leave this state as it is:
+    /// same live name under the same parent node, same layers, and that name not also
+    /// listed among the other names (`remember` keeps `detached` and `others` anyway).
+    fn unchanged_by(&self, new: &NodeState) -> bool {
+        let same_parent = match (&self.parent, &new.parent) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        !self.unlinked
+            && same_parent
+            && self.name == new.name
+            && self.upper == new.upper
+            && self.lowers == new.lowers
+            && !new.unlinked
+            && !self
+                .others
+                .iter()
+                .any(|(d, n)| new.parent.as_ref().is_some_and(|p| p.ino == d.ino) && *n == new.name)
+    }
 }
 
 pub struct Node {
@@ -59,6 +79,9 @@ pub struct Node {
     pub generation: AtomicU64,
     /// Directories: their lower copies, read once (see dircache).
     pub lower_dirs: Mutex<Option<Arc<super::dircache::LowerDirs>>>,
+    /// Directories without an upper copy: their merged listing, `.` and `..` included (see
+    /// readdir). Only lower layers make it, and they never change while mounted.
+    pub listing: Mutex<Option<Arc<Vec<super::readdir::DirEntryOut>>>>,
     /// The xattr names of the shown object, once listed (see attr::xattr_names).
     pub xattr_names: Mutex<Option<Arc<Vec<Vec<u8>>>>>,
     /// Directories: O_PATH handle of the upper copy, once opened. It follows the directory
@@ -77,6 +100,7 @@ impl Node {
             open_count: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             lower_dirs: Mutex::new(None),
+            listing: Mutex::new(None),
             xattr_names: Mutex::new(None),
             upper_fd: Mutex::new(None),
         }
@@ -161,13 +185,13 @@ impl Node {
 
 /// Sharded map from inode number to node; no global lock on the hot path.
 pub struct NodeTable {
-    map: DashMap<u64, Arc<Node>>,
+    map: DashMap<u64, Arc<Node>, super::inohash::InoHash>,
     next_generation: AtomicU64,
 }
 
 impl NodeTable {
     pub fn new(root: Node) -> NodeTable {
-        let map = DashMap::new();
+        let map = DashMap::default();
         root.lookups.store(1, Ordering::Relaxed);
         map.insert(ROOT, Arc::new(root));
         NodeTable {
@@ -218,6 +242,11 @@ impl NodeTable {
         // the same lock) cannot drop a node this lookup is about to hand to the kernel.
         node.lookups.fetch_add(1, Ordering::Relaxed);
         drop(entry);
+        // The common case (a name looked up again, readdirplus): nothing moved, so the update
+        // below would write back what is there. Checked under the read lock only.
+        if node.state.read().unchanged_by(&state) {
+            return node;
+        }
         {
             let mut s = node.state.write();
             let mut state = state;

@@ -53,7 +53,7 @@ pub struct DirHandle {
 
 #[derive(Default)]
 pub struct DirHandles {
-    map: DashMap<u64, Arc<DirHandle>>,
+    map: DashMap<u64, Arc<DirHandle>, super::inohash::InoHash>,
     next: AtomicU64,
 }
 
@@ -104,13 +104,22 @@ impl Union {
             return Ok(e.clone());
         }
         let node = &h.node;
-        let parent_ino = node
-            .state
-            .read()
-            .parent
-            .as_ref()
-            .map(|p| p.ino)
-            .unwrap_or(node.ino);
+        let (parent_ino, upper) = {
+            let s = node.state.read();
+            (
+                s.parent.as_ref().map(|p| p.ino).unwrap_or(node.ino),
+                s.upper,
+            )
+        };
+        // A directory that exists in lower layers only lists the same every time (a change
+        // would copy it up first): its listing is built once. `..` is checked, it is not
+        // made by the layers.
+        if !upper
+            && let Some(cached) = node.listing.lock().clone()
+            && cached.get(1).is_some_and(|dotdot| dotdot.ino == parent_ino)
+        {
+            return Ok(h.entries.get_or_init(|| cached).clone());
+        }
         let mut entries = vec![
             DirEntryOut {
                 ino: node.ino,
@@ -129,7 +138,11 @@ impl Union {
         let mut listed = self.list_merged(&node.dir_layers(), cache.as_deref())?;
         order_by_cookie(&mut listed);
         entries.extend(listed);
-        Ok(h.entries.get_or_init(|| Arc::new(entries)).clone())
+        let entries = Arc::new(entries);
+        if !upper {
+            *node.listing.lock() = Some(entries.clone());
+        }
+        Ok(h.entries.get_or_init(|| entries).clone())
     }
 
     pub fn releasedir(&self, fh: u64) {
