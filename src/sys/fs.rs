@@ -346,20 +346,24 @@ pub struct DirEntry {
 /// Reads a whole directory (without `.` and `..`) from an fd opened O_RDONLY|O_DIRECTORY.
 pub fn read_dir(fd: BorrowedFd<'_>) -> SysResult<Vec<DirEntry>> {
     let mut out = Vec::new();
-    let mut buf = vec![0u8; 32 * 1024];
+    // Not zeroed: only what the kernel wrote is read (zeroing 32 KiB cost more than the
+    // getdents64 call itself for a small directory).
+    let mut space: Vec<u8> = Vec::with_capacity(32 * 1024);
     loop {
-        // SAFETY: buffer is valid for buf.len() bytes.
+        // SAFETY: the buffer is valid for writes of its capacity.
         let n = check_size(unsafe {
             libc::syscall(
                 libc::SYS_getdents64,
                 fd.as_raw_fd(),
-                buf.as_mut_ptr(),
-                buf.len(),
+                space.as_mut_ptr(),
+                space.capacity(),
             ) as isize
         })?;
         if n == 0 {
             return Ok(out);
         }
+        // SAFETY: getdents64 initialized the first n bytes (n <= capacity).
+        let buf = unsafe { std::slice::from_raw_parts(space.as_ptr(), n) };
         let mut off = 0;
         while off < n {
             // linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, name...
