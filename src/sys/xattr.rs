@@ -28,12 +28,16 @@ struct XattrArgs {
 
 /// The (dirfd, path, flags) triple for an `*xattrat` call on `name` in `fd` (or `fd` itself).
 fn at_args(name: &[u8]) -> SysResult<(CString, libc::c_uint)> {
+    Ok((cstr(name)?, at_flags(name)))
+}
+
+fn at_flags(name: &[u8]) -> libc::c_uint {
     let flags = if name.is_empty() {
         libc::AT_EMPTY_PATH
     } else {
         libc::AT_SYMLINK_NOFOLLOW
     };
-    Ok((cstr(name)?, flags as libc::c_uint))
+    flags as libc::c_uint
 }
 
 /// Runs an `*xattrat` call; None when the kernel lacks them (use the /proc path instead).
@@ -66,8 +70,11 @@ fn proc_path(fd: BorrowedFd<'_>, name: &[u8]) -> SysResult<CString> {
 
 /// Reads an attribute; ENODATA when absent.
 pub fn get(fd: BorrowedFd<'_>, name: &[u8], attr: &[u8]) -> SysResult<Vec<u8>> {
-    let a = cstr(attr)?;
-    let (path, flags) = at_args(name)?;
+    // Asked on every directory a lookup meets (opaque, redirect), mostly for nothing: the
+    // C strings are built on the stack.
+    let (mut abuf, mut nbuf) = ([0u8; 256], [0u8; 256]);
+    let a = super::cstr_in(&mut abuf, attr)?;
+    let (path, flags) = (super::cstr_in(&mut nbuf, name)?, at_flags(name));
     let mut buf = vec![0u8; 256];
     loop {
         let mut args = XattrArgs {
