@@ -38,52 +38,56 @@ impl Found {
     }
 }
 
-/// What every lookup in one directory needs, gathered once: its layers, their cached lower
-/// copies (aligned with the layers, so no per-layer search) and its upper handle. Readdirplus
-/// resolves a whole listing through one scope, so each entry costs only its own stat.
+/// What every lookup in one directory needs, gathered once: its upper copy (location and
+/// handle) and its cached lower copies, whose locations are the lower layers (nothing is
+/// cloned or searched per layer). Readdirplus resolves a whole listing through one scope, so
+/// each entry costs only its own stat.
 pub struct DirScope {
     pub(crate) dir: Arc<Node>,
-    layers: Vec<Loc>,
-    /// For each of `layers`: the index of its cached copy in `cache.layers`.
-    slots: Vec<Option<usize>>,
+    upper: Option<Loc>,
+    upper_fd: Option<Arc<OwnedFd>>,
     cache: Option<Arc<LowerDirs>>,
-    upper: Option<Arc<OwnedFd>>,
 }
 
 impl DirScope {
+    fn lowers(&self) -> &[Loc] {
+        self.cache.as_deref().map_or(&[], |c| &c.locs)
+    }
+
+    /// The cached copy of layer `i` (counted from the top, upper included).
     fn cached(&self, i: usize) -> Option<&LayerDir> {
-        let c = self.cache.as_deref()?;
-        c.layers[self.slots[i]?].as_ref()
+        let i = i.checked_sub(usize::from(self.upper.is_some()))?;
+        self.cache.as_deref()?.layers[i].as_ref()
     }
 }
 
 impl Union {
     /// Gathers the lookup context of directory `dir` (see DirScope).
     pub(crate) fn dir_scope(&self, dir: &Arc<Node>) -> DirScope {
-        let cache = if dir.is_dir() {
-            self.lower_dirs(dir)
+        if !dir.is_dir() {
+            return DirScope {
+                dir: dir.clone(),
+                upper: None,
+                upper_fd: None,
+                cache: None,
+            };
+        }
+        // The cached copies match the node's lower list (lower_dirs checks): they are it.
+        let cache = self.lower_dirs(dir);
+        let (upper, upper_fd) = if dir.is_upper() {
+            let loc = Loc {
+                layer: UPPER,
+                path: dir.path(),
+            };
+            (Some(loc), self.upper_dir(dir).ok())
         } else {
-            None
+            (None, None)
         };
-        let upper = if dir.is_dir() && dir.is_upper() {
-            self.upper_dir(dir).ok()
-        } else {
-            None
-        };
-        let layers = dir.dir_layers();
-        let slots = layers
-            .iter()
-            .map(|loc| {
-                let c = cache.as_deref().filter(|_| loc.layer != UPPER)?;
-                c.locs.iter().position(|l| l == loc)
-            })
-            .collect();
         DirScope {
             dir: dir.clone(),
-            layers,
-            slots,
-            cache,
             upper,
+            upper_fd,
+            cache,
         }
     }
 
@@ -95,21 +99,25 @@ impl Union {
     /// Same, in a directory whose context is already gathered.
     pub(crate) fn resolve_scoped(&self, scope: &DirScope, name: &[u8]) -> SysResult<Option<Found>> {
         self.resolve_cached(
-            &scope.layers,
+            scope.upper.as_ref(),
+            scope.lowers(),
             name,
             |i| scope.cached(i),
-            scope.upper.as_deref(),
+            scope.upper_fd.as_deref(),
         )
     }
 
     /// Same, over an explicit list of directory locations (top first).
     pub(crate) fn resolve_in(&self, layers: &[Loc], name: &[u8]) -> SysResult<Option<Found>> {
-        self.resolve_cached(layers, name, |_| None, None)
+        self.resolve_cached(None, layers, name, |_| None, None)
     }
 
+    /// Resolves `name` over `upper` (if any) then `lowers`; `cache(i)` is the cached copy of
+    /// the i-th of those, counted from the top.
     fn resolve_cached<'c>(
         &self,
-        layers: &[Loc],
+        upper: Option<&Loc>,
+        lowers: &[Loc],
         name: &[u8],
         cache: impl Fn(usize) -> Option<&'c LayerDir>,
         upper_fd: Option<&OwnedFd>,
@@ -121,8 +129,9 @@ impl Union {
             return Ok(None);
         }
         let mut found: Option<Found> = None;
-        for (i, loc) in layers.iter().enumerate() {
-            let below = i + 1 < layers.len();
+        let count = usize::from(upper.is_some()) + lowers.len();
+        for (i, loc) in upper.into_iter().chain(lowers).enumerate() {
+            let below = i + 1 < count;
             let cached = cache(i);
             if let Some(c) = cached
                 && !c.names.contains_key(name)
