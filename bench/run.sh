@@ -305,7 +305,7 @@ run_append_big_nofsync()  { run_append_big "$1"; }
 prep_chmod_R_etc()    { :; }
 run_chmod_R_etc()     { chmod -R g+w "$1/etc"; find "$1/etc" ! -perm -g+w ! -type l | wc -l > "$OUT"; }
 prep_rm_rf_usr_share() { :; }
-run_rm_rf_usr_share() { rm -rf "$1/usr/share"; ls -A "$1/usr" | tr '\n' ' ' > "$OUT"; }
+run_rm_rf_usr_share() { rm -rf "${1:?}/usr/share"; ls -A "$1/usr" | tr '\n' ' ' > "$OUT"; }
 prep_untar_doc_sync() { mkdir -p "$1/untar"; }
 run_untar_doc_sync()  { tar -xf "$BENCH_DIR/doc.tar" -C "$1/untar" && sync; find "$1/untar" | wc -l > "$OUT"; }
 # 2,000 distinct bottom-layer files and the deep path, each looked up once on a fresh mount
