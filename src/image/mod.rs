@@ -6,6 +6,7 @@
 //! - [`layout`]: OCI layout / Docker archive JSON documents and media types.
 //! - [`store`]: the on-disk store (an OCI image layout plus unpacked layers).
 //! - [`unpack`]: a layer blob -> a directory, hostile-input safe.
+//! - [`dir_stack`]: the parent directory fds [`unpack`] keeps open between entries.
 //! - [`archive`]: `load` / `save` of docker-archive and OCI layout tars.
 //! - [`container`]: containers (upper/work/merged over an image's layers) and `commit`.
 //! - [`layer_export`]: an overlay upper directory -> a deterministic OCI layer tar (`commit`).
@@ -17,6 +18,7 @@
 pub mod archive;
 pub mod container;
 pub mod digest;
+pub mod dir_stack;
 pub mod hash_writer;
 pub mod layer_export;
 pub mod layout;
