@@ -8,6 +8,7 @@
 //!   answers auth challenges and retries.
 //! - [`pull`]: manifest (list) -> platform -> config -> layers streamed from the socket
 //!   through sha256 and decompression into the layer directory, several at a time.
+//! - [`read_ahead`]: the blob's socket side on its own thread, ahead of the unpacking.
 //! - [`push`]: blobs the registry lacks (HEAD, cross-repo mount, monolithic or chunked
 //!   upload), then the manifest.
 
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod client;
 pub mod pull;
 pub mod push;
+pub mod read_ahead;
 pub mod reference;
 
 /// Largest manifest or index accepted from a registry.

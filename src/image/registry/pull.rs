@@ -3,7 +3,8 @@
 //! Each layer is streamed from the socket through a tee that writes the compressed bytes
 //! to a staged blob file under STORE/tmp while hashing them (sha256 of the blob, bounded
 //! by the manifest's size), and on through decompression and the hostile-safe untar into
-//! a temp layer dir: one pass, nothing read back. Up to [`super::PARALLEL`] layers at once.
+//! a temp layer dir: one pass, nothing read back, the socket side on its own thread
+//! ([`super::read_ahead`]). Up to [`super::PARALLEL`] layers at once.
 //! A layer becomes visible only once the blob digest, its size and the diff ID named by
 //! the config all check out: the blob and the dir are then renamed into place. Layers
 //! the store has (by diff ID, with the blob) are not downloaded; a blob the store has
@@ -13,6 +14,7 @@
 //! last.
 
 use super::client::{Body, Client, ClientOptions, RespBody, header, read_limited, status_error};
+use super::read_ahead::read_ahead;
 use super::reference::RemoteRef;
 use super::{ACCEPT_MANIFESTS, MAX_MANIFEST, PARALLEL, parallel};
 use crate::image::digest::Digest;
@@ -506,7 +508,7 @@ fn receive(
         ));
     }
     let file = File::create_new(blob_tmp).map_err(|e| format!("{}: {e}", blob_tmp.display()))?;
-    let mut tee = Tee {
+    let tee = Tee {
         inner: resp.body_mut().as_reader(),
         out: BufWriter::with_capacity(1 << 20, file),
         hasher: Sha256::new(),
@@ -514,14 +516,19 @@ fn receive(
         limit: l.size,
         bar,
     };
-    let unpacked = if need_unpack {
+    if need_unpack {
         fs::create_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        unpack::unpack_layer(&mut tee, dir, &opts.unpack).map(|u| (u.diff_id, u.size, u.entries))
-    } else {
-        unpack::diff_id_of(&mut tee, &opts.unpack.limits).map(|(d, s)| (d, s, 0))
-    };
-    // Whatever the decompressor left unread still belongs to the blob.
-    let drained = io::copy(&mut tee, &mut io::sink());
+    }
+    // The socket side (blob file, blob sha256) runs on its own thread, and reads the blob
+    // to its end even when unpacking stops early: whatever the decompressor left unread
+    // still belongs to the blob.
+    let (unpacked, tee, drained) = read_ahead(tee, |r| {
+        if need_unpack {
+            unpack::unpack_layer(r, dir, &opts.unpack).map(|u| (u.diff_id, u.size, u.entries))
+        } else {
+            unpack::diff_id_of(r, &opts.unpack.limits).map(|(d, s)| (d, s, 0))
+        }
+    });
     let n = tee.n;
     let digest = Digest::from_hex(&hex(&tee.hasher.finalize()))?;
     if n < l.size {
