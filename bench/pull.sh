@@ -6,12 +6,21 @@
 # fresh store / fresh OCI dir + bundle each run. Prints a markdown table and the ratio.
 # Must run as root (both sides then keep file owners).
 #
+# Every run writes into a directory of its own, and all are removed only at the end:
+# removing one candidate's ~6,800-inode tree just before the other candidate's run would
+# bill the other for it. On ext4 without a journal (this project's machines) the inode
+# allocator skips inodes freed in the last 5 s (300 s while their inode-table block is
+# dirty), scanning past each of them on every allocation (`recently_deleted` in perf):
+# a 1.5 s pull became 12-16 s right after an `rm -rf` of the previous run's tree.
+# CLEAN_BETWEEN=1 restores the old remove-before-each-run order to see that effect.
+#
 # Env:
 #   BENCH_DIR  scratch dir                 (default /var/tmp/unionrs-pullbench)
 #   RUNS       runs per candidate          (default 3)
 #   ROOTFS     base layer source           (default /var/tmp/unionrs-rootfs)
 #   UNIONRS    unionrs binary              (default /work/target-bench/release/unionrs)
 #   OUT        append the table here too   (default: nowhere)
+#   CLEAN_BETWEEN  1: remove the previous run's tree before each run (default 0)
 set -u -o pipefail
 
 BENCH_DIR=${BENCH_DIR:-/var/tmp/unionrs-pullbench}
@@ -19,6 +28,7 @@ RUNS=${RUNS:-3}
 ROOTFS=${ROOTFS:-/var/tmp/unionrs-rootfs}
 UNIONRS=${UNIONRS:-/work/target-bench/release/unionrs}
 OUT=${OUT:-}
+CLEAN_BETWEEN=${CLEAN_BETWEEN:-0}
 
 die() { printf 'pull.sh: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root"
@@ -102,23 +112,32 @@ IMG=127.0.0.1:$PORT/bench/debian:t
 skopeo copy -q --dest-tls-verify=false "oci:$LAYOUT:t" "docker://$IMG" || die "skopeo push"
 
 now() { date +%s.%N; }
+# A fresh directory for the next run; with CLEAN_BETWEEN=1 the previous runs' trees go first.
+next_dir() {
+  [ "$CLEAN_BETWEEN" = 1 ] && rm -rf "$RUN"
+  mkdir -p "$RUN"
+  D=$(mktemp -d "$RUN/$1.XXXX")
+  sync
+}
+rm -rf "$RUN"
 declare -a T_U T_S
 for r in $(seq "$RUNS"); do
-  rm -rf "$RUN"; mkdir -p "$RUN"; sync
+  next_dir unionrs
   t0=$(now)
-  "$UNIONRS" --store "$RUN/store" pull -q "$IMG" >/dev/null || die "unionrs pull failed"
+  "$UNIONRS" --store "$D/store" pull -q "$IMG" >/dev/null || die "unionrs pull failed"
   t1=$(now)
   T_U+=("$(echo "$t1 - $t0" | bc)")
-  [ -f "$(ls -d "$RUN"/store/layers/*/etc/os-release | head -1)" ] || die "unionrs: base layer not unpacked"
-  rm -rf "$RUN"; mkdir -p "$RUN"; sync
+  [ -f "$(ls -d "$D"/store/layers/*/etc/os-release | head -1)" ] || die "unionrs: base layer not unpacked"
+  next_dir skopeo
   t0=$(now)
-  skopeo copy -q --src-tls-verify=false "docker://$IMG" "oci:$RUN/oci:t" || die "skopeo copy failed"
-  umoci unpack --image "$RUN/oci:t" "$RUN/bundle" >/dev/null || die "umoci unpack failed"
+  skopeo copy -q --src-tls-verify=false "docker://$IMG" "oci:$D/oci:t" || die "skopeo copy failed"
+  umoci unpack --image "$D/oci:t" "$D/bundle" >/dev/null || die "umoci unpack failed"
   t1=$(now)
   T_S+=("$(echo "$t1 - $t0" | bc)")
-  [ -f "$RUN/bundle/rootfs/etc/os-release" ] || die "umoci: rootfs not unpacked"
+  [ -f "$D/bundle/rootfs/etc/os-release" ] || die "umoci: rootfs not unpacked"
   echo "run $r: unionrs ${T_U[-1]} s, skopeo+umoci ${T_S[-1]} s" >&2
 done
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 MU=$(median "${T_U[@]}"); MS=$(median "${T_S[@]}")
@@ -127,7 +146,7 @@ SIZE=$(du -sb "$LAYOUT/blobs" | cut -f1)
 {
   echo "### Registry pull $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo
-  echo "Image: Debian rootfs base + 3 small layers, $((SIZE / 1000000)) MB of gzip blobs, loopback docker-registry; $RUNS runs interleaved, median seconds."
+  echo "Image: Debian rootfs base + 3 small layers, $((SIZE / 1000000)) MB of gzip blobs, loopback docker-registry; $RUNS runs interleaved, median seconds; CLEAN_BETWEEN=$CLEAN_BETWEEN; load average at the end: $LOAD."
   echo
   echo "| candidate | runs (s) | median (s) | vs skopeo+umoci |"
   echo "| --- | --- | --- | --- |"
