@@ -281,3 +281,48 @@ fn failed_load_leaves_no_layer_of_a_good_image_in_the_same_archive() {
     let err = refused_archive(&arch, &["../x"]);
     assert!(!Path::new("/x").exists() || err.contains("escapes"));
 }
+
+/// The unpacker keeps the last entry's parent directories open between entries: an entry
+/// that replaces one of them must not leave a later entry writing through the old one.
+#[test]
+fn replaced_parents_are_not_written_through() {
+    let victim = tempfile::tempdir().unwrap();
+    // a/b is a directory for a/b/f1, then a symlink out of the layer: a/b/f2 is refused.
+    refused(
+        &[vec![
+            dir("a"),
+            dir("a/b"),
+            file("a/b/f1", b"1"),
+            symlink("a/b", victim.path().to_str().unwrap()),
+            file("a/b/f2", b"2"),
+        ]],
+        &["a/b/f2", "symlink"],
+    );
+    assert!(!victim.path().join("f2").exists());
+    // d is a directory, then a file, then a directory again: d/y lands in the new d.
+    let (tmp, store) = setup();
+    let l = layer(
+        &[
+            dir("d"),
+            file("d/x", b"x"),
+            file("d", b"file"),
+            dir("d"),
+            file("d/y", b"y"),
+        ],
+        Comp::None,
+    );
+    let c = config(&[&l], "2024-01-01T00:00:00Z");
+    let f = write(
+        tmp.path(),
+        "r.tar",
+        &docker_archive(&[ArchImage {
+            tags: vec!["r:1"],
+            config: c,
+            layers: vec![&l],
+        }]),
+    );
+    ok(&store, &["load", "-i", f.to_str().unwrap()]);
+    let d = store.join("layers").join(&l.diff_id[7..]).join("d");
+    assert_eq!(std::fs::read(d.join("y")).unwrap(), b"y");
+    assert!(!d.join("x").exists(), "d/x survived d's replacement");
+}
