@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod fuse;
+pub mod fuzzing;
 pub mod image;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -1,0 +1,5 @@
+//! libFuzzer entry for `unionrs::fuzzing::unpack_layer` (the checks live there, shared with
+//! tests/fuzz_regressions.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| unionrs::fuzzing::unpack_layer(data));
