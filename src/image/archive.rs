@@ -21,7 +21,7 @@ use super::layout::{
 };
 use super::reference::Reference;
 use super::store::{LayerInfo, MAX_JSON, Staged, Store, remove_tree, sync_dir};
-use super::unpack::{self, Ext, Options, normalize, read_ext, trim_nul};
+use super::unpack::{self, Ext, Options, normalize, one_line, read_ext, trim_nul};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
@@ -117,7 +117,8 @@ pub fn load(
     for p in &pending_layers {
         let _ = remove_tree(p);
     }
-    res
+    // Archive paths and the tar crate's messages may hold any byte.
+    res.map_err(one_line)
 }
 
 fn stage_archive(store: &Store, input: impl Read, st: &mut Staging) -> Result<(), String> {

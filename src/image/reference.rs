@@ -29,6 +29,8 @@ impl Reference {
         .find_map(|p| {
             s.strip_prefix(p)
                 .filter(|r| r.contains('/') || p.ends_with("library/"))
+                // `docker.io/quay.io/x` must not become `quay.io/x`, another registry's name.
+                .filter(|r| !names_registry(r))
         })
         .unwrap_or(s);
         if s.contains('@') {
@@ -52,6 +54,13 @@ impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.name, self.tag)
     }
+}
+
+/// Whether the first component of `name` is a registry host (as the grammar tells it: it
+/// has a `.` or a `:` or is `localhost`, and more components follow).
+fn names_registry(name: &str) -> bool {
+    name.split_once('/')
+        .is_some_and(|(first, _)| first.contains(['.', ':']) || first == "localhost")
 }
 
 fn check_tag(tag: &str) -> Result<(), String> {
@@ -159,6 +168,12 @@ mod tests {
             Reference::parse("docker.io/org/x").unwrap().to_string(),
             "org/x:latest"
         );
+        // Found by fuzzing: the familiar form must not turn into another registry's name.
+        for full in ["docker.io/quay.io/x:1", "docker.io/localhost/y:2"] {
+            let r = Reference::parse(full).unwrap();
+            assert_eq!(r.to_string(), full);
+            assert_eq!(Reference::parse(&r.to_string()).unwrap(), r);
+        }
         for bad in [
             "Ubuntu",
             "a:",

@@ -77,7 +77,7 @@ pub fn diff_id_of(blob: impl Read, limits: &Limits) -> Result<(Digest, u64), Str
     let r = decompressor(blob)?;
     HashingReader::with_limit(r, limits.max_bytes)
         .finish()
-        .map_err(|e| format!("cannot read the layer: {e}"))
+        .map_err(|e| one_line(format!("cannot read the layer: {e}")))
 }
 
 fn decompressor<'a>(blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>, String> {
@@ -97,6 +97,27 @@ fn decompressor<'a>(blob: impl Read + 'a) -> Result<Box<dyn Read + 'a>, String> 
 
 /// Unpacks the layer blob `blob` into `dest`, an existing empty directory.
 pub fn unpack_layer(blob: impl Read, dest: &Path, opts: &Options) -> Result<Unpacked, String> {
+    unpack(blob, dest, opts).map_err(one_line)
+}
+
+/// An error message on one line: entry names, and the tar crate's messages, which quote
+/// header fields raw, may hold any byte; control characters are escaped.
+pub(crate) fn one_line(msg: String) -> String {
+    if !msg.contains(char::is_control) {
+        return msg;
+    }
+    msg.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+fn unpack(blob: impl Read, dest: &Path, opts: &Options) -> Result<Unpacked, String> {
     let root = sfs::open_path(
         &crate::sys::cstr(dest.as_os_str().as_encoded_bytes())
             .map_err(|e| format!("{}: {e}", dest.display()))?,
@@ -596,5 +617,11 @@ mod tests {
         assert_eq!(e.path.as_deref(), Some(&b"a/b/cde"[..]));
         assert_eq!(e.xattrs, vec![(b"user.k".to_vec(), b"val".to_vec())]);
         assert!(Ext::default().pax(b"99 path=x\n").is_err());
+    }
+
+    #[test]
+    fn errors_stay_on_one_line() {
+        assert_eq!(one_line("plain".into()), "plain");
+        assert_eq!(one_line("a\nb\r\u{1f}c".into()), "a\\nb\\r\\u{1f}c");
     }
 }
