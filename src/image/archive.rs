@@ -416,12 +416,9 @@ fn ingest(
         mdescs.push(Descriptor::new(&mt, digest.as_str(), size));
     }
     sync_dir(&store.root().join("blobs/sha256"))?;
-    for (diff, (dir, info)) in &fresh {
-        store.write_layer_info(info)?;
-        fs::rename(dir, store.layer_dir(diff))
-            .map_err(|e| format!("cannot move layer {diff} into place: {e}"))?;
+    for (dir, info) in fresh.values() {
+        store.publish_layer(dir, info)?;
     }
-    sync_dir(&store.root().join("layers"))?;
     let mut index = store.read_index()?;
     let mut out = Vec::new();
     for (c, md) in cands.iter().zip(&mdescs) {

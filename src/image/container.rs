@@ -11,7 +11,7 @@ use super::digest::Digest;
 use super::layer_export;
 use super::layout::{Descriptor, MT_OCI_CONFIG, MT_OCI_LAYER_GZIP, MT_OCI_MANIFEST, Manifest};
 use super::reference::Reference;
-use super::store::{LayerInfo, Store, remove_tree, sync_dir, write_atomic};
+use super::store::{LayerInfo, Store, remove_tree, write_atomic};
 use super::unpack;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -488,14 +488,14 @@ pub fn commit(
         let m_bytes = serde_json::to_vec(&m).map_err(|e| e.to_string())?;
         let m_digest = st.put_blob_bytes(&m_bytes)?;
         if let Some(d) = fresh.take() {
-            st.write_layer_info(&LayerInfo {
-                diff_id: diff_id.to_string(),
-                size: info.size,
-                entries: info.entries,
-            })?;
-            fs::rename(&d, st.layer_dir(&diff_id))
-                .map_err(|e| format!("cannot move layer into place: {e}"))?;
-            sync_dir(&st.root().join("layers"))?;
+            st.publish_layer(
+                &d,
+                &LayerInfo {
+                    diff_id: diff_id.to_string(),
+                    size: info.size,
+                    entries: info.entries,
+                },
+            )?;
         }
         let desc = Descriptor::new(MT_OCI_MANIFEST, m_digest.as_str(), m_bytes.len() as u64);
         let mut index = st.read_index()?;

@@ -25,6 +25,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -367,6 +368,26 @@ impl Store {
             .join("layerinfo")
             .join(format!("{}.json", diff_id.hex()));
         serde_json::from_slice(&fs::read(p).ok()?).ok()
+    }
+
+    /// Makes an unpacked layer directory visible as the layer `info.diff_id`: its content is
+    /// flushed to disk first (syncfs: one call for the whole tree), so a crash can never leave
+    /// a visible layer whose files were not written; then the rename, then the rename is
+    /// synced. If the store already has the layer (a concurrent pull), `dir` is removed.
+    pub fn publish_layer(&self, dir: &Path, info: &LayerInfo) -> Result<(), String> {
+        let diff = Digest::parse(&info.diff_id)?;
+        let dst = self.layer_dir(&diff);
+        if dst.is_dir() {
+            return remove_tree(dir);
+        }
+        let d = ctx(File::open(dir), || format!("cannot open {}", dir.display()))?;
+        crate::sys::io::syncfs(d.as_fd())
+            .map_err(|e| format!("cannot flush layer {diff} to disk: {e}"))?;
+        self.write_layer_info(info)?;
+        ctx(fs::rename(dir, &dst), || {
+            format!("cannot move layer {diff} into place")
+        })?;
+        sync_dir(&self.root.join("layers"))
     }
 
     pub fn write_layer_info(&self, info: &LayerInfo) -> Result<(), String> {

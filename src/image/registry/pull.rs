@@ -590,17 +590,14 @@ fn commit_layer(
     size: u64,
     entries: u64,
 ) -> Result<(), String> {
-    store.write_layer_info(&LayerInfo {
-        diff_id: diff.to_string(),
-        size,
-        entries,
-    })?;
-    let dst = store.layer_dir(diff);
-    if dst.is_dir() {
-        return remove_tree(dir);
-    }
-    fs::rename(dir, &dst).map_err(|e| format!("cannot move layer {diff} into place: {e}"))?;
-    sync_dir(&store.root().join("layers"))
+    store.publish_layer(
+        dir,
+        &LayerInfo {
+            diff_id: diff.to_string(),
+            size,
+            entries,
+        },
+    )
 }
 
 #[cfg(test)]
