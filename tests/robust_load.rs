@@ -416,10 +416,12 @@ fn load(threads: usize, secs: u64, strict: bool) {
                 || (s.starts_with("append lower: ") && s.contains("(os error 5)"))
         });
     let known_eio = known.iter().filter(|s| s.contains("(os error 5)")).count() as u64;
+    // The daemon logs every EIO it answers: the rest were made by the kernel.
+    let daemon_eio = g.log().matches("answering EIO").count();
     eprintln!(
-        "{threads} threads, {elapsed:.1} s: {ops} ops ({:.0}/s); errno counts {errs:?}; \
-         daemon RSS kB / fds: baseline {rss0}/{fds0}, peak {}/{}, after load {rss1}/{fds1}, \
-         after drop_caches {rss2}/{fds2}",
+        "{threads} threads, {elapsed:.1} s: {ops} ops ({:.0}/s); errno counts {errs:?} \
+         (EIO answered by the daemon: {daemon_eio}); daemon RSS kB / fds: baseline \
+         {rss0}/{fds0}, peak {}/{}, after load {rss1}/{fds1}, after drop_caches {rss2}/{fds2}",
         ops as f64 / elapsed,
         peak.0,
         peak.1
@@ -460,4 +462,83 @@ fn load(threads: usize, secs: u64, strict: bool) {
         status.map(|s| s.success()).unwrap_or(false),
         "daemon exit: {status:?}"
     );
+}
+
+/// A lower file held open for reading while another open appends to it (the append copies it
+/// up). Kernel overlayfs allows it. unionrs used to give the reader the lower file as
+/// passthrough backing and answer the writer with direct I/O, which the kernel refuses while
+/// the inode has a backing file: the append open failed with EIO (the load test's "append
+/// lower" EIO).
+#[test]
+fn append_open_while_a_reader_holds_the_lower_file() {
+    let _s = common::serial();
+    for kind in [Fs::KernelOverlay, Fs::Unionrs] {
+        let l = Layers::new(1);
+        common::write(l.l(1).join("f"), "lower\n");
+        let g = mount(kind, &l, &[]);
+        let mut reader = fs::File::open(l.m("f")).unwrap();
+        let mut first = [0u8; 3];
+        reader.read_exact(&mut first).unwrap();
+        let mut appender = fs::OpenOptions::new()
+            .append(true)
+            .open(l.m("f"))
+            .unwrap_or_else(|e| panic!("{kind:?}: append open while a reader holds f: {e}"));
+        appender.write_all(b"appended\n").unwrap();
+        // The old reader keeps working (what it sees past the copy-up differs: kernel
+        // overlayfs switches it to the upper file, unionrs keeps the lower one).
+        let mut rest = Vec::new();
+        reader
+            .read_to_end(&mut rest)
+            .unwrap_or_else(|e| panic!("{kind:?}: read by the earlier reader: {e}"));
+        let mut again = fs::File::open(l.m("f")).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        let mut s = String::new();
+        again.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "lower\nappended\n", "{kind:?}");
+        drop((reader, appender, again));
+        g.unmount();
+    }
+}
+
+/// A file deleted while the kernel still knows it (here through an O_PATH fd): its inode
+/// number must not go to a new file before the kernel forgets the old one. unionrs let the
+/// upper filesystem reuse it (ext4 does so at once), answered the new file with a new
+/// generation for the same node id, and the kernel marked its inode of the deleted file bad:
+/// fstat and reopen of it failed with EIO (the load test's "create shared" EIO: an open of a
+/// name looked up just before another client unlinked it and created a file).
+#[test]
+fn deleted_file_keeps_its_number_while_the_kernel_knows_it() {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::io::AsRawFd;
+    let _s = common::serial();
+    for kind in [Fs::KernelOverlay, Fs::Unionrs] {
+        let l = Layers::new(1);
+        let g = mount(kind, &l, &[]);
+        common::write(l.m("old"), "old data");
+        let number = fs::metadata(l.upper().join("old")).unwrap().ino();
+        let held = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(l.m("old"))
+            .unwrap();
+        fs::remove_file(l.m("old")).unwrap();
+        let mut reused = None;
+        for i in 0..100 {
+            let name = format!("new{i}");
+            common::write(l.m(&name), "new");
+            if fs::metadata(l.upper().join(&name)).unwrap().ino() == number {
+                reused = Some(name);
+                break;
+            }
+        }
+        assert_eq!(reused, None, "{kind:?}: a new file got the number of a known one");
+        let st = held
+            .metadata()
+            .unwrap_or_else(|e| panic!("{kind:?}: fstat of the deleted file: {e}"));
+        assert_eq!(st.len(), 8, "{kind:?}");
+        let s = fs::read_to_string(format!("/proc/self/fd/{}", held.as_raw_fd()))
+            .unwrap_or_else(|e| panic!("{kind:?}: reopen of the deleted file: {e}"));
+        assert_eq!(s, "old data", "{kind:?}");
+        drop(held);
+        g.unmount();
+    }
 }

@@ -2,8 +2,9 @@
 //! place. No union semantics live here.
 
 use super::control::{Op, Requests};
-use super::passthrough::{BackingKind, Decision, Passthrough};
+use super::passthrough::{BackingKind, Candidate, Decision, Passthrough};
 use crate::union::attr::SetAttr;
+use crate::union::layer::UPPER;
 use crate::union::{Ctx, Errno as UErrno, Stat, TimeSpec, Union};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -74,24 +75,34 @@ impl UnionFs {
         flags: i32,
         make: impl FnOnce(&std::os::fd::OwnedFd) -> std::io::Result<fuser::BackingId>,
     ) -> Decision {
-        // With passthrough on, never answer "cached": an inode some file uses in passthrough
-        // mode refuses cached opens (EIO to the user); direct I/O fits either mode.
-        let fallback = if self.passthrough.enabled() {
-            Decision::DirectIo
-        } else {
-            Decision::Cached
-        };
-        let Ok((fd, layer, writable)) = self.union.backing_fd(fh) else {
-            return fallback;
-        };
         let wants_write = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        let kind = BackingKind { layer, writable };
-        self.passthrough
-            .decide(ino, fh, kind, wants_write, || make(&fd))
+        let candidate = match self.union.backing_fd(fh) {
+            // A lower file gets a backing only where it can never be copied up (see
+            // passthrough.rs): a writer could not be answered while readers use it.
+            Ok((fd, layer, writable)) => Candidate {
+                kind: BackingKind { layer, writable },
+                make: (layer == UPPER || self.union.read_only()).then_some(move || make(&fd)),
+            },
+            // Only an upper handle that cannot be reopened read-write fails: it may still
+            // share a backing the inode has.
+            Err(_) => Candidate {
+                kind: BackingKind {
+                    layer: UPPER,
+                    writable: false,
+                },
+                make: None,
+            },
+        };
+        self.passthrough.decide(ino, fh, wants_write, candidate)
     }
 }
 
 fn err(e: UErrno) -> Errno {
+    // EIO from the daemon is always a bug or a failing disk: leave a trace, so an EIO a user
+    // sees can be told apart from one the kernel made (e.g. an open reply it refused).
+    if e == UErrno::EIO {
+        log::warn!("answering EIO");
+    }
     Errno::from_i32(e.0)
 }
 
@@ -416,6 +427,11 @@ impl Filesystem for UnionFs {
             Decision::Passthrough(b) => reply.opened_passthrough(fh, FopenFlags::empty(), &b),
             Decision::DirectIo => reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
             Decision::Cached => reply.opened(fh, keep),
+            Decision::Busy => {
+                self.passthrough.release(o);
+                self.union.release(o);
+                reply.error(Errno::EBUSY)
+            }
         }
     }
 
@@ -473,7 +489,7 @@ impl Filesystem for UnionFs {
     fn release(
         &self,
         _req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
@@ -481,7 +497,7 @@ impl Filesystem for UnionFs {
         reply: ReplyEmpty,
     ) {
         self.requests.count(Op::Release);
-        self.passthrough.release(ino.0, fh.0);
+        self.passthrough.release(fh.0);
         self.union.release(fh.0);
         reply.ok();
     }
@@ -703,6 +719,11 @@ impl Filesystem for UnionFs {
                         reply.created(&TTL, &attr, g, h, FopenFlags::FOPEN_DIRECT_IO)
                     }
                     Decision::Cached => reply.created(&TTL, &attr, g, h, FopenFlags::empty()),
+                    Decision::Busy => {
+                        self.passthrough.release(fh);
+                        self.union.release(fh);
+                        reply.error(Errno::EBUSY)
+                    }
                 }
             }
             Err(e) => reply.error(err(e)),

@@ -1,12 +1,25 @@
 //! FUSE passthrough (kernel >= 6.9, CAP_SYS_ADMIN): reads, writes and mmap of a regular file go
 //! straight from the kernel to the layer file, never through the daemon.
 //!
+//! The kernel puts each inode in one I/O mode at a time and fails the user's open with EIO
+//! when an open reply does not fit it (fs/fuse/iomode.c, `fuse_file_io_open`): while an inode
+//! has a backing file every open must be a passthrough open of that same backing (direct I/O
+//! included), and while it has cached opens a passthrough open is refused. So this table
+//! keeps, per inode, what the daemon told the kernel about the files still open: a backing
+//! file, or a count of cached (and direct I/O) opens. The kernel drops a file's mode before it
+//! sends RELEASE, so the daemon's view always covers the kernel's, and answering from it is
+//! always accepted.
+//!
+//! Which files get a backing: upper files (opened read-write, so one backing serves every
+//! later open), and lower files only on a read-only mount. On a writable mount a lower file
+//! can be copied up while it is open; a writer then needs the upper file, and no answer the
+//! kernel accepts exists while readers hold the lower file as backing (the only mode it
+//! allows is passthrough to that read-only lower file). Such lower files are served cached,
+//! and an upper open of an inode with cached opens is cached too.
+//!
 //! Ownership, as in fuser's example: each open handle holds a strong reference on its
 //! `BackingId`; the per-inode table holds only a weak one, so the kernel's backing file goes
-//! away with the last handle. The kernel requires every passthrough open of one inode to use
-//! the same backing file, and refuses cached opens while an inode is in passthrough mode, so an
-//! open that cannot share the inode's backing (a writer while readers use the lower file) is
-//! served without the page cache (direct I/O) through the daemon instead.
+//! away with the last handle.
 
 use dashmap::DashMap;
 use fuser::BackingId;
@@ -23,27 +36,50 @@ pub struct BackingKind {
     pub writable: bool,
 }
 
-struct Slot {
-    backing: Weak<BackingId>,
-    kind: BackingKind,
+/// What the kernel's inode was told, as far as the open files go.
+enum Mode {
+    Passthrough {
+        backing: Weak<BackingId>,
+        kind: BackingKind,
+    },
+    /// Cached or direct I/O opens still open (a shared mmap of a direct I/O file puts the
+    /// inode in cached mode, so both count).
+    Cached { opens: u64 },
+}
+
+/// What one open handle was answered.
+enum HandleMode {
+    Passthrough(Arc<BackingId>),
+    Cached,
 }
 
 /// How an open is to be answered.
 pub enum Decision {
     /// Use this backing (already registered or freshly made).
     Passthrough(Arc<BackingId>),
-    /// The inode's backing cannot serve this open: direct I/O through the daemon.
+    /// No backing could be made: direct I/O through the daemon.
     DirectIo,
-    /// Passthrough is off: ordinary cached I/O through the daemon.
+    /// Ordinary cached I/O through the daemon (page cache kept across opens).
     Cached,
+    /// The inode's backing file cannot serve this open and the kernel accepts no other
+    /// answer (should not happen: upper backings serve every open, lower ones are only
+    /// used where nothing is written).
+    Busy,
+}
+
+/// A backing file this open could use.
+pub struct Candidate<F> {
+    pub kind: BackingKind,
+    /// Registers the backing file with the kernel; `None` when this open must not get one.
+    pub make: Option<F>,
 }
 
 pub struct Passthrough {
     enabled: Arc<AtomicBool>,
-    by_inode: DashMap<u64, Slot>,
-    by_handle: DashMap<u64, Arc<BackingId>>,
-    /// Serialises backing creation so two opens of one inode never register two backings.
-    create: Mutex<()>,
+    by_inode: DashMap<u64, Mode>,
+    by_handle: DashMap<u64, (u64, HandleMode)>,
+    /// Serialises decisions and releases, so an inode's mode changes in one place at a time.
+    lock: Mutex<()>,
 }
 
 impl Passthrough {
@@ -52,7 +88,7 @@ impl Passthrough {
             enabled: Arc::new(AtomicBool::new(enabled)),
             by_inode: DashMap::new(),
             by_handle: DashMap::new(),
-            create: Mutex::new(()),
+            lock: Mutex::new(()),
         }
     }
 
@@ -69,59 +105,115 @@ impl Passthrough {
         self.enabled.store(false, Ordering::Relaxed);
     }
 
-    /// Decides how to answer an open of `ino`; `make` registers a new backing file of `kind`.
+    /// Decides how to answer open `fh` of `ino` and records the answer until its release.
     pub fn decide(
         &self,
         ino: u64,
         fh: u64,
-        kind: BackingKind,
         wants_write: bool,
-        make: impl FnOnce() -> std::io::Result<BackingId>,
+        candidate: Candidate<impl FnOnce() -> std::io::Result<BackingId>>,
     ) -> Decision {
-        let _g = self.create.lock();
-        // An inode already in passthrough mode must stay so (the kernel refuses cached opens
-        // of it), even after passthrough was turned off for new inodes.
-        if let Some(slot) = self.by_inode.get(&ino)
-            && let Some(b) = slot.backing.upgrade()
-        {
-            let fits = slot.kind.layer == kind.layer && (slot.kind.writable || !wants_write);
-            if !fits {
-                return Decision::DirectIo;
+        let _g = self.lock.lock();
+        // An inode already in passthrough mode must stay so (the kernel refuses every other
+        // open of it), even after passthrough was turned off for new inodes.
+        let current = self.by_inode.get(&ino).and_then(|m| match &*m {
+            Mode::Passthrough { backing, kind } => {
+                Some(backing.upgrade().map(|b| (b, *kind)))
             }
-            self.by_handle.insert(fh, b.clone());
-            return Decision::Passthrough(b);
+            Mode::Cached { .. } => Some(None),
+        });
+        match current {
+            Some(Some((b, kind))) => {
+                let fits = kind.layer == candidate.kind.layer && (kind.writable || !wants_write);
+                if !fits {
+                    log::warn!(
+                        "open of inode {ino} cannot share its backing file ({kind:?}, wants \
+                         {:?}, write {wants_write})",
+                        candidate.kind
+                    );
+                    return Decision::Busy;
+                }
+                self.by_handle
+                    .insert(fh, (ino, HandleMode::Passthrough(b.clone())));
+                return Decision::Passthrough(b);
+            }
+            // Cached opens are still there: a passthrough open would be refused.
+            Some(None) if self.cached_opens(ino) > 0 => return self.cached(ino, fh),
+            _ => {}
         }
-        if !self.enabled() {
-            return Decision::Cached;
-        }
+        let make = match candidate.make {
+            Some(make) if self.enabled() => make,
+            _ => return self.cached(ino, fh),
+        };
         match make() {
             Ok(b) => {
                 let b = Arc::new(b);
                 self.by_inode.insert(
                     ino,
-                    Slot {
+                    Mode::Passthrough {
                         backing: Arc::downgrade(&b),
-                        kind,
+                        kind: candidate.kind,
                     },
                 );
-                self.by_handle.insert(fh, b.clone());
+                self.by_handle
+                    .insert(fh, (ino, HandleMode::Passthrough(b.clone())));
                 Decision::Passthrough(b)
             }
             // The kernel refused this backing file: serve this open through the daemon with
-            // direct I/O, which is compatible with whatever mode the inode is in (a cached
-            // open of an inode in passthrough mode fails the user's open with EIO).
+            // direct I/O (the inode has no backing, or we would not be here).
             Err(e) => {
                 log::info!("passthrough refused for inode {ino} ({e}); direct I/O instead");
+                self.count_cached(ino, fh);
                 Decision::DirectIo
             }
         }
     }
 
-    /// A handle closed: drop its reference (and the inode's slot when it was the last).
-    pub fn release(&self, ino: u64, fh: u64) {
-        if self.by_handle.remove(&fh).is_some() {
-            self.by_inode
-                .remove_if(&ino, |_, slot| slot.backing.strong_count() == 0);
+    fn cached_opens(&self, ino: u64) -> u64 {
+        match self.by_inode.get(&ino).as_deref() {
+            Some(Mode::Cached { opens }) => *opens,
+            _ => 0,
+        }
+    }
+
+    fn cached(&self, ino: u64, fh: u64) -> Decision {
+        self.count_cached(ino, fh);
+        Decision::Cached
+    }
+
+    fn count_cached(&self, ino: u64, fh: u64) {
+        let mut m = self.by_inode.entry(ino).or_insert(Mode::Cached { opens: 0 });
+        match &mut *m {
+            Mode::Cached { opens } => *opens += 1,
+            // A passthrough entry whose backing is gone: the inode has no mode any more.
+            other => *other = Mode::Cached { opens: 1 },
+        }
+        self.by_handle.insert(fh, (ino, HandleMode::Cached));
+    }
+
+    /// A handle closed: drop what it held (and the inode's entry when it was the last).
+    pub fn release(&self, fh: u64) {
+        let _g = self.lock.lock();
+        let Some((_, (ino, held))) = self.by_handle.remove(&fh) else {
+            return;
+        };
+        match held {
+            HandleMode::Passthrough(b) => {
+                drop(b);
+                self.by_inode.remove_if(&ino, |_, m| match m {
+                    Mode::Passthrough { backing, .. } => backing.strong_count() == 0,
+                    Mode::Cached { .. } => false,
+                });
+            }
+            HandleMode::Cached => {
+                self.by_inode.remove_if_mut(&ino, |_, m| match m {
+                    Mode::Cached { opens } => {
+                        *opens = opens.saturating_sub(1);
+                        *opens == 0
+                    }
+                    Mode::Passthrough { .. } => false,
+                });
+            }
         }
     }
 }

@@ -116,7 +116,13 @@ impl Union {
     }
 
     /// Keeps a handle on an object whose name is about to go while it stays reachable: open
-    /// files (deleted-but-open must keep working) and hard links (other names remain).
+    /// files (deleted-but-open must keep working), hard links (other names remain), and upper
+    /// files the kernel still knows. The last matter because the handle pins the inode
+    /// number: without it the upper filesystem could give the number to a new file before
+    /// the kernel's FORGET, the kernel would see a new generation for a node id it still
+    /// uses, mark its inode bad, and a client that looked the name up just before the
+    /// unlink would get EIO from its open (as on a local filesystem, it now opens the
+    /// deleted file). The handle goes with the node, at FORGET.
     /// The handle is taken through the name being removed (`merged_path`): the node's own
     /// name may already be gone.
     pub(crate) fn detach_if_open(
@@ -126,7 +132,8 @@ impl Union {
         merged_path: &[u8],
     ) -> SysResult<()> {
         let open = node.open_count.load(std::sync::atomic::Ordering::Relaxed) > 0;
-        if f.is_dir() || !(open || f.st.st_nlink > 1) {
+        let pins_number = f.upper && node.known_to_kernel();
+        if f.is_dir() || !(open || f.st.st_nlink > 1 || pins_number) {
             return Ok(());
         }
         let top = f.top(merged_path).ok_or(Errno::ENOENT)?;
