@@ -525,7 +525,10 @@ fn deleted_file_keeps_its_number_while_the_kernel_knows_it() {
                 break;
             }
         }
-        assert_eq!(reused, None, "{kind:?}: a new file got the number of a known one");
+        assert_eq!(
+            reused, None,
+            "{kind:?}: a new file got the number of a known one"
+        );
         let st = held
             .metadata()
             .unwrap_or_else(|e| panic!("{kind:?}: fstat of the deleted file: {e}"));

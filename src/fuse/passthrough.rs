@@ -116,30 +116,27 @@ impl Passthrough {
         let _g = self.lock.lock();
         // An inode already in passthrough mode must stay so (the kernel refuses every other
         // open of it), even after passthrough was turned off for new inodes.
-        let current = self.by_inode.get(&ino).and_then(|m| match &*m {
-            Mode::Passthrough { backing, kind } => {
-                Some(backing.upgrade().map(|b| (b, *kind)))
-            }
-            Mode::Cached { .. } => Some(None),
+        let live = self.by_inode.get(&ino).and_then(|m| match &*m {
+            Mode::Passthrough { backing, kind } => backing.upgrade().map(|b| (b, *kind)),
+            Mode::Cached { .. } => None,
         });
-        match current {
-            Some(Some((b, kind))) => {
-                let fits = kind.layer == candidate.kind.layer && (kind.writable || !wants_write);
-                if !fits {
-                    log::warn!(
-                        "open of inode {ino} cannot share its backing file ({kind:?}, wants \
-                         {:?}, write {wants_write})",
-                        candidate.kind
-                    );
-                    return Decision::Busy;
-                }
-                self.by_handle
-                    .insert(fh, (ino, HandleMode::Passthrough(b.clone())));
-                return Decision::Passthrough(b);
+        if let Some((b, kind)) = live {
+            let fits = kind.layer == candidate.kind.layer && (kind.writable || !wants_write);
+            if !fits {
+                log::warn!(
+                    "open of inode {ino} cannot share its backing file ({kind:?}, wants \
+                     {:?}, write {wants_write})",
+                    candidate.kind
+                );
+                return Decision::Busy;
             }
-            // Cached opens are still there: a passthrough open would be refused.
-            Some(None) if self.cached_opens(ino) > 0 => return self.cached(ino, fh),
-            _ => {}
+            self.by_handle
+                .insert(fh, (ino, HandleMode::Passthrough(b.clone())));
+            return Decision::Passthrough(b);
+        }
+        // Cached opens are still there: a passthrough open would be refused.
+        if self.cached_opens(ino) > 0 {
+            return self.cached(ino, fh);
         }
         let make = match candidate.make {
             Some(make) if self.enabled() => make,
@@ -182,7 +179,10 @@ impl Passthrough {
     }
 
     fn count_cached(&self, ino: u64, fh: u64) {
-        let mut m = self.by_inode.entry(ino).or_insert(Mode::Cached { opens: 0 });
+        let mut m = self
+            .by_inode
+            .entry(ino)
+            .or_insert(Mode::Cached { opens: 0 });
         match &mut *m {
             Mode::Cached { opens } => *opens += 1,
             // A passthrough entry whose backing is gone: the inode has no mode any more.
