@@ -190,9 +190,10 @@ fn create_racing_unlink_never_eio() {
 
 /// Several clients open the same lower file for append at once (each open copies it up).
 /// The load test saw EIO from `open(O_WRONLY|O_APPEND)` of a lower file through the mount
-/// (2 of 3 default runs); the union core alone, driven like this, does not give it, so that
-/// EIO comes from the FUSE side (adapter, passthrough or kernel interplay) and is still to be
-/// narrowed down. This test keeps the core half of the answer.
+/// (2 of 3 default runs); the union core alone, driven like this, does not give it: that
+/// EIO came from the kernel refusing a direct I/O open of an inode with a passthrough backing
+/// (tests/robust_load.rs `append_open_while_a_reader_holds_the_lower_file`, now fixed). This
+/// test keeps the core half of the answer.
 #[test]
 fn concurrent_copy_up_opens_never_eio() {
     use unionrs::union::{Union, UnionConfig};
