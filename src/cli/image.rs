@@ -7,6 +7,7 @@ use crate::image::archive;
 use crate::image::container;
 use crate::image::digest::Digest;
 use crate::image::layout::ANN_REF_NAME;
+use crate::image::progress::Bars;
 use crate::image::reference::Reference;
 use crate::image::registry;
 use crate::image::registry::auth::Creds;
@@ -345,20 +346,19 @@ fn load(st: &Store, args: &[String]) -> Res {
     if !p.pos.is_empty() {
         return Err(Usage("load takes no positional arguments".into()));
     }
+    // Bars on a terminal, as docker load draws them; -q or a pipe keeps stderr quiet.
+    let bars = Bars::new(!p.has(&["-q", "--quiet"]) && io::stderr().is_terminal());
     let loaded = match p.value(&["-i", "--input"]) {
         Some(f) if f != "-" => {
             let file = File::open(f).map_err(|e| format!("cannot open {f}: {e}"))?;
-            archive::load(
-                st,
-                io::BufReader::with_capacity(1 << 20, file),
-                &unpack_options(),
-            )
+            let input = io::BufReader::with_capacity(1 << 20, file);
+            archive::load_with(st, input, &unpack_options(), &bars)
         }
         _ => {
             if io::stdin().is_terminal() {
                 return Err(Usage("load: give -i FILE or pipe an archive in".into()));
             }
-            archive::load(st, io::stdin().lock(), &unpack_options())
+            archive::load_with(st, io::stdin().lock(), &unpack_options(), &bars)
         }
     }
     .map_err(|m| format!("load: {m}"))?;

@@ -19,6 +19,7 @@ use super::layout::{
     ANN_IMAGE_NAME, ANN_REF_NAME, Descriptor, DockerArchiveEntry, Index, MT_DOCKER_LIST,
     MT_OCI_CONFIG, MT_OCI_INDEX, MT_OCI_MANIFEST, Manifest, config_diff_ids, layer_media_type,
 };
+use super::progress::{Bars, Counting};
 use super::reference::Reference;
 use super::store::{LayerInfo, MAX_JSON, Staged, Store, remove_tree, sync_dir};
 use super::unpack::{self, Ext, Options, normalize, one_line, read_ext, trim_nul};
@@ -98,6 +99,16 @@ pub fn load(
     input: impl Read,
     opts: &Options,
 ) -> Result<Vec<(Digest, Vec<String>)>, String> {
+    load_with(store, input, opts, &Bars::new(false))
+}
+
+/// [`load`], with a progress bar per layer it unpacks.
+pub fn load_with(
+    store: &Store,
+    input: impl Read,
+    opts: &Options,
+    bars: &Bars,
+) -> Result<Vec<(Digest, Vec<String>)>, String> {
     let mut st = Staging::default();
     let mut pending_layers: Vec<PathBuf> = Vec::new();
     let res = (|| {
@@ -111,8 +122,9 @@ pub fn load(
                         manifest.json nor index.json"
                 .into());
         };
-        ingest(store, &st, &cands, opts, &mut pending_layers)
+        ingest(store, &st, &cands, opts, bars, &mut pending_layers)
     })();
+    bars.clear();
     st.cleanup();
     for p in &pending_layers {
         let _ = remove_tree(p);
@@ -311,6 +323,7 @@ fn ingest(
     st: &Staging,
     cands: &[Candidate],
     opts: &Options,
+    bars: &Bars,
     pending: &mut Vec<PathBuf>,
 ) -> Result<Vec<(Digest, Vec<String>)>, String> {
     // diff ID -> (temp dir, info) of layers unpacked by this load.
@@ -354,8 +367,14 @@ fn ingest(
                 let dir = store.tmp_path("layer");
                 fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                 pending.push(dir.clone());
-                let u = unpack::unpack_layer(open()?, &dir, opts)
+                let bar = bars.add(blob.digest.as_str(), blob.size);
+                let counted = Counting {
+                    inner: open()?,
+                    bar: &bar,
+                };
+                let u = unpack::unpack_layer(counted, &dir, opts)
                     .map_err(|m| format!("layer {i} ({lpath}): {m}"))?;
+                bar.finish_with_message("loaded");
                 if u.diff_id != want {
                     return Err(mismatch(&u.diff_id));
                 }

@@ -23,6 +23,7 @@ pub mod hash_writer;
 pub mod layer_export;
 pub mod layout;
 pub mod pax;
+pub mod progress;
 pub mod prune;
 pub mod reference;
 pub mod registry;

@@ -23,9 +23,10 @@ use crate::image::layout::{
     Descriptor, Index, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_LAYER,
     MT_OCI_LAYER_GZIP, MT_OCI_LAYER_ZSTD, MT_OCI_MANIFEST, Manifest, config_diff_ids,
 };
+use crate::image::progress::Bars;
 use crate::image::store::{LayerInfo, MAX_JSON, Store, remove_tree, sync_dir};
 use crate::image::unpack::{self, Options};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
@@ -300,36 +301,22 @@ pub fn pull(store: &Store, r: &RemoteRef, opts: &PullOptions) -> Result<PullRepo
             jobs.push((l.clone(), diff.clone()));
         }
     }
-    let mp = MultiProgress::with_draw_target(if opts.progress {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
-    let style = ProgressStyle::with_template(
-        "{prefix:.bold} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    let bars: Vec<ProgressBar> = jobs
+    let bars = Bars::new(opts.progress);
+    let bar_of: Vec<ProgressBar> = jobs
         .iter()
-        .map(|(l, _)| {
-            let b = mp.add(ProgressBar::new(l.size));
-            b.set_style(style.clone());
-            b.set_prefix(short(&l.digest));
-            b
-        })
+        .map(|(l, _)| bars.add(&l.digest, l.size))
         .collect();
     let results = parallel(&jobs, PARALLEL, |i, (l, diff)| {
-        let r = layer_job(store, &c, l, diff, opts, &bars[i]);
+        let r = layer_job(store, &c, l, diff, opts, &bar_of[i]);
         match &r {
-            Ok(n) if *n > 0 => bars[i].finish_with_message("done"),
-            Ok(_) => bars[i].finish_with_message("from the store"),
-            Err(_) => bars[i].abandon_with_message("failed"),
+            Ok(n) if *n > 0 => bar_of[i].finish_with_message("done"),
+            Ok(_) => bar_of[i].finish_with_message("from the store"),
+            Err(_) => bar_of[i].abandon_with_message("failed"),
         }
         r
     })
     .map_err(|e| format!("pull {r}: {e}"))?;
-    let _ = mp.clear();
+    bars.clear();
     let bytes: u64 = results.iter().sum();
     let downloaded = results.iter().filter(|n| **n > 0).count();
 
@@ -360,15 +347,6 @@ pub fn pull(store: &Store, r: &RemoteRef, opts: &PullOptions) -> Result<PullRepo
         downloaded,
         bytes,
     })
-}
-
-fn short(digest: &str) -> String {
-    digest
-        .strip_prefix("sha256:")
-        .unwrap_or(digest)
-        .chars()
-        .take(12)
-        .collect()
 }
 
 /// GETs a JSON-sized blob whole and verifies it.
