@@ -236,6 +236,8 @@ impl Filesystem for UnionFs {
         if !passthrough {
             self.passthrough.disable();
         }
+        // Backing files must be read-write: open upper files so from the start.
+        self.union.open_upper_read_write(passthrough);
         log::info!(
             "FUSE passthrough: {}",
             if passthrough { "on" } else { "off" }

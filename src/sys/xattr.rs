@@ -126,6 +126,33 @@ pub fn get(fd: BorrowedFd<'_>, name: &[u8], attr: &[u8]) -> SysResult<Vec<u8>> {
     }
 }
 
+/// Reads an attribute of an open file or directory (not an O_PATH handle) through the fd
+/// itself: no /proc path walk. ENODATA when absent.
+pub fn fget(fd: BorrowedFd<'_>, attr: &[u8]) -> SysResult<Vec<u8>> {
+    let mut abuf = [0u8; 256];
+    let a = super::cstr_in(&mut abuf, attr)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: valid C string; buffer valid for its length.
+        let n = unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                a.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        match check_size(n) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(Errno::ERANGE) if buf.len() < 65536 * 2 => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// True when the attribute exists (any error reads as absent).
 pub fn has(fd: BorrowedFd<'_>, name: &[u8], attr: &[u8]) -> bool {
     get(fd, name, attr).is_ok()

@@ -2,7 +2,7 @@
 //! handle or cached lower directory handles, falling back to a confined openat2 of the path.
 
 use super::dircache::LowerDirs;
-use super::layer::{INDEX, UPPER};
+use super::layer::{INDEX, LayerId, UPPER};
 use super::node::{Loc, Node};
 use super::{Errno, SysResult, Union, path};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -25,11 +25,11 @@ impl DirRef {
     }
 }
 
-/// The parent directory handle and name of a node's shown object, and where it is.
+/// The parent directory handle and name of a node's shown object, and its layer.
 pub(crate) struct At {
     pub dir: DirRef,
     pub name: Vec<u8>,
-    pub loc: Loc,
+    pub layer: LayerId,
 }
 
 impl Union {
@@ -37,7 +37,7 @@ impl Union {
     /// its layer root with an empty name.
     pub(crate) fn top_at(&self, node: &Node) -> SysResult<At> {
         let at = self.top_at_as_known(node)?;
-        if at.loc.layer == UPPER || at.loc.layer == INDEX || node.kind != libc::S_IFREG {
+        if at.layer == UPPER || at.layer == INDEX || node.kind != libc::S_IFREG {
             return Ok(at);
         }
         // A lower file with several names may have been indexed through another name since
@@ -56,16 +56,34 @@ impl Union {
             layer: INDEX,
             path: key.clone(),
         };
-        node.state.write().lowers.insert(0, loc.clone());
+        node.state.write().lowers.insert(0, loc);
         let root = self.layer(INDEX).dir(b"")?;
         Ok(At {
             dir: DirRef::Owned(root),
             name: key,
-            loc,
+            layer: INDEX,
         })
     }
 
     fn top_at_as_known(&self, node: &Node) -> SysResult<At> {
+        // The common case for upper objects: the parent's cached upper handle and the node's
+        // own name, with no path built.
+        let (upper, parent, name) = {
+            let s = node.state.read();
+            (s.upper, s.parent.clone(), s.name.clone())
+        };
+        if upper
+            && let Some(p) = parent.filter(|p| {
+                let ps = p.state.read();
+                ps.upper && !ps.unlinked
+            })
+        {
+            return Ok(At {
+                dir: DirRef::Shared(self.upper_dir(&p)?),
+                name,
+                layer: UPPER,
+            });
+        }
         let loc = node.top().ok_or(Errno::ENOENT)?;
         let (parent_path, name) = path::split(&loc.path);
         let name = name.to_vec();
@@ -74,7 +92,7 @@ impl Union {
             return Ok(At {
                 dir: DirRef::Owned(root),
                 name,
-                loc,
+                layer: loc.layer,
             });
         }
         let parent = node.state.read().parent.clone();
@@ -84,7 +102,7 @@ impl Union {
                 return Ok(At {
                     dir: DirRef::Shared(fd),
                     name,
-                    loc,
+                    layer: loc.layer,
                 });
             }
             if loc.layer != UPPER
@@ -98,7 +116,7 @@ impl Union {
                 return Ok(At {
                     dir: DirRef::Lower(c, i),
                     name,
-                    loc,
+                    layer: loc.layer,
                 });
             }
         }
@@ -106,7 +124,7 @@ impl Union {
         Ok(At {
             dir: DirRef::Owned(d),
             name,
-            loc,
+            layer: loc.layer,
         })
     }
 }

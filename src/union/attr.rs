@@ -57,8 +57,8 @@ impl Union {
         } else {
             let at = self.top_at(node)?;
             let mut st = fs::stat_at(at.dir.fd(), &at.name)?;
-            self.fix_nlink(&at.loc, &mut st);
-            self.apply_override(at.loc.layer, at.dir.fd(), &at.name, &mut st);
+            self.fix_nlink_in(at.layer, at.dir.fd(), &at.name, &mut st);
+            self.apply_override(at.layer, at.dir.fd(), &at.name, &mut st);
             st
         };
         st.st_ino = node.ino;
@@ -323,7 +323,7 @@ impl Union {
 
     /// The xattr names of a node's shown object, listed once and kept until a change through
     /// the mount (setxattr, removexattr, chmod, chown, copy-up) forgets them.
-    fn xattr_names(&self, node: &Node) -> SysResult<std::sync::Arc<Vec<Vec<u8>>>> {
+    pub(crate) fn xattr_names(&self, node: &Node) -> SysResult<std::sync::Arc<Vec<Vec<u8>>>> {
         if let Some(names) = node.xattr_names.lock().clone() {
             return Ok(names);
         }

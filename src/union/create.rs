@@ -51,20 +51,62 @@ impl Union {
         if dir.state.read().unlinked {
             return Err(Errno::ENOENT);
         }
-        if self.resolve(&dir, name)?.is_some() {
-            return Err(Errno::EEXIST);
-        }
-        self.copy_up(&dir)?;
-        let upper_dir = self.upper_dir(&dir)?;
-        let cleared = self.clear_whiteout(upper_dir.as_fd(), name)?;
-        let covers_lower = cleared || self.lower_whiteout(&dir, name);
-        let default_acl = xattr::has(upper_dir.as_fd(), b"", b"system.posix_acl_default");
+        let upper_only = {
+            let s = dir.state.read();
+            s.upper && s.lowers.is_empty()
+        };
+        let (upper_dir, covers_lower) = if upper_only {
+            // Only the upper copy can hold the name: one stat tells a free name, a whiteout
+            // to clear, or an object in the way (a `.wh.` marker hides nothing here).
+            let upper_dir = self.upper_dir(&dir)?;
+            let d = upper_dir.as_fd();
+            let cleared = match fs::stat_at(d, name) {
+                Ok(st) if whiteout::is_whiteout(d, name, &st) => {
+                    fs::unlink_at(d, name, false)?;
+                    true
+                }
+                Ok(_) => return Err(Errno::EEXIST),
+                Err(Errno::ENOENT) => false,
+                Err(e) => return Err(e),
+            };
+            (upper_dir, cleared)
+        } else {
+            if self.resolve(&dir, name)?.is_some() {
+                return Err(Errno::EEXIST);
+            }
+            self.copy_up(&dir)?;
+            let upper_dir = self.upper_dir(&dir)?;
+            let cleared = self.clear_whiteout(upper_dir.as_fd(), name)?;
+            (upper_dir, cleared || self.lower_whiteout(&dir, name))
+        };
+        let default_acl = self.has_default_acl(&dir, upper_dir.as_fd());
         Ok(Slot {
             dir,
             upper_dir,
             covers_lower,
             default_acl,
         })
+    }
+
+    /// Whether upper directory `dir` has a default POSIX ACL, from its remembered xattr
+    /// names (listed once per directory, not probed per create).
+    fn has_default_acl(&self, dir: &Node, upper_dir: BorrowedFd<'_>) -> bool {
+        const DEFAULT_ACL: &[u8] = b"system.posix_acl_default";
+        match self.xattr_names(dir) {
+            Ok(names) => names.iter().any(|n| n == DEFAULT_ACL),
+            Err(_) => xattr::has(upper_dir, b"", DEFAULT_ACL),
+        }
+    }
+
+    /// Whether a new object made by the daemon in the upper already has the owner and mode
+    /// the caller's object must have, so no chown/chmod is needed: the caller's ids are the
+    /// daemon's (the kernel then gives a set-gid parent's group, and the set-gid bit to a new
+    /// directory, as we would), no override keeps owners, and no default ACL shaped the mode
+    /// (the daemon's umask is 0, so the mode asked for is the mode made).
+    fn made_as_caller(&self, ctx: &Ctx, slot: &Slot) -> bool {
+        !slot.default_acl
+            && self.upper_override().is_none()
+            && (self.ids.store_uid(ctx.uid), self.ids.store_gid(ctx.gid)) == self.own_ids
     }
 
     /// Removes a whiteout at `name` in an upper dir; true when there was one.
@@ -208,10 +250,12 @@ impl Union {
         perm: Option<u32>,
     ) -> SysResult<Entry> {
         let d = slot.upper_dir.as_fd();
-        let r = self.set_owner(ctx, d, name, kind, perm);
-        if let Err(e) = r {
-            let _ = fs::unlink_at(d, name, false);
-            return Err(e);
+        if !self.made_as_caller(ctx, slot) {
+            let r = self.set_owner(ctx, d, name, kind, perm);
+            if let Err(e) = r {
+                let _ = fs::unlink_at(d, name, false);
+                return Err(e);
+            }
         }
         Ok(self.finish_create(slot, name)?.1)
     }
@@ -233,6 +277,10 @@ impl Union {
             }
         } else {
             fs::mkdir_at(d, name, perm)?;
+            // Made in place (a staged one got the work dir's group and no set-gid bit).
+            if self.made_as_caller(ctx, &slot) {
+                return Ok(self.finish_create(&slot, name)?.1);
+            }
         }
         let parent_st = self.shown_upper_dir_stat(d)?;
         let keep_sgid = parent_st.st_mode & libc::S_ISGID != 0;
@@ -268,20 +316,27 @@ impl Union {
         let perm = slot.perm(ctx, mode);
         let d = slot.upper_dir.as_fd();
         let acc = flags & libc::O_ACCMODE;
-        let open_flags = (flags & (libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC))
-            | if acc == libc::O_RDONLY {
-                libc::O_RDWR
-            } else {
-                acc
-            };
+        let status = flags & (libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC);
+        // Read-write with no status flags, when passthrough wants it: the fd can then back
+        // the file as it is (a new file may be opened read-write whatever its mode).
+        let backing_ready = status == 0 && self.backing_upper_rdwr();
+        let open_flags = if backing_ready || acc == libc::O_RDONLY {
+            libc::O_RDWR | status
+        } else {
+            acc | status
+        };
         let fd = fs::open_at(d, name, open_flags | libc::O_CREAT | libc::O_EXCL, perm)?;
-        let r = self.set_owner(ctx, d, name, libc::S_IFREG, Some(perm));
-        if let Err(e) = r {
-            let _ = fs::unlink_at(d, name, false);
-            return Err(e);
+        if !self.made_as_caller(ctx, &slot) {
+            let r = self.set_owner(ctx, d, name, libc::S_IFREG, Some(perm));
+            if let Err(e) = r {
+                let _ = fs::unlink_at(d, name, false);
+                return Err(e);
+            }
         }
         let (node, entry) = self.finish_create(&slot, name)?;
-        let fh = self.handles.insert(&node, fd, true, super::layer::UPPER);
+        let fh = self
+            .handles
+            .insert_as(&node, fd, true, super::layer::UPPER, backing_ready);
         Ok((entry, fh))
     }
 

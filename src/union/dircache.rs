@@ -98,7 +98,7 @@ impl Union {
             }
             names.insert(e.name, (e.kind, e.ino));
         }
-        let xattr_whiteouts = whiteout::dir_has_xattr_whiteouts(fd.as_fd());
+        let xattr_whiteouts = whiteout::open_dir_has_xattr_whiteouts(listing.as_fd());
         Ok(LayerDir {
             fd,
             names,

@@ -15,6 +15,9 @@ pub struct FileHandle {
     pub node: Arc<Node>,
     pub writable: bool,
     pub layer: LayerId,
+    /// An upper fd opened read-write with no status flags (O_APPEND, O_SYNC): it can back
+    /// every open of the inode as it is (see `backing_fd`).
+    pub backing_ready: bool,
 }
 
 #[derive(Default)]
@@ -25,6 +28,17 @@ pub struct HandleTable {
 
 impl HandleTable {
     pub fn insert(&self, node: &Arc<Node>, fd: OwnedFd, writable: bool, layer: LayerId) -> u64 {
+        self.insert_as(node, fd, writable, layer, false)
+    }
+
+    pub fn insert_as(
+        &self,
+        node: &Arc<Node>,
+        fd: OwnedFd,
+        writable: bool,
+        layer: LayerId,
+        backing_ready: bool,
+    ) -> u64 {
         node.open_count.fetch_add(1, Ordering::Relaxed);
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.map.insert(
@@ -34,6 +48,7 @@ impl HandleTable {
                 node: node.clone(),
                 writable,
                 layer,
+                backing_ready,
             }),
         );
         fh
@@ -81,12 +96,31 @@ impl Union {
             self.copy_up(&node)?;
         }
         let at = self.top_at(&node)?;
-        let mut oflags = acc | pass;
-        if write && flags & libc::O_TRUNC != 0 {
-            oflags |= libc::O_TRUNC;
+        let trunc = if write && flags & libc::O_TRUNC != 0 {
+            libc::O_TRUNC
+        } else {
+            0
+        };
+        // An upper file opened read-write from the start can back passthrough as it is: no
+        // second open (through /proc) to get a read-write fd for the kernel.
+        if at.layer == UPPER && pass == 0 && self.backing_upper_rdwr() {
+            let rdwr = fs::open_at(at.dir.fd(), &at.name, libc::O_RDWR | trunc, 0);
+            if let Ok(fd) = rdwr {
+                return Ok(self.handles.insert_as(&node, fd, write, UPPER, true));
+            }
         }
-        let fd = self.open_layer_file(at.loc.layer, at.dir.fd(), &at.name, oflags)?;
-        Ok(self.handles.insert(&node, fd, write, at.loc.layer))
+        let fd = self.open_layer_file(at.layer, at.dir.fd(), &at.name, acc | pass | trunc)?;
+        Ok(self.handles.insert(&node, fd, write, at.layer))
+    }
+
+    /// Whether upper files are opened read-write so their fds can back passthrough.
+    pub(crate) fn backing_upper_rdwr(&self) -> bool {
+        self.backing_rdwr.load(Ordering::Relaxed) && !self.read_only() && !self.keeps_atime(UPPER)
+    }
+
+    /// Passthrough is on: open upper files read-write (see `backing_fd`).
+    pub fn open_upper_read_write(&self, on: bool) {
+        self.backing_rdwr.store(on, Ordering::Relaxed);
     }
 
     /// Opens a layer file for a handle. Reads through the fd (ours, or the kernel's in
@@ -120,6 +154,9 @@ impl Union {
     /// the inode's one backing file; lower files are read-only.
     pub fn backing_fd(&self, fh: u64) -> SysResult<(Arc<OwnedFd>, LayerId, bool)> {
         let h = self.handle(fh)?;
+        if h.backing_ready {
+            return Ok((h.fd.clone(), UPPER, true));
+        }
         if h.layer == UPPER && !self.read_only() {
             let reopened = if self.keeps_atime(UPPER) {
                 fs::reopen(h.fd.as_fd(), libc::O_RDWR | libc::O_NOATIME)

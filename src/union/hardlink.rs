@@ -2,25 +2,49 @@
 //! index (so every name shares it), which adds a link nobody sees; the count users see is
 //! kept in a private xattr on the shared inode and moved by link and unlink.
 
-use super::layer::{INDEX, UPPER};
+use super::layer::{INDEX, LayerId, UPPER};
 use super::node::Loc;
 use super::{Stat, Union, path};
 use crate::sys::xattr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 impl Union {
+    /// Whether `st`, found in `layer`, may be an indexed file (then its count is read).
+    fn may_be_indexed(&self, layer: LayerId, st: &Stat) -> bool {
+        st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && st.st_nlink > 1
+            && (layer == UPPER || layer == INDEX)
+            && self.index.is_some()
+    }
+
     /// The count to show for an indexed file, when `st` (at `loc`) is one.
     pub(crate) fn indexed_nlink(&self, loc: &Loc, st: &Stat) -> Option<u64> {
-        let candidate = st.st_mode & libc::S_IFMT == libc::S_IFREG
-            && st.st_nlink > 1
-            && (loc.layer == UPPER || loc.layer == INDEX);
-        if !candidate || self.index.is_none() {
+        if !self.may_be_indexed(loc.layer, st) {
             return None;
         }
         let (parent, name) = path::split(&loc.path);
         let d = self.layer(loc.layer).dir(parent).ok()?;
-        let v = xattr::get(d.as_fd(), name, self.markers.nlink_xattr()).ok()?;
+        self.nlink_xattr(d.as_fd(), name)
+    }
+
+    fn nlink_xattr(&self, dir: BorrowedFd<'_>, name: &[u8]) -> Option<u64> {
+        let v = xattr::get(dir, name, self.markers.nlink_xattr()).ok()?;
         Some(u64::from_le_bytes(v.as_slice().try_into().ok()?))
+    }
+
+    /// Applies the shown count to attributes read as `name` in `dir` of `layer`.
+    pub(crate) fn fix_nlink_in(
+        &self,
+        layer: LayerId,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        st: &mut Stat,
+    ) {
+        if self.may_be_indexed(layer, st)
+            && let Some(n) = self.nlink_xattr(dir, name)
+        {
+            st.st_nlink = n;
+        }
     }
 
     /// Moves the shown count of an indexed file by `delta` (no-op for other files).

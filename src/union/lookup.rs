@@ -218,12 +218,14 @@ impl Union {
                 Err(Errno::ENOTDIR) => {}
                 Err(e) => return Err(e),
             }
-            // `.wh.NAME` hides NAME in the layers below this one (not in this one).
-            let marked = match cached {
-                Some(c) => c.whiteouts.contains(name),
-                None => fs::stat_at(d, &whiteout::wh_name(name)).is_ok(),
-            };
-            if below && marked {
+            // `.wh.NAME` hides NAME in the layers below this one (not in this one): with no
+            // layer below, there is nothing to look for.
+            let marked = below
+                && match cached {
+                    Some(c) => c.whiteouts.contains(name),
+                    None => fs::stat_at(d, &whiteout::wh_name(name)).is_ok(),
+                };
+            if marked {
                 break;
             }
         }

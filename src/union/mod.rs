@@ -125,6 +125,10 @@ pub struct Union {
     noatime: bool,
     pub stats: Arc<Stats>,
     tmp_seq: AtomicU64,
+    /// Upper files are opened read-write (passthrough backs them; see file::backing_fd).
+    backing_rdwr: std::sync::atomic::AtomicBool,
+    /// The daemon's effective ids: what a new upper inode gets without a chown.
+    own_ids: (u32, u32),
 }
 
 /// The result of a lookup or create: attributes with `st_ino` set to the node's number.
@@ -204,6 +208,8 @@ impl Union {
             noatime: cfg.noatime,
             stats: Arc::new(Stats::default()),
             tmp_seq: AtomicU64::new(0),
+            backing_rdwr: std::sync::atomic::AtomicBool::new(false),
+            own_ids: (crate::sys::proc::geteuid(), crate::sys::proc::getegid()),
         };
         u.trim_root_lowers();
         Ok(u)
@@ -276,8 +282,11 @@ impl Union {
 
     /// A fresh name for staging an object in the work directory.
     fn temp_name(&self) -> Vec<u8> {
+        // The pid is read once (after daemonizing): getpid is a syscall each time.
+        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
         let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        format!("#unionrs-{}-{n}", std::process::id()).into_bytes()
+        let pid = PID.get_or_init(std::process::id);
+        format!("#unionrs-{pid}-{n}").into_bytes()
     }
 
     /// Kernel lookup references go away.

@@ -111,30 +111,30 @@ impl Node {
     }
 
     /// The path in the merged tree (and so in the upper layer), "" for the root.
+    /// Built backwards in one buffer (each name reversed, then the whole turned around): one
+    /// allocation however deep the node is; this runs on most requests for upper objects.
     pub fn path(&self) -> Vec<u8> {
-        let mut parts: Vec<Vec<u8>> = Vec::new();
+        let mut out = Vec::with_capacity(96);
         let mut cur = {
             let s = self.state.read();
-            if s.parent.is_none() {
+            let Some(p) = s.parent.clone() else {
                 return Vec::new();
-            }
-            parts.push(s.name.clone());
-            s.parent.clone()
+            };
+            out.extend(s.name.iter().rev());
+            p
         };
-        while let Some(n) = cur {
-            let s = n.state.read();
-            match &s.parent {
-                Some(p) => {
-                    parts.push(s.name.clone());
-                    let p = p.clone();
-                    drop(s);
-                    cur = Some(p);
-                }
-                None => break,
-            }
+        loop {
+            let s = cur.state.read();
+            let Some(p) = s.parent.clone() else {
+                break;
+            };
+            out.push(b'/');
+            out.extend(s.name.iter().rev());
+            drop(s);
+            cur = p;
         }
-        parts.reverse();
-        parts.join(&b'/')
+        out.reverse();
+        out
     }
 
     /// The directories this node merges, top first: the upper one (if any) then lowers.

@@ -195,7 +195,8 @@ impl Union {
                             None => entries.push(e),
                         }
                     }
-                    (d, entries, wh, whiteout::dir_has_xattr_whiteouts(d))
+                    let xattr_whiteouts = whiteout::open_dir_has_xattr_whiteouts(listing.as_fd());
+                    (d, entries, wh, xattr_whiteouts)
                 }
             };
             for e in entries {

@@ -86,7 +86,11 @@ impl Union {
             self.bump_indexed_nlink(&top, &f.st, -1);
             // A name of a hard-linked lower file goes: the other names must show one link
             // less, so the file gets its index copy now, carrying the new count.
-            if top.layer != super::layer::UPPER && top.layer != super::layer::INDEX {
+            // (A file with one name, the common case, has no index copy to make.)
+            if top.layer != super::layer::UPPER
+                && top.layer != super::layer::INDEX
+                && self.index_key(&f.st).is_some()
+            {
                 self.index_lower_file(&top, ino, -1)?;
             }
         }
@@ -185,7 +189,15 @@ impl Union {
             });
         }
         layers.extend(f.lowers.iter().cloned());
-        Ok(self.list_merged(&layers, None)?.is_empty())
+        // The lower copies as the directory's node read them already (rm -rf listed it just
+        // before), when the kernel knows it.
+        let ino = self.ino_of(f);
+        let cache = self
+            .nodes
+            .get(ino)
+            .and_then(|n| self.lower_dirs(&n))
+            .filter(|c| c.locs == f.lowers);
+        Ok(self.list_merged(&layers, cache.as_deref())?.is_empty())
     }
 
     /// Empties an upper directory that holds only whiteouts (and opaque markers).

@@ -88,6 +88,17 @@ pub fn dir_has_xattr_whiteouts(dir: BorrowedFd<'_>) -> bool {
         || xattr::has(dir, b"", b"user.overlay.whiteouts")
 }
 
+/// The same, read through an open (not O_PATH) handle of the directory, as a listing has:
+/// no /proc path walk per marker.
+pub fn open_dir_has_xattr_whiteouts(dir: BorrowedFd<'_>) -> bool {
+    let x = |attr: &[u8]| xattr::fget(dir, attr).map(|v| v == b"x").unwrap_or(false);
+    let has = |attr: &[u8]| xattr::fget(dir, attr).is_ok();
+    x(b"trusted.overlay.opaque")
+        || x(b"user.overlay.opaque")
+        || has(b"trusted.overlay.whiteouts")
+        || has(b"user.overlay.whiteouts")
+}
+
 /// Whether directory `name` inside `dir` is opaque (hides everything below its layer).
 pub fn is_opaque(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
     let yes = |attr: &[u8]| {
