@@ -79,8 +79,19 @@ impl Union {
     pub fn setattr(&self, ctx: &Ctx, ino: u64, fh: Option<u64>, a: SetAttr) -> SysResult<Stat> {
         self.writable()?;
         let node = self.node(ino)?;
-        // chmod rewrites an ACL's mask; chown may drop security.capability.
-        node.forget_xattr_names();
+        // chown, chmod and truncate may drop security.capability; chmod rewrites an ACL's
+        // mask. No other name comes or goes, so a remembered list without those two stays
+        // right (tar's fchown, fchmod, futimens then cost one listing per file, not three).
+        let affected =
+            |n: &Vec<u8>| n.as_slice() == b"security.capability" || n.as_slice() == ACL_XATTRS[0];
+        let stale = node
+            .xattr_names
+            .lock()
+            .as_ref()
+            .is_some_and(|names| names.iter().any(affected));
+        if stale {
+            node.forget_xattr_names();
+        }
         let _ = ctx;
         if node.state.read().unlinked {
             return self.setattr_detached(&node, fh, a);
