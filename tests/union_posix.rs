@@ -655,3 +655,55 @@ both!(deleted_open_file_set_times, |fs| {
     assert_eq!(md.modified().unwrap(), when);
     assert_eq!(md.nlink(), 0);
 });
+
+// Root creating in a set-gid directory that exists only in the upper: every new object gets
+// the directory's group, a new directory also the set-gid bit, and a file exactly the mode
+// asked for (unionrs skips its own chown/chmod there: the kernel already made them so).
+both!(root_creates_in_setgid_upper_dir, |fs| {
+    let l = Layers::new(1);
+    let _m = mount(fs, &l, &[]);
+    let d = l.m("sg");
+    fs::create_dir(&d).unwrap();
+    std::os::unix::fs::chown(&d, None, Some(65534)).unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o2775)).unwrap();
+    let old = sys::umask(0);
+    let r = std::panic::catch_unwind(|| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o4751)
+            .open(d.join("f"))
+            .unwrap();
+        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o750)
+            .create(d.join("sub"))
+            .unwrap();
+        std::os::unix::fs::symlink("f", d.join("l")).unwrap();
+    });
+    sys::umask(old);
+    r.unwrap();
+    let f = fs::metadata(d.join("f")).unwrap();
+    assert_eq!((f.uid(), f.gid(), f.mode() & 0o7777), (0, 65534, 0o4751));
+    let s = fs::metadata(d.join("sub")).unwrap();
+    assert_eq!((s.uid(), s.gid(), s.mode() & 0o7777), (0, 65534, 0o2750));
+    let ln = fs::symlink_metadata(d.join("l")).unwrap();
+    assert_eq!((ln.uid(), ln.gid()), (0, 65534));
+});
+
+// A whiteout left in an upper directory that no lower layer has: the name reads as absent,
+// and a file and a directory can be made over whiteouts there. (Listings of such a
+// directory differ: the kernel lists the whiteouts themselves, unionrs hides them.)
+both!(create_over_whiteout_in_upper_only_dir, |fs| {
+    let l = Layers::new(1);
+    let u = l.upper().join("u");
+    fs::create_dir(&u).unwrap();
+    sys::mknod(&u.join("x"), libc::S_IFCHR, 0, 0).unwrap();
+    sys::mknod(&u.join("y"), libc::S_IFCHR, 0, 0).unwrap();
+    let _m = mount(fs, &l, &[]);
+    assert!(fs::symlink_metadata(l.m("u/x")).is_err());
+    write(l.m("u/x"), "new");
+    assert_eq!(read(l.m("u/x")), "new");
+    fs::create_dir(l.m("u/y")).unwrap();
+    write(l.m("u/y/z"), "z");
+    assert_eq!(names(l.m("u")), vec!["x", "y"]);
+    assert_eq!(names(l.m("u/y")), vec!["z"]);
+});
