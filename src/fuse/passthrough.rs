@@ -21,6 +21,7 @@
 //! `BackingId`; the per-inode table holds only a weak one, so the kernel's backing file goes
 //! away with the last handle.
 
+use crate::union::layer::UPPER;
 use dashmap::DashMap;
 use fuser::BackingId;
 use parking_lot::Mutex;
@@ -122,7 +123,12 @@ impl Passthrough {
         });
         if let Some((b, kind)) = live {
             let fits = kind.layer == candidate.kind.layer && (kind.writable || !wants_write);
-            if !fits {
+            // A reader that reached the lower copy of an inode whose upper copy is the
+            // backing (a hard link's other name, or a daemon view that still holds a handle
+            // the kernel already released): the upper copy is the inode's current content,
+            // and sharing it is the one answer the kernel accepts.
+            let newer = kind.layer == UPPER && !wants_write;
+            if !fits && !newer {
                 log::warn!(
                     "open of inode {ino} cannot share its backing file ({kind:?}, wants \
                      {:?}, write {wants_write})",

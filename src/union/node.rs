@@ -178,11 +178,6 @@ impl Node {
         self.lookups.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The kernel holds a reference (its FORGET has not come yet).
-    pub fn known_to_kernel(&self) -> bool {
-        self.lookups.load(Ordering::Relaxed) > 0
-    }
-
     pub fn is_upper(&self) -> bool {
         self.state.read().upper
     }

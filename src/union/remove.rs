@@ -120,13 +120,12 @@ impl Union {
     }
 
     /// Keeps a handle on an object whose name is about to go while it stays reachable: open
-    /// files (deleted-but-open must keep working), hard links (other names remain), and upper
-    /// files the kernel still knows. The last matter because the handle pins the inode
-    /// number: without it the upper filesystem could give the number to a new file before
-    /// the kernel's FORGET, the kernel would see a new generation for a node id it still
-    /// uses, mark its inode bad, and a client that looked the name up just before the
-    /// unlink would get EIO from its open (as on a local filesystem, it now opens the
-    /// deleted file). The handle goes with the node, at FORGET.
+    /// files (deleted-but-open must keep working) and hard links (other names remain).
+    /// Not upper files the kernel merely still knows: a handle would pin their inode number
+    /// (so the upper filesystem could not reuse it before the kernel's FORGET, which makes
+    /// the kernel mark its inode bad: docs/reliability.md, "create shared" EIO), but it also
+    /// pins their blocks until the FORGET arrives, asynchronously: an `rm` on a full disk
+    /// would not free the space in time for the next write (tests/robust_enospc.rs).
     /// The handle is taken through the name being removed (`merged_path`): the node's own
     /// name may already be gone.
     pub(crate) fn detach_if_open(
@@ -136,8 +135,7 @@ impl Union {
         merged_path: &[u8],
     ) -> SysResult<()> {
         let open = node.open_count.load(std::sync::atomic::Ordering::Relaxed) > 0;
-        let pins_number = f.upper && node.known_to_kernel();
-        if f.is_dir() || !(open || f.st.st_nlink > 1 || pins_number) {
+        if f.is_dir() || !(open || f.st.st_nlink > 1) {
             return Ok(());
         }
         let top = f.top(merged_path).ok_or(Errno::ENOENT)?;
