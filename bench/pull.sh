@@ -32,6 +32,10 @@ CLEAN_BETWEEN=${CLEAN_BETWEEN:-0}
 
 die() { printf 'pull.sh: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root"
+# One run per data dir at a time: two runs would mount over each other's run dirs.
+mkdir -p "$BENCH_DIR"
+exec 9>"$BENCH_DIR/.lock"
+flock -n 9 || die "another benchmark is using $BENCH_DIR (set BENCH_DIR to run one beside it)"
 [ -x "$UNIONRS" ] || die "no unionrs binary at $UNIONRS (cargo build --release)"
 [ -d "$ROOTFS" ] || die "no rootfs at $ROOTFS (debootstrap --variant=minbase bookworm $ROOTFS)"
 for t in docker-registry skopeo umoci python3; do

@@ -51,6 +51,10 @@ CLK_TCK=$(getconf CLK_TCK)
 log() { echo "[bench] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root"
+# One run per data dir at a time: two runs would mount over each other's run dirs.
+mkdir -p "$BENCH_DIR"
+exec 9>"$BENCH_DIR/.lock"
+flock -n 9 || die "another benchmark is using $BENCH_DIR (set BENCH_DIR to run one beside it)"
 
 # ---------------------------------------------------------------- cleanup
 cleanup() {
