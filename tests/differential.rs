@@ -5,13 +5,13 @@
 
 mod common;
 
-use common::snapshot::{EntryInfo, Kind, assert_same_tree, tree_snapshot, upper_snapshot};
+use common::diffrun::{Layered, normalize, other_fs, redirected};
+use common::snapshot::{assert_same_tree, tree_snapshot, upper_snapshot};
 use common::*;
-use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One step of a script; paths are relative to the mount point.
 #[derive(Debug)]
@@ -97,106 +97,6 @@ fn base_stack() -> Layers {
     symlink_at("../shared", l.l(1).join("dir/up"));
     fifo(l.l(1).join("pipe"));
     l
-}
-
-/// The filesystem compared against the kernel: unionrs, or the kernel itself when only the
-/// kernel half is enabled.
-fn other_fs() -> Fs {
-    if enabled(Fs::Unionrs) {
-        Fs::Unionrs
-    } else {
-        Fs::KernelOverlay
-    }
-}
-
-/// The upper-dir entry as the layer format defines it, for comparison.
-#[derive(Debug, PartialEq)]
-enum Layered {
-    Whiteout,
-    Dir {
-        opaque: bool,
-        mode: u32,
-        owner: (u32, u32),
-        xattrs: BTreeMap<String, Vec<u8>>,
-    },
-    Other {
-        kind: Kind,
-        mode: u32,
-        owner: (u32, u32),
-        size: u64,
-        hash: Option<String>,
-        target: Option<PathBuf>,
-        xattrs: BTreeMap<String, Vec<u8>>,
-    },
-}
-
-/// Normalizes an upper dir. What must match between two uppers of the same script:
-/// - the set of whiteouts (char 0/0) at names that exist in some lower (elsewhere they are
-///   redundant and ignored);
-/// - the set of other entries with their type, mode, owner, size, content (skipped for
-///   metacopy files), symlink target and non-overlay xattrs;
-/// - the opaque flag (`trusted.overlay.opaque=y`) of dirs whose name exists as a dir in a lower.
-///
-/// What need not match: inode numbers, link counts, times, origin/index/impure xattrs, and
-/// everything below a dir that carries `trusted.overlay.redirect` in either upper (a renamed
-/// lower dir may be a kernel-style redirect or a full copy of the subtree).
-fn normalize(
-    up: &BTreeMap<PathBuf, EntryInfo>,
-    lowers: &[PathBuf],
-    skip: &[PathBuf],
-) -> BTreeMap<PathBuf, Layered> {
-    let in_lower = |p: &Path| {
-        lowers
-            .iter()
-            .any(|l| fs::symlink_metadata(l.join(p)).is_ok())
-    };
-    let dir_in_lower = |p: &Path| lowers.iter().any(|l| l.join(p).is_dir());
-    let public = |x: &BTreeMap<String, Vec<u8>>| {
-        x.iter()
-            .filter(|(k, _)| !snapshot::is_private_xattr(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    };
-    let mut out = BTreeMap::new();
-    for (p, e) in up {
-        if p.as_os_str().is_empty() || skip.iter().any(|s| p.starts_with(s) && p != s) {
-            continue;
-        }
-        let v = match e.kind {
-            Kind::Whiteout if !in_lower(p) => continue,
-            Kind::Whiteout => Layered::Whiteout,
-            Kind::Dir => Layered::Dir {
-                opaque: dir_in_lower(p)
-                    && !skip.contains(p)
-                    && e.xattrs.get("trusted.overlay.opaque").map(|v| &v[..]) == Some(b"y"),
-                mode: e.mode,
-                owner: (e.uid, e.gid),
-                xattrs: public(&e.xattrs),
-            },
-            _ => Layered::Other {
-                kind: e.kind.clone(),
-                mode: e.mode,
-                owner: (e.uid, e.gid),
-                size: e.size,
-                hash: if e.xattrs.contains_key("trusted.overlay.metacopy") {
-                    None
-                } else {
-                    e.hash.clone()
-                },
-                target: e.target.clone(),
-                xattrs: public(&e.xattrs),
-            },
-        };
-        out.insert(p.clone(), v);
-    }
-    out
-}
-
-fn redirected(up: &BTreeMap<PathBuf, EntryInfo>) -> Vec<PathBuf> {
-    up.iter()
-        .filter(|(_, e)| e.xattrs.contains_key("trusted.overlay.redirect"))
-        .map(|(p, _)| p.clone())
-        .collect()
 }
 
 fn run_script(script: &[Op]) {

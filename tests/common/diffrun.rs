@@ -384,7 +384,7 @@ fn sig_of(d: &[String]) -> String {
 
 /// The upper-dir entry as the layer format defines it (same rules as tests/differential.rs).
 #[derive(Debug, PartialEq)]
-enum Layered {
+pub enum Layered {
     Whiteout,
     Dir {
         opaque: bool,
@@ -403,13 +403,13 @@ enum Layered {
     },
 }
 
-/// Normalizes an upper dir, as tests/differential.rs does: whiteouts only where the name is in
+/// Normalizes an upper dir (shared with tests/differential.rs): whiteouts only where the name is in
 /// some lower (elsewhere redundant), the opaque flag only of dirs that exist as dirs in a lower,
 /// no inode numbers / link counts / times / overlay-private xattrs (origin, index, impure,
 /// nlink, redirect values), content skipped for metacopy files, and nothing below a dir that
 /// carries `trusted.overlay.redirect` on either side (a renamed lower dir may be a
 /// kernel-style redirect or a full copy of the subtree).
-fn normalize(
+pub fn normalize(
     up: &BTreeMap<PathBuf, EntryInfo>,
     lowers: &[PathBuf],
     skip: &[PathBuf],
@@ -470,7 +470,7 @@ fn keys_first(a: &BTreeMap<PathBuf, Layered>, b: &BTreeMap<PathBuf, Layered>) ->
         .unwrap_or_default()
 }
 
-fn redirected(up: &BTreeMap<PathBuf, EntryInfo>) -> Vec<PathBuf> {
+pub fn redirected(up: &BTreeMap<PathBuf, EntryInfo>) -> Vec<PathBuf> {
     up.iter()
         .filter(|(_, e)| e.xattrs.contains_key("trusted.overlay.redirect"))
         .map(|(p, _)| p.clone())
