@@ -95,6 +95,13 @@ impl UnionFs {
         };
         self.passthrough.decide(ino, fh, wants_write, candidate)
     }
+
+    /// Drops a handle whose open the kernel would refuse in every form (`Decision::Busy`).
+    fn refuse_open(&self, fh: u64) -> Errno {
+        self.passthrough.release(fh);
+        self.union.release(fh);
+        Errno::EBUSY
+    }
 }
 
 fn err(e: UErrno) -> Errno {
@@ -429,11 +436,7 @@ impl Filesystem for UnionFs {
             Decision::Passthrough(b) => reply.opened_passthrough(fh, FopenFlags::empty(), &b),
             Decision::DirectIo => reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
             Decision::Cached => reply.opened(fh, keep),
-            Decision::Busy => {
-                self.passthrough.release(o);
-                self.union.release(o);
-                reply.error(Errno::EBUSY)
-            }
+            Decision::Busy => reply.error(self.refuse_open(o)),
         }
     }
 
@@ -721,11 +724,7 @@ impl Filesystem for UnionFs {
                         reply.created(&TTL, &attr, g, h, FopenFlags::FOPEN_DIRECT_IO)
                     }
                     Decision::Cached => reply.created(&TTL, &attr, g, h, FopenFlags::empty()),
-                    Decision::Busy => {
-                        self.passthrough.release(fh);
-                        self.union.release(fh);
-                        reply.error(Errno::EBUSY)
-                    }
+                    Decision::Busy => reply.error(self.refuse_open(fh)),
                 }
             }
             Err(e) => reply.error(err(e)),

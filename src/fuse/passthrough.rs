@@ -122,13 +122,14 @@ impl Passthrough {
             Mode::Cached { .. } => None,
         });
         if let Some((b, kind)) = live {
-            let fits = kind.layer == candidate.kind.layer && (kind.writable || !wants_write);
-            // A reader that reached the lower copy of an inode whose upper copy is the
-            // backing (a hard link's other name, or a daemon view that still holds a handle
-            // the kernel already released): the upper copy is the inode's current content,
-            // and sharing it is the one answer the kernel accepts.
-            let newer = kind.layer == UPPER && !wants_write;
-            if !fits && !newer {
+            // The backing serves this open if it holds the inode's content as this open sees
+            // it: the same layer, or the upper copy, which is the newest (an open that
+            // reached a lower copy while the upper one is the backing: a hard link's other
+            // name, or a daemon view that still holds a handle the kernel already released),
+            // and it must allow the access asked for.
+            let serves = (kind.layer == candidate.kind.layer || kind.layer == UPPER)
+                && (kind.writable || !wants_write);
+            if !serves {
                 log::warn!(
                     "open of inode {ino} cannot share its backing file ({kind:?}, wants \
                      {:?}, write {wants_write})",
