@@ -74,26 +74,13 @@ fn remember_racing_forget_never_loses_a_referenced_node() {
 #[test]
 fn getattr_racing_lookup_never_deadlocks() {
     use std::time::{Duration, Instant};
-    use unionrs::union::{Union, UnionConfig};
     let t = tempfile::tempdir().unwrap();
     let (lower, upper, work) = (t.path().join("l"), t.path().join("u"), t.path().join("w"));
     for d in [&lower, &upper, &work] {
         std::fs::create_dir(d).unwrap();
     }
     std::fs::write(lower.join("f"), "x").unwrap();
-    let u = Arc::new(
-        Union::new(&UnionConfig {
-            lowers: vec![lower],
-            upper: Some(upper),
-            work: Some(work),
-            fsync: false,
-            user_markers: false,
-            ids: Default::default(),
-            acl: true,
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let u = union_over(lower, upper, work);
     let ino = u.lookup(u.root_ino(), b"f").unwrap().st_ino;
     let progress = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let mut hs = Vec::new();
@@ -143,25 +130,13 @@ fn getattr_racing_lookup_never_deadlocks() {
 #[test]
 fn create_racing_unlink_never_eio() {
     use std::time::{Duration, Instant};
-    use unionrs::union::{Ctx, Union, UnionConfig};
+    use unionrs::union::Ctx;
     let t = tempfile::tempdir().unwrap();
     let (lower, upper, work) = (t.path().join("l"), t.path().join("u"), t.path().join("w"));
     for d in [&lower, &upper, &work] {
         std::fs::create_dir(d).unwrap();
     }
-    let u = Arc::new(
-        Union::new(&UnionConfig {
-            lowers: vec![lower],
-            upper: Some(upper),
-            work: Some(work),
-            fsync: false,
-            user_markers: false,
-            ids: Default::default(),
-            acl: true,
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let u = union_over(lower, upper, work);
     let stop = Arc::new(AtomicBool::new(false));
     let (u2, st) = (u.clone(), stop.clone());
     let unlinker = std::thread::spawn(move || {
@@ -196,7 +171,6 @@ fn create_racing_unlink_never_eio() {
 /// test keeps the core half of the answer.
 #[test]
 fn concurrent_copy_up_opens_never_eio() {
-    use unionrs::union::{Union, UnionConfig};
     let t = tempfile::tempdir().unwrap();
     let (lower, upper, work) = (t.path().join("l"), t.path().join("u"), t.path().join("w"));
     for d in [&lower, &upper, &work] {
@@ -206,19 +180,7 @@ fn concurrent_copy_up_opens_never_eio() {
     for k in 0..files {
         std::fs::write(lower.join(format!("f{k}")), "lower\n".repeat(50)).unwrap();
     }
-    let u = Arc::new(
-        Union::new(&UnionConfig {
-            lowers: vec![lower],
-            upper: Some(upper),
-            work: Some(work),
-            fsync: false,
-            user_markers: false,
-            ids: Default::default(),
-            acl: true,
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let u = union_over(lower, upper, work);
     let eio = Arc::new(AtomicU64::new(0));
     let hs: Vec<_> = (0..4)
         .map(|_| {
@@ -252,4 +214,26 @@ fn concurrent_copy_up_opens_never_eio() {
         "{eio} of {} opens for append failed with EIO",
         4 * files
     );
+}
+
+/// The union core over one lower, an upper and a workdir, without mounting (no fsync).
+fn union_over(
+    lower: std::path::PathBuf,
+    upper: std::path::PathBuf,
+    work: std::path::PathBuf,
+) -> Arc<unionrs::union::Union> {
+    use unionrs::union::{Union, UnionConfig};
+    Arc::new(
+        Union::new(&UnionConfig {
+            lowers: vec![lower],
+            upper: Some(upper),
+            work: Some(work),
+            fsync: false,
+            user_markers: false,
+            ids: Default::default(),
+            acl: true,
+            ..Default::default()
+        })
+        .unwrap(),
+    )
 }
