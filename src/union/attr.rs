@@ -37,9 +37,13 @@ impl Union {
     }
 
     pub(crate) fn stat_node(&self, node: &Node, fh: Option<u64>) -> SysResult<Stat> {
-        let (unlinked, detached) = {
+        // One read guard for everything the state says: a second read while a writer waits
+        // would deadlock (parking_lot's RwLock is writer-fair), and one is cheaper on every
+        // getattr. A merged directory cannot count its subdirectories cheaply (kernel: 1).
+        let (unlinked, detached, upper, merged) = {
             let s = node.state.read();
-            (s.unlinked, s.detached.clone())
+            let layers = s.lowers.len() + usize::from(s.upper);
+            (s.unlinked, s.detached.clone(), s.upper, layers > 1)
         };
         let mut st = if unlinked {
             let fd = match fh.and_then(|h| self.handles.get(h)) {
@@ -48,7 +52,7 @@ impl Union {
             };
             let mut st = fs::fstat(fd.as_fd())?;
             // A whited-out lower object still has its links in the lower layer.
-            if !node.state.read().upper {
+            if !upper {
                 st.st_nlink = 0;
             } else {
                 self.apply_override(UPPER, fd.as_fd(), b"", &mut st);
@@ -62,14 +66,7 @@ impl Union {
             st
         };
         st.st_ino = node.ino;
-        // Like the kernel: a merged directory cannot count its subdirectories cheaply.
-        // One read guard: a second read while a writer waits would deadlock (parking_lot's
-        // RwLock is writer-fair).
-        let layers = {
-            let s = node.state.read();
-            s.lowers.len() + usize::from(s.upper)
-        };
-        if node.is_dir() && layers > 1 {
+        if node.is_dir() && merged {
             st.st_nlink = 1;
         }
         self.ids.show(&mut st);
