@@ -44,10 +44,16 @@ impl InoMap {
                 return mapped;
             }
         }
-        *self.overflow.entry((dev, ino)).or_insert_with(|| {
-            let tag = self.devs.len() as u64;
-            tag << self.shift | self.next_overflow.fetch_add(1, Ordering::Relaxed)
-        })
+        *self
+            .overflow
+            .entry((dev, ino))
+            .or_insert_with(|| self.fresh())
+    }
+
+    /// A number no object maps to (in the overflow space), for a node that needs its own.
+    pub fn fresh(&self) -> u64 {
+        let tag = self.devs.len() as u64;
+        tag << self.shift | self.next_overflow.fetch_add(1, Ordering::Relaxed)
     }
 }
 

@@ -287,6 +287,11 @@ impl Union {
     /// The number reported for a found object: its origin's for a copied-up object (read
     /// during the lookup), else its own.
     pub(crate) fn ino_of(&self, f: &Found) -> u64 {
+        self.nodes.id_of(self.number_of(f))
+    }
+
+    /// The inode number of a found object (`ino_of` is the node id it answers under).
+    fn number_of(&self, f: &Found) -> u64 {
         f.ino
             .unwrap_or_else(|| self.inos.map(f.st.st_dev, f.st.st_ino))
     }
@@ -351,9 +356,9 @@ impl Union {
 
     /// Turns a found object into a node (counting one kernel reference) and its attributes.
     pub(crate) fn remember(&self, dir: &Arc<Node>, name: &[u8], f: Found) -> (Arc<Node>, Entry) {
-        let ino = self.ino_of(&f);
+        let number = self.number_of(&f);
         let mut st = f.st;
-        st.st_ino = ino;
+        st.st_ino = number;
         if f.is_dir() && f.lowers.len() + usize::from(f.upper) > 1 {
             st.st_nlink = 1;
         }
@@ -367,7 +372,7 @@ impl Union {
         self.override_found(dir, name, &f, &mut st);
         self.ids.show(&mut st);
         let node = self.nodes.remember(
-            ino,
+            number,
             f.kind(),
             NodeState {
                 parent: Some(dir.clone()),
@@ -378,7 +383,9 @@ impl Union {
                 detached: None,
                 others: Vec::new(),
             },
+            || self.inos.fresh(),
         );
+        st.st_ino = node.ino;
         (node, st)
     }
 }

@@ -7,10 +7,11 @@
 
 use super::layer::LayerId;
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use parking_lot::{Mutex, RwLock};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub const ROOT: u64 = 1;
 
@@ -66,7 +67,11 @@ impl NodeState {
 }
 
 pub struct Node {
+    /// The FUSE node id, and the st_ino shown: the object's number, unless the number was
+    /// moved (see `NodeTable::remember`).
     pub ino: u64,
+    /// The object's inode number (see `InoMap`), which the node id stands for.
+    pub number: u64,
     /// File type bits (S_IFMT) — fixed for the node's life.
     pub kind: u32,
     lookups: AtomicU64,
@@ -93,6 +98,7 @@ impl Node {
     pub fn new(ino: u64, kind: u32, state: NodeState) -> Node {
         Node {
             ino,
+            number: ino,
             kind,
             lookups: AtomicU64::new(0),
             state: RwLock::new(state),
@@ -183,9 +189,20 @@ impl Node {
     }
 }
 
-/// Sharded map from inode number to node; no global lock on the hot path.
+/// Sharded map from node id to node; no global lock on the hot path.
+///
+/// A node id is the object's inode number, except when the upper filesystem gives the number
+/// of a deleted object to a new one while the kernel still holds the deleted one (ext4 reuses
+/// a freed number at once, and the kernel's FORGET comes later). The kernel keys its inodes
+/// by node id: answering the new object with the same id and a new generation makes the
+/// kernel mark its inode of the old object bad, and an open racing the unlink through it gets
+/// EIO. So the new object gets an id of its own, kept in `moved` for its number.
 pub struct NodeTable {
     map: DashMap<u64, Arc<Node>, super::inohash::InoHash>,
+    /// Numbers whose object answers under another node id.
+    moved: DashMap<u64, u64, super::inohash::InoHash>,
+    /// Set once a number has moved: until then no lookup pays for a look into `moved`.
+    any_moved: AtomicBool,
     next_generation: AtomicU64,
 }
 
@@ -196,6 +213,8 @@ impl NodeTable {
         map.insert(ROOT, Arc::new(root));
         NodeTable {
             map,
+            moved: DashMap::default(),
+            any_moved: AtomicBool::new(false),
             next_generation: AtomicU64::new(1),
         }
     }
@@ -204,9 +223,25 @@ impl NodeTable {
         self.map.get(&ino).map(|n| n.clone())
     }
 
-    /// Inserts or refreshes the node for `ino` and counts one kernel lookup.
-    /// An existing node of another type (the number was reused) is replaced.
-    pub fn remember(&self, ino: u64, kind: u32, state: NodeState) -> Arc<Node> {
+    /// The node id an object with inode number `number` answers under.
+    pub fn id_of(&self, number: u64) -> u64 {
+        if !self.any_moved.load(Ordering::Acquire) {
+            return number;
+        }
+        self.moved.get(&number).map_or(number, |id| *id)
+    }
+
+    /// Inserts or refreshes the node of the object numbered `number` and counts one kernel
+    /// lookup. When the node under that number is a deleted object the kernel still holds,
+    /// or of another type (the number was reused), the object gets a new node id from
+    /// `fresh_id` (an id no inode number maps to) and the old node lives on until its FORGET.
+    pub fn remember(
+        &self,
+        number: u64,
+        kind: u32,
+        state: NodeState,
+        fresh_id: impl Fn() -> u64,
+    ) -> Arc<Node> {
         let blank = || NodeState {
             parent: None,
             name: Vec::new(),
@@ -216,32 +251,43 @@ impl NodeTable {
             detached: None,
             others: Vec::new(),
         };
-        let fresh = |lookups: u64| {
-            let n = Node::new(ino, kind, blank());
+        let fresh = |id: u64| {
+            let mut n = Node::new(id, kind, blank());
+            n.number = number;
             n.generation.store(
                 self.next_generation.fetch_add(1, Ordering::Relaxed),
                 Ordering::Relaxed,
             );
-            n.lookups.store(lookups, Ordering::Relaxed);
             Arc::new(n)
         };
-        let mut entry = self.map.entry(ino).or_insert_with(|| fresh(0));
-        // The number now names another object (the filesystem reused a freed inode number
-        // while the kernel still held the old one): a new generation tells the kernel so.
-        // The kernel's references on the old one are carried over: its FORGETs still come.
-        let dead = {
-            let s = entry.state.read();
-            s.unlinked && s.detached.is_none() && entry.open_count.load(Ordering::Relaxed) == 0
+        let node = loop {
+            let id = self.id_of(number);
+            let slot = self.map.entry(id);
+            // Moved by another lookup while this one waited for the shard: follow it.
+            if self.id_of(number) != id {
+                continue;
+            }
+            let (entry, new) = match slot {
+                Entry::Vacant(v) => (v.insert(fresh(id)), true),
+                Entry::Occupied(o) => (o.into_ref(), false),
+            };
+            let dead = !new && {
+                let s = entry.state.read();
+                s.unlinked && s.detached.is_none() && entry.open_count.load(Ordering::Relaxed) == 0
+            };
+            if entry.kind != kind || dead {
+                // Recorded while the old id's shard is locked: a concurrent lookup of the
+                // number waits for the lock, then sees the move above.
+                self.moved.insert(number, fresh_id());
+                self.any_moved.store(true, Ordering::Release);
+                continue;
+            }
+            let node = entry.clone();
+            // Counted while the shard is locked: a concurrent forget (which removes the node
+            // under the same lock) cannot drop a node this lookup is about to hand to the kernel.
+            node.lookups.fetch_add(1, Ordering::Relaxed);
+            break node;
         };
-        if entry.kind != kind || dead {
-            let lookups = entry.lookups.load(Ordering::Relaxed);
-            *entry = fresh(lookups);
-        }
-        let node = entry.clone();
-        // Counted while the shard is locked: a concurrent forget (which removes the node under
-        // the same lock) cannot drop a node this lookup is about to hand to the kernel.
-        node.lookups.fetch_add(1, Ordering::Relaxed);
-        drop(entry);
         // The common case (a name looked up again, readdirplus): nothing moved, so the update
         // below would write back what is there. Checked under the read lock only.
         if node.state.read().unchanged_by(&state) {
@@ -285,13 +331,21 @@ impl NodeTable {
         if ino == ROOT {
             return;
         }
-        self.map.remove_if(&ino, |_, node| {
+        let gone = self.map.remove_if(&ino, |_, node| {
             let prev = node.lookups.fetch_sub(
                 n.min(node.lookups.load(Ordering::Relaxed)),
                 Ordering::Relaxed,
             );
             prev <= n
         });
+        // A moved number keeps its id while its object lives (st_ino stays the same); once
+        // the object is deleted too, the number may go back to being its own id.
+        if let Some((_, node)) = gone
+            && node.number != node.ino
+            && node.state.read().unlinked
+        {
+            self.moved.remove_if(&node.number, |_, id| *id == node.ino);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -300,5 +354,60 @@ impl NodeTable {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(root: &Arc<Node>, name: &str) -> NodeState {
+        NodeState {
+            parent: Some(root.clone()),
+            name: name.as_bytes().to_vec(),
+            upper: true,
+            lowers: Vec::new(),
+            unlinked: false,
+            detached: None,
+            others: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_reused_number_moves_to_its_own_id_until_the_new_object_goes() {
+        let t = NodeTable::new(Node::new(ROOT, libc::S_IFDIR, named_root()));
+        let root = t.get(ROOT).unwrap();
+        let fresh = || 1 << 60;
+        let old = t.remember(7, libc::S_IFREG, named(&root, "old"), fresh);
+        assert_eq!(old.ino, 7);
+        // Deleted while the kernel still holds it; the number goes to a new file.
+        old.state.write().unlinked = true;
+        let new = t.remember(7, libc::S_IFREG, named(&root, "new"), fresh);
+        assert_eq!((new.ino, new.number), (1 << 60, 7));
+        assert_eq!(t.id_of(7), 1 << 60);
+        assert!(t.get(7).is_some_and(|n| Arc::ptr_eq(&n, &old)));
+        // The old node goes at its FORGET; the number stays with the new object...
+        t.forget(7, 1);
+        assert!(t.get(7).is_none());
+        t.forget(1 << 60, 1);
+        assert_eq!(t.id_of(7), 1 << 60, "st_ino changed while the object lives");
+        // ...until that object is deleted and forgotten too.
+        let again = t.remember(7, libc::S_IFREG, named(&root, "new"), fresh);
+        assert_eq!(again.ino, 1 << 60);
+        again.state.write().unlinked = true;
+        t.forget(1 << 60, 1);
+        assert_eq!(t.id_of(7), 7);
+    }
+
+    fn named_root() -> NodeState {
+        NodeState {
+            parent: None,
+            name: Vec::new(),
+            upper: true,
+            lowers: Vec::new(),
+            unlinked: false,
+            detached: None,
+            others: Vec::new(),
+        }
     }
 }

@@ -225,7 +225,8 @@ impl Union {
                 } else {
                     None
                 };
-                let ino = origin.unwrap_or_else(|| self.inos.map(layer.dev, e.ino));
+                let number = origin.unwrap_or_else(|| self.inos.map(layer.dev, e.ino));
+                let ino = self.nodes.id_of(number);
                 seen.insert(e.name.clone());
                 out.push(DirEntryOut {
                     ino,
