@@ -613,3 +613,59 @@ fn hammer() {
     );
     assert!(ops > 0 && rounds > 0);
 }
+
+/// The kernel caches listings (FOPEN_CACHE_DIR) across handles: it records the directory's
+/// version when a cache starts at offset 0 and appends whatever a handle reading on from the
+/// cache's end returns. Interleaved by hand: handle A reads its first batch, B reads all
+/// (the cache completes), a name from the end goes, C starts a new cache with its first
+/// batch, then A reads on. A's rest must not come from its listing of before the unlink, or
+/// the new cache ends with the removed name and every later listing shows it. Kernel
+/// overlayfs is the reference.
+#[test]
+fn listing_cached_by_the_kernel_never_shows_a_removed_name() {
+    let _s = serial();
+    for fs_ in [Fs::KernelOverlay, Fs::Unionrs] {
+        if !enabled(fs_) {
+            continue;
+        }
+        let l = Layers::new(1);
+        // Long names: many batches (a FUSE readdir reply is one page).
+        for i in 0..600 {
+            write(l.l(1).join(format!("d/{i:04}-{}", "n".repeat(60))), "x");
+        }
+        let m = mount(fs_, &l, &[]);
+        let d = l.m("d");
+        // Copied up, so the listing comes from the upper each time.
+        write(d.join("upper-file"), "u");
+        let mut a = fs::read_dir(&d).unwrap();
+        a.next().unwrap().unwrap();
+        let all: Vec<String> = fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        let last = all.last().unwrap().clone();
+        fs::remove_file(d.join(&last)).unwrap();
+        let mut c = fs::read_dir(&d).unwrap();
+        c.next().unwrap().unwrap();
+        let rest_of_a: Vec<String> = a
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        drop(c);
+        assert!(
+            rest_of_a.len() > 100,
+            "{fs_:?}: the first batch took most of the listing"
+        );
+        for round in 0..2 {
+            let now: BTreeSet<String> = fs::read_dir(&d)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            assert!(
+                !now.contains(&last),
+                "{fs_:?}: listing {round} after the unlink still shows {last}"
+            );
+            assert_eq!(now.len(), all.len() - 1, "{fs_:?}");
+        }
+        m.unmount();
+    }
+}

@@ -123,7 +123,11 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         }
         let fs = UnionFs::new(union, !o.noacl, passthrough);
         let report = fs.reporter();
-        session::mount(fs, &spec).map(|s| (s, spec, report))
+        let hook = fs.union.listing_hook();
+        session::mount(fs, &spec).map(|s| {
+            session::drop_listings_on_change(&s, &hook);
+            (s, spec, report)
+        })
     });
     let (session, spec, report) = match result {
         Ok(v) => v,

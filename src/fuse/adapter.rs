@@ -522,11 +522,14 @@ impl Filesystem for UnionFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.requests.count(Op::Opendir);
         match self.union.opendir(ino.0) {
-            // No FOPEN_CACHE_DIR: the kernel's cached listing can be filled from a listing
-            // taken before a concurrent unlink and then shown after it (the concurrency test
-            // caught a removed name reappearing); listings come from the daemon, fast from
-            // the cached lower directories.
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            // The kernel keeps the listing (in the directory's page cache, kept across opens)
+            // and starts it again when the directory changed; every change goes through the
+            // mount. Handles never serve a snapshot older than the last change (see
+            // union::readdir::DirHandle), which the kernel's cache relies on.
+            Ok(fh) => reply.opened(
+                FileHandle(fh),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
             Err(e) => reply.error(err(e)),
         }
     }

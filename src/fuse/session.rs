@@ -149,6 +149,21 @@ fn fusermount_options(spec: &MountSpec) -> String {
     o.join(",")
 }
 
+/// Directory listings are cached by the kernel (FOPEN_CACHE_DIR, kept across opens). It starts
+/// a cache again when it sees the directory changed, but measured under concurrent listers
+/// and changes (tests/concurrency.rs `hammer`) a removed name still came back from a cache
+/// now and then; so when a directory that was listed changes, its cached pages are dropped
+/// too (FUSE_NOTIFY_INVAL_INODE). Directories nobody listed since their last change cost
+/// nothing (untar, cp -a).
+pub fn drop_listings_on_change(session: &Session<UnionFs>, hook: &crate::union::ListingHook) {
+    let notifier = session.notifier();
+    let _ = hook.set(Box::new(move |ino| {
+        if let Err(e) = notifier.inval_inode(fuser::INodeNo(ino), 0, 0) {
+            log::debug!("dropping the kernel's listing of {ino}: {e}");
+        }
+    }));
+}
+
 /// Serves requests until the filesystem is unmounted; a termination signal unmounts it.
 pub fn serve(session: Session<UnionFs>, mountpoint: PathBuf) -> Result<(), String> {
     let mnt = mountpoint.as_os_str().as_bytes().to_vec();

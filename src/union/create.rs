@@ -51,6 +51,7 @@ impl Union {
         if dir.state.read().unlinked {
             return Err(Errno::ENOENT);
         }
+        self.entries_change(&dir);
         let upper_only = {
             let s = dir.state.read();
             s.upper && s.lowers.is_empty()

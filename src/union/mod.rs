@@ -75,6 +75,9 @@ pub struct UnionConfig {
     pub volatile: bool,
 }
 
+/// See `Union::listing_hook`.
+pub type ListingHook = Arc<std::sync::OnceLock<Box<dyn Fn(u64) + Send + Sync>>>;
+
 /// What `unionrs stats` reads from a live mount, shared with the thread that answers it.
 #[derive(Clone)]
 pub struct StatsSource {
@@ -112,6 +115,9 @@ pub struct Union {
     /// W/unionrs.lock, held (flock) for the life of the mount.
     _lock: Option<OwnedFd>,
     nodes: Arc<NodeTable>,
+    /// Called with a directory's node id when its entries change after the kernel was given
+    /// a listing of it (the FUSE side drops the kernel's cached listing).
+    listing_hook: ListingHook,
     inos: InoMap,
     handles: file::HandleTable,
     dirs: readdir::DirHandles,
@@ -196,6 +202,7 @@ impl Union {
             index,
             _lock: lock,
             nodes: Arc::new(NodeTable::new(Node::new(ROOT, libc::S_IFDIR, root_state))),
+            listing_hook: ListingHook::default(),
             inos,
             handles: file::HandleTable::default(),
             dirs: readdir::DirHandles::default(),
@@ -233,6 +240,20 @@ impl Union {
         match (id, &self.index) {
             (layer::INDEX, Some(index)) => index,
             _ => &self.layers[id],
+        }
+    }
+
+    /// Where to set the listing hook once the FUSE session exists (see `listing_hook`).
+    pub fn listing_hook(&self) -> ListingHook {
+        self.listing_hook.clone()
+    }
+
+    /// Directory `dir` is about to gain, lose or move an entry.
+    pub(crate) fn entries_change(&self, dir: &Node) {
+        if dir.entries_change()
+            && let Some(hook) = self.listing_hook.get()
+        {
+            hook(dir.ino);
         }
     }
 

@@ -89,6 +89,11 @@ pub struct Node {
     pub listing: Mutex<Option<Arc<Vec<super::readdir::DirEntryOut>>>>,
     /// The xattr names of the shown object, once listed (see attr::xattr_names).
     pub xattr_names: Mutex<Option<Arc<Vec<Vec<u8>>>>>,
+    /// Directories: bumped by every create, removal and rename in them. A listing snapshot
+    /// taken at another count is not served (see readdir: the kernel caches listings).
+    pub listing_version: AtomicU64,
+    /// Directories: listed to the kernel since the last change (it may cache the listing).
+    pub listed: AtomicBool,
     /// Directories: O_PATH handle of the upper copy, once opened. It follows the directory
     /// through renames; a removed directory's node is unlinked and never used again.
     pub upper_fd: Mutex<Option<Arc<OwnedFd>>>,
@@ -108,8 +113,17 @@ impl Node {
             lower_dirs: Mutex::new(None),
             listing: Mutex::new(None),
             xattr_names: Mutex::new(None),
+            listing_version: AtomicU64::new(0),
+            listed: AtomicBool::new(false),
             upper_fd: Mutex::new(None),
         }
+    }
+
+    /// Directories: an entry is about to come, go or move (see `listing_version`). Returns
+    /// whether the kernel was given a listing since the last change.
+    pub fn entries_change(&self) -> bool {
+        self.listing_version.fetch_add(1, Ordering::Release);
+        self.listed.swap(false, Ordering::AcqRel)
     }
 
     pub fn is_dir(&self) -> bool {

@@ -7,10 +7,11 @@ use super::node::{Loc, Node};
 use super::{Errno, SysResult, Union, whiteout};
 use crate::sys::fs;
 use dashmap::DashMap;
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 
 /// One entry of a listing: inode number, S_IFMT type bits, name, and its cookie (the
 /// directory offset just past it).
@@ -44,11 +45,18 @@ fn order_by_cookie(entries: &mut [DirEntryOut]) {
     }
 }
 
-/// An open directory: its listing is a snapshot taken at the first readdir, so offsets stay
-/// valid while the directory changes.
+/// An open directory: its listing is a snapshot taken at the first readdir, and taken again
+/// when the directory changed since (offsets are name cookies, valid in every snapshot).
+///
+/// Never serving an older snapshot matters because the kernel caches listings
+/// (FOPEN_CACHE_DIR) across handles: it records the directory's version when it starts a
+/// cache at offset 0 and then appends what any handle reading on from the cache's end
+/// returns. A handle that read its first batch before an unlink and its rest after a new
+/// cache was started would otherwise complete that new cache with the removed name.
 pub struct DirHandle {
     node: Arc<Node>,
-    entries: OnceLock<Arc<Vec<DirEntryOut>>>,
+    /// The snapshot and the directory's `listing_version` when it was taken.
+    entries: Mutex<Option<(u64, Arc<Vec<DirEntryOut>>)>>,
 }
 
 #[derive(Default)]
@@ -86,7 +94,7 @@ impl Union {
             fh,
             Arc::new(DirHandle {
                 node,
-                entries: OnceLock::new(),
+                entries: Mutex::new(None),
             }),
         );
         Ok(fh)
@@ -100,10 +108,22 @@ impl Union {
             .get(&fh)
             .map(|e| e.clone())
             .ok_or(Errno::EBADF)?;
-        if let Some(e) = h.entries.get() {
+        let node = &h.node;
+        node.listed.store(true, Ordering::Release);
+        // Read before listing: a change while listing makes the next readdir list again.
+        let version = node.listing_version.load(Ordering::Acquire);
+        if let Some((v, e)) = &*h.entries.lock()
+            && *v == version
+        {
             return Ok(e.clone());
         }
-        let node = &h.node;
+        let entries = self.list_dir(node)?;
+        *h.entries.lock() = Some((version, entries.clone()));
+        Ok(entries)
+    }
+
+    /// The merged listing of directory `node`, `.` and `..` first, in cookie order.
+    fn list_dir(&self, node: &Arc<Node>) -> SysResult<Arc<Vec<DirEntryOut>>> {
         let (parent_ino, upper) = {
             let s = node.state.read();
             (
@@ -118,7 +138,7 @@ impl Union {
             && let Some(cached) = node.listing.lock().clone()
             && cached.get(1).is_some_and(|dotdot| dotdot.ino == parent_ino)
         {
-            return Ok(h.entries.get_or_init(|| cached).clone());
+            return Ok(cached);
         }
         let mut entries = vec![
             DirEntryOut {
@@ -142,7 +162,7 @@ impl Union {
         if !upper {
             *node.listing.lock() = Some(entries.clone());
         }
-        Ok(h.entries.get_or_init(|| entries).clone())
+        Ok(entries)
     }
 
     pub fn releasedir(&self, fh: u64) {

@@ -76,6 +76,7 @@ impl Union {
     /// Removes `name` from the merged view: the upper object goes, and a whiteout is left
     /// when lower layers hold the name.
     fn remove_entry(&self, dir: &Arc<Node>, name: &[u8], f: &Found, ino: u64) -> SysResult<()> {
+        self.entries_change(dir);
         let node = self.nodes.get(ino);
         if let Some(n) = &node {
             self.detach_if_open(n, f, &path::join(&dir.path(), name))?;

@@ -36,6 +36,8 @@ impl Union {
         }
         let dir = self.node(parent)?;
         let new_dir = self.node(new_parent)?;
+        self.entries_change(&dir);
+        self.entries_change(&new_dir);
         let src = self.resolve(&dir, name)?.ok_or(Errno::ENOENT)?;
         let dst = self.resolve(&new_dir, new_name)?;
         if flags & NOREPLACE != 0 && dst.is_some() {
