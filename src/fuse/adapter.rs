@@ -521,33 +521,33 @@ impl Filesystem for UnionFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.requests.count(Op::Opendir);
-        match self.union.opendir(ino.0) {
-            // The kernel keeps the listing (in the directory's page cache, kept across opens)
-            // and starts it again when the directory changed; every change goes through the
-            // mount. Handles never serve a snapshot older than the last change (see
-            // union::readdir::DirHandle), which the kernel's cache relies on.
-            Ok(fh) => reply.opened(
-                FileHandle(fh),
-                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
-            ),
-            Err(e) => reply.error(err(e)),
-        }
+        // ENOSYS: from then on the kernel opens and closes directories without asking (two
+        // round trips less per directory walked) and keeps their listings cached across
+        // opens (FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE, its default without OPENDIR), starting
+        // a cache again when it sees the directory changed. Listings are served per
+        // directory, never older than its last change (union::readdir), and a change to a
+        // directory that was listed drops the kernel's cache (session::drop_listings_on_change).
+        let _ = ino;
+        reply.error(Errno::ENOSYS);
     }
 
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         self.requests.count(Op::Readdir);
-        let entries = match self.union.readdir(fh.0) {
+        let entries = match self.union.readdir(ino.0) {
             Ok(e) => e,
             Err(e) => return reply.error(err(e)),
         };
         let start = entries.partition_point(|e| e.cookie <= offset);
+        if start == entries.len() {
+            self.union.readdir_done(ino.0);
+        }
         for e in &entries[start..] {
             if reply.add(
                 INodeNo(e.ino),
@@ -567,16 +567,19 @@ impl Filesystem for UnionFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         self.requests.count(Op::Readdirplus);
-        let entries = match self.union.readdir(fh.0) {
+        let entries = match self.union.readdir(ino.0) {
             Ok(e) => e,
             Err(e) => return reply.error(err(e)),
         };
         let start = entries.partition_point(|e| e.cookie <= offset);
+        if start == entries.len() {
+            self.union.readdir_done(ino.0);
+        }
         // One directory context for the whole batch: each entry then costs its own stat only.
         let scope = match self.union.lookup_scope(ino.0) {
             Ok(s) => s,
@@ -619,19 +622,6 @@ impl Filesystem for UnionFs {
                 break;
             }
         }
-        reply.ok();
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        self.requests.count(Op::Releasedir);
-        self.union.releasedir(fh.0);
         reply.ok();
     }
 

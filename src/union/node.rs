@@ -94,6 +94,8 @@ pub struct Node {
     pub listing_version: AtomicU64,
     /// Directories: listed to the kernel since the last change (it may cache the listing).
     pub listed: AtomicBool,
+    /// Directories: the listing being read, with the `listing_version` it was taken at.
+    pub snapshot: Mutex<Option<(u64, Arc<Vec<super::readdir::DirEntryOut>>)>>,
     /// Directories: O_PATH handle of the upper copy, once opened. It follows the directory
     /// through renames; a removed directory's node is unlinked and never used again.
     pub upper_fd: Mutex<Option<Arc<OwnedFd>>>,
@@ -115,6 +117,7 @@ impl Node {
             xattr_names: Mutex::new(None),
             listing_version: AtomicU64::new(0),
             listed: AtomicBool::new(false),
+            snapshot: Mutex::new(None),
             upper_fd: Mutex::new(None),
         }
     }

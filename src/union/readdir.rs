@@ -6,12 +6,10 @@ use super::layer::UPPER;
 use super::node::{Loc, Node};
 use super::{Errno, SysResult, Union, whiteout};
 use crate::sys::fs;
-use dashmap::DashMap;
-use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// One entry of a listing: inode number, S_IFMT type bits, name, and its cookie (the
 /// directory offset just past it).
@@ -45,26 +43,6 @@ fn order_by_cookie(entries: &mut [DirEntryOut]) {
     }
 }
 
-/// An open directory: its listing is a snapshot taken at the first readdir, and taken again
-/// when the directory changed since (offsets are name cookies, valid in every snapshot).
-///
-/// Never serving an older snapshot matters because the kernel caches listings
-/// (FOPEN_CACHE_DIR) across handles: it records the directory's version when it starts a
-/// cache at offset 0 and then appends what any handle reading on from the cache's end
-/// returns. A handle that read its first batch before an unlink and its rest after a new
-/// cache was started would otherwise complete that new cache with the removed name.
-pub struct DirHandle {
-    node: Arc<Node>,
-    /// The snapshot and the directory's `listing_version` when it was taken.
-    entries: Mutex<Option<(u64, Arc<Vec<DirEntryOut>>)>>,
-}
-
-#[derive(Default)]
-pub struct DirHandles {
-    map: DashMap<u64, Arc<DirHandle>, super::inohash::InoHash>,
-    next: AtomicU64,
-}
-
 fn dtype_to_kind(t: u8) -> Option<u32> {
     Some(match t {
         libc::DT_REG => libc::S_IFREG,
@@ -79,9 +57,18 @@ fn dtype_to_kind(t: u8) -> Option<u32> {
 }
 
 impl Union {
-    /// Opens a directory listing; returns its handle. The listing itself is built on the first
-    /// readdir: with cached listings the kernel often never asks.
-    pub fn opendir(&self, ino: u64) -> SysResult<u64> {
+    /// The listing of directory `ino`, `.` and `..` first, in cookie order (an offset is the
+    /// cookie of the entry before). No directory handles: the kernel reads listings without
+    /// OPENDIR (see fuse::adapter), so one snapshot per directory serves every reader, and is
+    /// taken again when the directory changed since (cookies are name hashes, valid in every
+    /// snapshot).
+    ///
+    /// Never serving an older snapshot matters because the kernel caches listings
+    /// (FOPEN_CACHE_DIR): it records the directory's version when it starts a cache at offset
+    /// 0 and then appends what a reader going on from the cache's end is given. A reader that
+    /// read its first batch before an unlink and its rest after a new cache was started
+    /// would otherwise complete that new cache with the removed name.
+    pub fn readdir(&self, ino: u64) -> SysResult<Arc<Vec<DirEntryOut>>> {
         let node = self.node(ino)?;
         if !node.is_dir() {
             return Err(Errno::ENOTDIR);
@@ -89,37 +76,25 @@ impl Union {
         if node.state.read().unlinked {
             return Err(Errno::ENOENT);
         }
-        let fh = self.dirs.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.dirs.map.insert(
-            fh,
-            Arc::new(DirHandle {
-                node,
-                entries: Mutex::new(None),
-            }),
-        );
-        Ok(fh)
-    }
-
-    /// The listing of an open directory handle (index = offset of the next entry).
-    pub fn readdir(&self, fh: u64) -> SysResult<Arc<Vec<DirEntryOut>>> {
-        let h = self
-            .dirs
-            .map
-            .get(&fh)
-            .map(|e| e.clone())
-            .ok_or(Errno::EBADF)?;
-        let node = &h.node;
         node.listed.store(true, Ordering::Release);
         // Read before listing: a change while listing makes the next readdir list again.
         let version = node.listing_version.load(Ordering::Acquire);
-        if let Some((v, e)) = &*h.entries.lock()
+        if let Some((v, e)) = &*node.snapshot.lock()
             && *v == version
         {
             return Ok(e.clone());
         }
-        let entries = self.list_dir(node)?;
-        *h.entries.lock() = Some((version, entries.clone()));
+        let entries = self.list_dir(&node)?;
+        *node.snapshot.lock() = Some((version, entries.clone()));
         Ok(entries)
+    }
+
+    /// A reader reached the end of directory `ino`'s listing: its snapshot need not stay in
+    /// memory (a reader still going on gets a new one, at the same cookies).
+    pub fn readdir_done(&self, ino: u64) {
+        if let Some(node) = self.nodes.get(ino) {
+            *node.snapshot.lock() = None;
+        }
     }
 
     /// The merged listing of directory `node`, `.` and `..` first, in cookie order.
@@ -163,10 +138,6 @@ impl Union {
             *node.listing.lock() = Some(entries.clone());
         }
         Ok(entries)
-    }
-
-    pub fn releasedir(&self, fh: u64) {
-        self.dirs.map.remove(&fh);
     }
 
     /// The visible entries of the merged directory made of `layers` (top first).
