@@ -85,6 +85,7 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         upper: o.upperdir.clone(),
         work: o.workdir.clone(),
         fsync: o.fsync && !o.volatile,
+        metacopy: o.metacopy,
         user_markers: false,
         ids: id_map(o),
         xattr_permissions: o.xattr_permissions.unwrap_or(0),

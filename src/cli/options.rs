@@ -79,6 +79,9 @@ pub struct MountOptions {
     /// `fsync=0` turns fsync into a no-op (fuse-overlayfs); on by default.
     pub fsync: bool,
     pub xattr_permissions: Option<u8>,
+    /// `metacopy=on`: chmod, chown, utimes and xattr changes of a lower file copy up its
+    /// metadata only (kernel overlayfs format); off by default, as on the kernel.
+    pub metacopy: bool,
     pub context: Option<String>,
     pub fsname: Option<String>,
     pub subtype: Option<String>,
@@ -110,6 +113,7 @@ impl Default for MountOptions {
             volatile: false,
             fsync: true,
             xattr_permissions: None,
+            metacopy: false,
             context: None,
             fsname: None,
             subtype: None,
@@ -148,7 +152,7 @@ pub(crate) const IGNORED_VALUED: &[&str] = &[
     "fd", "rootmode", "user_id", "group_id", "max_idle_threads", "max_threads", "intr_signal",
     "remember",
     // kernel overlayfs features that our union core decides for itself
-    "redirect_dir", "index", "metacopy", "xino", "nfs_export", "uuid", "verity",
+    "redirect_dir", "index", "xino", "nfs_export", "uuid", "verity",
     // fuse-overlayfs tuning
     "timeout", "threaded", "plugins", "fast_ino", "writeback", "noxattrs",
 ];
@@ -329,6 +333,18 @@ impl OptionParser {
                         )));
                     }
                 })
+            }
+            "metacopy" => {
+                o.metacopy = match val()? {
+                    b"on" => true,
+                    b"off" => false,
+                    _ => {
+                        return Err(OptionError::new(format!(
+                            "bad {}: use metacopy=on or metacopy=off",
+                            shown()
+                        )));
+                    }
+                }
             }
             "context" => o.context = Some(unquote(string_value(val()?))),
             "fsname" => o.fsname = Some(string_value(val()?)),
@@ -614,6 +630,8 @@ mod tests {
             a.opts.xattr_permissions = Some(2);
         }),
         ("fsync=1", "-o fsync=1,lowerdir=l,upperdir=u,workdir=w /mnt", |_| {}),
+        ("metacopy=on", "-o metacopy=on,lowerdir=l,upperdir=u,workdir=w /mnt", |a| a.opts.metacopy = true),
+        ("later metacopy=off wins", "-o metacopy=on,metacopy=off,lowerdir=l,upperdir=u,workdir=w /mnt", |_| {}),
         ("id mappings, repeats add", "-o uidmapping=0:1000:1:1:100000:65536,gidmapping=0:1000:1,gidmapping=5:6:7,lowerdir=l,upperdir=u,workdir=w /mnt", |a| {
             a.opts.uid_mappings = vec![map(0, 1000, 1), map(1, 100000, 65536)];
             a.opts.gid_mappings = vec![map(0, 1000, 1), map(5, 6, 7)];
@@ -635,8 +653,8 @@ mod tests {
             a.opts.context = Some("system_u:object_r:container_file_t:s0".into());
             a.opts.fsname = Some("a,b".into()); a.opts.subtype = Some("unionrs".into());
         }),
-        ("ignored vocabulary", "-o defaults,_netdev,relatime,x-systemd.automount,x-gvfs-show,comment=x,redirect_dir=on,index=off,metacopy=on,userxattr,max_read=4096,splice_read,no_splice_move,threaded=1,static_nlink,uid=0,rootmode=40000 -o lowerdir=l,upperdir=u,workdir=w /mnt", |a| {
-            a.opts.ignored = "defaults _netdev relatime x-systemd.automount x-gvfs-show comment=x redirect_dir=on index=off metacopy=on userxattr max_read=4096 splice_read no_splice_move threaded=1 static_nlink uid=0 rootmode=40000"
+        ("ignored vocabulary", "-o defaults,_netdev,relatime,x-systemd.automount,x-gvfs-show,comment=x,redirect_dir=on,index=off,userxattr,max_read=4096,splice_read,no_splice_move,threaded=1,static_nlink,uid=0,rootmode=40000 -o lowerdir=l,upperdir=u,workdir=w /mnt", |a| {
+            a.opts.ignored = "defaults _netdev relatime x-systemd.automount x-gvfs-show comment=x redirect_dir=on index=off userxattr max_read=4096 splice_read no_splice_move threaded=1 static_nlink uid=0 rootmode=40000"
                 .split(' ').map(String::from).collect();
         }),
     ];
@@ -676,6 +694,7 @@ mod tests {
         ("bad number", "-o lowerdir=l,squash_to_uid=-1 /mnt", "bad number in squash_to_uid=-1"),
         ("number too big", "-o lowerdir=l,squash_to_gid=4294967296 /mnt", "bad number in squash_to_gid="),
         ("bad fsync", "-o lowerdir=l,fsync=yes /mnt", "bad fsync=yes: use fsync=0 or fsync=1"),
+        ("bad metacopy", "-o lowerdir=l,metacopy=yes /mnt", "bad metacopy=yes: use metacopy=on or metacopy=off"),
         ("bad xattr_permissions", "-o lowerdir=l,xattr_permissions=3 /mnt", "bad xattr_permissions=3"),
         ("flag with value", "-o lowerdir=l,ro=1 /mnt", "mount option \"ro\" takes no value"),
         ("ignored flag with value", "-o lowerdir=l,kernel_cache=1 /mnt", "\"kernel_cache\" takes no value"),

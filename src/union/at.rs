@@ -65,6 +65,16 @@ impl Union {
         })
     }
 
+    /// Where the object at `loc` is, by a path walk from its layer's root.
+    pub(crate) fn at_loc(&self, loc: &Loc) -> SysResult<At> {
+        let (parent, name) = path::split(&loc.path);
+        Ok(At {
+            dir: DirRef::Owned(self.layer(loc.layer).dir(parent)?),
+            name: name.to_vec(),
+            layer: loc.layer,
+        })
+    }
+
     fn top_at_as_known(&self, node: &Node) -> SysResult<At> {
         // The common case for upper objects: the parent's cached upper handle and the node's
         // own name, with no path built.

@@ -63,6 +63,9 @@ impl Union {
             let mut st = fs::stat_at(at.dir.fd(), &at.name)?;
             self.fix_nlink_in(at.layer, at.dir.fd(), &at.name, &mut st);
             self.apply_override(at.layer, at.dir.fd(), &at.name, &mut st);
+            if let Some(data) = node.metacopy_data() {
+                self.show_data_blocks(&data, &mut st);
+            }
             st
         };
         st.st_ino = node.ino;
@@ -71,6 +74,14 @@ impl Union {
         }
         self.ids.show(&mut st);
         Ok(st)
+    }
+
+    /// A metacopy file's blocks are its lower data file's (the upper one has none): what
+    /// the kernel reports, and what `du` should count.
+    pub(crate) fn show_data_blocks(&self, data: &super::node::Loc, st: &mut Stat) {
+        if let Ok(d) = self.layer(data.layer).stat(&data.path) {
+            st.st_blocks = d.st_blocks;
+        }
     }
 
     pub fn setattr(&self, ctx: &Ctx, ino: u64, fh: Option<u64>, a: SetAttr) -> SysResult<Stat> {
@@ -93,7 +104,12 @@ impl Union {
         if node.state.read().unlinked {
             return self.setattr_detached(&node, fh, a);
         }
-        self.copy_up(&node)?;
+        // Only a size change needs the data; the rest is metadata (metacopy=on copies none).
+        if a.size.is_some() {
+            self.copy_up(&node)?;
+        } else {
+            self.copy_up_meta(&node)?;
+        }
         let at = self.top_at(&node)?;
         let (d, name) = (at.dir.fd(), at.name.as_slice());
         if let Some(size) = a.size {
@@ -375,7 +391,7 @@ impl Union {
         self.refuse_mount_xattr(name)?;
         let node = self.node(ino)?;
         if !node.state.read().unlinked {
-            self.copy_up(&node)?;
+            self.copy_up_meta(&node)?;
         }
         node.forget_xattr_names();
         self.at_top(&node, |d, n| xattr::set(d, n, name, value, flags))
@@ -391,7 +407,7 @@ impl Union {
         // Absent everywhere: nothing to copy up.
         self.at_top(&node, |d, n| xattr::get(d, n, name))?;
         if !node.state.read().unlinked {
-            self.copy_up(&node)?;
+            self.copy_up_meta(&node)?;
         }
         node.forget_xattr_names();
         self.at_top(&node, |d, n| xattr::remove(d, n, name))

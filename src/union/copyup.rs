@@ -13,9 +13,35 @@ use crate::sys::{fs, io, xattr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 
+/// How much of a regular file a copy-up takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Data {
+    /// Data and metadata: the upper file is complete.
+    Full,
+    /// Metadata only (metacopy=on): an upper file of the same size with no data blocks,
+    /// marked with the metacopy xattr; reads keep going to the lower file.
+    MetaOnly,
+}
+
 impl Union {
-    /// Makes sure `node` exists in the upper layer.
+    /// Makes sure `node` exists in the upper layer, data included (a metacopy file gets its
+    /// data now).
     pub(crate) fn copy_up(&self, node: &Node) -> SysResult<()> {
+        self.copy_up_as(node, Data::Full)?;
+        self.copy_up_metacopy_data(node)
+    }
+
+    /// Makes sure `node` exists in the upper layer for a metadata change (chmod, chown,
+    /// utimes, xattrs): with metacopy=on a lower regular file is copied without its data.
+    pub(crate) fn copy_up_meta(&self, node: &Node) -> SysResult<()> {
+        if self.metacopy && node.kind == libc::S_IFREG {
+            self.copy_up_as(node, Data::MetaOnly)
+        } else {
+            self.copy_up(node)
+        }
+    }
+
+    fn copy_up_as(&self, node: &Node, data: Data) -> SysResult<()> {
         self.writable()?;
         if node.is_upper() {
             return Ok(());
@@ -47,18 +73,28 @@ impl Union {
         if src.layer == INDEX {
             // Another name of this file was copied up already: link to that copy.
             fs::link_at(src_dir.as_fd(), src_name, dst_dir.as_fd(), name)?;
-            node.state.write().upper = true;
+            let mut s = node.state.write();
+            s.upper = true;
+            // The index copy is complete: nothing is read from a lower any more.
+            s.lowers.clear();
+            drop(s);
             node.forget_xattr_names();
             return Ok(());
         }
+        // A hard-linked file is copied whole: its index copy is what its other names show.
+        let data = if self.index_key(&st).is_some() {
+            Data::Full
+        } else {
+            data
+        };
         let work = self.work()?;
         let tmp = self.temp_name();
         let staged = self.stage_copy(
             (src.layer, src_dir.as_fd(), src_name),
             &st,
-            work,
-            &tmp,
+            (work, &tmp),
             node.ino,
+            data,
         );
         if let Err(e) = staged {
             remove_staged(work, &tmp, &st);
@@ -80,7 +116,70 @@ impl Union {
             remove_staged(work, &tmp, &st);
             return Err(e);
         }
-        node.state.write().upper = true;
+        {
+            let mut s = node.state.write();
+            s.upper = true;
+            // A complete file needs no lower any more; a metacopy file reads its data there.
+            if data == Data::Full && !node.is_dir() {
+                s.lowers.clear();
+            }
+        }
+        node.forget_xattr_names();
+        match data {
+            Data::Full => self.stats.copy_ups.fetch_add(1, Ordering::Relaxed),
+            Data::MetaOnly => self.stats.metacopy_ups.fetch_add(1, Ordering::Relaxed),
+        };
+        Ok(())
+    }
+
+    /// Gives a metacopy file its data, in place as the kernel does: the data is copied into
+    /// the upper file (whose metadata stays), synced, and only then is the metacopy xattr
+    /// removed. Until that moment the file reads from the lower, so a crash at any point
+    /// leaves the data the file showed (the next completion starts over from an empty file).
+    /// In place, not by a new file renamed over it: hard links and open handles on the
+    /// upper inode stay valid.
+    fn copy_up_metacopy_data(&self, node: &Node) -> SysResult<()> {
+        if node.metacopy_data().is_none() {
+            return Ok(());
+        }
+        let _gate = node.copyup.lock();
+        let Some(data) = node.metacopy_data() else {
+            return Ok(());
+        };
+        let at = self.top_at(node)?;
+        let (dir, name) = (at.dir.fd(), at.name.as_slice());
+        let (data_parent, data_name) = path::split(&data.path);
+        let data_dir = self.layer(data.layer).dir(data_parent)?;
+        let src = fs::open_at(data_dir.as_fd(), data_name, libc::O_RDONLY, 0)?;
+        let dst = open_for_data(dir, name)?;
+        let before = fs::fstat(dst.as_fd())?;
+        // Writing drops security.capability (and set-id bits without CAP_FSETID): both are
+        // the file's metadata, kept from before.
+        let capability = xattr::get(dir, name, CAPABILITY_XATTR).ok();
+        io::ftruncate(dst.as_fd(), 0)?;
+        let copied = copy_data(src.as_fd(), dst.as_fd(), before.st_size as u64)?;
+        self.stats.bytes_copied.fetch_add(copied, Ordering::Relaxed);
+        if let Some(value) = capability
+            && xattr::get(dir, name, CAPABILITY_XATTR).as_deref() != Ok(value.as_slice())
+        {
+            xattr::set(dir, name, CAPABILITY_XATTR, &value, 0)?;
+        }
+        if fs::fstat(dst.as_fd())?.st_mode != before.st_mode {
+            fs::chmod_at(dst.as_fd(), b"", before.st_mode & 0o7777)?;
+        }
+        let at_time = fs::TimeSpec::At(before.st_atime, before.st_atime_nsec);
+        let mt_time = fs::TimeSpec::At(before.st_mtime, before.st_mtime_nsec);
+        fs::utimes_at(dst.as_fd(), b"", at_time, mt_time)?;
+        if self.fsync {
+            self.disk_fsync(dst.as_fd(), false)?;
+        }
+        xattr::remove(dir, name, self.markers.metacopy_xattr())?;
+        // A kernel-renamed metacopy file points at its data by a redirect: no longer needed.
+        match xattr::remove(dir, name, self.markers.redirect_xattr()) {
+            Ok(()) | Err(Errno::ENODATA) => {}
+            Err(e) => return Err(e),
+        }
+        node.state.write().lowers.clear();
         node.forget_xattr_names();
         self.stats.copy_ups.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -103,7 +202,13 @@ impl Union {
         let work = self.work()?;
         let tmp = self.temp_name();
         let result = self
-            .stage_copy((src.layer, src_dir.as_fd(), src_name), &st, work, &tmp, ino)
+            .stage_copy(
+                (src.layer, src_dir.as_fd(), src_name),
+                &st,
+                (work, &tmp),
+                ino,
+                Data::Full,
+            )
             .and_then(|_| {
                 let count = (st.st_nlink as i64 + delta).max(0) as u64;
                 xattr::set(
@@ -128,13 +233,26 @@ impl Union {
         &self,
         (src_layer, src_dir, name): (LayerId, BorrowedFd<'_>, &[u8]),
         st: &fs::Stat,
-        work: BorrowedFd<'_>,
-        tmp: &[u8],
+        (work, tmp): (BorrowedFd<'_>, &[u8]),
         ino: u64,
+        data: Data,
     ) -> SysResult<()> {
         let perm = st.st_mode & 0o7777;
         match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => fs::mkdir_at(work, tmp, 0o700)?,
+            libc::S_IFREG if data == Data::MetaOnly => {
+                // The size the kernel shows for a metacopy file is the upper's: the same,
+                // as a hole. Nothing to sync: no data, and the metadata is journaled with
+                // the rename below (the kernel does not sync a metacopy either).
+                let dst = fs::open_at(
+                    work,
+                    tmp,
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                    0o600,
+                )?;
+                io::ftruncate(dst.as_fd(), st.st_size as u64)?;
+                xattr::set(work, tmp, self.markers.metacopy_xattr(), b"", 0)?;
+            }
             libc::S_IFREG => {
                 let src = fs::open_at(src_dir, name, libc::O_RDONLY, 0)?;
                 let dst = fs::open_at(
@@ -197,6 +315,26 @@ impl Union {
         let at = fs::TimeSpec::At(st.st_atime, st.st_atime_nsec);
         let mt = fs::TimeSpec::At(st.st_mtime, st.st_mtime_nsec);
         fs::utimes_at(work, tmp, at, mt)
+    }
+}
+
+/// Linux's file capabilities, which a write to the file drops.
+const CAPABILITY_XATTR: &[u8] = b"security.capability";
+
+/// Opens a metacopy upper file to write its data. Its mode may deny even its owner writing
+/// (chmod 0444 before the first write-open): a daemon without CAP_DAC_OVERRIDE then lends
+/// itself owner write permission for the open, as the kernel copies up with the mounter's
+/// capabilities.
+fn open_for_data(dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<std::os::fd::OwnedFd> {
+    match fs::open_at(dir, name, libc::O_WRONLY, 0) {
+        Err(Errno::EACCES) => {
+            let mode = fs::stat_at(dir, name)?.st_mode & 0o7777;
+            fs::chmod_at(dir, name, mode | 0o200)?;
+            let opened = fs::open_at(dir, name, libc::O_WRONLY, 0);
+            fs::chmod_at(dir, name, mode)?;
+            opened
+        }
+        r => r,
     }
 }
 

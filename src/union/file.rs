@@ -95,7 +95,12 @@ impl Union {
             self.writable()?;
             self.copy_up(&node)?;
         }
-        let at = self.top_at(&node)?;
+        // A metacopy file is read from the lower file that holds its data (served cached, as
+        // lower files are on a writable mount: a later write-open can then use the upper).
+        let at = match node.metacopy_data() {
+            Some(data) => self.at_loc(&data)?,
+            None => self.top_at(&node)?,
+        };
         let trunc = if write && flags & libc::O_TRUNC != 0 {
             libc::O_TRUNC
         } else {

@@ -174,6 +174,12 @@ impl Union {
                                 f.upper = true;
                                 // Read through the directory handle at hand: no path walk.
                                 f.ino = self.origin_at(d, name);
+                                if st.st_mode & libc::S_IFMT == libc::S_IFREG
+                                    && let Some(data) =
+                                        self.metacopy_data(d, name, &loc.path, lowers)?
+                                {
+                                    f.lowers.push(data);
+                                }
                             } else {
                                 f.lowers.push(Loc {
                                     layer: loc.layer,
@@ -250,6 +256,63 @@ impl Union {
             }
         }
         f.lowers.extend(stack);
+    }
+
+    /// Where the data of upper file `name` in upper directory `d` (merged path `parent`, lower
+    /// copies `lowers`) is, when the upper file is a metadata-only copy: the lower file found
+    /// by the same name, or by its redirect (the kernel writes an absolute one when it renames
+    /// a metacopy file), through the same whiteout and opaque rules as any lookup.
+    /// Ok(None): an ordinary upper file. EIO: a metacopy file whose data no lower layer has,
+    /// as the kernel answers.
+    fn metacopy_data(
+        &self,
+        d: std::os::fd::BorrowedFd<'_>,
+        name: &[u8],
+        parent: &[u8],
+        lowers: &[Loc],
+    ) -> SysResult<Option<Loc>> {
+        if !crate::sys::xattr::has(d, name, self.markers.metacopy_xattr()) {
+            return Ok(None);
+        }
+        let found = match whiteout::redirect(d, name, parent) {
+            Some(target) => self.resolve_from_lower_roots(&target)?,
+            None => self.resolve_in(lowers, name)?,
+        };
+        match found {
+            Some(f) if f.kind() == libc::S_IFREG && !f.lowers.is_empty() => {
+                Ok(f.lowers.into_iter().next())
+            }
+            _ => {
+                log::warn!(
+                    "metacopy file {:?} has no lower data file",
+                    String::from_utf8_lossy(&path::join(parent, name))
+                );
+                Err(Errno::EIO)
+            }
+        }
+    }
+
+    /// Resolves `target` (a path below the layer roots) through the lower layers, one
+    /// component at a time as a lookup from the root would.
+    fn resolve_from_lower_roots(&self, target: &[u8]) -> SysResult<Option<Found>> {
+        let first_lower = usize::from(self.has_upper);
+        let mut stack: Vec<Loc> = (first_lower..self.layers.len())
+            .map(|layer| Loc {
+                layer,
+                path: Vec::new(),
+            })
+            .collect();
+        let mut parts = target.split(|&b| b == b'/').filter(|c| !c.is_empty());
+        let Some(last) = parts.next_back() else {
+            return Ok(None);
+        };
+        for component in parts {
+            match self.resolve_in(&stack, component)? {
+                Some(found) if found.is_dir() => stack = found.lowers,
+                _ => return Ok(None),
+            }
+        }
+        self.resolve_in(&stack, last)
     }
 
     /// A lower file with several names whose data was already copied up through another name
@@ -370,6 +433,12 @@ impl Union {
             self.fix_nlink(&top, &mut st);
         }
         self.override_found(dir, name, &f, &mut st);
+        if f.upper
+            && f.kind() == libc::S_IFREG
+            && let Some(data) = f.lowers.first()
+        {
+            self.show_data_blocks(data, &mut st);
+        }
         self.ids.show(&mut st);
         let node = self.nodes.remember(
             number,

@@ -57,6 +57,8 @@ pub struct UnionConfig {
     pub work: Option<PathBuf>,
     /// fsync copied-up data before it becomes visible (fsync=0 turns this off).
     pub fsync: bool,
+    /// `metacopy=on`: metadata changes of a lower regular file copy up its metadata only.
+    pub metacopy: bool,
     /// Force the user.* marker format (rootless); otherwise probed.
     pub user_markers: bool,
     /// Owner translation (uidmapping=, gidmapping=, squash_to_*).
@@ -97,6 +99,8 @@ impl StatsSource {
 pub struct Stats {
     pub copy_ups: AtomicU64,
     pub bytes_copied: AtomicU64,
+    /// Metadata-only copy-ups (metacopy=on): no data copied.
+    pub metacopy_ups: AtomicU64,
     /// fsync/fdatasync calls made on the layers (none with fsync=0 or volatile).
     pub disk_fsyncs: AtomicU64,
 }
@@ -123,6 +127,8 @@ pub struct Union {
     pub markers: MarkerFormat,
     ids: idmap::IdMap,
     fsync: bool,
+    /// Metadata-only copy-up for metadata changes (see copyup::copy_up_meta).
+    metacopy: bool,
     /// Per layer id: the override xattr its owners and modes are kept in, if any.
     overrides: Vec<Option<&'static [u8]>>,
     acl: bool,
@@ -207,6 +213,7 @@ impl Union {
             markers,
             ids: cfg.ids.clone(),
             fsync: cfg.fsync,
+            metacopy: cfg.metacopy,
             overrides,
             acl: cfg.acl,
             selinux_context: cfg.selinux_context.clone(),

@@ -29,7 +29,9 @@ pub struct NodeState {
     /// Exists in the upper layer at the merged path.
     pub upper: bool,
     /// Directories: every lower directory merged into this one, top first.
-    /// Other objects: the lower object whose data and metadata are shown (at most one).
+    /// Other objects: the lower object whose data and metadata are shown (at most one); for
+    /// an upper regular file, the lower file holding its data when the upper one is a
+    /// metadata-only copy (metacopy), else none.
     pub lowers: Vec<Loc>,
     /// All names gone while the kernel still holds it (deleted but maybe open).
     pub unlinked: bool,
@@ -190,6 +192,19 @@ impl Node {
             });
         }
         s.lowers.first().cloned()
+    }
+
+    /// A metacopy file (upper metadata, lower data): the lower file that holds its data.
+    pub fn metacopy_data(&self) -> Option<Loc> {
+        if self.kind != libc::S_IFREG {
+            return None;
+        }
+        let s = self.state.read();
+        if s.upper && !s.unlinked {
+            s.lowers.first().cloned()
+        } else {
+            None
+        }
     }
 
     pub fn forget_xattr_names(&self) {

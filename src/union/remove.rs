@@ -139,6 +139,11 @@ impl Union {
         if f.is_dir() || !(open || f.st.st_nlink > 1) {
             return Ok(());
         }
+        // The kept handle is all that will be left of it: a metacopy file gets its data
+        // first (its lower file may be whited out in a moment).
+        if f.upper && !f.lowers.is_empty() {
+            self.copy_up(node)?;
+        }
         let top = f.top(merged_path).ok_or(Errno::ENOENT)?;
         let fd = self.layer(top.layer).open(&top.path, libc::O_PATH)?;
         node.state.write().detached = Some(Arc::new(fd));

@@ -33,6 +33,14 @@ impl MarkerFormat {
             MarkerFormat::User => b"user.overlay.redirect",
         }
     }
+    /// Marks a metadata-only copy-up: the upper file carries the metadata, a lower file the
+    /// data (kernel overlayfs' metacopy format; the kernel writes an empty value).
+    pub fn metacopy_xattr(self) -> &'static [u8] {
+        match self {
+            MarkerFormat::Kernel => b"trusted.overlay.metacopy",
+            MarkerFormat::User => b"user.overlay.metacopy",
+        }
+    }
     pub fn nlink_xattr(self) -> &'static [u8] {
         match self {
             MarkerFormat::Kernel => b"trusted.unionrs.nlink",
@@ -128,6 +136,13 @@ pub fn redirect(dir: BorrowedFd<'_>, name: &[u8], parent_path: &[u8]) -> Option<
     } else {
         Some(super::path::join(parent_path, &value))
     }
+}
+
+/// Whether a metacopy xattr value is one the kernel accepts: empty (what it writes without
+/// fs-verity), or its `struct ovl_metacopy` (version 0, then its own length, flags and an
+/// optional digest; at least 4 bytes).
+pub fn is_valid_metacopy(value: &[u8]) -> bool {
+    value.is_empty() || (value.len() >= 4 && value[0] == 0 && usize::from(value[1]) == value.len())
 }
 
 /// Overlay-private xattrs, never shown to or settable by users.
