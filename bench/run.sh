@@ -16,6 +16,8 @@
 #               (default "kernel unionrs fo2 fo1"; unionfs-fuse has no overlay whiteout
 #               semantics, so it is opt-in)
 #   WORKLOADS   space separated subset of the workload names below (default: all)
+#   UNIONRS_OPTS  extra -o options for unionrs in every workload, e.g. "metacopy=on"
+#               (default none; the report's header says which were used)
 #   SRC_MB      size of the source tree for cp -a / grep -r (default 90; built once from
 #               `cargo vendor` of this checkout's Cargo.lock, windows-only crates left out)
 #
@@ -33,6 +35,7 @@ UNIONRS=${UNIONRS:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/relea
 FO2=${FO2:-/var/tmp/unionrs-bench-tools/bin/fuse-overlayfs}
 FO1=${FO1:-/usr/bin/fuse-overlayfs}
 UNIONFS=${UNIONFS:-$(command -v unionfs || true)}
+UNIONRS_OPTS=${UNIONRS_OPTS:-}
 CANDIDATES=${CANDIDATES:-kernel unionrs fo2 fo1}
 ALL_WORKLOADS="find_warm stat_warm find_cold lsR_usr_warm cat_usr_cold big_read_cold big_read_warm randread_4k_cold randread_4k_warm append_big append_big_nofsync chmod_R_etc rm_rf_usr_share untar_doc_sync lookup64 lookup2 cp_a_src grep_r_src rss_walk"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
@@ -189,7 +192,7 @@ check_candidates() {
 version_of() {
     case $1 in
         kernel)  echo "overlay $(uname -r)" ;;
-        unionrs) echo "unionrs $(cd "$(dirname "$0")/.." 2>/dev/null && git rev-parse --short HEAD 2>/dev/null)" ;;
+        unionrs) echo "unionrs $(cd "$(dirname "$0")/.." 2>/dev/null && git rev-parse --short HEAD 2>/dev/null)${UNIONRS_OPTS:+ (mounted with -o $UNIONRS_OPTS)}" ;;
         fo2)     "$FO2" --version 2>/dev/null | head -1 ;;
         fo1)     "$FO1" --version 2>/dev/null | grep -m1 -i overlayfs ;;
         unionfs) "$UNIONFS" --version 2>/dev/null | head -1 ;;
@@ -225,7 +228,7 @@ do_mount() { # candidate lowerdirs extra-options
     local opts="lowerdir=$lower,upperdir=$u,workdir=$w$extra"
     case $c in
         kernel)  mount -t overlay overlay -o "$opts" "$m" ;;
-        unionrs) "$UNIONRS" -o "$opts" "$m" ;;
+        unionrs) "$UNIONRS" -o "$opts${UNIONRS_OPTS:+,$UNIONRS_OPTS}" "$m" ;;
         fo2)     "$FO2" -o "$opts" "$m" ;;
         fo1)     "$FO1" -o "$opts" "$m" ;;
         unionfs) "$UNIONFS" -o cow,hide_meta_files,max_files=65536 "$u=RW:$(echo "$lower" | sed 's/:/=RO:/g')=RO" "$m" ;;

@@ -6,7 +6,9 @@
 //! malformed overlay xattrs (opaque not `y`/`x`, redirects that are empty, relative with a `/`,
 //! on a non-directory or, with lowers, pointing at no lower directory; origin / nlink values
 //! that are not 8 bytes), and whiteouts that hide nothing: inside an opaque directory (known
-//! from the upper alone) or, when the lowers are given, over a name no lower has.
+//! from the upper alone) or, when the lowers are given, over a name no lower has; metacopy
+//! files (metadata-only copy-ups) whose data no lower file holds, when the lowers are given
+//! (the mount answers EIO for those; repair cannot bring the data back).
 //!
 //! Repair only does what leaves the merged view as it is: it deletes work and orphaned index
 //! entries and whiteouts that hide nothing, and drops malformed xattrs (a redirect that points
@@ -44,6 +46,8 @@ pub enum Finding {
     StrayIndex(PathBuf),
     /// A whiteout over a name that no layer below has (`why` says how that is known).
     UselessWhiteout { path: PathBuf, why: &'static str },
+    /// A metacopy file (metadata-only copy-up) whose data no lower layer holds.
+    MetacopyWithoutData(PathBuf),
     /// An xattr the mount cannot use as it is.
     BadXattr {
         path: PathBuf,
@@ -63,6 +67,11 @@ impl fmt::Display for Finding {
             Finding::StrayIndex(p) => {
                 write!(f, "stray index entry (not a regular file): {}", p.display())
             }
+            Finding::MetacopyWithoutData(p) => write!(
+                f,
+                "metacopy file whose data no lower layer holds (reads fail with EIO): {}",
+                p.display()
+            ),
             Finding::UselessWhiteout { path, why } => {
                 write!(f, "whiteout hides nothing ({why}): {}", path.display())
             }
@@ -307,6 +316,9 @@ impl Checker<'_> {
                 let sub = self.below_child(dir.as_fd(), rel, name, below);
                 self.walk(&child, &sub)?;
             }
+            if kind(&st) == libc::S_IFREG && is_metacopy(dir.as_fd(), name) {
+                self.check_metacopy_data(dir.as_fd(), name, rel, below);
+            }
         }
         Ok(())
     }
@@ -326,8 +338,20 @@ impl Checker<'_> {
                 "trusted.overlay.opaque" | "user.overlay.opaque" => {
                     (value != b"y" && value != b"x").then_some("opaque must be y or x")
                 }
+                "trusted.overlay.metacopy" | "user.overlay.metacopy" => {
+                    if kind(st) != libc::S_IFREG {
+                        Some("metacopy on a non-regular file")
+                    } else {
+                        (!whiteout::is_valid_metacopy(&value))
+                            .then_some("metacopy value is not empty nor an ovl_metacopy")
+                    }
+                }
                 "trusted.overlay.redirect" | "user.overlay.redirect" => {
-                    if !is_dir {
+                    // A renamed metacopy file points at its data by an absolute redirect.
+                    let metacopy_file = kind(st) == libc::S_IFREG && is_metacopy(dir, name);
+                    if metacopy_file && value.starts_with(b"/") && value.len() > 1 {
+                        None
+                    } else if !is_dir {
                         Some("redirect on a non-directory")
                     } else if value.is_empty() || value == b"/" {
                         Some("empty redirect")
@@ -441,6 +465,66 @@ impl Checker<'_> {
         }
     }
 
+    /// A metacopy file `name` in upper directory `dir` (`parent` its path) must find its
+    /// data in a lower layer: at its redirect, else under its own name in the directories
+    /// below. Not judged without the lowers.
+    fn check_metacopy_data(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        parent: &[u8],
+        below: &Below,
+    ) {
+        if self.lowers.is_empty() {
+            return;
+        }
+        let found = match whiteout::redirect(dir, name, parent) {
+            Some(target) => {
+                self.lowers.iter().find_map(|l| {
+                    let st = l.stat(&target).ok()?;
+                    let (p, n) = path::split(&target);
+                    let d = l.dir(p).ok()?;
+                    Some(kind(&st) == libc::S_IFREG && !whiteout::is_whiteout(d.as_fd(), n, &st))
+                }) == Some(true)
+            }
+            None => match below {
+                Below::Unknown => return,
+                Below::Opaque => false,
+                Below::Dirs(dirs) => self.lower_regular_file(dirs, name),
+            },
+        };
+        if found {
+            return;
+        }
+        let path = self.upper_path(&path::join(parent, name));
+        self.report
+            .findings
+            .push(Finding::MetacopyWithoutData(path.clone()));
+        if self.opts.repair {
+            self.report.unrepaired.push(format!(
+                "metacopy file {}: its data is not in any lower layer and cannot be recovered; \
+                 restore the lower layer, or remove the file",
+                path.display()
+            ));
+        }
+    }
+
+    /// Whether the lower directories `dirs` (top first) show a regular file under `name`.
+    fn lower_regular_file(&self, dirs: &[(usize, Vec<u8>)], name: &[u8]) -> bool {
+        for (layer, p) in dirs {
+            let Ok(d) = self.lowers[*layer].dir(p) else {
+                continue;
+            };
+            if let Ok(st) = fs::stat_at(d.as_fd(), name) {
+                return kind(&st) == libc::S_IFREG && !whiteout::is_whiteout(d.as_fd(), name, &st);
+            }
+            if fs::stat_at(d.as_fd(), &whiteout::wh_name(name)).is_ok() {
+                return false;
+            }
+        }
+        false
+    }
+
     /// What the lower directories `dirs` (top first) show under `name`.
     fn lower_entry(&self, dirs: &[(usize, Vec<u8>)], name: &[u8]) -> LowerEntry {
         for (layer, p) in dirs {
@@ -535,6 +619,12 @@ fn resolve_redirect(value: &[u8], parent: &[u8]) -> Vec<u8> {
         Some(abs) => abs.to_vec(),
         None => path::join(parent, value),
     }
+}
+
+/// Whether upper file `name` in `dir` is a metacopy file (either xattr namespace).
+fn is_metacopy(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
+    xattr::has(dir, name, b"trusted.overlay.metacopy")
+        || xattr::has(dir, name, b"user.overlay.metacopy")
 }
 
 fn is_dir_at(l: &Layer, p: &[u8]) -> bool {
@@ -706,6 +796,71 @@ mod tests {
 
     fn lines(r: &Report) -> Vec<String> {
         r.findings.iter().map(|f| f.to_string()).collect()
+    }
+
+    #[test]
+    fn metacopy_files_need_their_lower_data() {
+        let d = dirs();
+        if !can_trusted(&d.upper) {
+            panic!("this test needs trusted.* xattrs (run as root)");
+        }
+        std::fs::create_dir_all(d.lower.join("a")).unwrap();
+        std::fs::write(d.lower.join("a/good"), "data").unwrap();
+        std::fs::write(d.lower.join("a/moved"), "data").unwrap();
+        std::fs::create_dir_all(d.upper.join("a")).unwrap();
+        for f in ["a/good", "a/lost", "renamed", "dangling"] {
+            std::fs::File::create(d.upper.join(f))
+                .unwrap()
+                .set_len(4)
+                .unwrap();
+            set(&d.upper.join(f), "trusted.overlay.metacopy", b"");
+        }
+        set(
+            &d.upper.join("renamed"),
+            "trusted.overlay.redirect",
+            b"/a/moved",
+        );
+        set(
+            &d.upper.join("dangling"),
+            "trusted.overlay.redirect",
+            b"/a/nothing",
+        );
+        std::fs::create_dir(d.upper.join("dir")).unwrap();
+        set(&d.upper.join("dir"), "trusted.overlay.metacopy", b"");
+        std::fs::write(d.upper.join("bad"), "x").unwrap();
+        set(&d.upper.join("bad"), "trusted.overlay.metacopy", b"junk");
+        std::fs::write(d.lower.join("bad"), "x").unwrap();
+        // Without the lowers only the malformed xattrs can be told.
+        let r = check(&opts(&d, false, false)).unwrap();
+        let l = lines(&r);
+        assert_eq!(l.len(), 2, "{l:?}");
+        let has = |what: &str, at: &str| l.iter().any(|x| x.contains(what) && x.ends_with(at));
+        assert!(
+            has("metacopy value is not empty nor an ovl_metacopy", "/bad"),
+            "{l:?}"
+        );
+        assert!(has("metacopy on a non-regular file", "/dir"), "{l:?}");
+        let r = check(&opts(&d, true, false)).unwrap();
+        let l = lines(&r);
+        let without: Vec<_> = l
+            .iter()
+            .filter(|x| x.contains("no lower layer holds"))
+            .collect();
+        assert_eq!(without.len(), 2, "{l:?}");
+        assert!(without.iter().any(|x| x.ends_with("a/lost")), "{l:?}");
+        assert!(without.iter().any(|x| x.ends_with("dangling")), "{l:?}");
+        assert_eq!(l.len(), 4, "{l:?}");
+        // Repair cannot bring data back: said so, nothing removed.
+        let r = check(&opts(&d, true, true)).unwrap();
+        assert!(!r.clean(true));
+        assert!(
+            r.unrepaired
+                .iter()
+                .any(|x| x.contains("a/lost") && x.contains("cannot be recovered")),
+            "{:?}",
+            r.unrepaired
+        );
+        assert!(d.upper.join("a/lost").exists());
     }
 
     #[test]
