@@ -65,14 +65,10 @@ impl Union {
         })
     }
 
-    /// Where the object at `loc` is, by a path walk from its layer's root.
-    pub(crate) fn at_loc(&self, loc: &Loc) -> SysResult<At> {
-        let (parent, name) = path::split(&loc.path);
-        Ok(At {
-            dir: DirRef::Owned(self.layer(loc.layer).dir(parent)?),
-            name: name.to_vec(),
-            layer: loc.layer,
-        })
+    /// Where the lower file holding a metacopy node's data is (see `metacopy_data`).
+    pub(crate) fn data_at(&self, node: &Node, data: &Loc) -> SysResult<At> {
+        let parent = node.state.read().parent.clone();
+        self.lower_at(parent.as_deref(), data)
     }
 
     fn top_at_as_known(&self, node: &Node) -> SysResult<At> {
@@ -95,8 +91,7 @@ impl Union {
             });
         }
         let loc = node.top().ok_or(Errno::ENOENT)?;
-        let (parent_path, name) = path::split(&loc.path);
-        let name = name.to_vec();
+        let name = path::split(&loc.path).1.to_vec();
         if loc.path.is_empty() {
             let root = self.layer(loc.layer).dir(b"")?;
             return Ok(At {
@@ -106,29 +101,40 @@ impl Union {
             });
         }
         let parent = node.state.read().parent.clone();
-        if let Some(p) = parent.filter(|p| loc.layer != INDEX && !p.state.read().unlinked) {
-            if loc.layer == UPPER && p.is_upper() {
-                let fd = self.upper_dir(&p)?;
-                return Ok(At {
-                    dir: DirRef::Shared(fd),
-                    name,
-                    layer: loc.layer,
-                });
-            }
-            if loc.layer != UPPER
-                && let Some(c) = self.lower_dirs(&p)
-                && let Some(i) = c
-                    .locs
-                    .iter()
-                    .position(|l| l.layer == loc.layer && l.path == parent_path)
-                && c.layers[i].is_some()
-            {
-                return Ok(At {
-                    dir: DirRef::Lower(c, i),
-                    name,
-                    layer: loc.layer,
-                });
-            }
+        if loc.layer == UPPER
+            && let Some(p) = parent.as_ref().filter(|p| !p.state.read().unlinked)
+            && p.is_upper()
+        {
+            let fd = self.upper_dir(p)?;
+            return Ok(At {
+                dir: DirRef::Shared(fd),
+                name,
+                layer: loc.layer,
+            });
+        }
+        self.lower_at(parent.as_deref(), &loc)
+    }
+
+    /// Where lower object `loc` is, for a child of directory `parent`: through the parent's
+    /// cached lower directory handles when one of them holds it (no path walk), else by a
+    /// confined open of its parent path.
+    pub(crate) fn lower_at(&self, parent: Option<&Node>, loc: &Loc) -> SysResult<At> {
+        let (parent_path, name) = path::split(&loc.path);
+        let name = name.to_vec();
+        if let Some(p) =
+            parent.filter(|p| loc.layer != INDEX && loc.layer != UPPER && !p.state.read().unlinked)
+            && let Some(c) = self.lower_dirs(p)
+            && let Some(i) = c
+                .locs
+                .iter()
+                .position(|l| l.layer == loc.layer && l.path == parent_path)
+            && c.layers[i].is_some()
+        {
+            return Ok(At {
+                dir: DirRef::Lower(c, i),
+                name,
+                layer: loc.layer,
+            });
         }
         let d = self.layer(loc.layer).dir(parent_path)?;
         Ok(At {

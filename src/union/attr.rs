@@ -2,7 +2,7 @@
 //! Changing metadata copies the object up first; overlay-private xattrs stay hidden.
 
 use super::layer::{INDEX, LayerId, UPPER};
-use super::node::Node;
+use super::node::{Loc, Node};
 use super::override_stat::{self, Owner};
 use super::{Ctx, Errno, Stat, SysResult, TimeSpec, Union, whiteout};
 use crate::sys::{fs, io, xattr};
@@ -64,7 +64,8 @@ impl Union {
             self.fix_nlink_in(at.layer, at.dir.fd(), &at.name, &mut st);
             self.apply_override(at.layer, at.dir.fd(), &at.name, &mut st);
             if let Some(data) = node.metacopy_data() {
-                self.show_data_blocks(&data, &mut st);
+                let parent = node.state.read().parent.clone();
+                self.show_data_blocks(parent.as_deref(), &data, &mut st);
             }
             st
         };
@@ -78,8 +79,11 @@ impl Union {
 
     /// A metacopy file's blocks are its lower data file's (the upper one has none): what
     /// the kernel reports, and what `du` should count.
-    pub(crate) fn show_data_blocks(&self, data: &super::node::Loc, st: &mut Stat) {
-        if let Ok(d) = self.layer(data.layer).stat(&data.path) {
+    pub(crate) fn show_data_blocks(&self, parent: Option<&Node>, data: &Loc, st: &mut Stat) {
+        let data_st = self
+            .lower_at(parent, data)
+            .and_then(|at| fs::stat_at(at.dir.fd(), &at.name));
+        if let Ok(d) = data_st {
             st.st_blocks = d.st_blocks;
         }
     }

@@ -67,12 +67,13 @@ impl Union {
             Some(p) => self.upper_dir(p)?,
             None => std::sync::Arc::new(self.upper().dir(parent_path)?),
         };
-        let (src_parent, src_name) = path::split(&src.path);
-        let src_dir = self.layer(src.layer).dir(src_parent)?;
-        let st = fs::stat_at(src_dir.as_fd(), src_name)?;
+        // Through the parent's cached lower directory handles: no path walk.
+        let src_at = self.lower_at(parent.as_deref(), &src)?;
+        let (src_dir, src_name) = (src_at.dir.fd(), src_at.name.as_slice());
+        let st = fs::stat_at(src_dir, src_name)?;
         if src.layer == INDEX {
             // Another name of this file was copied up already: link to that copy.
-            fs::link_at(src_dir.as_fd(), src_name, dst_dir.as_fd(), name)?;
+            fs::link_at(src_dir, src_name, dst_dir.as_fd(), name)?;
             let mut s = node.state.write();
             s.upper = true;
             // The index copy is complete: nothing is read from a lower any more.
@@ -90,7 +91,7 @@ impl Union {
         let work = self.work()?;
         let tmp = self.temp_name();
         let staged = self.stage_copy(
-            (src.layer, src_dir.as_fd(), src_name),
+            (src.layer, src_dir, src_name),
             &st,
             (work, &tmp),
             node.ino,
@@ -148,9 +149,8 @@ impl Union {
         };
         let at = self.top_at(node)?;
         let (dir, name) = (at.dir.fd(), at.name.as_slice());
-        let (data_parent, data_name) = path::split(&data.path);
-        let data_dir = self.layer(data.layer).dir(data_parent)?;
-        let src = fs::open_at(data_dir.as_fd(), data_name, libc::O_RDONLY, 0)?;
+        let data_at = self.data_at(node, &data)?;
+        let src = fs::open_at(data_at.dir.fd(), &data_at.name, libc::O_RDONLY, 0)?;
         let dst = open_for_data(dir, name)?;
         let before = fs::fstat(dst.as_fd())?;
         // Writing drops security.capability (and set-id bits without CAP_FSETID): both are

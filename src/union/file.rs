@@ -98,7 +98,7 @@ impl Union {
         // A metacopy file is read from the lower file that holds its data (served cached, as
         // lower files are on a writable mount: a later write-open can then use the upper).
         let at = match node.metacopy_data() {
-            Some(data) => self.at_loc(&data)?,
+            Some(data) => self.data_at(&node, &data)?,
             None => self.top_at(&node)?,
         };
         let trunc = if write && flags & libc::O_TRUNC != 0 {

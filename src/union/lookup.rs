@@ -437,7 +437,7 @@ impl Union {
             && f.kind() == libc::S_IFREG
             && let Some(data) = f.lowers.first()
         {
-            self.show_data_blocks(data, &mut st);
+            self.show_data_blocks(Some(dir), data, &mut st);
         }
         self.ids.show(&mut st);
         let node = self.nodes.remember(
