@@ -114,6 +114,7 @@ impl Union {
         } else {
             self.copy_up_meta(&node)?;
         }
+        let _gate = self.metacopy_gate(&node);
         let at = self.top_at(&node)?;
         let (d, name) = (at.dir.fd(), at.name.as_slice());
         if let Some(size) = a.size {
@@ -397,6 +398,7 @@ impl Union {
         if !node.state.read().unlinked {
             self.copy_up_meta(&node)?;
         }
+        let _gate = self.metacopy_gate(&node);
         node.forget_xattr_names();
         self.at_top(&node, |d, n| xattr::set(d, n, name, value, flags))
     }
@@ -413,6 +415,7 @@ impl Union {
         if !node.state.read().unlinked {
             self.copy_up_meta(&node)?;
         }
+        let _gate = self.metacopy_gate(&node);
         node.forget_xattr_names();
         self.at_top(&node, |d, n| xattr::remove(d, n, name))
     }

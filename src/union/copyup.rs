@@ -41,6 +41,16 @@ impl Union {
         }
     }
 
+    /// Held while a metadata change is applied to a metacopy file: its data copy-up (which
+    /// holds the same gate) puts back the times and mode it found, and must not undo a
+    /// change made meanwhile. None for other files (nothing to wait for).
+    pub(crate) fn metacopy_gate<'n>(
+        &self,
+        node: &'n Node,
+    ) -> Option<parking_lot::MutexGuard<'n, ()>> {
+        node.metacopy_data().map(|_| node.copyup.lock())
+    }
+
     fn copy_up_as(&self, node: &Node, data: Data) -> SysResult<()> {
         self.writable()?;
         if node.is_upper() {
