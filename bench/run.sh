@@ -313,7 +313,10 @@ prep_append_big()     { sync; cat "$L/big/big.bin" > /dev/null; }
 run_append_big()      { printf x >> "$1/big.bin"; stat -c %s "$1/big.bin" > "$OUT"; }
 prep_append_big_nofsync() { prep_append_big "$1"; }
 run_append_big_nofsync()  { run_append_big "$1"; }
-prep_chmod_R_etc()    { :; }
+# The kernel copies each file's data up and fsyncs it: without draining first, its fsyncs
+# pay for the journal commit of the previous run's `rm -rf` of its upper (measured: 0.02 to
+# 0.29 s for the same kernel run).
+prep_chmod_R_etc()    { sync; }
 run_chmod_R_etc()     { chmod -R g+w "$1/etc"; find "$1/etc" ! -perm -g+w ! -type l | wc -l > "$OUT"; }
 prep_rm_rf_usr_share() { :; }
 run_rm_rf_usr_share() { rm -rf "${1:?}/usr/share"; ls -A "$1/usr" | tr '\n' ' ' > "$OUT"; }

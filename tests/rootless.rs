@@ -311,3 +311,34 @@ fn rootless_xattr_permissions_chown_in_a_user_namespace() {
         (uid, Some("123:456:644".to_string()))
     );
 }
+
+/// metacopy=on without trusted.* xattrs: the metadata-only copy carries
+/// `user.overlay.metacopy`, reads come from the lower, and a write copies the data.
+#[test]
+fn rootless_metacopy_uses_the_user_namespace_xattr() {
+    let _s = serial();
+    ensure_user();
+    let _fuse = FuseAccess::grant();
+    let (_keep, dir) = stack(true);
+    let big = Path::new(&dir).join("l/big");
+    // 100,000 bytes ending in a newline, so the appended line stands alone.
+    let mut content = "0123456789".repeat(10_000).into_bytes();
+    *content.last_mut().unwrap() = b'\n';
+    fs::write(&big, content).unwrap();
+    let status = Command::new("chown")
+        .args([&format!("{USER}:{USER}")])
+        .arg(&big)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let script = format!(
+        "cd {dir}; {bin} -o lowerdir=l,upperdir=u,workdir=w,metacopy=on m; \
+         trap 'fusermount3 -u m 2>/dev/null || true' EXIT; chmod 600 m/big; test \"$(stat -c %a m/big)\" = 600; \
+         test \"$(stat -c %s u/big)\" = 100000; test \"$(stat -c %b u/big)\" = 0; \
+         getfattr -n user.overlay.metacopy u/big > /dev/null; cmp m/big l/big; \
+         echo more >> m/big; fusermount3 -u m; trap - EXIT; \
+         test \"$(tail -1 u/big)\" = more; ! getfattr -n user.overlay.metacopy u/big 2>/dev/null",
+        bin = unionrs_bin().display()
+    );
+    as_user(&script);
+}
