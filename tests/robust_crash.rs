@@ -641,3 +641,117 @@ fn kill_during_rename_back_onto_whiteout() {
         eprintln!("kill {it} at {delay} ms after {n} renames: {shown} shown");
     }
 }
+
+/// metacopy=on: the data of a metacopy file is copied into the upper file in place (not
+/// staged in W/work); a kill at any point of that copy must leave the file showing the lower
+/// data (metacopy xattr still set, whatever part of the data had landed) or the complete
+/// data, never a mix, with the metadata change kept either way.
+#[test]
+fn kill_during_metacopy_data_copyup() {
+    let _s = common::serial();
+    let iters = env_num("UNIONRS_CRASH_ITERS").unwrap_or(if long() { 60 } else { 8 });
+    let seed = env_num("UNIONRS_SEED").unwrap_or(0x3e7a_c0b1);
+    let mut rng = Rng(seed);
+    let l = Layers::new(1);
+    let blocks = 16; // 128 MiB
+    let mut f = fs::File::create(l.l(1).join("big.bin")).unwrap();
+    for i in 0..blocks {
+        f.write_all(&block(i)).unwrap();
+    }
+    drop(f);
+    let s = Setup {
+        l,
+        big_len: blocks * CHUNK as u64,
+    };
+    let upper_big = s.l.upper().join("big.bin");
+    let chmod = |mode| {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(s.l.m("big.bin"), fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let append = |m: PathBuf, done: Arc<AtomicBool>| {
+        thread::spawn(move || {
+            let f = fs::OpenOptions::new().append(true).open(m.join("big.bin"));
+            if let Ok(mut f) = f
+                && f.write_all(TAIL).is_ok()
+            {
+                done.store(true, Ordering::SeqCst);
+            }
+        })
+    };
+
+    // How long the data copy-up takes here: kills land in 0..2x that.
+    reset(&s.l);
+    let g = mount(Fs::Unionrs, &s.l, &["metacopy=on"]);
+    chmod(0o600);
+    let t = Instant::now();
+    append(s.l.mnt.clone(), Arc::new(AtomicBool::new(false)))
+        .join()
+        .unwrap();
+    let window = (t.elapsed().as_millis() as u64 * 2).max(20);
+    drop(g);
+
+    let (mut mid_copy, mut tally) = (0, BTreeMap::<&str, usize>::new());
+    for it in 0..iters {
+        reset(&s.l);
+        let g = mount(Fs::Unionrs, &s.l, &["metacopy=on"]);
+        chmod(0o600);
+        assert!(
+            sys::lgetxattr(&upper_big, "trusted.overlay.metacopy").is_ok(),
+            "chmod made no metacopy file"
+        );
+        let done = Arc::new(AtomicBool::new(false));
+        let h = append(s.l.mnt.clone(), done.clone());
+        let delay = rng.below(window);
+        thread::sleep(Duration::from_millis(delay));
+        sys::kill(g.pid().unwrap(), libc::SIGKILL).unwrap();
+        h.join().unwrap();
+        lazy_unmount(&s.l.mnt, it % 2 == 1);
+        drop(g);
+        let still_meta = sys::lgetxattr(&upper_big, "trusted.overlay.metacopy").is_ok();
+        let upper_blocks = {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(&upper_big).unwrap().blocks()
+        };
+        if still_meta && upper_blocks > 0 {
+            mid_copy += 1;
+        }
+        let (code, lines) = unionrs_check(&s.l, false);
+        assert_eq!(code, 0, "iteration {it}: check after the kill: {lines:?}");
+
+        let g = mount(Fs::Unionrs, &s.l, &["metacopy=on"]);
+        let state = big_state(&s);
+        if done.load(Ordering::SeqCst) {
+            assert_eq!(
+                state, "copied up with tail",
+                "iteration {it}: a returned append lost"
+            );
+        }
+        if still_meta {
+            assert_eq!(state, "copied up, no tail", "iteration {it}: metacopy file");
+        }
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            fs::metadata(s.l.m("big.bin")).unwrap().permissions().mode() & 0o7777
+        };
+        assert_eq!(mode, 0o600, "iteration {it}: the chmod was lost");
+        *tally.entry(state).or_default() += 1;
+        eprintln!(
+            "kill {it} at {delay} ms: {state}, metacopy kept: {still_meta}, upper blocks {upper_blocks}"
+        );
+        if still_meta {
+            // The data copy-up again, over what the killed one left: the result is whole.
+            append(s.l.mnt.clone(), Arc::new(AtomicBool::new(false)))
+                .join()
+                .unwrap();
+            assert_eq!(
+                big_state(&s),
+                "copied up with tail",
+                "iteration {it}: retry"
+            );
+        }
+        drop(g);
+    }
+    eprintln!(
+        "seed {seed:#x}: {iters} kills (window {window} ms); states {tally:?}; {mid_copy} hit the data copy mid-way"
+    );
+}

@@ -144,9 +144,10 @@ impl Union {
     }
 
     /// Gives a metacopy file its data, in place as the kernel does: the data is copied into
-    /// the upper file (whose metadata stays), synced, and only then is the metacopy xattr
-    /// removed. Until that moment the file reads from the lower, so a crash at any point
-    /// leaves the data the file showed (the next completion starts over from an empty file).
+    /// the upper file (whose size and other metadata stay), synced, and only then is the
+    /// metacopy xattr removed. Until that moment the file reads from the lower, so a crash at
+    /// any point leaves the data the file showed (the next completion first drops what an
+    /// interrupted one wrote).
     /// In place, not by a new file renamed over it: hard links and open handles on the
     /// upper inode stay valid.
     fn copy_up_metacopy_data(&self, node: &Node) -> SysResult<()> {
@@ -166,7 +167,7 @@ impl Union {
         // Writing drops security.capability (and set-id bits without CAP_FSETID): both are
         // the file's metadata, kept from before.
         let capability = xattr::get(dir, name, CAPABILITY_XATTR).ok();
-        io::ftruncate(dst.as_fd(), 0)?;
+        clear_data(dst.as_fd(), before.st_size)?;
         let copied = copy_data(src.as_fd(), dst.as_fd(), before.st_size as u64)?;
         self.stats.bytes_copied.fetch_add(copied, Ordering::Relaxed);
         if let Some(value) = capability
@@ -343,6 +344,26 @@ fn open_for_data(dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<std::os::fd::Own
             let opened = fs::open_at(dir, name, libc::O_WRONLY, 0);
             fs::chmod_at(dir, name, mode)?;
             opened
+        }
+        r => r,
+    }
+}
+
+/// Drops whatever data an interrupted earlier copy left in metacopy file `dst`, keeping its
+/// size: the size is the metadata the file shows while it still reads from the lower, so it
+/// must never change under a reader (or a crash) during the copy.
+fn clear_data(dst: BorrowedFd<'_>, size: i64) -> SysResult<()> {
+    match io::lseek(dst, 0, libc::SEEK_DATA) {
+        Err(e) if e.0 == libc::ENXIO => return Ok(()), // no data: the usual case
+        _ => {}
+    }
+    let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    match io::fallocate(dst, punch, 0, size) {
+        Err(e) if e.0 == libc::EOPNOTSUPP => {
+            // No hole punching: emptied and sized again at once (a crash in between
+            // would show size 0 until the data copy-up is retried).
+            io::ftruncate(dst, 0)?;
+            io::ftruncate(dst, size as u64)
         }
         r => r,
     }
