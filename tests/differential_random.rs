@@ -10,7 +10,8 @@
 //! UNIONRS_DIFF_SHRINK_SECS (shrinking budget per distinct failure, default 60),
 //! UNIONRS_DIFF_STRICT=1 (known open bugs, see KNOWN below, fail the run too),
 //! UNIONRS_DIFF_NO_LOWER_LINKS=1 (no hard links in the lowers: explores past the known
-//! lower-hard-link bugs, which otherwise end many sequences early).
+//! lower-hard-link bugs, which otherwise end many sequences early),
+//! UNIONRS_DIFF_METACOPY=1 (both sides mounted metacopy=on, see diffrun::metacopy_mode).
 //! On failure: the seed, the failure and a shrunk case as ready-to-paste Rust for
 //! tests/union_regressions.rs. With UNIONRS_TEST_ONLY=kernel both sides are the kernel.
 

@@ -267,6 +267,16 @@ fn rename_link_and_unlink_of_metacopy_files() {
     fs::rename(l.m("d/a"), l.m("a2")).unwrap();
     assert_eq!(fs::read(l.m("a2")).unwrap(), lower_data(&l, "a"));
     assert!(!l.m("d/a").exists());
+    // Renamed without its data, as the kernel does: metacopy plus an absolute redirect.
+    let a2 = l.upper().join("a2");
+    assert!(!has_data(&a2), "rename copied the data");
+    assert_eq!(lgetxattr(&a2, METACOPY).unwrap(), b"");
+    assert_eq!(lgetxattr(&a2, "trusted.overlay.redirect").unwrap(), b"/d/a");
+    // Renamed again: the redirect still leads to the data.
+    fs::rename(l.m("a2"), l.m("a3")).unwrap();
+    fs::rename(l.m("a3"), l.m("a2")).unwrap();
+    assert_eq!(fs::read(l.m("a2")).unwrap(), lower_data(&l, "a"));
+    assert_eq!(stats_value(&l.mnt, "copy_up_bytes"), 0);
     fs::hard_link(l.m("d/b"), l.m("b2")).unwrap();
     assert_eq!(fs::read(l.m("b2")).unwrap(), lower_data(&l, "b"));
     assert_eq!(fs::symlink_metadata(l.m("d/b")).unwrap().nlink(), 2);
@@ -349,4 +359,24 @@ fn check_judges_metacopy_files_by_their_lower_data() {
         text.contains("metacopy file whose data no lower layer holds"),
         "{text}"
     );
+}
+
+#[test]
+fn metacopy_files_in_renamed_directories() {
+    let _s = serial();
+    let l = stack();
+    let m = mount(Fs::Unionrs, &l, &["metacopy=on"]);
+    fs::set_permissions(l.m("d/a"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(l.m("d/b"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::rename(l.m("d"), l.m("d2")).unwrap();
+    assert_eq!(fs::read(l.m("d2/a")).unwrap(), lower_data(&l, "a"));
+    // Out of the renamed directory: the redirect names the lower path.
+    fs::rename(l.m("d2/b"), l.m("b-out")).unwrap();
+    assert_eq!(fs::read(l.m("b-out")).unwrap(), lower_data(&l, "b"));
+    assert_eq!(stats_value(&l.mnt, "copy_up_bytes"), 0);
+    m.unmount();
+    let _k = mount(Fs::KernelOverlay, &l, &[KERNEL_METACOPY]);
+    assert_eq!(fs::read(l.m("d2/a")).unwrap(), lower_data(&l, "a"));
+    assert_eq!(fs::read(l.m("b-out")).unwrap(), lower_data(&l, "b"));
+    assert_eq!(fs::read(l.m("d2/c")).unwrap(), lower_data(&l, "c"));
 }

@@ -41,9 +41,39 @@ impl Union {
         }
     }
 
+    /// Gets a regular file into the upper for a rename. With metacopy=on its data stays in
+    /// the lower, as on the kernel: a metadata-only copy, which after the rename finds its
+    /// data through an absolute redirect to the lower path (kernel format). Where that path
+    /// would not lead back to the same lower file (a directory above it was renamed), the
+    /// data is copied instead.
+    pub(crate) fn copy_up_for_rename(&self, node: &Node) -> SysResult<()> {
+        if !self.metacopy || node.kind != libc::S_IFREG {
+            return self.copy_up(node);
+        }
+        self.copy_up_meta(node)?;
+        {
+            let _gate = node.copyup.lock();
+            let Some(data) = node.metacopy_data() else {
+                return Ok(()); // a complete file
+            };
+            let at = self.top_at(node)?;
+            let attr = self.markers.redirect_xattr();
+            if xattr::has(at.dir.fd(), &at.name, attr) {
+                return Ok(()); // renamed before: it points at its data already
+            }
+            let found = self.resolve_from_lower_roots(&data.path)?;
+            if found.and_then(|f| f.lowers.into_iter().next()).as_ref() == Some(&data) {
+                let value = [b"/", data.path.as_slice()].concat();
+                return xattr::set(at.dir.fd(), &at.name, attr, &value, 0);
+            }
+        }
+        self.copy_up(node)
+    }
+
     /// Held while a metadata change is applied to a metacopy file: its data copy-up (which
-    /// holds the same gate) puts back the times and mode it found, and must not undo a
-    /// change made meanwhile. None for other files (nothing to wait for).
+    /// holds the same gate) puts back the mode and `security.capability` it found (a write
+    /// may drop them), and must not undo a change made meanwhile. None for other files
+    /// (nothing to wait for).
     pub(crate) fn metacopy_gate<'n>(
         &self,
         node: &'n Node,
@@ -144,8 +174,8 @@ impl Union {
     }
 
     /// Gives a metacopy file its data, in place as the kernel does: the data is copied into
-    /// the upper file (whose size and other metadata stay), synced, and only then is the
-    /// metacopy xattr removed. Until that moment the file reads from the lower, so a crash at
+    /// the upper file (whose size, owner, mode and xattrs stay; its mtime becomes the copy's,
+    /// as on the kernel), synced, and only then is the metacopy xattr removed. Until that moment the file reads from the lower, so a crash at
     /// any point leaves the data the file showed (the next completion first drops what an
     /// interrupted one wrote).
     /// In place, not by a new file renamed over it: hard links and open handles on the
@@ -178,9 +208,7 @@ impl Union {
         if fs::fstat(dst.as_fd())?.st_mode != before.st_mode {
             fs::chmod_at(dst.as_fd(), b"", before.st_mode & 0o7777)?;
         }
-        let at_time = fs::TimeSpec::At(before.st_atime, before.st_atime_nsec);
-        let mt_time = fs::TimeSpec::At(before.st_mtime, before.st_mtime_nsec);
-        fs::utimes_at(dst.as_fd(), b"", at_time, mt_time)?;
+        // The times are left as the copy made them (mtime: now), as the kernel leaves them.
         if self.fsync {
             self.disk_fsync(dst.as_fd(), false)?;
         }

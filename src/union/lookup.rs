@@ -294,7 +294,7 @@ impl Union {
 
     /// Resolves `target` (a path below the layer roots) through the lower layers, one
     /// component at a time as a lookup from the root would.
-    fn resolve_from_lower_roots(&self, target: &[u8]) -> SysResult<Option<Found>> {
+    pub(crate) fn resolve_from_lower_roots(&self, target: &[u8]) -> SysResult<Option<Found>> {
         let first_lower = usize::from(self.has_upper);
         let mut stack: Vec<Loc> = (first_lower..self.layers.len())
             .map(|layer| Loc {

@@ -163,15 +163,16 @@ impl Union {
         Ok(node)
     }
 
-    /// Gets a rename source into the upper: files by copy-up, directories by a copy of the
-    /// directory alone plus a redirect to where its lower content lives.
+    /// Gets a rename source into the upper: files by copy-up (metadata only and a redirect to
+    /// the data, with metacopy=on), directories by a copy of the directory alone plus a
+    /// redirect to where its lower content lives.
     fn prepare_source(&self, node: &Arc<Node>) -> SysResult<()> {
+        if !node.is_dir() {
+            return self.copy_up_for_rename(node);
+        }
         let had_upper = node.is_upper();
         let lower_path = node.state.read().lowers.first().map(|l| l.path.clone());
         self.copy_up(node)?;
-        if !node.is_dir() {
-            return Ok(());
-        }
         if let Some(lp) = lower_path {
             let p = node.path();
             let (parent, name) = path::split(&p);

@@ -447,7 +447,7 @@ pub fn normalize(
                 mode: e.mode,
                 owner: (e.uid, e.gid),
                 size: e.size,
-                hash: if e.xattrs.contains_key("trusted.overlay.metacopy") {
+                hash: if metacopy_mode() || e.xattrs.contains_key("trusted.overlay.metacopy") {
                     None
                 } else {
                     e.hash.clone()
@@ -537,6 +537,15 @@ pub fn existing(root: &Path) -> Vec<String> {
     out
 }
 
+/// `UNIONRS_DIFF_METACOPY=1`: both sides mounted with metacopy=on (metadata changes of lower
+/// files copy no data; the kernel's remount of the other upper too). The upper dirs' file
+/// contents are then not compared (either side may hold a file as metacopy or with its data:
+/// unionrs copies the data on rename, the kernel writes a redirect); the merged views, which
+/// read the data, still are.
+pub fn metacopy_mode() -> bool {
+    std::env::var("UNIONRS_DIFF_METACOPY").as_deref() == Ok("1")
+}
+
 /// Runs `lowers` + the ops that `next` yields (it sees the kernel mount, for generation).
 /// Returns the ops run (up to and including the first failing one) and the verdict.
 pub fn run_with(
@@ -558,8 +567,13 @@ pub fn run_with(
     let other = other_fs();
     let fail = |sig: String, msg: String| Failure { sig, msg };
     let mut ops = Vec::new();
-    let ma = mount(Fs::KernelOverlay, &a, &[]);
-    let mb = mount(other, &b, &[]);
+    let opts: &[&str] = if metacopy_mode() {
+        &["metacopy=on"]
+    } else {
+        &[]
+    };
+    let ma = mount(Fs::KernelOverlay, &a, opts);
+    let mb = mount(other, &b, opts);
     let view_check = |step: &str, relaxed: bool| -> Result<BTreeMap<PathBuf, EntryInfo>, Failure> {
         let mut ta = snap(&a.mnt).map_err(|e| {
             fail(
@@ -741,8 +755,9 @@ pub fn run_with(
     let out = std::process::Command::new("mount")
         .args(["-t", "overlay", "overlay", "-o"])
         .arg(format!(
-            "{},redirect_dir=on,index=on",
-            super::layer_opts(&b)
+            "{},redirect_dir=on,index=on{}",
+            super::layer_opts(&b),
+            if metacopy_mode() { ",metacopy=on" } else { "" }
         ))
         .arg(&b.mnt)
         .output()
