@@ -308,3 +308,74 @@ fn umount_then_mount_at_once() {
     }
     ok(&store, &["rm", "u"]);
 }
+
+/// A container whose upper was written by a metacopy=on mount (files chmod'ed and renamed
+/// without their data) commits with the data, read from the lower layer.
+#[test]
+fn commit_of_metacopy_files_takes_the_data_from_the_lower() {
+    assert!(can_mount(), "needs root, /dev/fuse and fusermount3");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let _guard = UnmountUnder(store.join("containers"));
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let base = layer(
+        &[dir("etc"), file("etc/a", &big), file("etc/b", b"bee")],
+        Comp::Gzip,
+    );
+    load_image(
+        &store,
+        tmp.path(),
+        "base:1",
+        &[&base],
+        config(&[&base], "2024-01-01T00:00:00Z"),
+    );
+    ok(&store, &["create", "--name", "c", "base:1"]);
+    ok(&store, &["umount", "c"]);
+    // The same upper, mounted by hand with metacopy=on.
+    let c = store.join("containers/c");
+    let lower = store.join("layers").join(&base.diff_id[7..]);
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},metacopy=on",
+        lower.display(),
+        c.join("upper").display(),
+        c.join("work").display()
+    );
+    let m = c.join("merged");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_unionrs"))
+        .args(["-o", &opts])
+        .arg(&m)
+        .status()
+        .unwrap();
+    assert!(st.success(), "metacopy mount of the container's upper");
+    let hand = Unmount(m.clone());
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(m.join("etc/a"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::rename(m.join("etc/b"), m.join("b-moved")).unwrap();
+    drop(hand);
+    let has = |p: &str| {
+        std::process::Command::new("getfattr")
+            .args(["-n", "trusted.overlay.metacopy"])
+            .arg(c.join("upper").join(p))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(
+        has("etc/a") && has("b-moved"),
+        "the upper holds metacopy files"
+    );
+    ok(&store, &["commit", "c", "committed:1"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&store, &["inspect", "committed:1"])).unwrap();
+    let top = v[0]["RootFS"]["Layers"][1].as_str().unwrap()[7..].to_string();
+    let top = store.join("layers").join(top);
+    assert_eq!(fs::read(top.join("etc/a")).unwrap(), big);
+    let mode = fs::metadata(top.join("etc/a"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o600);
+    assert_eq!(fs::read(top.join("b-moved")).unwrap(), b"bee");
+    assert!(top.join("etc/.wh.b").is_file());
+}
