@@ -12,7 +12,8 @@
 //!
 //! Repair only does what leaves the merged view as it is: it deletes work and orphaned index
 //! entries and whiteouts that hide nothing, and drops malformed xattrs (a redirect that points
-//! nowhere becomes `opaque=y`, which shows the same: the directory's own entries only).
+//! nowhere becomes `opaque=y`, which shows the same: the directory's own entries only; a
+//! malformed metacopy value becomes the kernel's empty one, still read as metacopy).
 //! All layer access goes through the layers' root fds (no symlink inside a layer is followed).
 
 use super::layer::Layer;
@@ -342,8 +343,7 @@ impl Checker<'_> {
                     if kind(st) != libc::S_IFREG {
                         Some("metacopy on a non-regular file")
                     } else {
-                        (!whiteout::is_valid_metacopy(&value))
-                            .then_some("metacopy value is not empty nor an ovl_metacopy")
+                        (!whiteout::is_valid_metacopy(&value)).then_some(BAD_METACOPY_VALUE)
                     }
                 }
                 "trusted.overlay.redirect" | "user.overlay.redirect" => {
@@ -399,6 +399,21 @@ impl Checker<'_> {
         why: &str,
     ) {
         let a = String::from_utf8_lossy(attr);
+        if why == BAD_METACOPY_VALUE {
+            // The mount reads the data from the lower whatever the value: the kernel's empty
+            // form keeps that, where removing the xattr would show the empty upper file.
+            match xattr::set(dir, name, attr, b"", 0) {
+                Ok(()) => self
+                    .report
+                    .repaired
+                    .push(format!("emptied {a} of {}", path.display())),
+                Err(e) => self
+                    .report
+                    .unrepaired
+                    .push(format!("cannot rewrite {a} of {}: {e}", path.display())),
+            }
+            return;
+        }
         if let Err(e) = xattr::remove(dir, name, attr) {
             self.report
                 .unrepaired
@@ -620,6 +635,8 @@ fn resolve_redirect(value: &[u8], parent: &[u8]) -> Vec<u8> {
         None => path::join(parent, value),
     }
 }
+
+const BAD_METACOPY_VALUE: &str = "metacopy value is not empty nor an ovl_metacopy";
 
 /// Whether upper file `name` in `dir` is a metacopy file (either xattr namespace).
 fn is_metacopy(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
@@ -861,6 +878,13 @@ mod tests {
             r.unrepaired
         );
         assert!(d.upper.join("a/lost").exists());
+        // The malformed value is emptied (still metacopy: the view stays), the xattr on a
+        // directory dropped.
+        assert_eq!(
+            get(&d.upper.join("bad"), "trusted.overlay.metacopy"),
+            Some(vec![])
+        );
+        assert_eq!(get(&d.upper.join("dir"), "trusted.overlay.metacopy"), None);
     }
 
     #[test]
