@@ -9,8 +9,9 @@ use std::process::ExitCode;
 pub const USAGE: &str =
     "usage: unionrs check UPPER_DIR [--work WORK_DIR] [--lower L1:L2:...] [--repair]
   Checks an upper dir (and the workdir given at mount time) for stray work entries, orphaned
-  hard-link index entries, malformed overlay xattrs and whiteouts that hide nothing (orphaned
-  index entries, dangling redirects and most useless whiteouts need --lower; without it only
+  hard-link index entries, malformed overlay xattrs, whiteouts that hide nothing and metacopy
+  files whose data no lower holds (orphaned index entries, dangling redirects, lost metacopy
+  data and most useless whiteouts need --lower; without it only
   structural problems are reported). Prints one line per
   finding; exit 0 when clean, 1 when something was found, 2 on a usage or I/O error.
   --repair fixes what leaves the merged view unchanged and prints what it did; exit 0 when
