@@ -40,10 +40,21 @@ impl Union {
         // One read guard for everything the state says: a second read while a writer waits
         // would deadlock (parking_lot's RwLock is writer-fair), and one is cheaper on every
         // getattr. A merged directory cannot count its subdirectories cheaply (kernel: 1).
-        let (unlinked, detached, upper, merged) = {
+        let (unlinked, detached, upper, merged, metacopy) = {
             let s = node.state.read();
             let layers = s.lowers.len() + usize::from(s.upper);
-            (s.unlinked, s.detached.clone(), s.upper, layers > 1)
+            // A metacopy file (see Node::metacopy_data): its data file, and the parent whose
+            // cached lower handles reach it.
+            let metacopy = (node.kind == libc::S_IFREG && s.upper && !s.unlinked)
+                .then(|| s.lowers.first().map(|d| (d.clone(), s.parent.clone())))
+                .flatten();
+            (
+                s.unlinked,
+                s.detached.clone(),
+                s.upper,
+                layers > 1,
+                metacopy,
+            )
         };
         let mut st = if unlinked {
             let fd = match fh.and_then(|h| self.handles.get(h)) {
@@ -63,8 +74,7 @@ impl Union {
             let mut st = fs::stat_at(at.dir.fd(), &at.name)?;
             self.fix_nlink_in(at.layer, at.dir.fd(), &at.name, &mut st);
             self.apply_override(at.layer, at.dir.fd(), &at.name, &mut st);
-            if let Some(data) = node.metacopy_data() {
-                let parent = node.state.read().parent.clone();
+            if let Some((data, parent)) = metacopy {
                 self.show_data_blocks(parent.as_deref(), &data, &mut st);
             }
             st
