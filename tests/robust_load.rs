@@ -502,20 +502,13 @@ fn append_open_while_a_reader_holds_the_lower_file() {
 #[test]
 #[ignore = "unionrs differs (FUSE limit): the kernel sends no open for an O_PATH fd, so only a handle on every deleted upper file the kernel still knows could keep its data, and that handle kept the blocks until the kernel's FORGET and broke rm-then-write on a full disk (robust_enospc). The EIO part is fixed: reused_number_gets_its_own_node_id"]
 fn deleted_file_keeps_its_number_while_the_kernel_knows_it() {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::io::AsRawFd;
     let _s = common::serial();
     for kind in [Fs::KernelOverlay, Fs::Unionrs] {
         let l = Layers::new(1);
         let g = mount(kind, &l, &[]);
-        common::write(l.m("old"), "old data");
-        let number = fs::metadata(l.upper().join("old")).unwrap().ino();
-        let held = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH)
-            .open(l.m("old"))
-            .unwrap();
-        fs::remove_file(l.m("old")).unwrap();
+        let (held, number) = hold_then_delete(&l, "old");
         let mut reused = None;
         for i in 0..100 {
             let name = format!("new{i}");
@@ -550,20 +543,12 @@ fn deleted_file_keeps_its_number_while_the_kernel_knows_it() {
 /// shows one number in stat and readdir.
 #[test]
 fn reused_number_gets_its_own_node_id() {
-    use std::os::unix::fs::{DirEntryExt, MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::{DirEntryExt, MetadataExt};
     use std::os::unix::io::AsRawFd;
     let _s = common::serial();
     let l = Layers::new(1);
     let g = mount(Fs::Unionrs, &l, &[]);
-    common::write(l.m("old"), "old data");
-    let number = fs::metadata(l.upper().join("old")).unwrap().ino();
-    let held = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH)
-        .open(l.m("old"))
-        .unwrap();
-    let shown_old = held.metadata().unwrap().ino();
-    fs::remove_file(l.m("old")).unwrap();
+    let (held, number) = hold_then_delete(&l, "old");
     let reused = (0..200)
         .map(|i| format!("new{i}"))
         .find(|name| {
@@ -582,7 +567,10 @@ fn reused_number_gets_its_own_node_id() {
     );
     assert_eq!(fs::read_to_string(l.m(&reused)).unwrap(), reused);
     let shown = fs::metadata(l.m(&reused)).unwrap().ino();
-    assert_ne!(shown, shown_old, "two live kernel inodes share a node id");
+    assert_ne!(
+        shown, number,
+        "the new file answers under the held file's node id"
+    );
     let listed = fs::read_dir(l.m(""))
         .unwrap()
         .map(Result::unwrap)
@@ -594,4 +582,19 @@ fn reused_number_gets_its_own_node_id() {
     // Once the kernel forgets the deleted file, the number is still the new file's.
     assert_eq!(fs::metadata(l.m(&reused)).unwrap().ino(), shown);
     g.unmount();
+}
+
+/// Writes `name` ("old data"), opens it O_PATH, deletes it: the held fd and the upper inode
+/// number the file had.
+fn hold_then_delete(l: &Layers, name: &str) -> (fs::File, u64) {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    common::write(l.m(name), "old data");
+    let number = fs::metadata(l.upper().join(name)).unwrap().ino();
+    let held = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(l.m(name))
+        .unwrap();
+    fs::remove_file(l.m(name)).unwrap();
+    (held, number)
 }

@@ -393,9 +393,9 @@ impl NodeTable {
 mod tests {
     use super::*;
 
-    fn named(root: &Arc<Node>, name: &str) -> NodeState {
+    fn named(parent: Option<&Arc<Node>>, name: &str) -> NodeState {
         NodeState {
-            parent: Some(root.clone()),
+            parent: parent.cloned(),
             name: name.as_bytes().to_vec(),
             upper: true,
             lowers: Vec::new(),
@@ -407,14 +407,14 @@ mod tests {
 
     #[test]
     fn a_reused_number_moves_to_its_own_id_until_the_new_object_goes() {
-        let t = NodeTable::new(Node::new(ROOT, libc::S_IFDIR, named_root()));
+        let t = NodeTable::new(Node::new(ROOT, libc::S_IFDIR, named(None, "")));
         let root = t.get(ROOT).unwrap();
         let fresh = || 1 << 60;
-        let old = t.remember(7, libc::S_IFREG, named(&root, "old"), fresh);
+        let old = t.remember(7, libc::S_IFREG, named(Some(&root), "old"), fresh);
         assert_eq!(old.ino, 7);
         // Deleted while the kernel still holds it; the number goes to a new file.
         old.state.write().unlinked = true;
-        let new = t.remember(7, libc::S_IFREG, named(&root, "new"), fresh);
+        let new = t.remember(7, libc::S_IFREG, named(Some(&root), "new"), fresh);
         assert_eq!((new.ino, new.number), (1 << 60, 7));
         assert_eq!(t.id_of(7), 1 << 60);
         assert!(t.get(7).is_some_and(|n| Arc::ptr_eq(&n, &old)));
@@ -424,22 +424,10 @@ mod tests {
         t.forget(1 << 60, 1);
         assert_eq!(t.id_of(7), 1 << 60, "st_ino changed while the object lives");
         // ...until that object is deleted and forgotten too.
-        let again = t.remember(7, libc::S_IFREG, named(&root, "new"), fresh);
+        let again = t.remember(7, libc::S_IFREG, named(Some(&root), "new"), fresh);
         assert_eq!(again.ino, 1 << 60);
         again.state.write().unlinked = true;
         t.forget(1 << 60, 1);
         assert_eq!(t.id_of(7), 7);
-    }
-
-    fn named_root() -> NodeState {
-        NodeState {
-            parent: None,
-            name: Vec::new(),
-            upper: true,
-            lowers: Vec::new(),
-            unlinked: false,
-            detached: None,
-            others: Vec::new(),
-        }
     }
 }
