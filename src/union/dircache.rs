@@ -51,9 +51,54 @@ impl LayerDir {
 pub struct LowerDirs {
     pub locs: Vec<Loc>,
     pub layers: Vec<Option<LayerDir>>,
+    /// For a directory merged from several lower copies: per name, the first copy whose
+    /// listing mentions it (as an entry or a `.wh.` marker). The copies above it can neither
+    /// show nor hide that name, so a lookup starts there instead of asking each copy in turn.
+    first_mention: Option<HashMap<Vec<u8>, usize>>,
+    /// The first copy that could not be read: it must be visited whatever the name.
+    first_unread: usize,
 }
 
 impl LowerDirs {
+    fn new(locs: Vec<Loc>, layers: Vec<Option<LayerDir>>) -> LowerDirs {
+        let first_unread = layers
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(layers.len());
+        let first_mention = (layers.len() > 1).then(|| {
+            let mut first = HashMap::new();
+            // Bottom up, so the topmost mention is the one left.
+            for (i, l) in layers.iter().enumerate().rev() {
+                let Some(l) = l else { continue };
+                for name in l.names.keys().chain(&l.whiteouts) {
+                    match first.get_mut(name.as_slice()) {
+                        Some(at) => *at = i,
+                        None => {
+                            first.insert(name.clone(), i);
+                        }
+                    }
+                }
+            }
+            first
+        });
+        LowerDirs {
+            locs,
+            layers,
+            first_mention,
+            first_unread,
+        }
+    }
+
+    /// The first lower copy a lookup of `name` must visit (`layers.len()` when none: the
+    /// name is in no lower copy).
+    pub fn first_to_visit(&self, name: &[u8]) -> usize {
+        let Some(first) = &self.first_mention else {
+            return 0;
+        };
+        let mentioned = first.get(name).copied().unwrap_or(self.layers.len());
+        mentioned.min(self.first_unread)
+    }
+
     /// The cached copy for a lower location, if it is one of ours.
     pub fn get(&self, loc: &Loc) -> Option<&LayerDir> {
         let i = self.locs.iter().position(|l| l == loc)?;
@@ -79,7 +124,7 @@ impl Union {
             s.lowers.clone()
         };
         let layers = locs.iter().map(|l| self.read_layer_dir(l).ok()).collect();
-        let c = Arc::new(LowerDirs { locs, layers });
+        let c = Arc::new(LowerDirs::new(locs, layers));
         *slot = Some(c.clone());
         Some(c)
     }

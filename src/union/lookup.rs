@@ -53,12 +53,6 @@ impl DirScope {
     fn lowers(&self) -> &[Loc] {
         self.cache.as_deref().map_or(&[], |c| &c.locs)
     }
-
-    /// The cached copy of layer `i` (counted from the top, upper included).
-    fn cached(&self, i: usize) -> Option<&LayerDir> {
-        let i = i.checked_sub(usize::from(self.upper.is_some()))?;
-        self.cache.as_deref()?.layers[i].as_ref()
-    }
 }
 
 impl Union {
@@ -102,24 +96,24 @@ impl Union {
             scope.upper.as_ref(),
             scope.lowers(),
             name,
-            |i| scope.cached(i),
+            scope.cache.as_deref(),
             scope.upper_fd.as_deref(),
         )
     }
 
     /// Same, over an explicit list of directory locations (top first).
     pub(crate) fn resolve_in(&self, layers: &[Loc], name: &[u8]) -> SysResult<Option<Found>> {
-        self.resolve_cached(None, layers, name, |_| None, None)
+        self.resolve_cached(None, layers, name, None, None)
     }
 
-    /// Resolves `name` over `upper` (if any) then `lowers`; `cache(i)` is the cached copy of
-    /// the i-th of those, counted from the top.
-    fn resolve_cached<'c>(
+    /// Resolves `name` over `upper` (if any) then `lowers`; `cache`, when given, holds the
+    /// cached copies of exactly `lowers`.
+    fn resolve_cached(
         &self,
         upper: Option<&Loc>,
         lowers: &[Loc],
         name: &[u8],
-        cache: impl Fn(usize) -> Option<&'c LayerDir>,
+        cache: Option<&LowerDirs>,
         upper_fd: Option<&OwnedFd>,
     ) -> SysResult<Option<Found>> {
         if name.len() > 255 {
@@ -129,10 +123,26 @@ impl Union {
             return Ok(None);
         }
         let mut found: Option<Found> = None;
-        let count = usize::from(upper.is_some()) + lowers.len();
+        let top = usize::from(upper.is_some());
+        let count = top + lowers.len();
+        // The lower layers before `skip_to` neither hold `name` nor hide it (their cached
+        // listings say so): one lookup in the merged index instead of two per layer, so a
+        // name that lives only in the bottom layer costs a single stat there.
+        let mut skip_to = 0;
         for (i, loc) in upper.into_iter().chain(lowers).enumerate() {
+            if i == top
+                && let Some(c) = cache
+            {
+                skip_to = top + c.first_to_visit(name);
+            }
+            if i < skip_to {
+                continue;
+            }
             let below = i + 1 < count;
-            let cached = cache(i);
+            let cached: Option<&LayerDir> = match (i.checked_sub(top), cache) {
+                (Some(l), Some(c)) => c.layers[l].as_ref(),
+                _ => None,
+            };
             if let Some(c) = cached
                 && !c.names.contains_key(name)
             {
@@ -157,7 +167,11 @@ impl Union {
             };
             match fs::stat_at(d, name) {
                 Ok(st) => {
-                    if whiteout::is_whiteout(d, name, &st) {
+                    let marked = || match cached {
+                        Some(c) => c.xattr_whiteouts,
+                        None => whiteout::dir_has_xattr_whiteouts(d),
+                    };
+                    if whiteout::is_whiteout_marked(d, name, &st, marked) {
                         break;
                     }
                     let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;

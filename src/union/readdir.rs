@@ -204,7 +204,7 @@ impl Union {
                         Err(Errno::ENOENT) => continue,
                         Err(err) => return Err(err),
                     };
-                    if whiteout::is_whiteout(d, &e.name, &st) {
+                    if whiteout::is_whiteout_marked(d, &e.name, &st, || xattr_whiteouts) {
                         hidden.insert(e.name);
                         continue;
                     }

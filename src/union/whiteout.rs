@@ -72,12 +72,24 @@ pub fn is_device_whiteout(st: &Stat) -> bool {
 
 /// Whether `name` (already stat'ed as `st`) in directory `dir` is any form of whiteout object.
 pub fn is_whiteout(dir: BorrowedFd<'_>, name: &[u8], st: &Stat) -> bool {
+    is_whiteout_marked(dir, name, st, || dir_has_xattr_whiteouts(dir))
+}
+
+/// The same, where whether `dir` may hold xattr whiteouts is already known (a cached
+/// listing read it once): `marked` is only asked for a zero-size regular file. Reading it
+/// again per name costs four getxattr calls through /proc.
+pub fn is_whiteout_marked(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    st: &Stat,
+    marked: impl FnOnce() -> bool,
+) -> bool {
     if is_device_whiteout(st) {
         return true;
     }
     st.st_mode & libc::S_IFMT == libc::S_IFREG
         && st.st_size == 0
-        && dir_has_xattr_whiteouts(dir)
+        && marked()
         && (xattr::has(dir, name, b"trusted.overlay.whiteout")
             || xattr::has(dir, name, b"user.overlay.whiteout"))
 }
