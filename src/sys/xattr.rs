@@ -281,6 +281,21 @@ pub fn list(fd: BorrowedFd<'_>, name: &[u8]) -> SysResult<Vec<Vec<u8>>> {
     }
 }
 
+/// Lists the attribute names of an open file or directory (not an O_PATH handle) through
+/// the fd itself: no /proc path walk.
+pub fn flist(fd: BorrowedFd<'_>) -> SysResult<Vec<Vec<u8>>> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: buffer valid for its length.
+        let n = unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        match check_size(n) {
+            Ok(n) => return Ok(split_names(&buf[..n])),
+            Err(Errno::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn split_names(buf: &[u8]) -> Vec<Vec<u8>> {
     buf.split(|&b| b == 0)
         .filter(|s| !s.is_empty())

@@ -4,7 +4,8 @@
 //! lookup cost flat in the number of layers. Dropped with the directory's node.
 
 use super::node::{Loc, Node};
-use super::{SysResult, Union, whiteout};
+use super::whiteout::{self, DirMarkers};
+use super::{SysResult, Union};
 use crate::sys::fs;
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
@@ -25,23 +26,13 @@ pub struct LayerDir {
     pub markers: Mutex<HashMap<Vec<u8>, DirMarkers>>,
 }
 
-/// What a directory's own xattrs say about merging below it.
-#[derive(Clone)]
-pub struct DirMarkers {
-    pub opaque: bool,
-    pub redirect: Option<Vec<u8>>,
-}
-
 impl LayerDir {
     /// The markers of subdirectory `name` (at `dir_path` in this layer).
     pub fn markers(&self, name: &[u8], dir_path: &[u8]) -> DirMarkers {
         if let Some(m) = self.markers.lock().get(name) {
             return m.clone();
         }
-        let m = DirMarkers {
-            opaque: whiteout::is_opaque(self.fd.as_fd(), name),
-            redirect: whiteout::redirect(self.fd.as_fd(), name, dir_path),
-        };
+        let m = whiteout::dir_markers(self.fd.as_fd(), name, dir_path);
         self.markers.lock().insert(name.to_vec(), m.clone());
         m
     }

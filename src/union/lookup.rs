@@ -1,7 +1,7 @@
 //! Lookup: the topmost layer holding a name wins unless a whiteout above hides it;
 //! directories merge downwards until an opaque one; renamed dirs follow their redirect.
 
-use super::dircache::{DirMarkers, LayerDir, LowerDirs};
+use super::dircache::{LayerDir, LowerDirs};
 use super::layer::{INDEX, LayerId, UPPER};
 use super::node::{Loc, Node, NodeState};
 use super::{Entry, Errno, Stat, SysResult, Union, path, whiteout};
@@ -220,10 +220,7 @@ impl Union {
                     }
                     let markers = match cached {
                         Some(c) => c.markers(name, &loc.path),
-                        None => DirMarkers {
-                            opaque: whiteout::is_opaque(d, name),
-                            redirect: whiteout::redirect(d, name, &loc.path),
-                        },
+                        None => whiteout::dir_markers(d, name, &loc.path),
                     };
                     if markers.opaque {
                         break;

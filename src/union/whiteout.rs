@@ -109,37 +109,101 @@ pub fn dir_has_xattr_whiteouts(dir: BorrowedFd<'_>) -> bool {
 }
 
 /// The same, read through an open (not O_PATH) handle of the directory, as a listing has:
-/// no /proc path walk per marker.
+/// no /proc path walk, and one listing of its xattr names (most directories carry none of
+/// the markers, and then none is read).
 pub fn open_dir_has_xattr_whiteouts(dir: BorrowedFd<'_>) -> bool {
-    let x = |attr: &[u8]| xattr::fget(dir, attr).map(|v| v == b"x").unwrap_or(false);
-    let has = |attr: &[u8]| xattr::fget(dir, attr).is_ok();
+    let listed = Listed(xattr::flist(dir).ok());
+    let x = |attr: &[u8]| {
+        listed.may_have(attr) && xattr::fget(dir, attr).map(|v| v == b"x").unwrap_or(false)
+    };
+    let has = |attr: &[u8]| listed.may_have(attr) && xattr::fget(dir, attr).is_ok();
     x(b"trusted.overlay.opaque")
         || x(b"user.overlay.opaque")
         || has(b"trusted.overlay.whiteouts")
         || has(b"user.overlay.whiteouts")
 }
 
+/// An object's xattr names, when they could be listed: a name not listed is not there
+/// (the same privileges list and read trusted.* names). Unlisted: every name may be there.
+struct Listed(Option<Vec<Vec<u8>>>);
+
+impl Listed {
+    fn of(dir: BorrowedFd<'_>, name: &[u8]) -> Listed {
+        Listed(xattr::list(dir, name).ok())
+    }
+
+    fn may_have(&self, attr: &[u8]) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == attr))
+    }
+}
+
+/// What a directory's own markers say about merging below it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirMarkers {
+    pub opaque: bool,
+    pub redirect: Option<Vec<u8>>,
+}
+
+/// The markers of directory `name` inside `dir` (at `parent_path` in its layer): one listing
+/// of its xattr names, then only the markers it carries are read.
+pub fn dir_markers(dir: BorrowedFd<'_>, name: &[u8], parent_path: &[u8]) -> DirMarkers {
+    let listed = Listed::of(dir, name);
+    DirMarkers {
+        opaque: opaque_marked(dir, name, &listed),
+        redirect: redirect_marked(dir, name, parent_path, &listed),
+    }
+}
+
 /// Whether directory `name` inside `dir` is opaque (hides everything below its layer).
 pub fn is_opaque(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
+    opaque_marked(dir, name, &Listed(None))
+}
+
+fn opaque_marked(dir: BorrowedFd<'_>, name: &[u8], listed: &Listed) -> bool {
     let yes = |attr: &[u8]| {
-        xattr::get(dir, name, attr)
-            .map(|v| v == b"y")
-            .unwrap_or(false)
+        listed.may_have(attr)
+            && xattr::get(dir, name, attr)
+                .map(|v| v == b"y")
+                .unwrap_or(false)
     };
     if yes(b"trusted.overlay.opaque") || yes(b"user.overlay.opaque") {
         return true;
     }
-    match fs::open_at(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0) {
-        Ok(d) => fs::stat_at(std::os::fd::AsFd::as_fd(&d), OPAQUE_MARKER).is_ok(),
-        Err(_) => false,
-    }
+    // `name/.wh..wh..opq`, resolved beneath `dir` without following any symlink (one
+    // openat2, not an open of `name` and a stat in it).
+    !name.is_empty()
+        && fs::open_beneath(
+            dir,
+            &super::path::join(name, OPAQUE_MARKER),
+            libc::O_PATH | libc::O_NOFOLLOW,
+            0,
+        )
+        .is_ok()
 }
 
 /// The redirect of a renamed directory, as a path below the layer root without leading `/`.
 /// A relative redirect (no `/`) names a sibling in the same parent directory.
 pub fn redirect(dir: BorrowedFd<'_>, name: &[u8], parent_path: &[u8]) -> Option<Vec<u8>> {
-    let value = xattr::get(dir, name, b"trusted.overlay.redirect")
-        .or_else(|_| xattr::get(dir, name, b"user.overlay.redirect"))
+    redirect_marked(dir, name, parent_path, &Listed(None))
+}
+
+fn redirect_marked(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    parent_path: &[u8],
+    listed: &Listed,
+) -> Option<Vec<u8>> {
+    let get = |attr: &[u8]| {
+        if listed.may_have(attr) {
+            xattr::get(dir, name, attr)
+        } else {
+            Err(crate::sys::Errno::ENODATA)
+        }
+    };
+    let value = get(b"trusted.overlay.redirect")
+        .or_else(|_| get(b"user.overlay.redirect"))
         .ok()?;
     if let Some(abs) = value.strip_prefix(b"/") {
         Some(abs.to_vec())
