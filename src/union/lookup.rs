@@ -421,9 +421,10 @@ impl Union {
                 self.apply_override(UPPER, d.as_fd(), name, st);
             }
         } else if let Some(loc) = f.lowers.first() {
-            let (parent, leaf) = path::split(&loc.path);
-            if let Ok(d) = self.layer(loc.layer).dir(parent) {
-                self.apply_override(loc.layer, d.as_fd(), leaf, st);
+            // Through the parent's cached copy in that layer (a lookup has just used it), not
+            // a walk of the path from the layer root per lookup.
+            if let Ok(at) = self.lower_at(Some(dir), loc) {
+                self.apply_override(at.layer, at.dir.fd(), &at.name, st);
             }
         }
     }
