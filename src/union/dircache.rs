@@ -1,7 +1,8 @@
 //! Lower directories read once. Lower layers never change while mounted, so the first lookup
-//! in a directory reads each of its lower copies (names, types, `.wh.` markers) and keeps an
-//! O_PATH handle on it; later lookups answer "not in this layer" from memory, which keeps
-//! lookup cost flat in the number of layers. Dropped with the directory's node.
+//! in a directory reads each of its lower copies (names, types, `.wh.` markers) and keeps a
+//! handle on it; later lookups answer "not in this layer" from memory, and a merged index
+//! sends each name straight to the first copy that mentions it, which keeps lookup cost flat
+//! in the number of layers. Dropped with the directory's node.
 
 use super::node::{Loc, Node};
 use super::whiteout::{self, DirMarkers};
@@ -14,7 +15,7 @@ use std::sync::Arc;
 
 /// One lower layer's copy of a directory.
 pub struct LayerDir {
-    /// O_PATH handle of the directory in that layer.
+    /// Handle of the directory in that layer (opened for reading: it was listed through it).
     pub fd: OwnedFd,
     /// Entries (without `.wh.` markers): d_type and d_ino.
     pub names: HashMap<Vec<u8>, (u8, u64)>,
@@ -121,11 +122,14 @@ impl Union {
     }
 
     fn read_layer_dir(&self, loc: &Loc) -> SysResult<LayerDir> {
-        let fd = self.layer(loc.layer).dir(&loc.path)?;
-        let listing = fs::open_dir_for_listing(fd.as_fd())?;
+        // One open serves the listing and then stays as the copy's handle (an O_PATH handle
+        // and a second open to list it cost two more syscalls per copy).
+        let fd = self
+            .layer(loc.layer)
+            .open(&loc.path, libc::O_RDONLY | libc::O_DIRECTORY)?;
         let mut names = HashMap::new();
         let mut whiteouts = HashSet::new();
-        for e in fs::read_dir(listing.as_fd())? {
+        for e in fs::read_dir(fd.as_fd())? {
             if let Some(target) = e.name.strip_prefix(whiteout::WH_PREFIX) {
                 if e.name != whiteout::OPAQUE_MARKER {
                     whiteouts.insert(target.to_vec());
@@ -134,7 +138,7 @@ impl Union {
             }
             names.insert(e.name, (e.kind, e.ino));
         }
-        let xattr_whiteouts = whiteout::open_dir_has_xattr_whiteouts(listing.as_fd());
+        let xattr_whiteouts = whiteout::open_dir_has_xattr_whiteouts(fd.as_fd());
         Ok(LayerDir {
             fd,
             names,
