@@ -39,13 +39,17 @@ impl LayerDir {
     }
 }
 
+/// From how many lower copies on a directory keeps a merged index of their names.
+const INDEXED_COPIES: usize = 3;
+
 /// The lower copies of one merged directory, aligned with the node's lower locations.
 pub struct LowerDirs {
     pub locs: Vec<Loc>,
     pub layers: Vec<Option<LayerDir>>,
-    /// For a directory merged from several lower copies: per name, the first copy whose
-    /// listing mentions it (as an entry or a `.wh.` marker). The copies above it can neither
-    /// show nor hide that name, so a lookup starts there instead of asking each copy in turn.
+    /// For a directory merged from `INDEXED_COPIES` or more lower copies: per name, the first
+    /// copy whose listing mentions it (as an entry or a `.wh.` marker). The copies above it
+    /// can neither show nor hide that name, so a lookup starts there instead of asking each
+    /// copy in turn.
     first_mention: Option<HashMap<Vec<u8>, usize>>,
     /// The first copy that could not be read: it must be visited whatever the name.
     first_unread: usize,
@@ -57,8 +61,11 @@ impl LowerDirs {
             .iter()
             .position(Option::is_none)
             .unwrap_or(layers.len());
-        let first_mention = (layers.len() > 1).then(|| {
-            let mut first = HashMap::new();
+        // Building the index costs about what probing three copies per lookup does (a name
+        // is mostly looked up once per mount): below that, the copies are probed in turn.
+        let first_mention = (layers.len() >= INDEXED_COPIES).then(|| {
+            let total = layers.iter().flatten().map(|l| l.names.len()).sum();
+            let mut first = HashMap::with_capacity(total);
             // Bottom up, so the topmost mention is the one left.
             for (i, l) in layers.iter().enumerate().rev() {
                 let Some(l) = l else { continue };
@@ -127,9 +134,10 @@ impl Union {
         let fd = self
             .layer(loc.layer)
             .open(&loc.path, libc::O_RDONLY | libc::O_DIRECTORY)?;
-        let mut names = HashMap::new();
+        let entries = fs::read_dir(fd.as_fd())?;
+        let mut names = HashMap::with_capacity(entries.len());
         let mut whiteouts = HashSet::new();
-        for e in fs::read_dir(fd.as_fd())? {
+        for e in entries {
             if let Some(target) = e.name.strip_prefix(whiteout::WH_PREFIX) {
                 if e.name != whiteout::OPAQUE_MARKER {
                     whiteouts.insert(target.to_vec());
