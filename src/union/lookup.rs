@@ -125,19 +125,16 @@ impl Union {
         let mut found: Option<Found> = None;
         let top = usize::from(upper.is_some());
         let count = top + lowers.len();
-        // The lower layers before `skip_to` neither hold `name` nor hide it (their cached
+        // The lower layers before `start` neither hold `name` nor hide it (their cached
         // listings say so): one lookup in the merged index instead of two per layer, so a
         // name that lives only in the bottom layer costs a single stat there.
-        let mut skip_to = 0;
-        for (i, loc) in upper.into_iter().chain(lowers).enumerate() {
-            if i == top
-                && let Some(c) = cache
-            {
-                skip_to = top + c.first_to_visit(name);
-            }
-            if i < skip_to {
-                continue;
-            }
+        let start = cache.map_or(0, |c| c.first_to_visit(name));
+        let visited = lowers.iter().enumerate().skip(start);
+        let layers = upper
+            .map(|u| (0, u))
+            .into_iter()
+            .chain(visited.map(|(j, loc)| (top + j, loc)));
+        for (i, loc) in layers {
             let below = i + 1 < count;
             let cached: Option<&LayerDir> = match (i.checked_sub(top), cache) {
                 (Some(l), Some(c)) => c.layers[l].as_ref(),
