@@ -2,9 +2,11 @@
 //! 127.0.0.1), with skopeo on the other side: we pull what skopeo pushed, skopeo reads
 //! what we pushed, and what we push comes back identical.
 
+mod common;
 mod image_util;
 mod registry_util;
 
+use common::noise;
 use image_util::{
     ArchImage, Comp, config, dir, docker_archive, fails, file, layer, ok, unionrs, write,
 };
@@ -24,18 +26,6 @@ fn stderr_of(store: &Path, args: &[&str]) -> (String, String) {
         String::from_utf8(o.stdout).unwrap(),
         String::from_utf8(o.stderr).unwrap(),
     )
-}
-
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]

@@ -19,26 +19,13 @@ const METACOPY: &str = "trusted.overlay.metacopy";
 /// index=on come from the harness).
 const KERNEL_METACOPY: &str = "kernel:metacopy=on";
 
-/// Distinct, incompressible-looking content for file `seed`, `len` bytes.
-fn data(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// One lower layer with files a..f (200 KiB each, f hard-linked as f2) under d/.
 fn stack() -> Layers {
     let l = Layers::new(1);
     mkdir(l.l(1).join("d"));
     for (i, name) in ["a", "b", "c", "e", "f", "g"].iter().enumerate() {
         let p = l.l(1).join("d").join(name);
-        fs::write(&p, data(i as u64, 200 * 1024)).unwrap();
+        fs::write(&p, noise(200 * 1024, i as u64)).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
     }
     lsetxattr(&l.l(1).join("d/e"), "user.gone", b"1").unwrap();

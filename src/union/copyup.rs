@@ -10,7 +10,7 @@ use super::node::Node;
 use super::override_stat::{self, Owner};
 use super::{Errno, SysResult, Union, path};
 use crate::sys::{fs, io, xattr};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 
 /// How much of a regular file a copy-up takes.
@@ -283,23 +283,13 @@ impl Union {
                 // The size the kernel shows for a metacopy file is the upper's: the same,
                 // as a hole. Nothing to sync: no data, and the metadata is journaled with
                 // the rename below (the kernel does not sync a metacopy either).
-                let dst = fs::open_at(
-                    work,
-                    tmp,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-                    0o600,
-                )?;
+                let dst = new_work_file(work, tmp)?;
                 io::ftruncate(dst.as_fd(), st.st_size as u64)?;
                 xattr::set(work, tmp, self.markers.metacopy_xattr(), b"", 0)?;
             }
             libc::S_IFREG => {
                 let src = fs::open_at(src_dir, name, libc::O_RDONLY, 0)?;
-                let dst = fs::open_at(
-                    work,
-                    tmp,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-                    0o600,
-                )?;
+                let dst = new_work_file(work, tmp)?;
                 let copied = copy_data(src.as_fd(), dst.as_fd(), st.st_size as u64)?;
                 self.stats.bytes_copied.fetch_add(copied, Ordering::Relaxed);
                 if self.fsync {
@@ -395,6 +385,16 @@ fn clear_data(dst: BorrowedFd<'_>, size: i64) -> SysResult<()> {
         }
         r => r,
     }
+}
+
+/// A new file `tmp` in the work directory, private until renamed into place.
+fn new_work_file(work: BorrowedFd<'_>, tmp: &[u8]) -> SysResult<OwnedFd> {
+    fs::open_at(
+        work,
+        tmp,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+        0o600,
+    )
 }
 
 /// Copies the data extents of `src` into `dst` and sets its size; returns bytes copied.

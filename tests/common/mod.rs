@@ -456,3 +456,16 @@ macro_rules! unionrs_only {
         }
     };
 }
+
+/// `n` incompressible-looking bytes, the same for the same `seed` (xorshift).
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
