@@ -695,7 +695,7 @@ fn take_lock(w: &Path) -> Result<OwnedFd, Errno> {
         libc::O_RDWR | libc::O_CREAT,
         0o600,
     )?;
-    fs::try_lock_exclusive(fd.as_fd())?;
+    super::lock_unless_held(fd.as_fd())?;
     Ok(fd)
 }
 

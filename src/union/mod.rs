@@ -422,13 +422,31 @@ fn lock_workdir(w: &std::path::Path) -> Result<OwnedFd, String> {
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let fd = OwnedFd::from(file);
-    match crate::sys::fs::try_lock_exclusive(fd.as_fd()) {
+    match lock_unless_held(fd.as_fd()) {
         Ok(()) => Ok(fd),
         Err(e) if e.0 == libc::EWOULDBLOCK => Err(format!(
             "workdir {} is in use by another mount: unmount it first, or use another workdir",
             w.display()
         )),
         Err(e) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// flock(LOCK_EX) of a workdir lock, EWOULDBLOCK only when it stays held. A live mount holds
+/// it for its whole life; another process can hold it for a moment without meaning it: a
+/// `unionrs check` in progress, or a child forked by a thread of the process that took it,
+/// between fork and exec (flock belongs to the open file, which the child shares until its
+/// exec closes it; seen as a unit-test flake). So a held lock is tried again for 200 ms.
+pub(crate) fn lock_unless_held(fd: std::os::fd::BorrowedFd<'_>) -> SysResult<()> {
+    let mut tries = 20;
+    loop {
+        match crate::sys::fs::try_lock_exclusive(fd) {
+            Err(e) if e.0 == libc::EWOULDBLOCK && tries > 0 => {
+                tries -= 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
     }
 }
 
