@@ -76,14 +76,14 @@ pub fn get(fd: BorrowedFd<'_>, name: &[u8], attr: &[u8]) -> SysResult<Vec<u8>> {
     let a = super::cstr_in(&mut abuf, attr)?;
     let (path, flags) = (super::cstr_in(&mut nbuf, name)?, at_flags(name));
     let mut buf = vec![0u8; 256];
-    loop {
+    let read = growing(&mut buf, VALUE_MAX, |buf| {
         let mut args = XattrArgs {
             value: buf.as_mut_ptr() as u64,
             size: buf.len() as u32,
             flags: 0,
         };
         // SAFETY: valid C strings; `args` points at a buffer valid for `size` bytes.
-        let r = xattrat(name, || unsafe {
+        xattrat(name, || unsafe {
             libc::syscall(
                 SYS_GETXATTRAT,
                 fd.as_raw_fd(),
@@ -93,37 +93,27 @@ pub fn get(fd: BorrowedFd<'_>, name: &[u8], attr: &[u8]) -> SysResult<Vec<u8>> {
                 &mut args as *mut XattrArgs,
                 std::mem::size_of::<XattrArgs>(),
             )
-        });
-        match r {
-            None => break,
-            Some(Ok(n)) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            Some(Err(Errno::ERANGE)) if buf.len() < 65536 * 2 => buf.resize(buf.len() * 4, 0),
-            Some(Err(e)) => return Err(e),
+        })
+    });
+    let n = match read {
+        Some(r) => r?,
+        None => {
+            let p = proc_path(fd, name)?;
+            let follow = name.is_empty();
+            always(growing(&mut buf, VALUE_MAX, |buf| {
+                // SAFETY: valid C strings; buffer valid for its length.
+                Some(check_size(unsafe {
+                    if follow {
+                        libc::getxattr(p.as_ptr(), a.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                    } else {
+                        libc::lgetxattr(p.as_ptr(), a.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                    }
+                }))
+            }))?
         }
-    }
-    let p = proc_path(fd, name)?;
-    let follow = name.is_empty();
-    loop {
-        // SAFETY: valid C strings; buffer valid for its length.
-        let n = unsafe {
-            if follow {
-                libc::getxattr(p.as_ptr(), a.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-            } else {
-                libc::lgetxattr(p.as_ptr(), a.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-            }
-        };
-        match check_size(n) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            Err(Errno::ERANGE) if buf.len() < 65536 * 2 => buf.resize(buf.len() * 4, 0),
-            Err(e) => return Err(e),
-        }
-    }
+    };
+    buf.truncate(n);
+    Ok(buf)
 }
 
 /// Reads an attribute of an open file or directory (not an O_PATH handle) through the fd
@@ -132,25 +122,46 @@ pub fn fget(fd: BorrowedFd<'_>, attr: &[u8]) -> SysResult<Vec<u8>> {
     let mut abuf = [0u8; 256];
     let a = super::cstr_in(&mut abuf, attr)?;
     let mut buf = vec![0u8; 256];
-    loop {
+    let n = always(growing(&mut buf, VALUE_MAX, |buf| {
         // SAFETY: valid C string; buffer valid for its length.
-        let n = unsafe {
+        Some(check_size(unsafe {
             libc::fgetxattr(
                 fd.as_raw_fd(),
                 a.as_ptr(),
                 buf.as_mut_ptr().cast(),
                 buf.len(),
             )
-        };
-        match check_size(n) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
+        }))
+    }))?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Largest value / name list read, in bytes (the buffers grow x4 up to this).
+const VALUE_MAX: usize = 65536 * 2;
+const LIST_MAX: usize = 1 << 20;
+
+/// Calls `read` with `buf`, growing it (x4, below `max`) while the kernel answers ERANGE.
+/// None when `read` says the call is not available (see `xattrat`).
+fn growing(
+    buf: &mut Vec<u8>,
+    max: usize,
+    mut read: impl FnMut(&mut Vec<u8>) -> Option<SysResult<usize>>,
+) -> Option<SysResult<usize>> {
+    loop {
+        match read(buf)? {
+            Err(Errno::ERANGE) if buf.len() < max => {
+                let n = buf.len() * 4;
+                buf.resize(n, 0);
             }
-            Err(Errno::ERANGE) if buf.len() < 65536 * 2 => buf.resize(buf.len() * 4, 0),
-            Err(e) => return Err(e),
+            r => return Some(r),
         }
     }
+}
+
+/// The answer of a `growing` call that is always available.
+fn always(r: Option<SysResult<usize>>) -> SysResult<usize> {
+    r.unwrap_or(Err(Errno::ENOSYS))
 }
 
 /// True when the attribute exists (any error reads as absent).
@@ -244,9 +255,9 @@ pub fn remove(fd: BorrowedFd<'_>, name: &[u8], attr: &[u8]) -> SysResult<()> {
 pub fn list(fd: BorrowedFd<'_>, name: &[u8]) -> SysResult<Vec<Vec<u8>>> {
     let (path, at_flags) = at_args(name)?;
     let mut buf = vec![0u8; 1024];
-    loop {
+    let read = growing(&mut buf, LIST_MAX, |buf| {
         // SAFETY: valid C string; buffer valid for its length.
-        let r = xattrat(name, || unsafe {
+        xattrat(name, || unsafe {
             libc::syscall(
                 SYS_LISTXATTRAT,
                 fd.as_raw_fd(),
@@ -255,45 +266,38 @@ pub fn list(fd: BorrowedFd<'_>, name: &[u8]) -> SysResult<Vec<Vec<u8>>> {
                 buf.as_mut_ptr(),
                 buf.len(),
             )
-        });
-        match r {
-            None => break,
-            Some(Ok(n)) => return Ok(split_names(&buf[..n])),
-            Some(Err(Errno::ERANGE)) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
-            Some(Err(e)) => return Err(e),
+        })
+    });
+    let n = match read {
+        Some(r) => r?,
+        None => {
+            let p = proc_path(fd, name)?;
+            always(growing(&mut buf, LIST_MAX, |buf| {
+                // SAFETY: valid C string; buffer valid for its length.
+                Some(check_size(unsafe {
+                    if name.is_empty() {
+                        libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                    } else {
+                        libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+                    }
+                }))
+            }))?
         }
-    }
-    let p = proc_path(fd, name)?;
-    loop {
-        // SAFETY: valid C string; buffer valid for its length.
-        let n = unsafe {
-            if name.is_empty() {
-                libc::listxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-            } else {
-                libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-            }
-        };
-        match check_size(n) {
-            Ok(n) => return Ok(split_names(&buf[..n])),
-            Err(Errno::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
-            Err(e) => return Err(e),
-        }
-    }
+    };
+    Ok(split_names(&buf[..n]))
 }
 
 /// Lists the attribute names of an open file or directory (not an O_PATH handle) through
 /// the fd itself: no /proc path walk.
 pub fn flist(fd: BorrowedFd<'_>) -> SysResult<Vec<Vec<u8>>> {
     let mut buf = vec![0u8; 1024];
-    loop {
+    let n = always(growing(&mut buf, LIST_MAX, |buf| {
         // SAFETY: buffer valid for its length.
-        let n = unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        match check_size(n) {
-            Ok(n) => return Ok(split_names(&buf[..n])),
-            Err(Errno::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
-            Err(e) => return Err(e),
-        }
-    }
+        Some(check_size(unsafe {
+            libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+        }))
+    }))?;
+    Ok(split_names(&buf[..n]))
 }
 
 fn split_names(buf: &[u8]) -> Vec<Vec<u8>> {
