@@ -183,13 +183,19 @@ impl Union {
                             };
                             if loc.layer == UPPER {
                                 f.upper = true;
-                                // Read through the directory handle at hand: no path walk.
-                                f.ino = self.origin_at(d, name);
+                                // Which copy-up markers the upper object carries, from one
+                                // listing through the directory handle at hand (most carry
+                                // none: one call instead of a probe per marker).
+                                let marks = crate::sys::xattr::list(d, name).unwrap_or_default();
+                                let has = |x: &[u8]| marks.iter().any(|m| m.as_slice() == x);
+                                if has(self.markers.origin_xattr()) {
+                                    f.ino = self.origin_at(d, name);
+                                }
                                 if st.st_mode & libc::S_IFMT == libc::S_IFREG
-                                    && let Some(data) =
-                                        self.metacopy_data(d, name, &loc.path, lowers)?
+                                    && has(self.markers.metacopy_xattr())
                                 {
-                                    f.lowers.push(data);
+                                    f.lowers
+                                        .push(self.metacopy_data(d, name, &loc.path, lowers)?);
                                 }
                             } else {
                                 f.lowers.push(Loc {
@@ -266,38 +272,32 @@ impl Union {
         f.lowers.extend(stack);
     }
 
-    /// Where the data of upper file `name` in upper directory `d` (merged path `parent`, lower
-    /// copies `lowers`) is, when the upper file is a metadata-only copy: the lower file found
-    /// by the same name, or by its redirect (the kernel writes an absolute one when it renames
-    /// a metacopy file), through the same whiteout and opaque rules as any lookup.
-    /// Ok(None): an ordinary upper file. EIO: a metacopy file whose data no lower layer has,
-    /// as the kernel answers.
+    /// Where the data of metadata-only upper file `name` in upper directory `d` (merged path
+    /// `parent`, lower copies `lowers`) is: the lower file found by the same name, or by its
+    /// redirect (the kernel writes an absolute one when it renames a metacopy file), through
+    /// the same whiteout and opaque rules as any lookup. EIO when no lower layer has it, as
+    /// the kernel answers.
     fn metacopy_data(
         &self,
         d: std::os::fd::BorrowedFd<'_>,
         name: &[u8],
         parent: &[u8],
         lowers: &[Loc],
-    ) -> SysResult<Option<Loc>> {
-        if !crate::sys::xattr::has(d, name, self.markers.metacopy_xattr()) {
-            return Ok(None);
-        }
+    ) -> SysResult<Loc> {
         let found = match whiteout::redirect(d, name, parent) {
             Some(target) => self.resolve_from_lower_roots(&target)?,
             None => self.resolve_in(lowers, name)?,
         };
-        match found {
-            Some(f) if f.kind() == libc::S_IFREG && !f.lowers.is_empty() => {
-                Ok(f.lowers.into_iter().next())
-            }
-            _ => {
-                log::warn!(
-                    "metacopy file {:?} has no lower data file",
-                    String::from_utf8_lossy(&path::join(parent, name))
-                );
-                Err(Errno::EIO)
-            }
-        }
+        let data = found
+            .filter(|f| f.kind() == libc::S_IFREG)
+            .and_then(|f| f.lowers.into_iter().next());
+        data.ok_or_else(|| {
+            log::warn!(
+                "metacopy file {:?} has no lower data file",
+                String::from_utf8_lossy(&path::join(parent, name))
+            );
+            Errno::EIO
+        })
     }
 
     /// Resolves `target` (a path below the layer roots) through the lower layers, one
@@ -430,7 +430,6 @@ impl Union {
     pub(crate) fn remember(&self, dir: &Arc<Node>, name: &[u8], f: Found) -> (Arc<Node>, Entry) {
         let number = self.number_of(&f);
         let mut st = f.st;
-        st.st_ino = number;
         if f.is_dir() && f.lowers.len() + usize::from(f.upper) > 1 {
             st.st_nlink = 1;
         }
