@@ -43,11 +43,11 @@ impl Union {
         let (unlinked, detached, upper, merged, metacopy) = {
             let s = node.state.read();
             let layers = s.lowers.len() + usize::from(s.upper);
-            // A metacopy file (see Node::metacopy_data): its data file, and the parent whose
-            // cached lower handles reach it.
-            let metacopy = (node.kind == libc::S_IFREG && s.upper && !s.unlinked)
-                .then(|| s.lowers.first().map(|d| (d.clone(), s.parent.clone())))
-                .flatten();
+            // A metacopy file: its data file, and the parent whose cached lower handles
+            // reach it.
+            let metacopy = s
+                .metacopy_data(node.kind)
+                .map(|d| (d.clone(), s.parent.clone()));
             (
                 s.unlinked,
                 s.detached.clone(),

@@ -43,6 +43,12 @@ pub struct NodeState {
 }
 
 impl NodeState {
+    /// See `Node::metacopy_data` (for callers already holding the state; `kind` is the node's).
+    pub fn metacopy_data(&self, kind: u32) -> Option<&Loc> {
+        let upper_file = kind == libc::S_IFREG && self.upper && !self.unlinked;
+        upper_file.then(|| self.lowers.first()).flatten()
+    }
+
     fn is_alias(&self, dir: &Node, name: &[u8]) -> bool {
         self.name == name && self.parent.as_ref().is_some_and(|p| p.ino == dir.ino)
     }
@@ -196,15 +202,7 @@ impl Node {
 
     /// A metacopy file (upper metadata, lower data): the lower file that holds its data.
     pub fn metacopy_data(&self) -> Option<Loc> {
-        if self.kind != libc::S_IFREG {
-            return None;
-        }
-        let s = self.state.read();
-        if s.upper && !s.unlinked {
-            s.lowers.first().cloned()
-        } else {
-            None
-        }
+        self.state.read().metacopy_data(self.kind).cloned()
     }
 
     pub fn forget_xattr_names(&self) {
