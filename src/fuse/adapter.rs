@@ -520,7 +520,7 @@ impl Filesystem for UnionFs {
         reply_empty(reply, self.union.fsync(fh.0, datasync));
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.requests.count(Op::Opendir);
         // ENOSYS: from then on the kernel opens and closes directories without asking (two
         // round trips less per directory walked) and keeps their listings cached across
@@ -528,7 +528,6 @@ impl Filesystem for UnionFs {
         // a cache again when it sees the directory changed. Listings are served per
         // directory, never older than its last change (union::readdir), and a change to a
         // directory that was listed drops the kernel's cache (session::drop_listings_on_change).
-        let _ = ino;
         reply.error(Errno::ENOSYS);
     }
 
@@ -541,14 +540,10 @@ impl Filesystem for UnionFs {
         mut reply: ReplyDirectory,
     ) {
         self.requests.count(Op::Readdir);
-        let entries = match self.union.readdir(ino.0) {
-            Ok(e) => e,
+        let (entries, start) = match self.union.readdir_from(ino.0, offset) {
+            Ok(r) => r,
             Err(e) => return reply.error(err(e)),
         };
-        let start = entries.partition_point(|e| e.cookie <= offset);
-        if start == entries.len() {
-            self.union.readdir_done(ino.0);
-        }
         for e in &entries[start..] {
             if reply.add(
                 INodeNo(e.ino),
@@ -573,14 +568,10 @@ impl Filesystem for UnionFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         self.requests.count(Op::Readdirplus);
-        let entries = match self.union.readdir(ino.0) {
-            Ok(e) => e,
+        let (entries, start) = match self.union.readdir_from(ino.0, offset) {
+            Ok(r) => r,
             Err(e) => return reply.error(err(e)),
         };
-        let start = entries.partition_point(|e| e.cookie <= offset);
-        if start == entries.len() {
-            self.union.readdir_done(ino.0);
-        }
         // One directory context for the whole batch: each entry then costs its own stat only.
         let scope = match self.union.lookup_scope(ino.0) {
             Ok(s) => s,

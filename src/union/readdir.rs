@@ -69,7 +69,10 @@ impl Union {
     /// read its first batch before an unlink and its rest after a new cache was started
     /// would otherwise complete that new cache with the removed name.
     pub fn readdir(&self, ino: u64) -> SysResult<Arc<Vec<DirEntryOut>>> {
-        let node = self.node(ino)?;
+        self.readdir_node(&self.node(ino)?)
+    }
+
+    fn readdir_node(&self, node: &Arc<Node>) -> SysResult<Arc<Vec<DirEntryOut>>> {
         if !node.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -84,17 +87,22 @@ impl Union {
         {
             return Ok(e.clone());
         }
-        let entries = self.list_dir(&node)?;
+        let entries = self.list_dir(node)?;
         *node.snapshot.lock() = Some((version, entries.clone()));
         Ok(entries)
     }
 
-    /// A reader reached the end of directory `ino`'s listing: its snapshot need not stay in
+    /// The listing of directory `ino` and the index of the first entry after `offset` (a
+    /// cookie). A reader that reached the end lets the snapshot go: it need not stay in
     /// memory (a reader still going on gets a new one, at the same cookies).
-    pub fn readdir_done(&self, ino: u64) {
-        if let Some(node) = self.nodes.get(ino) {
+    pub fn readdir_from(&self, ino: u64, offset: u64) -> SysResult<(Arc<Vec<DirEntryOut>>, usize)> {
+        let node = self.node(ino)?;
+        let entries = self.readdir_node(&node)?;
+        let start = entries.partition_point(|e| e.cookie <= offset);
+        if start == entries.len() {
             *node.snapshot.lock() = None;
         }
+        Ok((entries, start))
     }
 
     /// The merged listing of directory `node`, `.` and `..` first, in cookie order.
