@@ -97,15 +97,7 @@ pub fn is_whiteout_marked(
 /// The kernel only honours xattr whiteouts inside a directory marked as holding them:
 /// `overlay.opaque=x` (what kernel 6.x checks) or the older `overlay.whiteouts` marker.
 pub fn dir_has_xattr_whiteouts(dir: BorrowedFd<'_>) -> bool {
-    let x = |attr: &[u8]| {
-        xattr::get(dir, b"", attr)
-            .map(|v| v == b"x")
-            .unwrap_or(false)
-    };
-    x(b"trusted.overlay.opaque")
-        || x(b"user.overlay.opaque")
-        || xattr::has(dir, b"", b"trusted.overlay.whiteouts")
-        || xattr::has(dir, b"", b"user.overlay.whiteouts")
+    marks_xattr_whiteouts(|attr| xattr::get(dir, b"", attr).ok())
 }
 
 /// The same, read through an open (not O_PATH) handle of the directory, as a listing has:
@@ -113,14 +105,22 @@ pub fn dir_has_xattr_whiteouts(dir: BorrowedFd<'_>) -> bool {
 /// the markers, and then none is read).
 pub fn open_dir_has_xattr_whiteouts(dir: BorrowedFd<'_>) -> bool {
     let listed = Listed(xattr::flist(dir).ok());
-    let x = |attr: &[u8]| {
-        listed.may_have(attr) && xattr::fget(dir, attr).map(|v| v == b"x").unwrap_or(false)
-    };
-    let has = |attr: &[u8]| listed.may_have(attr) && xattr::fget(dir, attr).is_ok();
+    marks_xattr_whiteouts(|attr| {
+        listed
+            .may_have(attr)
+            .then(|| xattr::fget(dir, attr).ok())
+            .flatten()
+    })
+}
+
+/// The rule, over a reader of the directory's attributes: opaque "x" (the kernel's mark for
+/// a directory holding xattr whiteouts) or an `overlay.whiteouts` marker, in either namespace.
+fn marks_xattr_whiteouts(read: impl Fn(&[u8]) -> Option<Vec<u8>>) -> bool {
+    let x = |attr: &[u8]| read(attr).is_some_and(|v| v == b"x");
     x(b"trusted.overlay.opaque")
         || x(b"user.overlay.opaque")
-        || has(b"trusted.overlay.whiteouts")
-        || has(b"user.overlay.whiteouts")
+        || read(b"trusted.overlay.whiteouts").is_some()
+        || read(b"user.overlay.whiteouts").is_some()
 }
 
 /// An object's xattr names, when they could be listed: a name not listed is not there
