@@ -48,6 +48,11 @@ fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The command exited with `code` and printed exactly `stdout` (stderr shown on failure).
+fn assert_ran(o: &Output, code: i32, stdout: &str) {
+    assert_eq!((status(o), out(o).as_str()), (code, stdout), "{}", err(o));
+}
+
 /// Nothing of the store is mounted and no container dir is left.
 fn assert_no_container(store: &Path) {
     let mounts = fs::read_to_string("/proc/mounts").unwrap();
@@ -72,12 +77,7 @@ fn exit_status_and_output_pass_through_and_rm_leaves_nothing() {
 
     // The image's Cmd.
     let o = unionrs(&store, &["run", "--rm", "bb:1"]);
-    assert_eq!(
-        (status(&o), out(&o).as_str()),
-        (0, "from-cmd\n"),
-        "{}",
-        err(&o)
-    );
+    assert_ran(&o, 0, "from-cmd\n");
     // A command, its stdout, stderr and exit status; options after the image are the
     // command's.
     let o = unionrs(
@@ -100,10 +100,10 @@ fn exit_status_and_output_pass_through_and_rm_leaves_nothing() {
         .args(["--store", "store", "run", "--rm", "bb:1", "pwd"])
         .output()
         .unwrap();
-    assert_eq!((status(&o), out(&o).as_str()), (0, "/\n"), "{}", err(&o));
+    assert_ran(&o, 0, "/\n");
     // `--` before the command is dropped.
     let o = unionrs(&store, &["run", "--rm", "bb:1", "--", "echo", "-n", "x"]);
-    assert_eq!((status(&o), out(&o).as_str()), (0, "x"), "{}", err(&o));
+    assert_ran(&o, 0, "x");
     assert_no_container(&store);
 
     // A command missing from the image: Docker's 127, one line, nothing left behind,
@@ -220,12 +220,7 @@ fn what_the_command_writes_is_in_diff_survives_commit_and_runs() {
             "cat /made; test -e /etc/group || echo nogroup",
         ],
     );
-    assert_eq!(
-        (status(&o), out(&o).as_str()),
-        (0, "data\nnogroup\n"),
-        "{}",
-        err(&o)
-    );
+    assert_ran(&o, 0, "data\nnogroup\n");
     ok(&store, &["rm", "keep"]);
     assert_no_container(&store);
 }
@@ -251,11 +246,10 @@ fn env_workdir_and_user_from_the_image_and_the_flags() {
     let script = "echo $IMG $KEEP $HOME; pwd; id -u; id -g; id -G; touch ./w && echo wrote";
     // The image's Env, WorkingDir and User.
     let o = unionrs(&store, &["run", "--rm", "cfg:1", "sh", "-c", script]);
-    assert_eq!(
-        (status(&o), out(&o).as_str()),
-        (0, "image k /home/app\n/tmp\n1000\n1000\n1000 50\nwrote\n"),
-        "{}",
-        err(&o)
+    assert_ran(
+        &o,
+        0,
+        "image k /home/app\n/tmp\n1000\n1000\n1000 50\nwrote\n",
     );
     // The flags win; a workdir the image lacks is created.
     let o = unionrs(
@@ -276,12 +270,7 @@ fn env_workdir_and_user_from_the_image_and_the_flags() {
             script,
         ],
     );
-    assert_eq!(
-        (status(&o), out(&o).as_str()),
-        (0, "flag k /h\n/work/dir\n0\n50\n50\nwrote\n"),
-        "{}",
-        err(&o)
-    );
+    assert_ran(&o, 0, "flag k /h\n/work/dir\n0\n50\n50\nwrote\n");
     // A numeric user the image does not know: gid 0, HOME=/; it cannot write in / (the
     // kernel checks the union's permissions for it).
     let o = unionrs(
@@ -299,12 +288,7 @@ fn env_workdir_and_user_from_the_image_and_the_flags() {
             "id -u; id -g; echo $HOME; touch /x 2>/dev/null || echo denied",
         ],
     );
-    assert_eq!(
-        (status(&o), out(&o).as_str()),
-        (0, "4242\n0\n/\ndenied\n"),
-        "{}",
-        err(&o)
-    );
+    assert_ran(&o, 0, "4242\n0\n/\ndenied\n");
     let o = unionrs(&store, &["run", "--rm", "-u", "nobody", "cfg:1", "true"]);
     assert_eq!(status(&o), 125);
     assert_eq!(
