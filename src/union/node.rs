@@ -92,9 +92,10 @@ pub struct Node {
     pub generation: AtomicU64,
     /// Directories: their lower copies, read once (see dircache).
     pub lower_dirs: Mutex<Option<Arc<super::dircache::LowerDirs>>>,
-    /// Directories without an upper copy: their merged listing, `.` and `..` included (see
-    /// readdir). Only lower layers make it, and they never change while mounted.
-    pub listing: Mutex<Option<Arc<Vec<super::readdir::DirEntryOut>>>>,
+    /// Directories: the listing being read (see readdir), with the `listing_version` it was
+    /// taken at. Kept after a reader reaches its end only while the directory has no upper
+    /// copy: then only lower layers make it, and they never change while mounted.
+    pub listing: Mutex<Option<(u64, Arc<Vec<super::readdir::DirEntryOut>>)>>,
     /// The xattr names of the shown object, once listed (see attr::xattr_names).
     pub xattr_names: Mutex<Option<Arc<Vec<Vec<u8>>>>>,
     /// Directories: bumped by every create, removal and rename in them. A listing snapshot
@@ -102,8 +103,6 @@ pub struct Node {
     pub listing_version: AtomicU64,
     /// Directories: listed to the kernel since the last change (it may cache the listing).
     pub listed: AtomicBool,
-    /// Directories: the listing being read, with the `listing_version` it was taken at.
-    pub snapshot: Mutex<Option<(u64, Arc<Vec<super::readdir::DirEntryOut>>)>>,
     /// Directories: O_PATH handle of the upper copy, once opened. It follows the directory
     /// through renames; a removed directory's node is unlinked and never used again.
     pub upper_fd: Mutex<Option<Arc<OwnedFd>>>,
@@ -125,7 +124,6 @@ impl Node {
             xattr_names: Mutex::new(None),
             listing_version: AtomicU64::new(0),
             listed: AtomicBool::new(false),
-            snapshot: Mutex::new(None),
             upper_fd: Mutex::new(None),
         }
     }

@@ -82,47 +82,41 @@ impl Union {
         node.listed.store(true, Ordering::Release);
         // Read before listing: a change while listing makes the next readdir list again.
         let version = node.listing_version.load(Ordering::Acquire);
-        if let Some((v, e)) = &*node.snapshot.lock()
+        let parent_ino = node
+            .state
+            .read()
+            .parent
+            .as_ref()
+            .map_or(node.ino, |p| p.ino);
+        // `..` is checked: the layers do not make it, and a rename of the directory itself
+        // changes it without changing the directory's entries.
+        if let Some((v, e)) = &*node.listing.lock()
             && *v == version
+            && e.get(1).is_some_and(|dotdot| dotdot.ino == parent_ino)
         {
             return Ok(e.clone());
         }
-        let entries = self.list_dir(node)?;
-        *node.snapshot.lock() = Some((version, entries.clone()));
+        let entries = self.list_dir(node, parent_ino)?;
+        *node.listing.lock() = Some((version, entries.clone()));
         Ok(entries)
     }
 
     /// The listing of directory `ino` and the index of the first entry after `offset` (a
-    /// cookie). A reader that reached the end lets the snapshot go: it need not stay in
-    /// memory (a reader still going on gets a new one, at the same cookies).
+    /// cookie). A reader that reached the end lets the snapshot of a directory with an upper
+    /// copy go: it need not stay in memory (a reader still going on gets a new one, at the
+    /// same cookies). A lower-only directory's listing stays (see `Node::listing`).
     pub fn readdir_from(&self, ino: u64, offset: u64) -> SysResult<(Arc<Vec<DirEntryOut>>, usize)> {
         let node = self.node(ino)?;
         let entries = self.readdir_node(&node)?;
         let start = entries.partition_point(|e| e.cookie <= offset);
-        if start == entries.len() {
-            *node.snapshot.lock() = None;
+        if start == entries.len() && node.is_upper() {
+            *node.listing.lock() = None;
         }
         Ok((entries, start))
     }
 
     /// The merged listing of directory `node`, `.` and `..` first, in cookie order.
-    fn list_dir(&self, node: &Arc<Node>) -> SysResult<Arc<Vec<DirEntryOut>>> {
-        let (parent_ino, upper) = {
-            let s = node.state.read();
-            (
-                s.parent.as_ref().map(|p| p.ino).unwrap_or(node.ino),
-                s.upper,
-            )
-        };
-        // A directory that exists in lower layers only lists the same every time (a change
-        // would copy it up first): its listing is built once. `..` is checked, it is not
-        // made by the layers.
-        if !upper
-            && let Some(cached) = node.listing.lock().clone()
-            && cached.get(1).is_some_and(|dotdot| dotdot.ino == parent_ino)
-        {
-            return Ok(cached);
-        }
+    fn list_dir(&self, node: &Arc<Node>, parent_ino: u64) -> SysResult<Arc<Vec<DirEntryOut>>> {
         let mut entries = vec![
             DirEntryOut {
                 ino: node.ino,
@@ -141,11 +135,7 @@ impl Union {
         let mut listed = self.list_merged(&node.dir_layers(), cache.as_deref())?;
         order_by_cookie(&mut listed);
         entries.extend(listed);
-        let entries = Arc::new(entries);
-        if !upper {
-            *node.listing.lock() = Some(entries.clone());
-        }
-        Ok(entries)
+        Ok(Arc::new(entries))
     }
 
     /// The visible entries of the merged directory made of `layers` (top first).
