@@ -13,15 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use unionrs::union::node::{Node, NodeState, NodeTable, ROOT};
 
 fn state() -> NodeState {
-    NodeState {
-        parent: None,
-        name: b"f".to_vec(),
-        upper: true,
-        lowers: Vec::new(),
-        unlinked: false,
-        detached: None,
-        others: Vec::new(),
-    }
+    NodeState::new(None, b"f", true, Vec::new())
 }
 
 /// One thread takes a reference (remember) and hands each one to a second thread that drops

@@ -451,15 +451,7 @@ impl Union {
         let node = self.nodes.remember(
             number,
             f.kind(),
-            NodeState {
-                parent: Some(dir.clone()),
-                name: name.to_vec(),
-                upper: f.upper,
-                lowers: f.lowers,
-                unlinked: false,
-                detached: None,
-                others: Vec::new(),
-            },
+            NodeState::new(Some(dir.clone()), name, f.upper, f.lowers),
             || self.inos.fresh(),
         );
         st.st_ino = node.ino;

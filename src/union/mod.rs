@@ -185,20 +185,13 @@ impl Union {
         let overrides = layer_overrides(&layers, has_upper, cfg.xattr_permissions)?;
         let inos = InoMap::new(layers.iter().map(|l| l.dev));
         let lower_start = if has_upper { 1 } else { 0 };
-        let root_state = NodeState {
-            parent: None,
-            name: Vec::new(),
-            upper: has_upper,
-            lowers: (lower_start..layers.len())
-                .map(|layer| Loc {
-                    layer,
-                    path: Vec::new(),
-                })
-                .collect(),
-            unlinked: false,
-            detached: None,
-            others: Vec::new(),
-        };
+        let root_lowers = (lower_start..layers.len())
+            .map(|layer| Loc {
+                layer,
+                path: Vec::new(),
+            })
+            .collect();
+        let root_state = NodeState::new(None, b"", has_upper, root_lowers);
         let mut u = Union {
             layers,
             has_upper,

@@ -43,6 +43,20 @@ pub struct NodeState {
 }
 
 impl NodeState {
+    /// A live object named `name` under `parent` (None: the root), in the upper layer or not,
+    /// over the lower locations `lowers`.
+    pub fn new(parent: Option<Arc<Node>>, name: &[u8], upper: bool, lowers: Vec<Loc>) -> Self {
+        NodeState {
+            parent,
+            name: name.to_vec(),
+            upper,
+            lowers,
+            unlinked: false,
+            detached: None,
+            others: Vec::new(),
+        }
+    }
+
     /// See `Node::metacopy_data` (for callers already holding the state; `kind` is the node's).
     pub fn metacopy_data(&self, kind: u32) -> Option<&Loc> {
         let upper_file = kind == libc::S_IFREG && self.upper && !self.unlinked;
@@ -271,13 +285,8 @@ impl NodeTable {
         fresh_id: impl Fn() -> u64,
     ) -> Arc<Node> {
         let blank = || NodeState {
-            parent: None,
-            name: Vec::new(),
-            upper: false,
-            lowers: Vec::new(),
             unlinked: true,
-            detached: None,
-            others: Vec::new(),
+            ..NodeState::new(None, b"", false, Vec::new())
         };
         let fresh = |id: u64| {
             let mut n = Node::new(id, kind, blank());
@@ -390,15 +399,7 @@ mod tests {
     use super::*;
 
     fn named(parent: Option<&Arc<Node>>, name: &str) -> NodeState {
-        NodeState {
-            parent: parent.cloned(),
-            name: name.as_bytes().to_vec(),
-            upper: true,
-            lowers: Vec::new(),
-            unlinked: false,
-            detached: None,
-            others: Vec::new(),
-        }
+        NodeState::new(parent.cloned(), name.as_bytes(), true, Vec::new())
     }
 
     #[test]
