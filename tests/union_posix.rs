@@ -707,3 +707,61 @@ both!(create_over_whiteout_in_upper_only_dir, |fs| {
     assert_eq!(names(l.m("u")), vec!["x", "y"]);
     assert_eq!(names(l.m("u/y")), vec!["z"]);
 });
+
+// A running program cannot be written or truncated (ETXTBSY), and a refused truncating open
+// leaves it whole. O_RDONLY|O_TRUNC is the case the kernel checks only after the filesystem
+// opened the file (pjdfstest open::etxtbsy): truncating it there killed the program (SIGBUS)
+// and, raced by its exit, the open then succeeded on an emptied file. Kernel overlayfs
+// copies a lower program up emptied before its own check, so after the refused open the
+// merged file reads 0 bytes there; unionrs refuses before the copy-up and keeps it whole.
+both!(running_program_is_not_truncated, |fs| {
+    let l = Layers::new(1);
+    let program = fs::read("/bin/sleep").unwrap();
+    fs::write(l.l(1).join("lower-sleep"), &program).unwrap();
+    fs::set_permissions(
+        l.l(1).join("lower-sleep"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let _m = mount(fs, &l, &[]);
+    fs::write(l.m("upper-sleep"), &program).unwrap();
+    fs::set_permissions(l.m("upper-sleep"), fs::Permissions::from_mode(0o755)).unwrap();
+    for name in ["upper-sleep", "lower-sleep"] {
+        let path = l.m(name);
+        let mut running = std::process::Command::new(&path).arg("30").spawn().unwrap();
+        let open = |flags: i32| {
+            let acc = flags & libc::O_ACCMODE;
+            OpenOptions::new()
+                .read(acc != libc::O_WRONLY)
+                .write(acc != libc::O_RDONLY)
+                .custom_flags(flags & !libc::O_ACCMODE)
+                .open(&path)
+        };
+        for flags in [
+            libc::O_WRONLY,
+            libc::O_RDWR,
+            libc::O_WRONLY | libc::O_TRUNC,
+            libc::O_RDONLY | libc::O_TRUNC,
+        ] {
+            assert_eq!(
+                errno(open(flags)),
+                libc::ETXTBSY,
+                "{name}: open flags {flags:#o}"
+            );
+        }
+        assert_eq!(
+            running.try_wait().unwrap(),
+            None,
+            "{name}: the program died"
+        );
+        let kernel_empties_lower = fs == Fs::KernelOverlay && name == "lower-sleep";
+        if !kernel_empties_lower {
+            assert!(
+                fs::read(&path).unwrap() == program,
+                "{name}: content changed"
+            );
+        }
+        running.kill().unwrap();
+        running.wait().unwrap();
+    }
+});

@@ -40,6 +40,7 @@ impl Errno {
     pub const EACCES: Errno = Errno(libc::EACCES);
     pub const ELOOP: Errno = Errno(libc::ELOOP);
     pub const EMLINK: Errno = Errno(libc::EMLINK);
+    pub const ETXTBSY: Errno = Errno(libc::ETXTBSY);
 
     /// The calling thread's errno after a failed libc call.
     pub fn last() -> Errno {

@@ -335,9 +335,10 @@ impl Union {
             }
         }
         let (node, entry) = self.finish_create(&slot, name)?;
-        let fh = self
-            .handles
-            .insert_as(&node, fd, true, super::layer::UPPER, backing_ready);
+        let fh = self.handles.insert(super::file::FileHandle {
+            backing_ready,
+            ..super::file::FileHandle::new(&node, fd, super::layer::UPPER, true, false)
+        });
         Ok((entry, fh))
     }
 

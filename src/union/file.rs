@@ -18,6 +18,21 @@ pub struct FileHandle {
     /// An upper fd opened read-write with no status flags (O_APPEND, O_SYNC): it can back
     /// every open of the inode as it is (see `backing_fd`).
     pub backing_ready: bool,
+    /// Opened by execve (see `Node::exec_opens`).
+    pub exec: bool,
+}
+
+impl FileHandle {
+    pub fn new(node: &Arc<Node>, fd: OwnedFd, layer: LayerId, writable: bool, exec: bool) -> Self {
+        FileHandle {
+            fd: Arc::new(fd),
+            node: node.clone(),
+            writable,
+            layer,
+            backing_ready: false,
+            exec,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -27,30 +42,14 @@ pub struct HandleTable {
 }
 
 impl HandleTable {
-    pub fn insert(&self, node: &Arc<Node>, fd: OwnedFd, writable: bool, layer: LayerId) -> u64 {
-        self.insert_as(node, fd, writable, layer, false)
-    }
-
-    pub fn insert_as(
-        &self,
-        node: &Arc<Node>,
-        fd: OwnedFd,
-        writable: bool,
-        layer: LayerId,
-        backing_ready: bool,
-    ) -> u64 {
-        node.open_count.fetch_add(1, Ordering::Relaxed);
+    /// Keeps an open handle; returns its number (the FUSE fh).
+    pub fn insert(&self, h: FileHandle) -> u64 {
+        h.node.open_count.fetch_add(1, Ordering::Relaxed);
+        if h.exec {
+            h.node.exec_opens.fetch_add(1, Ordering::Relaxed);
+        }
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.map.insert(
-            fh,
-            Arc::new(FileHandle {
-                fd: Arc::new(fd),
-                node: node.clone(),
-                writable,
-                layer,
-                backing_ready,
-            }),
-        );
+        self.map.insert(fh, Arc::new(h));
         fh
     }
 
@@ -61,12 +60,18 @@ impl HandleTable {
     pub fn remove(&self, fh: u64) {
         if let Some((_, h)) = self.map.remove(&fh) {
             h.node.open_count.fetch_sub(1, Ordering::Relaxed);
+            if h.exec {
+                h.node.exec_opens.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }
 
 /// Flags that carry over to the fd we open on the layer object.
 const PASS_FLAGS: i32 = libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC | libc::O_NOATIME;
+
+/// The kernel's `__FMODE_EXEC` open flag: the open is execve's (or uselib's) own.
+const FMODE_EXEC: i32 = 0x20;
 
 impl Union {
     /// Opens a file; returns its handle.
@@ -78,6 +83,21 @@ impl Union {
         let acc = flags & libc::O_ACCMODE;
         let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
         let pass = flags & PASS_FLAGS;
+        let exec = flags & FMODE_EXEC != 0;
+        // O_TRUNC is done here (FUSE_ATOMIC_O_TRUNC), before the kernel's ETXTBSY check: a
+        // write-mode open passed that check already (the kernel refuses it while the file runs,
+        // and holds off execve while the open is in progress), but O_RDONLY|O_TRUNC is only
+        // checked after this reply. Truncating a running program kills it with SIGBUS, and its
+        // death lifts the check the kernel then makes, so the open would succeed on an emptied
+        // file. Refused here while an execve's handle is open, as the kernel would; only
+        // O_RDONLY|O_TRUNC in the moment between a program's exit and its RELEASE gets an
+        // ETXTBSY the kernel would not give.
+        if acc == libc::O_RDONLY
+            && flags & libc::O_TRUNC != 0
+            && node.exec_opens.load(Ordering::Relaxed) > 0
+        {
+            return Err(Errno::ETXTBSY);
+        }
         if node.state.read().unlinked {
             let fd = node.state.read().detached.clone().ok_or(Errno::ENOENT)?;
             // A deleted object kept from a lower layer is never written: layers are read-only.
@@ -89,7 +109,9 @@ impl Union {
                 io::ftruncate(f.as_fd(), 0)?;
             }
             let layer = if node.is_upper() { UPPER } else { 1 };
-            return Ok(self.handles.insert(&node, f, write, layer));
+            return Ok(self
+                .handles
+                .insert(FileHandle::new(&node, f, layer, write, exec)));
         }
         if write {
             self.writable()?;
@@ -111,11 +133,16 @@ impl Union {
         if at.layer == UPPER && pass == 0 && self.backing_upper_rdwr() {
             let rdwr = fs::open_at(at.dir.fd(), &at.name, libc::O_RDWR | trunc, 0);
             if let Ok(fd) = rdwr {
-                return Ok(self.handles.insert_as(&node, fd, write, UPPER, true));
+                return Ok(self.handles.insert(FileHandle {
+                    backing_ready: true,
+                    ..FileHandle::new(&node, fd, UPPER, write, exec)
+                }));
             }
         }
         let fd = self.open_layer_file(at.layer, at.dir.fd(), &at.name, acc | pass | trunc)?;
-        Ok(self.handles.insert(&node, fd, write, at.layer))
+        Ok(self
+            .handles
+            .insert(FileHandle::new(&node, fd, at.layer, write, exec)))
     }
 
     /// Whether upper files are opened read-write so their fds can back passthrough.

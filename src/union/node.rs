@@ -102,6 +102,9 @@ pub struct Node {
     pub copyup: Mutex<()>,
     /// Open file handles on this node (for deleted-but-open handling).
     pub open_count: AtomicU64,
+    /// Of those, the handles execve opened: the kernel refuses writes to a running program
+    /// (ETXTBSY), and a truncating open must not empty it first (see `Union::open`).
+    pub exec_opens: AtomicU64,
     /// FUSE generation: distinguishes objects that reuse one inode number.
     pub generation: AtomicU64,
     /// Directories: their lower copies, read once (see dircache).
@@ -132,6 +135,7 @@ impl Node {
             state: RwLock::new(state),
             copyup: Mutex::new(()),
             open_count: AtomicU64::new(0),
+            exec_opens: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             lower_dirs: Mutex::new(None),
             listing: Mutex::new(None),
