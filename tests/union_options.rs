@@ -375,10 +375,8 @@ both!(noatime_leaves_layer_atimes_alone, |fs| {
 
 // By default (relatime) reading an upper file whose atime is older than its mtime updates
 // it, as on the kernel. The kernel never touches a lower file's atime (layers are
-// read-only); unionrs reads lower files through O_NOATIME fds. On a writable mount lower
-// files are never FUSE passthrough backings (docs/architecture.md), so this holds with
-// passthrough on too (a read-only mount's passthrough reads still update it: a known
-// deviation, docs/mounting.md).
+// read-only); unionrs reads lower files through O_NOATIME fds, and FUSE passthrough reads
+// of them through a noatime bind mount of the layer (docs/mounting.md).
 both!(relatime_updates_upper_atimes, |fs| {
     let l = Layers::new(1);
     let old = stale_atimes(&l);

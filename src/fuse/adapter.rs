@@ -78,11 +78,11 @@ impl UnionFs {
     ) -> Decision {
         let wants_write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let candidate = match self.union.backing_fd(fh) {
-            // A lower file gets a backing only where it can never be copied up (see
-            // passthrough.rs): a writer could not be answered while readers use it.
+            // A lower file's backing is read-only: a later open that needs the upper copy
+            // moves the object to a new inode (passthrough.rs, `Decision::Stale`).
             Ok((fd, layer, writable)) => Candidate {
                 kind: BackingKind { layer, writable },
-                make: (layer == UPPER || self.union.read_only()).then_some(move || make(&fd)),
+                make: Some(move || make(&fd)),
             },
             // Only an upper handle that cannot be reopened read-write fails: it may still
             // share a backing the inode has.
@@ -102,6 +102,19 @@ impl UnionFs {
         self.passthrough.release(fh);
         self.union.release(fh);
         Errno::EBUSY
+    }
+
+    /// Drops a handle that needs the upper copy of an inode whose backing is the lower file
+    /// (`Decision::Stale`): the object moves to a new node id, and ESTALE makes the kernel
+    /// look the path up again (LOOKUP_REVAL) and open the new inode. An open that cannot be
+    /// walked again (a /proc/PID/fd link) gets the ESTALE.
+    fn stale_open(&self, ino: u64, fh: u64) -> Errno {
+        self.passthrough.release(fh);
+        self.union.release(fh);
+        match self.union.move_to_new_id(ino) {
+            Ok(()) => Errno::ESTALE,
+            Err(e) => err(e),
+        }
     }
 }
 
@@ -437,6 +450,7 @@ impl Filesystem for UnionFs {
             Decision::Passthrough(b) => reply.opened_passthrough(fh, FopenFlags::empty(), &b),
             Decision::DirectIo => reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
             Decision::Cached => reply.opened(fh, keep),
+            Decision::Stale => reply.error(self.stale_open(ino.0, o)),
             Decision::Busy => reply.error(self.refuse_open(o)),
         }
     }
@@ -709,7 +723,7 @@ impl Filesystem for UnionFs {
                         reply.created(&TTL, &attr, g, h, FopenFlags::FOPEN_DIRECT_IO)
                     }
                     Decision::Cached => reply.created(&TTL, &attr, g, h, FopenFlags::empty()),
-                    Decision::Busy => reply.error(self.refuse_open(fh)),
+                    Decision::Busy | Decision::Stale => reply.error(self.refuse_open(fh)),
                 }
             }
             Err(e) => reply.error(err(e)),

@@ -11,11 +11,13 @@
 //! always accepted.
 //!
 //! Which files get a backing: upper files (opened read-write, so one backing serves every
-//! later open), and lower files only on a read-only mount. On a writable mount a lower file
-//! can be copied up while it is open; a writer then needs the upper file, and no answer the
-//! kernel accepts exists while readers hold the lower file as backing (the only mode it
-//! allows is passthrough to that read-only lower file). Such lower files are served cached,
-//! and an upper open of an inode with cached opens is cached too.
+//! later open) and lower files. A lower file can be copied up while it is open; a writer (or
+//! any later open) then needs the upper file, and no answer the kernel accepts exists while
+//! readers hold the lower file as backing (the only mode it allows is passthrough to that
+//! read-only lower file). Such an open is answered ESTALE (`Decision::Stale`) after the object
+//! moved to a new node id: the kernel then walks the path again with LOOKUP_REVAL, gets the
+//! new id, and opens a new inode, which takes the upper file as backing. The readers keep the
+//! old inode and its lower backing. An upper open of an inode with cached opens is cached.
 //!
 //! Ownership, as in fuser's example: each open handle holds a strong reference on its
 //! `BackingId`; the per-inode table holds only a weak one, so the kernel's backing file goes
@@ -62,9 +64,11 @@ pub enum Decision {
     DirectIo,
     /// Ordinary cached I/O through the daemon (page cache kept across opens).
     Cached,
+    /// The inode's lower backing cannot serve this open (it needs the upper copy) and the
+    /// kernel accepts no other answer: the object must move to a new inode (ESTALE).
+    Stale,
     /// The inode's backing file cannot serve this open and the kernel accepts no other
-    /// answer (should not happen: upper backings serve every open, lower ones are only
-    /// used where nothing is written).
+    /// answer (should not happen: upper backings serve every open).
     Busy,
 }
 
@@ -129,6 +133,9 @@ impl Passthrough {
             // and it must allow the access asked for.
             let serves = (kind.layer == candidate.kind.layer || kind.layer == UPPER)
                 && (kind.writable || !wants_write);
+            if !serves && kind.layer != UPPER {
+                return Decision::Stale;
+            }
             if !serves {
                 log::warn!(
                     "open of inode {ino} cannot share its backing file ({kind:?}, wants \

@@ -87,6 +87,40 @@ pub fn open_path(path: &CStr, flags: i32) -> SysResult<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// A detached bind mount of the directory `path` (open_tree(2) OPEN_TREE_CLONE) made noatime
+/// and read-only (mount_setattr(2)): an O_PATH fd of its root. Files opened beneath it keep
+/// their atime and cannot be written, whatever flags the opener uses (the kernel reopens FUSE
+/// passthrough backing files with the user's flags, not ours). Needs CAP_SYS_ADMIN over the
+/// mount namespace.
+pub fn open_read_only_tree(path: &CStr) -> SysResult<OwnedFd> {
+    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    // SAFETY: valid C string; the returned fd is owned by the caller.
+    let fd = check_size(unsafe {
+        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) as isize
+    })?;
+    // SAFETY: fresh fd from open_tree(2).
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOATIME,
+        attr_clr: libc::MOUNT_ATTR__ATIME,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `tree` is a live fd, the path is an empty C string, `attr` lives across the
+    // call and its size is passed.
+    check_size(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        ) as isize
+    })?;
+    Ok(tree)
+}
+
 /// openat(2) of one name in `dir`, never following a final symlink.
 pub fn open_at(dir: BorrowedFd<'_>, name: &[u8], flags: i32, mode: u32) -> SysResult<OwnedFd> {
     let c = cstr(name)?;

@@ -117,8 +117,8 @@ impl Union {
             self.writable()?;
             self.copy_up(&node)?;
         }
-        // A metacopy file is read from the lower file that holds its data (served cached, as
-        // lower files are on a writable mount: a later write-open can then use the upper).
+        // A metacopy file is read from the lower file that holds its data (a later write-open
+        // copies the data up and gets the upper: see `move_to_new_id`).
         let at = match node.metacopy_data() {
             Some(data) => self.data_at(&node, &data)?,
             None => self.top_at(&node)?,
@@ -143,6 +143,36 @@ impl Union {
         Ok(self
             .handles
             .insert(FileHandle::new(&node, fd, at.layer, write, exec)))
+    }
+
+    /// The kernel's inode `ino` reads a lower file as its passthrough backing (an open reader)
+    /// and cannot switch to the upper copy a new open needs: the kernel allows one backing per
+    /// inode. The object goes on under a new node id, so the name's next lookup gives the
+    /// kernel a new inode that can have the upper backing; `ino` answers from then on through a
+    /// handle on the object, as a deleted file held open does, until its FORGET. Earlier
+    /// readers keep reading the lower file, as on kernel overlayfs.
+    pub fn move_to_new_id(&self, ino: u64) -> SysResult<()> {
+        let node = self.node(ino)?;
+        let (parent, path) = {
+            let s = node.state.read();
+            if s.unlinked {
+                // Moved already (or deleted): the kernel's next lookup finds the new id.
+                return Ok(());
+            }
+            (s.parent.clone(), node.path())
+        };
+        let fd = self.upper().open(&path, libc::O_PATH)?;
+        {
+            let mut s = node.state.write();
+            s.detached = Some(Arc::new(fd));
+            s.unlinked = true;
+        }
+        self.nodes.move_away(&node, || self.inos.fresh());
+        // Listings show the new number (d_ino = st_ino).
+        if let Some(p) = parent {
+            self.entries_change(&p);
+        }
+        Ok(())
     }
 
     /// Whether upper files are opened read-write so their fds can back passthrough.

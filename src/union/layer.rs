@@ -33,6 +33,21 @@ impl Layer {
         })
     }
 
+    /// A lower layer of a mount: its root on a private read-only, noatime bind mount where
+    /// the daemon may make one, so neither the daemon's opens nor the kernel's reopens of
+    /// passthrough backing files (made with the user's open flags) change the layer, atimes
+    /// included, as on kernel overlayfs. Else the directory as it is.
+    pub fn lower_at(path: &Path) -> Result<Layer, String> {
+        let mut layer = Layer::at(path)?;
+        let c = crate::sys::cstr(path.as_os_str().as_bytes())
+            .map_err(|_| format!("bad path {}", path.display()))?;
+        match fs::open_read_only_tree(&c) {
+            Ok(tree) => layer.root = tree,
+            Err(e) => log::debug!("layer {}: no read-only bind mount ({e})", path.display()),
+        }
+        Ok(layer)
+    }
+
     pub fn root(&self) -> BorrowedFd<'_> {
         self.root.as_fd()
     }

@@ -153,7 +153,7 @@ impl Union {
             layers.push(Layer::at(u)?);
         }
         for l in &cfg.lowers {
-            layers.push(Layer::at(l)?);
+            layers.push(Layer::lower_at(l)?);
         }
         if layers.is_empty() {
             return Err("no layers given".into());
