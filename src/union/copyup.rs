@@ -28,7 +28,15 @@ impl Union {
     /// data now).
     pub(crate) fn copy_up(&self, node: &Node) -> SysResult<()> {
         self.copy_up_as(node, Data::Full)?;
-        self.copy_up_metacopy_data(node)
+        self.copy_up_metacopy_data(node, false)
+    }
+
+    /// `copy_up` for a hard link. The kernel (index=on) links a metacopy file as it is, data
+    /// still below; unionrs copies the data first (every name must reach one data file), so
+    /// the file keeps its times, as the kernel's metadata-only link does.
+    pub(crate) fn copy_up_to_link(&self, node: &Node) -> SysResult<()> {
+        self.copy_up_as(node, Data::Full)?;
+        self.copy_up_metacopy_data(node, true)
     }
 
     /// Makes sure `node` exists in the upper layer for a metadata change (chmod, chown,
@@ -180,7 +188,7 @@ impl Union {
     /// interrupted one wrote).
     /// In place, not by a new file renamed over it: hard links and open handles on the
     /// upper inode stay valid.
-    fn copy_up_metacopy_data(&self, node: &Node) -> SysResult<()> {
+    fn copy_up_metacopy_data(&self, node: &Node, keep_times: bool) -> SysResult<()> {
         if node.metacopy_data().is_none() {
             return Ok(());
         }
@@ -208,7 +216,13 @@ impl Union {
         if fs::fstat(dst.as_fd())?.st_mode != before.st_mode {
             fs::chmod_at(dst.as_fd(), b"", before.st_mode & 0o7777)?;
         }
-        // The times are left as the copy made them (mtime: now), as the kernel leaves them.
+        // The times are left as the copy made them (mtime: now), as the kernel's data copy-up
+        // leaves them, except where the kernel copies no data at all (see `copy_up_to_link`).
+        if keep_times {
+            let at = fs::TimeSpec::At(before.st_atime, before.st_atime_nsec);
+            let mt = fs::TimeSpec::At(before.st_mtime, before.st_mtime_nsec);
+            fs::utimes_at(dir, name, at, mt)?;
+        }
         if self.fsync {
             self.disk_fsync(dst.as_fd(), false)?;
         }

@@ -352,7 +352,7 @@ impl Union {
             return Err(Errno::ENOENT);
         }
         let slot = self.prepare_slot(new_parent, new_name)?;
-        self.copy_up(&node)?;
+        self.copy_up_to_link(&node)?;
         let src = node.path();
         let (sp, sn) = path::split(&src);
         let sd = self.upper().dir(sp)?;
