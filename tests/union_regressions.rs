@@ -286,3 +286,36 @@ fn redirect_respects_opaque_parent_in_lower() {
         ops: vec![RenameNoReplace("b/b", "e"), Mkdir("e", M(0o555))],
     });
 }
+
+/// Lower hard links a and b, both known to the kernel (a scan after every step): renaming
+/// the name that is not the node's own failed with ENOENT (the copy-up made the upper copy
+/// under the node's own name, b, and the rename then found no upper a). Seed 37.
+#[test]
+fn rename_other_name_of_lower_hardlink() {
+    run(Case {
+        every_step: true,
+        lowers: vec![
+            LFile(1, "a", "rrrrrrrrrrrrrrrrrrrr8", M(0o640)),
+            LLink(1, "a", "b"),
+        ],
+        ops: vec![RenameNoReplace("c", "e"), Rename("a", "c")],
+    });
+}
+
+/// The same for RENAME_EXCHANGE with the other name as the target (seed 137).
+#[test]
+fn exchange_with_other_name_of_lower_hardlink() {
+    run(Case {
+        every_step: true,
+        lowers: vec![
+            LFile(1, "a", "rrrrrrr2", M(0o600)),
+            LLink(1, "a", "b"),
+            LSymlink(1, "d", "c"),
+        ],
+        ops: vec![
+            SetXattr("d", "user.y", "v30"),
+            CreateExcl("a", M(0o444)),
+            Exchange("d", "b"),
+        ],
+    });
+}

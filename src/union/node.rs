@@ -157,6 +157,11 @@ impl Node {
         self.kind == libc::S_IFDIR
     }
 
+    /// Whether `name` in `dir` is the node's own name (not one of its other names).
+    pub fn is_named(&self, dir: &Node, name: &[u8]) -> bool {
+        self.state.read().is_alias(dir, name)
+    }
+
     /// The path in the merged tree (and so in the upper layer), "" for the root.
     /// Built backwards in one buffer (each name reversed, then the whole turned around): one
     /// allocation however deep the node is; this runs on most requests for upper objects.

@@ -52,6 +52,7 @@ impl Union {
             return Ok(());
         }
         let src_node = self.node_for(&dir, name, &src)?;
+        self.take_name(&src_node, &dir, name)?;
         if let Some(d) = &dst {
             let dst_ino = self.ino_of(d);
             if dst_ino == src_node.ino && flags & EXCHANGE == 0 {
@@ -80,7 +81,9 @@ impl Union {
             self.detach_if_open(n, d, &dst_path)?;
         }
         if flags & EXCHANGE != 0 {
-            self.prepare_source(dst_node.as_ref().expect("checked"))?;
+            let d = dst_node.as_ref().expect("checked");
+            self.take_name(d, &new_dir, new_name)?;
+            self.prepare_source(d)?;
         }
         self.copy_up(&new_dir)?;
         let od = self.upper_dir(&dir)?;
@@ -161,6 +164,20 @@ impl Union {
         // Not a kernel reference: let it go when the kernel never asks for it.
         self.nodes.forget(node.ino, 1);
         Ok(node)
+    }
+
+    /// Makes `name` in `dir` the node's own name when it is another name of a hard-linked
+    /// file (the kernel knew both and looked this one up earlier): copy-up works on the
+    /// node's own name, and the rename moves this one. As a lookup of it would do.
+    fn take_name(&self, node: &Arc<Node>, dir: &Arc<Node>, name: &[u8]) -> SysResult<()> {
+        if node.is_dir() || node.is_named(dir, name) {
+            return Ok(());
+        }
+        let f = self.resolve(dir, name)?.ok_or(Errno::ENOENT)?;
+        let (node, _) = self.remember(dir, name, f);
+        // Not a kernel reference.
+        self.nodes.forget(node.ino, 1);
+        Ok(())
     }
 
     /// Gets a rename source into the upper: files by copy-up (metadata only and a redirect to
