@@ -53,7 +53,6 @@ fn open_unlink_copied_up_hardlink_nlink() {
 /// Lower file with 3 names a/c, a/d, d; rename a/d -> c; open c, unlink c, fstat the fd.
 /// Kernel: nlink 2 (a/c and d remain). unionrs: nlink 1.
 #[test]
-#[ignore = "unionrs bug: link count wrong after renaming a name of a lower hard-linked file (not over it) then unlinking"]
 fn rename_then_unlink_lower_hardlink_nlink() {
     run(Case {
         every_step: false,
@@ -317,5 +316,36 @@ fn exchange_with_other_name_of_lower_hardlink() {
             CreateExcl("a", M(0o444)),
             Exchange("d", "b"),
         ],
+    });
+}
+
+/// Three names of one lower file in two dirs; unlinking one leaves an index copy with no
+/// upper name yet (one link of its own): the other names showed nlink 1, not 2. Seed 41.
+#[test]
+fn unlink_one_of_three_lower_hardlinks_shows_two() {
+    run(Case {
+        every_step: false,
+        lowers: vec![
+            LFile(3, "b/a", "uuuuuuuuuuuuuuuuuuu5", M(0o640)),
+            LLink(3, "b/a", "b/b/a"),
+            LLink(3, "b/a", "b/b/b"),
+        ],
+        ops: vec![Unlink("b/b/b")],
+    });
+}
+
+/// Three names of one lower file; open one for writing (its copy goes to the index), unlink
+/// it, fstat the fd: the two lower names left count (kernel: 2), unionrs showed the index
+/// copy's own link count, 1. Seed 294.
+#[test]
+fn open_unlink_one_of_three_lower_hardlinks_nlink() {
+    run(Case {
+        every_step: false,
+        lowers: vec![
+            LFile(3, "a", "qqqqqqqqqqqqqqqq1", M(0o600)),
+            LLink(3, "a", "c"),
+            LLink(3, "a", "d"),
+        ],
+        ops: vec![OpenUnlinkUse("d", "pppppp8", 7)],
     });
 }

@@ -67,6 +67,7 @@ impl Union {
                 st.st_nlink = 0;
             } else {
                 self.apply_override(UPPER, fd.as_fd(), b"", &mut st);
+                self.fix_nlink_of_handle(fd.as_fd(), &mut st);
             }
             st
         } else {

@@ -9,11 +9,12 @@ use crate::sys::xattr;
 use std::os::fd::{AsFd, BorrowedFd};
 
 impl Union {
-    /// Whether `st`, found in `layer`, may be an indexed file (then its count is read).
+    /// Whether `st`, found in `layer`, may be an indexed file (then its count is read). An
+    /// upper name of one is linked to the index copy too (two links at least); the index
+    /// copy alone has one link while every name left is still a lower one.
     fn may_be_indexed(&self, layer: LayerId, st: &Stat) -> bool {
         st.st_mode & libc::S_IFMT == libc::S_IFREG
-            && st.st_nlink > 1
-            && (layer == UPPER || layer == INDEX)
+            && (layer == INDEX || (layer == UPPER && st.st_nlink > 1))
             && self.index.is_some()
     }
 
@@ -42,6 +43,18 @@ impl Union {
     ) {
         if self.may_be_indexed(layer, st)
             && let Some(n) = self.nlink_xattr(dir, name)
+        {
+            st.st_nlink = n;
+        }
+    }
+
+    /// Applies the shown count to attributes read through a handle on an object whose last
+    /// known name went (deleted but open): an index copy keeps counting the names left, which
+    /// may all be lower names the kernel never looked up.
+    pub(crate) fn fix_nlink_of_handle(&self, fd: BorrowedFd<'_>, st: &mut Stat) {
+        if st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && self.index.is_some()
+            && let Some(n) = self.nlink_xattr(fd, b"")
         {
             st.st_nlink = n;
         }

@@ -433,8 +433,11 @@ impl Union {
         if f.is_dir() && f.lowers.len() + usize::from(f.upper) > 1 {
             st.st_nlink = 1;
         }
-        // Only a file with several links can be an indexed copy: the path walk is paid there.
-        if st.st_nlink > 1
+        // Only a file with several links, or one found through the index (whose copy has a
+        // single link while all its names are lower ones), can be an indexed copy: the path
+        // walk is paid there.
+        let via_index = f.lowers.first().is_some_and(|l| l.layer == INDEX);
+        if (st.st_nlink > 1 || via_index)
             && !f.is_dir()
             && let Some(top) = f.top(&path::join(&dir.path(), name))
         {
