@@ -47,18 +47,6 @@ fn has_data(p: &Path) -> bool {
     }
 }
 
-fn stats_value(mnt: &Path, key: &str) -> u64 {
-    let out = Command::new(unionrs_bin())
-        .arg("stats")
-        .arg(mnt)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in `unionrs stats`:\n{text}"))
-}
-
 /// The metadata changes the tests make: chmod a, chown b, utimes c, setxattr e (and
 /// removexattr of a lower one), chmod of the hard-linked f.
 fn change_metadata(l: &Layers) {

@@ -50,7 +50,7 @@ impl UnionFs {
         move || {
             use std::sync::atomic::Ordering::Relaxed;
             let mut out = format!(
-                "passthrough {}\ncached_inodes {}\ncopy_ups {}\nmetacopy_ups {}\ncopy_up_bytes {}\ndisk_fsyncs {}\nrss_bytes {}\n",
+                "passthrough {}\ncached_inodes {}\ncopy_ups {}\nmetacopy_ups {}\ncopy_up_bytes {}\ndisk_fsyncs {}\ninode_moves {}\nrss_bytes {}\n",
                 if passthrough.load(Relaxed) {
                     "on"
                 } else {
@@ -61,6 +61,7 @@ impl UnionFs {
                 source.stats.metacopy_ups.load(Relaxed),
                 source.stats.bytes_copied.load(Relaxed),
                 source.stats.disk_fsyncs.load(Relaxed),
+                source.stats.inode_moves.load(Relaxed),
                 crate::sys::proc::rss_bytes(),
             );
             requests.report(&mut out);

@@ -167,7 +167,9 @@ impl Union {
             s.detached = Some(Arc::new(fd));
             s.unlinked = true;
         }
-        self.nodes.move_away(&node, || self.inos.fresh());
+        if self.nodes.move_away(&node, || self.inos.fresh()) {
+            self.stats.inode_moves.fetch_add(1, Ordering::Relaxed);
+        }
         // Listings show the new number (d_ino = st_ino).
         if let Some(p) = parent {
             self.entries_change(&p);

@@ -103,6 +103,9 @@ pub struct Stats {
     pub metacopy_ups: AtomicU64,
     /// fsync/fdatasync calls made on the layers (none with fsync=0 or volatile).
     pub disk_fsyncs: AtomicU64,
+    /// Objects moved to a new node id because a reader held the lower file as the inode's
+    /// passthrough backing when an open needed the upper copy (see `move_to_new_id`).
+    pub inode_moves: AtomicU64,
 }
 
 pub struct Union {

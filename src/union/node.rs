@@ -366,15 +366,17 @@ impl NodeTable {
 
     /// From now on the object numbered `node.number` answers under a new id from `fresh_id`
     /// (the next lookup makes its node), as a reused number does; `node` stays for the
-    /// kernel's inode until its FORGET. No-op when the number has moved on already.
-    pub fn move_away(&self, node: &Node, fresh_id: impl Fn() -> u64) {
+    /// kernel's inode until its FORGET. No-op (false) when the number has moved on already.
+    pub fn move_away(&self, node: &Node, fresh_id: impl Fn() -> u64) -> bool {
         // Under the old id's shard lock, as in `remember`: a lookup of the number waits, then
         // sees the move.
         let _slot = self.map.get(&node.ino);
-        if self.id_of(node.number) == node.ino {
-            self.moved.insert(node.number, fresh_id());
-            self.any_moved.store(true, Ordering::Release);
+        if self.id_of(node.number) != node.ino {
+            return false;
         }
+        self.moved.insert(node.number, fresh_id());
+        self.any_moved.store(true, Ordering::Release);
+        true
     }
 
     /// The generation of the node the kernel knows as `ino` (0 when unknown).

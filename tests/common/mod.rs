@@ -262,6 +262,19 @@ pub fn unionrs_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_unionrs")))
 }
 
+/// One counter of `unionrs stats MNT` (a live unionrs mount).
+pub fn stats_value(mnt: &Path, key: &str) -> u64 {
+    let out = std::process::Command::new(unionrs_bin())
+        .arg("stats")
+        .arg(mnt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in `unionrs stats`:\n{text}"))
+}
+
 /// The `-o` option string for a stack: lowerdir, upperdir and workdir.
 pub fn layer_opts(l: &Layers) -> String {
     let lowers: Vec<String> = l.lowers.iter().map(|p| p.display().to_string()).collect();
