@@ -807,17 +807,24 @@ both!(
 #[test]
 #[ignore = "unionrs differs: st_ino changes when a lower file held open by a reader is copied up and opened again (FUSE passthrough allows one backing per inode)"]
 fn st_ino_kept_through_copy_up_while_a_reader_holds_the_file() {
+    with_a_reader_of_a_lower_file(|fs, l, reader| {
+        let before = reader.metadata().unwrap().ino();
+        fs::set_permissions(l.m("f"), fs::Permissions::from_mode(0o600)).unwrap();
+        let again = File::open(l.m("f")).unwrap();
+        assert_eq!(again.metadata().unwrap().ino(), before, "{fs:?}");
+    });
+}
+
+/// On kernel overlayfs, then on unionrs: lower file `f`, mounted, held open for reading.
+fn with_a_reader_of_a_lower_file(check: impl Fn(Fs, &Layers, &File)) {
     let _s = serial();
     for fs in [Fs::KernelOverlay, Fs::Unionrs] {
         let l = Layers::new(1);
         write(l.l(1).join("f"), "lower\n");
         let m = mount(fs, &l, &[]);
         let reader = File::open(l.m("f")).unwrap();
-        let before = reader.metadata().unwrap().ino();
-        fs::set_permissions(l.m("f"), fs::Permissions::from_mode(0o600)).unwrap();
-        let again = File::open(l.m("f")).unwrap();
-        assert_eq!(again.metadata().unwrap().ino(), before, "{fs:?}");
-        drop((reader, again, m));
+        check(fs, &l, &reader);
+        drop((reader, m));
     }
 }
 
@@ -828,16 +835,10 @@ fn st_ino_kept_through_copy_up_while_a_reader_holds_the_file() {
 #[test]
 #[ignore = "unionrs differs: locks through an fd opened before a copy-up do not conflict with locks through fds opened after it, while the earlier fd stays open (kernel-side locks are per FUSE inode)"]
 fn lock_conflicts_across_a_copy_up_while_a_reader_holds_the_file() {
-    let _s = serial();
-    for fs in [Fs::KernelOverlay, Fs::Unionrs] {
-        let l = Layers::new(1);
-        write(l.l(1).join("f"), "lower\n");
-        let m = mount(fs, &l, &[]);
-        let reader = File::open(l.m("f")).unwrap();
-        sys::flock(&reader, libc::LOCK_EX | libc::LOCK_NB).unwrap();
+    with_a_reader_of_a_lower_file(|fs, l, reader| {
+        sys::flock(reader, libc::LOCK_EX | libc::LOCK_NB).unwrap();
         let writer = OpenOptions::new().append(true).open(l.m("f")).unwrap();
         let second = sys::flock(&writer, libc::LOCK_EX | libc::LOCK_NB);
         assert_eq!(sys::errno(&second), libc::EWOULDBLOCK, "{fs:?}");
-        drop((reader, writer, m));
-    }
+    });
 }
