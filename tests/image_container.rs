@@ -4,6 +4,7 @@
 mod image_util;
 use image_util::*;
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 
 #[test]
@@ -378,4 +379,57 @@ fn commit_of_metacopy_files_takes_the_data_from_the_lower() {
     assert_eq!(mode & 0o7777, 0o600);
     assert_eq!(fs::read(top.join("b-moved")).unwrap(), b"bee");
     assert!(top.join("etc/.wh.b").is_file());
+}
+
+/// A lower file with two names (a hard link in the image), written through one of them: the
+/// container shows the change under both names (they are one file), and so must the image
+/// committed from it. The upper holds only the name written (and the workdir's index the
+/// shared copy); the other name is a lower one, so the layer needs a hard link entry for it.
+#[test]
+fn commit_keeps_a_write_through_one_name_of_a_lower_hard_link() {
+    assert!(can_mount(), "needs root, /dev/fuse and fusermount3");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let _guard = UnmountUnder(store.join("containers"));
+    let base = layer(
+        &[
+            dir("bin"),
+            file("bin/tool", b"v1\n"),
+            hardlink("bin/tool-alias", "bin/tool"),
+            dir("lib"),
+            hardlink("lib/tool-deep", "bin/tool"),
+        ],
+        Comp::None,
+    );
+    load_image(
+        &store,
+        tmp.path(),
+        "src:1",
+        &[&base],
+        config(&[&base], "2024-01-01T00:00:00Z"),
+    );
+    ok(&store, &["create", "--name", "c", "src:1"]);
+    let m = store.join("containers/c/merged");
+    fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("bin/tool"))
+        .unwrap()
+        .write_all(b"v2\n")
+        .unwrap();
+    let before = tree(&m);
+    for name in ["bin/tool-alias", "lib/tool-deep"] {
+        assert_eq!(fs::read(m.join(name)).unwrap(), b"v1\nv2\n", "live {name}");
+    }
+    ok(&store, &["commit", "c", "committed:1"]);
+    ok(&store, &["create", "--name", "c2", "committed:1"]);
+    let m2 = store.join("containers/c2/merged");
+    for name in ["bin/tool", "bin/tool-alias", "lib/tool-deep"] {
+        assert_eq!(
+            fs::read(m2.join(name)).unwrap(),
+            b"v1\nv2\n",
+            "committed {name}"
+        );
+    }
+    let d = tree_diff(&before, &tree(&m2));
+    assert!(d.is_empty(), "before commit vs after:\n{}", d.join("\n"));
 }

@@ -18,6 +18,12 @@
 //! - regular files with data, directories, symlinks, fifos, character and block devices.
 //!   Names sharing an inode: the first in archive order is written in full, later ones are
 //!   hardlink entries to it. Sockets are skipped: tar has no socket entry type.
+//! - a lower file with several names, copied up through one of them, is shared by all of
+//!   them (through the workdir's index) though the upper holds only that one: with the live
+//!   mount given, the other names (found by the link count the mount shows, then by inode
+//!   number in one walk of the mount) follow at the end of the archive as hardlink entries
+//!   to it, with the lower directories on their way, so the image shows what the container
+//!   showed.
 //! - kept: permission bits (with setuid/setgid/sticky), uid, gid, mtime in seconds, size,
 //!   device numbers, exported xattrs (see [`crate::image::xattr::is_exported`]); never
 //!   atime, ctime, uname, gname. Tar format: see [`crate::image::pax`].
@@ -35,13 +41,13 @@ use super::hash_writer::HashingWriter;
 use super::pax::{EntrySpec, append_entry};
 use super::xattr::{XattrSource, Xattrs};
 use super::xattr_cmd::GetfattrXattrs;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirEntryExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use tar::{Builder, EntryType};
 
@@ -171,9 +177,14 @@ fn export(
         xattrs,
         merged,
         links: HashMap::new(),
+        names: HashMap::new(),
+        written: HashSet::new(),
         entries: 0,
     };
     ex.dir(upper, Path::new(""), false, 0)?;
+    if let Some(merged) = merged {
+        ex.lower_names_of_links(merged)?;
+    }
     let mut w = ex.builder.into_inner().map_err(ExportError::Write)?;
     w.flush().map_err(ExportError::Write)?;
     let (_, diff_id, size) = w.finish();
@@ -338,6 +349,34 @@ pub fn dev_major_minor(rdev: u64) -> (u32, u32) {
     (major as u32, minor as u32)
 }
 
+/// The regular files under `dir` (archive path `rel`) of the mount whose inode number is a
+/// key of `wanted`, with the archive path of the name already written for it. Symlinks are
+/// not followed.
+fn find_by_ino(
+    dir: &Path,
+    rel: &Path,
+    wanted: &HashMap<u64, PathBuf>,
+    out: &mut Vec<(PathBuf, PathBuf)>,
+) -> Result<(), ExportError> {
+    let read_err = |source| ExportError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    for de in fs::read_dir(dir).map_err(read_err)? {
+        let de = de.map_err(read_err)?;
+        let t = de.file_type().map_err(read_err)?;
+        let child = rel.join(de.file_name());
+        if t.is_dir() {
+            find_by_ino(&de.path(), &child, wanted, out)?;
+        } else if t.is_file()
+            && let Some(first) = wanted.get(&de.ino())
+        {
+            out.push((child, first.clone()));
+        }
+    }
+    Ok(())
+}
+
 /// `.wh.` + name.
 fn whiteout_name(name: &OsStr) -> OsString {
     let mut v = WH_PREFIX.to_vec();
@@ -364,6 +403,10 @@ struct Exporter<'a, W: Write> {
     merged: Option<&'a Path>,
     /// (dev, ino) of multiply-linked non-directories -> archive path of the first name.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Archive path of a first name (see `links`) -> how many names the archive gives it.
+    names: HashMap<PathBuf, u64>,
+    /// Every archive path written (no trailing slash).
+    written: HashSet<PathBuf>,
     entries: u64,
 }
 
@@ -483,6 +526,87 @@ impl<W: Write> Exporter<'_, W> {
     fn put(&mut self, spec: &EntrySpec<'_>, data: &mut dyn Read) -> io::Result<()> {
         append_entry(&mut self.builder, spec, data)?;
         self.entries += 1;
+        let path = spec.path.as_os_str().as_bytes();
+        let path = path.strip_suffix(b"/").unwrap_or(path);
+        self.written.insert(PathBuf::from(OsStr::from_bytes(path)));
+        Ok(())
+    }
+
+    /// A file copied up through one of its names while the others stayed in a lower layer
+    /// (the union shares the copy among all of them through the workdir's index): the
+    /// mount shows every name with the new data, so the layer gets a hard link entry for
+    /// each name the upper does not hold (and the lower directories on the way to it).
+    /// Found by the link count the mount shows; only then is the mount walked, once.
+    fn lower_names_of_links(&mut self, merged: &Path) -> Result<(), ExportError> {
+        let read = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ExportError::Read { path, source }
+        };
+        let mut wanted: HashMap<u64, PathBuf> = HashMap::new();
+        for (first, &in_archive) in &self.names {
+            let m = fs::symlink_metadata(merged.join(first)).map_err(read(&merged.join(first)))?;
+            if m.is_file() && m.nlink() > in_archive {
+                wanted.insert(m.ino(), first.clone());
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        find_by_ino(merged, Path::new(""), &wanted, &mut found)?;
+        found.sort();
+        for (rel, first) in found {
+            if self.written.contains(&rel) {
+                continue;
+            }
+            for dir in rel
+                .ancestors()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                if dir.as_os_str().is_empty() || self.written.contains(dir) {
+                    continue;
+                }
+                let m = fs::symlink_metadata(merged.join(dir)).map_err(read(&merged.join(dir)))?;
+                let xattrs =
+                    self.xattrs
+                        .read(&merged.join(dir))
+                        .map_err(|source| ExportError::Xattr {
+                            path: merged.join(dir),
+                            source,
+                        })?;
+                let mut with_slash = dir.as_os_str().to_owned();
+                with_slash.push("/");
+                let dir_path = PathBuf::from(with_slash);
+                self.put_empty(&EntrySpec {
+                    path: &dir_path,
+                    kind: EntryType::Directory,
+                    mode: m.mode() & 0o7777,
+                    uid: u64::from(m.uid()),
+                    gid: u64::from(m.gid()),
+                    mtime: m.mtime(),
+                    size: 0,
+                    link: None,
+                    device: None,
+                    xattrs: xattrs.exported().collect(),
+                })?;
+            }
+            let m = fs::symlink_metadata(merged.join(&rel)).map_err(read(&merged.join(&rel)))?;
+            self.put_empty(&EntrySpec {
+                path: &rel,
+                kind: EntryType::Link,
+                mode: m.mode() & 0o7777,
+                uid: u64::from(m.uid()),
+                gid: u64::from(m.gid()),
+                mtime: m.mtime(),
+                size: 0,
+                link: Some(&first),
+                device: None,
+                xattrs: vec![],
+            })?;
+        }
         Ok(())
     }
 
@@ -539,6 +663,7 @@ impl<W: Write> Exporter<'_, W> {
         if kind != Kind::Dir && m.nlink() > 1 {
             if let Some(first) = self.links.get(&(m.dev(), m.ino())) {
                 let first = first.clone();
+                *self.names.entry(first.clone()).or_default() += 1;
                 spec.kind = EntryType::Link;
                 spec.link = Some(&first);
                 // The data and xattrs travel with the first name.
@@ -546,6 +671,7 @@ impl<W: Write> Exporter<'_, W> {
                 return self.put_empty(&spec);
             }
             self.links.insert((m.dev(), m.ino()), tar_path.clone());
+            self.names.insert(tar_path.clone(), 1);
         }
 
         match kind {
