@@ -351,10 +351,11 @@ pub fn dev_major_minor(rdev: u64) -> (u32, u32) {
 
 /// The regular files under `dir` (archive path `rel`) of the mount whose inode number is a
 /// key of `wanted`, with the archive path of the name already written for it. Symlinks are
-/// not followed.
+/// not followed, nor mounts on top of the union (device `dev`).
 fn find_by_ino(
     dir: &Path,
     rel: &Path,
+    dev: u64,
     wanted: &HashMap<u64, PathBuf>,
     out: &mut Vec<(PathBuf, PathBuf)>,
 ) -> Result<(), ExportError> {
@@ -367,7 +368,10 @@ fn find_by_ino(
         let t = de.file_type().map_err(read_err)?;
         let child = rel.join(de.file_name());
         if t.is_dir() {
-            find_by_ino(&de.path(), &child, wanted, out)?;
+            let m = de.metadata().map_err(read_err)?;
+            if m.dev() == dev {
+                find_by_ino(&de.path(), &child, dev, wanted, out)?;
+            }
         } else if t.is_file()
             && let Some(first) = wanted.get(&de.ino())
         {
@@ -553,7 +557,8 @@ impl<W: Write> Exporter<'_, W> {
             return Ok(());
         }
         let mut found = Vec::new();
-        find_by_ino(merged, Path::new(""), &wanted, &mut found)?;
+        let dev = fs::metadata(merged).map_err(read(merged))?.dev();
+        find_by_ino(merged, Path::new(""), dev, &wanted, &mut found)?;
         found.sort();
         for (rel, first) in found {
             if self.written.contains(&rel) {
