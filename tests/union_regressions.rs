@@ -349,3 +349,20 @@ fn open_unlink_one_of_three_lower_hardlinks_nlink() {
         ops: vec![OpenUnlinkUse("d", "pppppp8", 7)],
     });
 }
+
+/// Three names of one lower file; a, then b, are looked up (failing unlinks below them),
+/// then a is unlinked (its index copy is made then) and b written: the write must reach c
+/// too. unionrs made a second copy for b, because b's node still pointed at the lower file:
+/// c kept the old data (and seed 2134's deleted-but-open link count was off the same way).
+#[test]
+fn write_after_unlink_of_another_lower_hardlink_reaches_the_third() {
+    run(Case {
+        every_step: false,
+        lowers: vec![
+            LFile(1, "a", "v1", M(0o644)),
+            LLink(1, "a", "b"),
+            LLink(1, "a", "c"),
+        ],
+        ops: vec![Unlink("a/x"), Unlink("b/x"), Unlink("a"), Append("b", "v2")],
+    });
+}

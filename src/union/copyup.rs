@@ -119,23 +119,22 @@ impl Union {
         let src_at = self.lower_at(parent.as_deref(), &src)?;
         let (src_dir, src_name) = (src_at.dir.fd(), src_at.name.as_slice());
         let st = fs::stat_at(src_dir, src_name)?;
-        if src.layer == INDEX {
-            // Another name of this file was copied up already: link to that copy.
-            fs::link_at(src_dir, src_name, dst_dir.as_fd(), name)?;
-            let mut s = node.state.write();
-            s.upper = true;
-            // The index copy is complete: nothing is read from a lower any more.
-            s.lowers.clear();
-            drop(s);
-            node.forget_xattr_names();
-            return Ok(());
+        // Another name of this file was copied up already: link to that copy. Also when the
+        // node was looked up before that copy was made (its lower location is the lower file):
+        // a second copy would part this name's data from the other names'.
+        let key = self.index_key(&st);
+        let indexed = match (&key, src.layer) {
+            (_, INDEX) => Some((src_dir, src_name.to_vec())),
+            (Some(k), _) if self.layer(INDEX).stat(k).is_ok() => {
+                Some((self.layer(INDEX).root(), k.clone()))
+            }
+            _ => None,
+        };
+        if let Some((index_dir, index_name)) = indexed {
+            return self.link_index_copy(node, (index_dir, &index_name), (dst_dir.as_fd(), name));
         }
         // A hard-linked file is copied whole: its index copy is what its other names show.
-        let data = if self.index_key(&st).is_some() {
-            Data::Full
-        } else {
-            data
-        };
+        let data = if key.is_some() { Data::Full } else { data };
         let work = self.work()?;
         let tmp = self.temp_name();
         let staged = self.stage_copy(
@@ -149,12 +148,18 @@ impl Union {
             remove_staged(work, &tmp, &st);
             return Err(e);
         }
-        if let Some(key) = self.index_key(&st) {
+        if let Some(key) = &key {
             let count = st.st_nlink.to_le_bytes();
             let _ = xattr::set(work, &tmp, self.markers.nlink_xattr(), &count, 0);
             self.index_used.store(true, Ordering::Relaxed);
-            match fs::link_at(work, &tmp, self.layer(INDEX).root(), &key) {
-                Ok(()) | Err(Errno::EEXIST) => {}
+            match fs::link_at(work, &tmp, self.layer(INDEX).root(), key) {
+                Ok(()) => {}
+                // Another name's copy-up got there first: share its copy, drop ours.
+                Err(Errno::EEXIST) => {
+                    remove_staged(work, &tmp, &st);
+                    let index = (self.layer(INDEX).root(), key.as_slice());
+                    return self.link_index_copy(node, index, (dst_dir.as_fd(), name));
+                }
                 Err(e) => {
                     remove_staged(work, &tmp, &st);
                     return Err(e);
@@ -178,6 +183,24 @@ impl Union {
             Data::Full => self.stats.copy_ups.fetch_add(1, Ordering::Relaxed),
             Data::MetaOnly => self.stats.metacopy_ups.fetch_add(1, Ordering::Relaxed),
         };
+        Ok(())
+    }
+
+    /// Copy-up of a hard-linked lower file whose index copy exists: its upper name becomes
+    /// one more link of that copy (the shown link count does not change: no name was added).
+    fn link_index_copy(
+        &self,
+        node: &Node,
+        (index_dir, index_name): (std::os::fd::BorrowedFd<'_>, &[u8]),
+        (dst_dir, name): (std::os::fd::BorrowedFd<'_>, &[u8]),
+    ) -> SysResult<()> {
+        fs::link_at(index_dir, index_name, dst_dir, name)?;
+        let mut s = node.state.write();
+        s.upper = true;
+        // The index copy is complete: nothing is read from a lower any more.
+        s.lowers.clear();
+        drop(s);
+        node.forget_xattr_names();
         Ok(())
     }
 
