@@ -133,10 +133,10 @@ impl Passthrough {
             // and it must allow the access asked for.
             let serves = (kind.layer == candidate.kind.layer || kind.layer == UPPER)
                 && (kind.writable || !wants_write);
-            if !serves && kind.layer != UPPER {
-                return Decision::Stale;
-            }
             if !serves {
+                if kind.layer != UPPER {
+                    return Decision::Stale;
+                }
                 log::warn!(
                     "open of inode {ino} cannot share its backing file ({kind:?}, wants \
                      {:?}, write {wants_write})",

@@ -349,6 +349,38 @@ pub fn dev_major_minor(rdev: u64) -> (u32, u32) {
     (major as u32, minor as u32)
 }
 
+/// An entry at `path` with the permission bits, owner and mtime of `m`; no data, link,
+/// device or xattrs.
+fn spec_of<'a>(path: &'a Path, kind: EntryType, m: &Metadata) -> EntrySpec<'a> {
+    EntrySpec {
+        path,
+        kind,
+        mode: m.mode() & 0o7777,
+        uid: u64::from(m.uid()),
+        gid: u64::from(m.gid()),
+        mtime: m.mtime(),
+        size: 0,
+        link: None,
+        device: None,
+        xattrs: vec![],
+    }
+}
+
+/// lstat(2) of `path`, failing as a read of it.
+fn lstat(path: &Path) -> Result<Metadata, ExportError> {
+    fs::symlink_metadata(path).map_err(|source| ExportError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A directory's archive path: with a trailing `/`.
+fn dir_entry_path(path: &Path) -> PathBuf {
+    let mut with_slash = path.as_os_str().to_owned();
+    with_slash.push("/");
+    PathBuf::from(with_slash)
+}
+
 /// The regular files under `dir` (archive path `rel`) of the mount whose inode number is a
 /// key of `wanted`, with the archive path of the name already written for it. Symlinks are
 /// not followed, nor mounts on top of the union (device `dev`).
@@ -432,10 +464,7 @@ impl<W: Write> Exporter<'_, W> {
         for de in fs::read_dir(fs_dir).map_err(read_err)? {
             let de = de.map_err(read_err)?;
             let fs_path = de.path();
-            let meta = fs::symlink_metadata(&fs_path).map_err(|source| ExportError::Read {
-                path: fs_path.clone(),
-                source,
-            })?;
+            let meta = lstat(&fs_path)?;
             let kind = Kind::of(&meta);
             if kind == Kind::Socket {
                 log::warn!(
@@ -464,11 +493,7 @@ impl<W: Write> Exporter<'_, W> {
                         };
                         // The entry as the union shows it; a dir with all its content.
                         let m_path = merged.join(tar_dir).join(&src_name);
-                        let read = |source| ExportError::Read {
-                            path: m_path.clone(),
-                            source,
-                        };
-                        let m_meta = fs::symlink_metadata(&m_path).map_err(read)?;
+                        let m_meta = lstat(&m_path)?;
                         let m_xattrs =
                             self.xattrs
                                 .read(&m_path)
@@ -542,13 +567,9 @@ impl<W: Write> Exporter<'_, W> {
     /// each name the upper does not hold (and the lower directories on the way to it).
     /// Found by the link count the mount shows; only then is the mount walked, once.
     fn lower_names_of_links(&mut self, merged: &Path) -> Result<(), ExportError> {
-        let read = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ExportError::Read { path, source }
-        };
         let mut wanted: HashMap<u64, PathBuf> = HashMap::new();
         for (first, &in_archive) in &self.names {
-            let m = fs::symlink_metadata(merged.join(first)).map_err(read(&merged.join(first)))?;
+            let m = lstat(&merged.join(first))?;
             if m.is_file() && m.nlink() > in_archive {
                 wanted.insert(m.ino(), first.clone());
             }
@@ -557,24 +578,17 @@ impl<W: Write> Exporter<'_, W> {
             return Ok(());
         }
         let mut found = Vec::new();
-        let dev = fs::metadata(merged).map_err(read(merged))?.dev();
+        let dev = lstat(merged)?.dev();
         find_by_ino(merged, Path::new(""), dev, &wanted, &mut found)?;
         found.sort();
         for (rel, first) in found {
             if self.written.contains(&rel) {
                 continue;
             }
-            for dir in rel
-                .ancestors()
-                .skip(1)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
-                if dir.as_os_str().is_empty() || self.written.contains(dir) {
-                    continue;
-                }
-                let m = fs::symlink_metadata(merged.join(dir)).map_err(read(&merged.join(dir)))?;
+            // Its directories first, those the archive does not have yet (lower ones).
+            let mut dirs: Vec<&Path> = rel.ancestors().skip(1).collect();
+            dirs.retain(|d| !d.as_os_str().is_empty() && !self.written.contains(*d));
+            for dir in dirs.into_iter().rev() {
                 let xattrs =
                     self.xattrs
                         .read(&merged.join(dir))
@@ -582,34 +596,16 @@ impl<W: Write> Exporter<'_, W> {
                             path: merged.join(dir),
                             source,
                         })?;
-                let mut with_slash = dir.as_os_str().to_owned();
-                with_slash.push("/");
-                let dir_path = PathBuf::from(with_slash);
+                let dir_path = dir_entry_path(dir);
                 self.put_empty(&EntrySpec {
-                    path: &dir_path,
-                    kind: EntryType::Directory,
-                    mode: m.mode() & 0o7777,
-                    uid: u64::from(m.uid()),
-                    gid: u64::from(m.gid()),
-                    mtime: m.mtime(),
-                    size: 0,
-                    link: None,
-                    device: None,
                     xattrs: xattrs.exported().collect(),
+                    ..spec_of(&dir_path, EntryType::Directory, &lstat(&merged.join(dir))?)
                 })?;
             }
-            let m = fs::symlink_metadata(merged.join(&rel)).map_err(read(&merged.join(&rel)))?;
+            let m = lstat(&merged.join(&rel))?;
             self.put_empty(&EntrySpec {
-                path: &rel,
-                kind: EntryType::Link,
-                mode: m.mode() & 0o7777,
-                uid: u64::from(m.uid()),
-                gid: u64::from(m.gid()),
-                mtime: m.mtime(),
-                size: 0,
                 link: Some(&first),
-                device: None,
-                xattrs: vec![],
+                ..spec_of(&rel, EntryType::Link, &m)
             })?;
         }
         Ok(())
@@ -653,16 +649,8 @@ impl<W: Write> Exporter<'_, W> {
             }
         }
         let mut spec = EntrySpec {
-            path: &tar_path,
-            kind: EntryType::Regular,
-            mode: m.mode() & 0o7777,
-            uid: u64::from(m.uid()),
-            gid: u64::from(m.gid()),
-            mtime: m.mtime(),
-            size: 0,
-            link: None,
-            device: None,
             xattrs: c.xattrs.exported().collect(),
+            ..spec_of(&tar_path, EntryType::Regular, m)
         };
 
         if kind != Kind::Dir && m.nlink() > 1 {
@@ -681,9 +669,7 @@ impl<W: Write> Exporter<'_, W> {
 
         match kind {
             Kind::Dir => {
-                let mut with_slash = tar_path.clone().into_os_string();
-                with_slash.push("/");
-                let dir_path = PathBuf::from(with_slash);
+                let dir_path = dir_entry_path(&tar_path);
                 spec.path = &dir_path;
                 spec.kind = EntryType::Directory;
                 self.put_empty(&spec)?;

@@ -67,7 +67,9 @@ impl Union {
                 st.st_nlink = 0;
             } else {
                 self.apply_override(UPPER, fd.as_fd(), b"", &mut st);
-                self.fix_nlink_of_handle(fd.as_fd(), &mut st);
+                // Its last known name went: if it is an index copy, its count still covers
+                // the names left, which may all be lower names the kernel never looked up.
+                self.fix_nlink_in(INDEX, fd.as_fd(), b"", &mut st);
             }
             st
         } else {

@@ -191,8 +191,8 @@ impl Union {
     fn link_index_copy(
         &self,
         node: &Node,
-        (index_dir, index_name): (std::os::fd::BorrowedFd<'_>, &[u8]),
-        (dst_dir, name): (std::os::fd::BorrowedFd<'_>, &[u8]),
+        (index_dir, index_name): (BorrowedFd<'_>, &[u8]),
+        (dst_dir, name): (BorrowedFd<'_>, &[u8]),
     ) -> SysResult<()> {
         fs::link_at(index_dir, index_name, dst_dir, name)?;
         let mut s = node.state.write();

@@ -48,18 +48,6 @@ impl Union {
         }
     }
 
-    /// Applies the shown count to attributes read through a handle on an object whose last
-    /// known name went (deleted but open): an index copy keeps counting the names left, which
-    /// may all be lower names the kernel never looked up.
-    pub(crate) fn fix_nlink_of_handle(&self, fd: BorrowedFd<'_>, st: &mut Stat) {
-        if st.st_mode & libc::S_IFMT == libc::S_IFREG
-            && self.index.is_some()
-            && let Some(n) = self.nlink_xattr(fd, b"")
-        {
-            st.st_nlink = n;
-        }
-    }
-
     /// Moves the shown count of an indexed file by `delta` (no-op for other files).
     pub(crate) fn bump_indexed_nlink(&self, loc: &Loc, st: &Stat, delta: i64) {
         let Some(n) = self.indexed_nlink(loc, st) else {

@@ -186,13 +186,12 @@ impl Union {
                                 // Which copy-up markers the upper object carries, from one
                                 // listing through the directory handle at hand (most carry
                                 // none: one call instead of a probe per marker).
-                                let marks = crate::sys::xattr::list(d, name).unwrap_or_default();
-                                let has = |x: &[u8]| marks.iter().any(|m| m.as_slice() == x);
-                                if has(self.markers.origin_xattr()) {
+                                let marks = whiteout::Listed::of(d, name);
+                                if marks.may_have(self.markers.origin_xattr()) {
                                     f.ino = self.origin_at(d, name);
                                 }
                                 if st.st_mode & libc::S_IFMT == libc::S_IFREG
-                                    && has(self.markers.metacopy_xattr())
+                                    && marks.has(d, name, self.markers.metacopy_xattr())
                                 {
                                     f.lowers
                                         .push(self.metacopy_data(d, name, &loc.path, lowers)?);
@@ -257,19 +256,32 @@ impl Union {
     /// component at a time with the same rules as any lookup (whiteouts, opaque directories,
     /// further redirects), as the kernel does.
     fn follow_redirect(&self, f: &mut Found, from: LayerId, target: Vec<u8>) {
-        let mut stack: Vec<Loc> = (from + 1..self.layers.len())
+        if let Ok(Some(dirs)) = self.lower_dirs_at(from + 1, components(&target)) {
+            f.lowers.extend(dirs);
+        }
+    }
+
+    /// The directory copies at path `components`, searched from the roots of layer `first`
+    /// and those below it, one component at a time with the rules of any lookup (None when
+    /// a component is not a directory there).
+    fn lower_dirs_at<'p>(
+        &self,
+        first: LayerId,
+        components: impl Iterator<Item = &'p [u8]>,
+    ) -> SysResult<Option<Vec<Loc>>> {
+        let mut stack: Vec<Loc> = (first..self.layers.len())
             .map(|layer| Loc {
                 layer,
                 path: Vec::new(),
             })
             .collect();
-        for component in target.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-            match self.resolve_in(&stack, component) {
-                Ok(Some(found)) if found.is_dir() => stack = found.lowers,
-                _ => return,
+        for component in components {
+            match self.resolve_in(&stack, component)? {
+                Some(found) if found.is_dir() => stack = found.lowers,
+                _ => return Ok(None),
             }
         }
-        f.lowers.extend(stack);
+        Ok(Some(stack))
     }
 
     /// Where the data of metadata-only upper file `name` in upper directory `d` (merged path
@@ -303,24 +315,14 @@ impl Union {
     /// Resolves `target` (a path below the layer roots) through the lower layers, one
     /// component at a time as a lookup from the root would.
     pub(crate) fn resolve_from_lower_roots(&self, target: &[u8]) -> SysResult<Option<Found>> {
-        let first_lower = usize::from(self.has_upper);
-        let mut stack: Vec<Loc> = (first_lower..self.layers.len())
-            .map(|layer| Loc {
-                layer,
-                path: Vec::new(),
-            })
-            .collect();
-        let mut parts = target.split(|&b| b == b'/').filter(|c| !c.is_empty());
+        let mut parts = components(target);
         let Some(last) = parts.next_back() else {
             return Ok(None);
         };
-        for component in parts {
-            match self.resolve_in(&stack, component)? {
-                Some(found) if found.is_dir() => stack = found.lowers,
-                _ => return Ok(None),
-            }
+        match self.lower_dirs_at(usize::from(self.has_upper), parts)? {
+            Some(dirs) => self.resolve_in(&dirs, last),
+            None => Ok(None),
         }
-        self.resolve_in(&stack, last)
     }
 
     /// A lower file with several names whose data was already copied up through another name
@@ -460,4 +462,9 @@ impl Union {
         st.st_ino = node.ino;
         (node, st)
     }
+}
+
+/// The components of a path below a layer root (empty ones, from `/` or `//`, skipped).
+fn components(path: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+    path.split(|&b| b == b'/').filter(|c| !c.is_empty())
 }

@@ -324,8 +324,7 @@ impl NodeTable {
             if entry.kind != kind || dead {
                 // Recorded while the old id's shard is locked: a concurrent lookup of the
                 // number waits for the lock, then sees the move above.
-                self.moved.insert(number, fresh_id());
-                self.any_moved.store(true, Ordering::Release);
+                self.record_move(number, &fresh_id);
                 continue;
             }
             let node = entry.clone();
@@ -374,9 +373,14 @@ impl NodeTable {
         if self.id_of(node.number) != node.ino {
             return false;
         }
-        self.moved.insert(node.number, fresh_id());
-        self.any_moved.store(true, Ordering::Release);
+        self.record_move(node.number, &fresh_id);
         true
+    }
+
+    /// Number `number` answers under a new id from now on (callers hold its old id's shard).
+    fn record_move(&self, number: u64, fresh_id: &impl Fn() -> u64) {
+        self.moved.insert(number, fresh_id());
+        self.any_moved.store(true, Ordering::Release);
     }
 
     /// The generation of the node the kernel knows as `ino` (0 when unknown).

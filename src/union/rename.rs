@@ -52,7 +52,6 @@ impl Union {
             return Ok(());
         }
         let src_node = self.node_for(&dir, name, &src)?;
-        self.take_name(&src_node, &dir, name)?;
         if let Some(d) = &dst {
             let dst_ino = self.ino_of(d);
             if dst_ino == src_node.ino && flags & EXCHANGE == 0 {
@@ -81,9 +80,7 @@ impl Union {
             self.detach_if_open(n, d, &dst_path)?;
         }
         if flags & EXCHANGE != 0 {
-            let d = dst_node.as_ref().expect("checked");
-            self.take_name(d, &new_dir, new_name)?;
-            self.prepare_source(d)?;
+            self.prepare_source(dst_node.as_ref().expect("checked"))?;
         }
         self.copy_up(&new_dir)?;
         let od = self.upper_dir(&dir)?;
@@ -153,10 +150,15 @@ impl Union {
         Ok(())
     }
 
-    /// The node of a found child, registering it if the kernel has not looked it up.
+    /// The node of a found child, with this name as its own: registered if the kernel has
+    /// not looked it up, and renamed to it when the kernel knows it by another name of a
+    /// hard-linked file (copy-up works on the node's own name, and the rename moves this
+    /// one), as a lookup of this name would do.
     fn node_for(&self, dir: &Arc<Node>, name: &[u8], f: &Found) -> SysResult<Arc<Node>> {
         let ino = self.ino_of(f);
-        if let Some(n) = self.nodes.get(ino) {
+        if let Some(n) = self.nodes.get(ino)
+            && (n.is_dir() || n.is_named(dir, name))
+        {
             return Ok(n);
         }
         let f = self.resolve(dir, name)?.ok_or(Errno::ENOENT)?;
@@ -164,20 +166,6 @@ impl Union {
         // Not a kernel reference: let it go when the kernel never asks for it.
         self.nodes.forget(node.ino, 1);
         Ok(node)
-    }
-
-    /// Makes `name` in `dir` the node's own name when it is another name of a hard-linked
-    /// file (the kernel knew both and looked this one up earlier): copy-up works on the
-    /// node's own name, and the rename moves this one. As a lookup of it would do.
-    fn take_name(&self, node: &Arc<Node>, dir: &Arc<Node>, name: &[u8]) -> SysResult<()> {
-        if node.is_dir() || node.is_named(dir, name) {
-            return Ok(());
-        }
-        let f = self.resolve(dir, name)?.ok_or(Errno::ENOENT)?;
-        let (node, _) = self.remember(dir, name, f);
-        // Not a kernel reference.
-        self.nodes.forget(node.ino, 1);
-        Ok(())
     }
 
     /// Gets a rename source into the upper: files by copy-up (metadata only and a redirect to

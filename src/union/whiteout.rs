@@ -125,17 +125,25 @@ fn marks_xattr_whiteouts(read: impl Fn(&[u8]) -> Option<Vec<u8>>) -> bool {
 
 /// An object's xattr names, when they could be listed: a name not listed is not there
 /// (the same privileges list and read trusted.* names). Unlisted: every name may be there.
-struct Listed(Option<Vec<Vec<u8>>>);
+pub(crate) struct Listed(Option<Vec<Vec<u8>>>);
 
 impl Listed {
-    fn of(dir: BorrowedFd<'_>, name: &[u8]) -> Listed {
+    pub(crate) fn of(dir: BorrowedFd<'_>, name: &[u8]) -> Listed {
         Listed(xattr::list(dir, name).ok())
     }
 
-    fn may_have(&self, attr: &[u8]) -> bool {
+    pub(crate) fn may_have(&self, attr: &[u8]) -> bool {
         self.0
             .as_ref()
             .is_none_or(|names| names.iter().any(|n| n == attr))
+    }
+
+    /// Whether `name` in `dir` (the object listed) carries `attr`: from the list, else asked.
+    pub(crate) fn has(&self, dir: BorrowedFd<'_>, name: &[u8], attr: &[u8]) -> bool {
+        match &self.0 {
+            Some(names) => names.iter().any(|n| n == attr),
+            None => xattr::has(dir, name, attr),
+        }
     }
 }
 
