@@ -211,14 +211,60 @@ pub fn remove_tree(path: &Path) -> Result<(), String> {
     })
 }
 
+/// Mode of the store root and of every directory the store makes in it: only the store's
+/// owner may walk in. Layers keep their setuid-root programs and containers their data;
+/// reachable by path, a setuid file of any pulled image would hand root to every local
+/// user (docker's CVE-2021-41091). Containers reach their files through their own mount.
+const PRIVATE_DIR: u32 = 0o700;
+
+/// The directories of the store; each is made (or, from an older version, fixed) private.
+const STORE_DIRS: [&str; 6] = [
+    "blobs",
+    "blobs/sha256",
+    "layers",
+    "layerinfo",
+    "containers",
+    "tmp",
+];
+
+/// Creates `dir` (and missing parents) with [`PRIVATE_DIR`], or narrows an existing one to
+/// it. A directory others may write to (such as /tmp) is refused: it is not the store's own.
+fn make_private(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    ctx(
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(PRIVATE_DIR)
+            .create(dir),
+        || format!("cannot create {}", dir.display()),
+    )?;
+    let m = ctx(fs::metadata(dir), || {
+        format!("cannot stat {}", dir.display())
+    })?;
+    let mode = m.permissions().mode() & 0o7777;
+    if mode & 0o002 != 0 {
+        return Err(format!(
+            "{} is writable by every user (mode {mode:04o}): give the store a directory of its own",
+            dir.display()
+        ));
+    }
+    if mode != PRIVATE_DIR {
+        ctx(
+            fs::set_permissions(dir, fs::Permissions::from_mode(PRIVATE_DIR)),
+            || format!("cannot make {} private (mode 0700)", dir.display()),
+        )?;
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Opens (creating if needed) the store at `root` and takes its lock.
+    /// Opens (creating if needed) the store at `root` and takes its lock. The root and the
+    /// store's directories are (made) private on every open, so a store from a version that
+    /// left them open to everyone is closed as soon as it is used.
     pub fn open(root: &Path) -> Result<Store, String> {
-        for d in ["blobs/sha256", "layers", "layerinfo", "containers", "tmp"] {
-            let p = root.join(d);
-            ctx(fs::create_dir_all(&p), || {
-                format!("cannot create {}", p.display())
-            })?;
+        make_private(root)?;
+        for d in STORE_DIRS {
+            make_private(&root.join(d))?;
         }
         let lock_path = root.join("lock");
         let lock = ctx(
