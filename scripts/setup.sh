@@ -17,7 +17,7 @@ PREFIX=${PREFIX:-/usr/local}
 export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 MIN_RUST_MINOR=85 # Rust 1.85: edition 2024
 
-# Runtime: fuse3 (fusermount3, mount.fuse3), attr (getfattr/setfattr), acl (getfacl/setfacl).
+# Runtime: fuse3 (fusermount3, mount.fuse3). Tests: attr (getfattr/setfattr), acl (getfacl/setfacl).
 # Build: gcc/make (build-essential), pkg-config. Toolchain download: curl, ca-certificates.
 # Comparisons and differential tests: fuse-overlayfs.
 # Image tests: skopeo, umoci, docker-registry (a loopback registry). Container tests: podman,

@@ -39,8 +39,11 @@
 
 use super::hash_writer::HashingWriter;
 use super::pax::{EntrySpec, append_entry};
-use super::xattr::{XattrSource, Xattrs};
-use super::xattr_cmd::GetfattrXattrs;
+use super::xattr::{SysXattrs, XattrSource, Xattrs};
+use crate::sys::fs as sfs;
+use crate::union::whiteout::{
+    Marker, OPAQUE_MARKER, WH_PREFIX, is_xattr_whiteout, marks_opaque, marks_xattr_whiteouts,
+};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -133,10 +136,10 @@ impl std::error::Error for ExportError {
     }
 }
 
-/// Writes the layer tar of `upper` to `out`, reading xattrs with getfattr. `upper` itself
+/// Writes the layer tar of `upper` to `out`, `upper` itself
 /// may be a symlink to the directory; nothing below it is followed.
 pub fn export_upper(upper: &Path, out: impl Write) -> Result<LayerInfo, ExportError> {
-    export_upper_with(upper, out, &GetfattrXattrs)
+    export_upper_with(upper, out, &SysXattrs)
 }
 
 /// [`export_upper`], with `merged` the live union mount of `upper` (over the layers it was
@@ -147,7 +150,7 @@ pub fn export_upper_merged(
     merged: &Path,
     out: impl Write,
 ) -> Result<LayerInfo, ExportError> {
-    export(upper, Some(merged), out, &GetfattrXattrs)
+    export(upper, Some(merged), out, &SysXattrs)
 }
 
 /// [`export_upper`] with the xattr reader chosen by the caller.
@@ -181,7 +184,13 @@ fn export(
         written: HashSet::new(),
         entries: 0,
     };
-    ex.dir(upper, Path::new(""), false, 0)?;
+    // The root's own attributes go nowhere, but it may hold xattr whiteouts.
+    let root_xattrs = xattrs.read(upper).map_err(|source| ExportError::Xattr {
+        path: upper.to_path_buf(),
+        source,
+    })?;
+    let root_xwhiteouts = marks_xattr_whiteouts(root_xattrs.reader());
+    ex.dir(upper, Path::new(""), false, root_xwhiteouts, 0)?;
     if let Some(merged) = merged {
         ex.lower_names_of_links(merged)?;
     }
@@ -294,9 +303,6 @@ impl Kind {
     }
 }
 
-const WH_PREFIX: &[u8] = b".wh.";
-const OPQ_NAME: &[u8] = b".wh..wh..opq";
-
 /// Why an entry cannot be exported from the upper alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NeedsLowers {
@@ -304,26 +310,28 @@ pub enum NeedsLowers {
     Metacopy,
 }
 
-/// Decides what an upper entry becomes, from its name, kind, size, rdev and xattrs.
+/// Decides what an upper entry becomes, from its name, kind, size, rdev and xattrs, and
+/// whether its directory may hold xattr whiteouts (the union's rules, `union::whiteout`).
 pub fn classify(
     name: &[u8],
     kind: Kind,
     size: u64,
     rdev: u64,
     xattrs: &Xattrs,
+    in_xwhiteout_dir: bool,
 ) -> Result<Action, NeedsLowers> {
     match kind {
         Kind::Socket => return Ok(Action::Skip),
         Kind::Char if rdev == 0 => return Ok(Action::Whiteout),
-        Kind::File if size == 0 && xattrs.has_overlay("whiteout") => {
+        Kind::File if size == 0 && is_xattr_whiteout(in_xwhiteout_dir, xattrs.reader()) => {
             return Ok(Action::Whiteout);
         }
         _ => {}
     }
-    if xattrs.has_overlay("metacopy") {
+    if xattrs.marker(Marker::Metacopy).is_some() {
         return Err(NeedsLowers::Metacopy);
     }
-    if xattrs.has_overlay("redirect") {
+    if xattrs.marker(Marker::Redirect).is_some() {
         // The kernel only puts redirect on directories and on metacopy files.
         return Err(if kind == Kind::Dir {
             NeedsLowers::Redirect
@@ -331,7 +339,7 @@ pub fn classify(
             NeedsLowers::Metacopy
         });
     }
-    if kind == Kind::File && name == OPQ_NAME {
+    if kind == Kind::File && name == OPAQUE_MARKER {
         return Ok(Action::OpaqueMarker);
     }
     Ok(Action::Entry)
@@ -339,14 +347,7 @@ pub fn classify(
 
 /// True if a directory's xattrs make it opaque (`opaque=y`; `x` is not opaque).
 pub fn is_opaque(xattrs: &Xattrs) -> bool {
-    xattrs.overlay("opaque") == Some(b"y")
-}
-
-/// Linux `dev_t` -> (major, minor), glibc's encoding.
-pub fn dev_major_minor(rdev: u64) -> (u32, u32) {
-    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
-    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
-    (major as u32, minor as u32)
+    marks_opaque(xattrs.reader())
 }
 
 /// An entry at `path` with the permission bits, owner and mtime of `m`; no data, link,
@@ -448,11 +449,13 @@ struct Exporter<'a, W: Write> {
 
 impl<W: Write> Exporter<'_, W> {
     /// Writes the children of `fs_dir` (archive path `tar_dir`, "" for the root).
+    /// `xwhiteouts`: the directory is marked as holding xattr whiteouts.
     fn dir(
         &mut self,
         fs_dir: &Path,
         tar_dir: &Path,
         opaque: bool,
+        xwhiteouts: bool,
         dir_mtime: i64,
     ) -> Result<(), ExportError> {
         let read_err = |source| ExportError::Read {
@@ -481,29 +484,35 @@ impl<W: Write> Exporter<'_, W> {
                     source,
                 })?;
             let src_name = de.file_name();
-            let (fs_path, meta, xattrs, action, whole) =
-                match classify(src_name.as_bytes(), kind, meta.size(), meta.rdev(), &xattrs) {
-                    Ok(action) => (fs_path, meta, xattrs, action, false),
-                    Err(need) => {
-                        let Some(merged) = self.merged else {
-                            return Err(match need {
-                                NeedsLowers::Redirect => ExportError::Redirect(fs_path),
-                                NeedsLowers::Metacopy => ExportError::Metacopy(fs_path),
-                            });
-                        };
-                        // The entry as the union shows it; a dir with all its content.
-                        let m_path = merged.join(tar_dir).join(&src_name);
-                        let m_meta = lstat(&m_path)?;
-                        let m_xattrs =
-                            self.xattrs
-                                .read(&m_path)
-                                .map_err(|source| ExportError::Xattr {
-                                    path: m_path.clone(),
-                                    source,
-                                })?;
-                        (m_path, m_meta, m_xattrs, Action::Entry, true)
-                    }
-                };
+            let (fs_path, meta, xattrs, action, whole) = match classify(
+                src_name.as_bytes(),
+                kind,
+                meta.size(),
+                meta.rdev(),
+                &xattrs,
+                xwhiteouts,
+            ) {
+                Ok(action) => (fs_path, meta, xattrs, action, false),
+                Err(need) => {
+                    let Some(merged) = self.merged else {
+                        return Err(match need {
+                            NeedsLowers::Redirect => ExportError::Redirect(fs_path),
+                            NeedsLowers::Metacopy => ExportError::Metacopy(fs_path),
+                        });
+                    };
+                    // The entry as the union shows it; a dir with all its content.
+                    let m_path = merged.join(tar_dir).join(&src_name);
+                    let m_meta = lstat(&m_path)?;
+                    let m_xattrs =
+                        self.xattrs
+                            .read(&m_path)
+                            .map_err(|source| ExportError::Xattr {
+                                path: m_path.clone(),
+                                source,
+                            })?;
+                    (m_path, m_meta, m_xattrs, Action::Entry, true)
+                }
+            };
             let out_name = match action {
                 Action::Skip => continue,
                 Action::OpaqueMarker => {
@@ -542,7 +551,7 @@ impl<W: Write> Exporter<'_, W> {
         });
 
         if opaque || has_marker {
-            let path = tar_dir.join(OsStr::from_bytes(OPQ_NAME));
+            let path = tar_dir.join(OsStr::from_bytes(OPAQUE_MARKER));
             self.empty_marker(&path, dir_mtime)?;
         }
         for c in &children {
@@ -677,6 +686,7 @@ impl<W: Write> Exporter<'_, W> {
                     &c.fs_path,
                     &tar_path,
                     c.whole || is_opaque(&c.xattrs),
+                    !c.whole && marks_xattr_whiteouts(c.xattrs.reader()),
                     m.mtime(),
                 )
             }
@@ -728,7 +738,7 @@ impl<W: Write> Exporter<'_, W> {
                     _ => EntryType::Block,
                 };
                 if kind != Kind::Fifo {
-                    spec.device = Some(dev_major_minor(m.rdev()));
+                    spec.device = Some((sfs::major(m.rdev()), sfs::minor(m.rdev())));
                 }
                 self.put_empty(&spec)
             }
@@ -812,30 +822,74 @@ mod tests {
             u64,
             u64,
             &'a Xattrs,
+            bool,
             Result<Action, NeedsLowers>,
         );
         let cases: &[Case] = &[
-            ("x", Kind::Char, 0, 0, &none, Ok(Whiteout)),
-            ("x", Kind::Char, 0, 0x0103, &none, Ok(Entry)),
-            ("x", Kind::File, 0, 0, &wh, Ok(Whiteout)),
-            ("x", Kind::File, 0, 0, &twh, Ok(Whiteout)),
-            ("x", Kind::File, 5, 0, &wh, Ok(Entry)),
-            ("x", Kind::Dir, 0, 0, &wh, Ok(Entry)),
-            (".wh.x", Kind::File, 0, 0, &none, Ok(Entry)),
-            (".wh..wh..opq", Kind::File, 0, 0, &none, Ok(OpaqueMarker)),
-            (".wh..wh..opq", Kind::Dir, 0, 0, &none, Ok(Entry)),
-            ("s", Kind::Socket, 0, 0, &none, Ok(Skip)),
-            ("f", Kind::File, 9, 0, &meta, Err(NeedsLowers::Metacopy)),
-            ("f", Kind::File, 9, 0, &redir, Err(NeedsLowers::Metacopy)),
-            ("d", Kind::Dir, 0, 0, &redir, Err(NeedsLowers::Redirect)),
-            ("d", Kind::Dir, 0, 0, &uredir, Err(NeedsLowers::Redirect)),
-            ("l", Kind::Symlink, 3, 0, &none, Ok(Entry)),
+            ("x", Kind::Char, 0, 0, &none, false, Ok(Whiteout)),
+            ("x", Kind::Char, 0, 0x0103, &none, false, Ok(Entry)),
+            ("x", Kind::File, 0, 0, &wh, true, Ok(Whiteout)),
+            ("x", Kind::File, 0, 0, &twh, true, Ok(Whiteout)),
+            // Outside a directory marked opaque=x, the kernel reads no xattr whiteout.
+            ("x", Kind::File, 0, 0, &wh, false, Ok(Entry)),
+            ("x", Kind::File, 0, 0, &twh, false, Ok(Entry)),
+            ("x", Kind::File, 5, 0, &wh, true, Ok(Entry)),
+            ("x", Kind::Dir, 0, 0, &wh, true, Ok(Entry)),
+            (".wh.x", Kind::File, 0, 0, &none, false, Ok(Entry)),
+            (
+                ".wh..wh..opq",
+                Kind::File,
+                0,
+                0,
+                &none,
+                false,
+                Ok(OpaqueMarker),
+            ),
+            (".wh..wh..opq", Kind::Dir, 0, 0, &none, false, Ok(Entry)),
+            ("s", Kind::Socket, 0, 0, &none, false, Ok(Skip)),
+            (
+                "f",
+                Kind::File,
+                9,
+                0,
+                &meta,
+                false,
+                Err(NeedsLowers::Metacopy),
+            ),
+            (
+                "f",
+                Kind::File,
+                9,
+                0,
+                &redir,
+                false,
+                Err(NeedsLowers::Metacopy),
+            ),
+            (
+                "d",
+                Kind::Dir,
+                0,
+                0,
+                &redir,
+                false,
+                Err(NeedsLowers::Redirect),
+            ),
+            (
+                "d",
+                Kind::Dir,
+                0,
+                0,
+                &uredir,
+                false,
+                Err(NeedsLowers::Redirect),
+            ),
+            ("l", Kind::Symlink, 3, 0, &none, false, Ok(Entry)),
         ];
-        for (name, kind, size, rdev, x, want) in cases {
+        for (name, kind, size, rdev, x, marked, want) in cases {
             assert_eq!(
-                classify(name.as_bytes(), *kind, *size, *rdev, x),
+                classify(name.as_bytes(), *kind, *size, *rdev, x, *marked),
                 *want,
-                "{name} {kind:?}"
+                "{name} {kind:?} in a marked dir: {marked}"
             );
         }
     }
@@ -847,19 +901,6 @@ mod tests {
         assert!(!is_opaque(&xa(&[("trusted.overlay.opaque", "x")])));
         assert!(!is_opaque(&xa(&[("user.opaque", "y")])));
         assert!(!is_opaque(&xa(&[])));
-    }
-
-    #[test]
-    fn device_numbers() {
-        assert_eq!(dev_major_minor(0), (0, 0));
-        assert_eq!(dev_major_minor(0x0103), (1, 3));
-        // major 259, minor 300000 (glibc makedev)
-        let (ma, mi) = (259u64, 300_000u64);
-        let dev = ((ma & 0xfffff000) << 32)
-            | ((ma & 0xfff) << 8)
-            | ((mi & 0xffffff00) << 12)
-            | (mi & 0xff);
-        assert_eq!(dev_major_minor(dev), (259, 300_000));
     }
 
     #[test]

@@ -34,4 +34,3 @@ pub mod runtime_spec;
 pub mod store;
 pub mod unpack;
 pub mod xattr;
-pub mod xattr_cmd;

@@ -22,9 +22,9 @@
 use super::digest::{Digest, HashingReader};
 use super::dir_stack::DirStack;
 use super::layout::Compression;
-use super::xattr::is_overlay_private;
 use crate::sys::fs as sfs;
 use crate::sys::{Errno, xattr as sxattr};
+use crate::union::whiteout::is_private_xattr;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -518,7 +518,7 @@ fn xattrs(
     xs: &[(Vec<u8>, Vec<u8>)],
 ) -> Result<(), String> {
     for (k, v) in xs {
-        if is_overlay_private(k) {
+        if is_private_xattr(k) {
             log::debug!("dropping overlay xattr {} from a layer", show(k));
             continue;
         }

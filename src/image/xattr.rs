@@ -3,6 +3,7 @@
 //!
 //! Names and values are bytes: Linux allows any byte but NUL in a name.
 
+use crate::union::whiteout::{Marker, is_private_xattr};
 use std::io;
 use std::path::Path;
 
@@ -32,15 +33,14 @@ impl Xattrs {
             .map(|i| self.0[i].1.as_slice())
     }
 
-    /// True if `trusted.overlay.SUFFIX` or `user.overlay.SUFFIX` is set.
-    pub fn has_overlay(&self, suffix: &str) -> bool {
-        self.overlay(suffix).is_some()
+    /// Reads the attributes as the overlay format's rules ask for them (name -> value).
+    pub fn reader<'a>(&'a self) -> impl Fn(&[u8]) -> Option<&'a [u8]> + 'a {
+        move |name| self.get(name)
     }
 
-    /// The value of `trusted.overlay.SUFFIX`, else of `user.overlay.SUFFIX`.
-    pub fn overlay(&self, suffix: &str) -> Option<&[u8]> {
-        self.get(format!("trusted.overlay.{suffix}").as_bytes())
-            .or_else(|| self.get(format!("user.overlay.{suffix}").as_bytes()))
+    /// The value of an overlay marker, in the first namespace that has it.
+    pub fn marker(&self, m: Marker) -> Option<&[u8]> {
+        m.read(self.reader())
     }
 
     /// All pairs, sorted by name.
@@ -59,11 +59,41 @@ impl Xattrs {
 }
 
 /// Reads all extended attributes of a path without following a final symlink.
-///
-/// Today's implementation shells out to getfattr ([`crate::image::xattr_cmd`]); a
-/// `src/sys` implementation over `llistxattr`/`lgetxattr` will replace it.
 pub trait XattrSource {
     fn read(&self, path: &Path) -> io::Result<Xattrs>;
+}
+
+/// Reads them with the system calls of `src/sys`: the parent directory is opened and the
+/// entry's names listed and read beneath it, the final component never followed.
+pub struct SysXattrs;
+
+impl XattrSource for SysXattrs {
+    fn read(&self, path: &Path) -> io::Result<Xattrs> {
+        use crate::sys::{Errno, xattr};
+        use std::os::fd::AsFd;
+        use std::os::unix::ffi::OsStrExt;
+        let (dir, name) = match (path.parent(), path.file_name()) {
+            (Some(p), Some(n)) if p.as_os_str().is_empty() => (Path::new("."), n.as_bytes()),
+            (Some(p), Some(n)) => (p, n.as_bytes()),
+            _ => (path, &b""[..]),
+        };
+        let dir = std::fs::File::open(dir)?;
+        let names = match xattr::list(dir.as_fd(), name) {
+            // A filesystem without xattrs has none to export.
+            Err(e) if e == Errno::ENOTSUP => return Ok(Xattrs::default()),
+            r => r?,
+        };
+        let mut pairs = Vec::with_capacity(names.len());
+        for attr in names {
+            match xattr::get(dir.as_fd(), name, &attr) {
+                Ok(value) => pairs.push((attr, value)),
+                // Removed between the listing and the read.
+                Err(e) if e == Errno::ENODATA => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Xattrs::from_pairs(pairs))
+    }
 }
 
 /// A source that reports no xattrs at all (for trees known to have none, and tests).
@@ -75,20 +105,6 @@ impl XattrSource for NoXattrs {
     }
 }
 
-/// Prefixes of names that belong to the union itself and never leave it: they describe
-/// this upper's relation to its lowers, which means nothing in another stack.
-const PRIVATE_PREFIXES: [&[u8]; 4] = [
-    b"trusted.overlay.",
-    b"user.overlay.",
-    b"trusted.unionrs.",
-    b"user.unionrs.",
-];
-
-/// True for the union's own bookkeeping attributes (overlay and unionrs namespaces).
-pub fn is_overlay_private(name: &[u8]) -> bool {
-    PRIVATE_PREFIXES.iter().any(|p| name.starts_with(p))
-}
-
 /// Whether a layer tar carries attribute `name`: `user.*`, `trusted.*` and
 /// `security.capability`, minus the overlay-private ones. Others (`security.selinux`,
 /// `system.posix_acl_*`, ...) are host policy and are not exported.
@@ -96,7 +112,7 @@ pub fn is_exported(name: &[u8]) -> bool {
     let wanted = name.starts_with(b"user.")
         || name.starts_with(b"trusted.")
         || name == b"security.capability";
-    wanted && !is_overlay_private(name)
+    wanted && !is_private_xattr(name)
 }
 
 #[cfg(test)]
@@ -141,9 +157,32 @@ mod tests {
         let names: Vec<&[u8]> = x.iter().map(|(n, _)| n).collect();
         assert_eq!(names, [&b"user.a"[..], b"user.b", b"user.overlay.opaque"]);
         assert_eq!(x.get(b"user.a"), Some(&b"3"[..]));
-        assert_eq!(x.overlay("opaque"), Some(&b"y"[..]));
-        assert!(!x.has_overlay("redirect"));
+        assert_eq!(x.marker(Marker::Opaque), Some(&b"y"[..]));
+        assert!(x.marker(Marker::Redirect).is_none());
         assert_eq!(x.exported().count(), 2);
+    }
+
+    #[test]
+    fn sys_source_reads_names_and_values_without_following_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("f");
+        std::fs::write(&f, b"").unwrap();
+        let dir = std::fs::File::open(t.path()).unwrap();
+        use std::os::fd::AsFd;
+        crate::sys::xattr::set(dir.as_fd(), b"f", b"user.a", b"1", 0).unwrap();
+        crate::sys::xattr::set(dir.as_fd(), b"f", b"user.we=ird", b"\0\xff", 0).unwrap();
+        std::os::unix::fs::symlink("f", t.path().join("l")).unwrap();
+        let x = SysXattrs.read(&f).unwrap();
+        assert_eq!(x.get(b"user.a"), Some(&b"1"[..]));
+        assert_eq!(x.get(b"user.we=ird"), Some(&b"\0\xff"[..]));
+        assert!(
+            SysXattrs
+                .read(&t.path().join("l"))
+                .unwrap()
+                .get(b"user.a")
+                .is_none()
+        );
+        assert!(SysXattrs.read(t.path()).is_ok());
     }
 
     #[test]
@@ -152,6 +191,6 @@ mod tests {
             (b"user.overlay.opaque".to_vec(), b"x".to_vec()),
             (b"trusted.overlay.opaque".to_vec(), b"y".to_vec()),
         ]);
-        assert_eq!(x.overlay("opaque"), Some(&b"y"[..]));
+        assert_eq!(x.marker(Marker::Opaque), Some(&b"y"[..]));
     }
 }

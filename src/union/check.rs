@@ -640,8 +640,9 @@ const BAD_METACOPY_VALUE: &str = "metacopy value is not empty nor an ovl_metacop
 
 /// Whether upper file `name` in `dir` is a metacopy file (either xattr namespace).
 fn is_metacopy(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
-    xattr::has(dir, name, b"trusted.overlay.metacopy")
-        || xattr::has(dir, name, b"user.overlay.metacopy")
+    super::whiteout::Marker::Metacopy
+        .read(|attr| xattr::has(dir, name, attr).then_some(()))
+        .is_some()
 }
 
 fn is_dir_at(l: &Layer, p: &[u8]) -> bool {

@@ -1,7 +1,10 @@
 //! Whiteout, opaque and redirect markers: every form read in lowers, the kernel form written.
+//! The one owner of the overlay on-disk format: the mount, `check`, and the image side's
+//! commit, export and unpack all ask the rules here.
 //!
 //! Read: a 0/0 character device; `.wh.NAME` (hides NAME in *lower* layers only); a zero-size
-//! file with `trusted.`/`user.overlay.whiteout` inside a dir marked `overlay.whiteouts`.
+//! file with `trusted.`/`user.overlay.whiteout` inside a dir marked `overlay.opaque=x` (kernel
+//! 6.8+; the `overlay.whiteouts` marker of 6.7 is read by no current kernel, nor here).
 //! Opaque: `trusted.`/`user.overlay.opaque=y` or a `.wh..wh..opq` entry.
 
 use crate::sys::fs::{self, Stat};
@@ -10,6 +13,55 @@ use std::os::fd::BorrowedFd;
 
 pub const WH_PREFIX: &[u8] = b".wh.";
 pub const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+
+/// A marker xattr of the overlay format, each readable in two namespaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    /// On a directory: `y` opaque, `x` holds xattr whiteouts (and is not opaque).
+    Opaque,
+    /// On a zero-size file in a directory marked `opaque=x`: a whiteout.
+    Whiteout,
+    /// On a directory (renamed lower dir) or a metacopy file: where its lower copy is.
+    Redirect,
+    /// On a file: metadata-only copy-up, the data is in a lower layer.
+    Metacopy,
+}
+
+impl Marker {
+    /// Its names: the kernel's (`trusted.`) first, then the rootless form (`user.`).
+    pub fn names(self) -> [&'static [u8]; 2] {
+        match self {
+            Marker::Opaque => [b"trusted.overlay.opaque", b"user.overlay.opaque"],
+            Marker::Whiteout => [b"trusted.overlay.whiteout", b"user.overlay.whiteout"],
+            Marker::Redirect => [b"trusted.overlay.redirect", b"user.overlay.redirect"],
+            Marker::Metacopy => [b"trusted.overlay.metacopy", b"user.overlay.metacopy"],
+        }
+    }
+
+    /// Its value in the first namespace that has it, through `read` (name -> value).
+    pub fn read<V>(self, read: impl Fn(&[u8]) -> Option<V>) -> Option<V> {
+        self.names().into_iter().find_map(read)
+    }
+}
+
+/// `overlay.opaque` value of an opaque directory.
+pub const OPAQUE_YES: &[u8] = b"y";
+/// `overlay.opaque` value of a directory that holds xattr whiteouts (not opaque).
+pub const OPAQUE_HOLDS_XWHITEOUTS: &[u8] = b"x";
+
+/// Whether a directory's attributes (read through `read`) make it opaque.
+pub fn marks_opaque<V: AsRef<[u8]>>(read: impl Fn(&[u8]) -> Option<V>) -> bool {
+    Marker::Opaque
+        .names()
+        .into_iter()
+        .any(|n| read(n).is_some_and(|v| v.as_ref() == OPAQUE_YES))
+}
+
+/// Whether a zero-size regular file whose attributes are read through `read` is a whiteout,
+/// given whether its directory [`marks_xattr_whiteouts`].
+pub fn is_xattr_whiteout<V>(in_marked_dir: bool, read: impl Fn(&[u8]) -> Option<V>) -> bool {
+    in_marked_dir && Marker::Whiteout.read(read).is_some()
+}
 
 /// Which xattr namespace the overlay markers use in the upper layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,13 +141,11 @@ pub fn is_whiteout_marked(
     }
     st.st_mode & libc::S_IFMT == libc::S_IFREG
         && st.st_size == 0
-        && marked()
-        && (xattr::has(dir, name, b"trusted.overlay.whiteout")
-            || xattr::has(dir, name, b"user.overlay.whiteout"))
+        && is_xattr_whiteout(marked(), |attr| xattr::has(dir, name, attr).then_some(()))
 }
 
-/// The kernel only honours xattr whiteouts inside a directory marked as holding them:
-/// `overlay.opaque=x` (what kernel 6.x checks) or the older `overlay.whiteouts` marker.
+/// The kernel only honours xattr whiteouts inside a directory marked as holding them
+/// (`overlay.opaque=x`).
 pub fn dir_has_xattr_whiteouts(dir: BorrowedFd<'_>) -> bool {
     marks_xattr_whiteouts(|attr| xattr::get(dir, b"", attr).ok())
 }
@@ -113,14 +163,13 @@ pub fn open_dir_has_xattr_whiteouts(dir: BorrowedFd<'_>) -> bool {
     })
 }
 
-/// The rule, over a reader of the directory's attributes: opaque "x" (the kernel's mark for
-/// a directory holding xattr whiteouts) or an `overlay.whiteouts` marker, in either namespace.
-fn marks_xattr_whiteouts(read: impl Fn(&[u8]) -> Option<Vec<u8>>) -> bool {
-    let x = |attr: &[u8]| read(attr).is_some_and(|v| v == b"x");
-    x(b"trusted.overlay.opaque")
-        || x(b"user.overlay.opaque")
-        || read(b"trusted.overlay.whiteouts").is_some()
-        || read(b"user.overlay.whiteouts").is_some()
+/// The rule, over a reader of the directory's attributes: opaque "x", the kernel's mark for
+/// a directory holding xattr whiteouts, in either namespace.
+pub fn marks_xattr_whiteouts<V: AsRef<[u8]>>(read: impl Fn(&[u8]) -> Option<V>) -> bool {
+    Marker::Opaque
+        .names()
+        .into_iter()
+        .any(|n| read(n).is_some_and(|v| v.as_ref() == OPAQUE_HOLDS_XWHITEOUTS))
 }
 
 /// An object's xattr names, when they could be listed: a name not listed is not there
@@ -170,13 +219,12 @@ pub fn is_opaque(dir: BorrowedFd<'_>, name: &[u8]) -> bool {
 }
 
 fn opaque_marked(dir: BorrowedFd<'_>, name: &[u8], listed: &Listed) -> bool {
-    let yes = |attr: &[u8]| {
-        listed.may_have(attr)
-            && xattr::get(dir, name, attr)
-                .map(|v| v == b"y")
-                .unwrap_or(false)
-    };
-    if yes(b"trusted.overlay.opaque") || yes(b"user.overlay.opaque") {
+    if marks_opaque(|attr| {
+        listed
+            .may_have(attr)
+            .then(|| xattr::get(dir, name, attr).ok())
+            .flatten()
+    }) {
         return true;
     }
     // `name/.wh..wh..opq`, resolved beneath `dir` without following any symlink (one
@@ -203,16 +251,12 @@ fn redirect_marked(
     parent_path: &[u8],
     listed: &Listed,
 ) -> Option<Vec<u8>> {
-    let get = |attr: &[u8]| {
-        if listed.may_have(attr) {
-            xattr::get(dir, name, attr)
-        } else {
-            Err(crate::sys::Errno::ENODATA)
-        }
-    };
-    let value = get(b"trusted.overlay.redirect")
-        .or_else(|_| get(b"user.overlay.redirect"))
-        .ok()?;
+    let value = Marker::Redirect.read(|attr| {
+        listed
+            .may_have(attr)
+            .then(|| xattr::get(dir, name, attr).ok())
+            .flatten()
+    })?;
     if let Some(abs) = value.strip_prefix(b"/") {
         Some(abs.to_vec())
     } else if value.contains(&b'/') || value.is_empty() {
@@ -229,7 +273,9 @@ pub fn is_valid_metacopy(value: &[u8]) -> bool {
     value.is_empty() || (value.len() >= 4 && value[0] == 0 && usize::from(value[1]) == value.len())
 }
 
-/// Overlay-private xattrs, never shown to or settable by users.
+/// Overlay-private xattrs, never shown to or settable by users, and never carried into a
+/// layer tar: they describe an upper's relation to its lowers, which means nothing in
+/// another stack.
 pub fn is_private_xattr(name: &[u8]) -> bool {
     name.starts_with(b"trusted.overlay.")
         || name.starts_with(b"user.overlay.")
@@ -268,5 +314,40 @@ mod tests {
             assert_eq!(is_private_xattr(name), private);
         }
         assert_eq!(wh_name(b"x"), b".wh.x");
+    }
+
+    #[test]
+    fn marker_rules_table() {
+        type Attrs<'a> = &'a [(&'a [u8], &'a [u8])];
+        let reader = |attrs: Attrs<'static>| {
+            move |n: &[u8]| attrs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.to_vec())
+        };
+        let cases: &[(Attrs<'static>, bool, bool)] = &[
+            // (attributes, opaque, holds xattr whiteouts)
+            (&[], false, false),
+            (&[(b"trusted.overlay.opaque", b"y")], true, false),
+            (&[(b"user.overlay.opaque", b"y")], true, false),
+            (&[(b"trusted.overlay.opaque", b"x")], false, true),
+            (&[(b"user.overlay.opaque", b"x")], false, true),
+            (&[(b"trusted.overlay.opaque", b"n")], false, false),
+            // Kernel 6.7's marker: no kernel reads it any more.
+            (&[(b"trusted.overlay.whiteouts", b"")], false, false),
+            (&[(b"user.opaque", b"y")], false, false),
+        ];
+        for (attrs, opaque, xwh) in cases {
+            assert_eq!(marks_opaque(reader(attrs)), *opaque, "{attrs:?}");
+            assert_eq!(marks_xattr_whiteouts(reader(attrs)), *xwh, "{attrs:?}");
+        }
+        let wh = reader(&[(b"user.overlay.whiteout", b"")]);
+        assert!(is_xattr_whiteout(true, wh));
+        assert!(!is_xattr_whiteout(false, wh));
+        assert!(!is_xattr_whiteout(true, reader(&[])));
+        assert_eq!(
+            Marker::Redirect.read(reader(&[
+                (b"user.overlay.redirect", b"u"),
+                (b"trusted.overlay.redirect", b"t")
+            ])),
+            Some(b"t".to_vec())
+        );
     }
 }
