@@ -56,11 +56,62 @@ impl fmt::Display for Reference {
     }
 }
 
-/// Whether the first component of `name` is a registry host (as the grammar tells it: it
-/// has a `.` or a `:` or is `localhost`, and more components follow).
+/// Splits a name into its registry host (with port) and its repository path, the one rule
+/// both local names and remote references follow (docker's grammar): the first of several
+/// components is a host when it has a `.` or a `:`, is `localhost`, or has an upper-case
+/// letter (a path component never has one).
+pub fn split_domain(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+        {
+            (Some(first), rest)
+        }
+        _ => (None, name),
+    }
+}
+
 fn names_registry(name: &str) -> bool {
-    name.split_once('/')
-        .is_some_and(|(first, _)| first.contains(['.', ':']) || first == "localhost")
+    split_domain(name).0.is_some()
+}
+
+/// A registry host: DNS labels (`[A-Za-z0-9]`, inner `-`) joined by `.`, or an IPv6 address
+/// in brackets, then an optional `:PORT`.
+fn check_host(host: &str) -> Result<(), String> {
+    let bad = || Err(format!("bad registry host {host:?}"));
+    let (h, port) = if let Some(rest) = host.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return bad();
+        };
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return bad();
+        }
+        match after {
+            "" => ("", None),
+            p => match p.strip_prefix(':') {
+                Some(p) => ("", Some(p)),
+                None => return bad(),
+            },
+        }
+    } else {
+        match host.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host, None),
+        }
+    };
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    };
+    let bracketed = host.starts_with('[');
+    let h_ok = bracketed || h.split('.').all(label_ok);
+    let p_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
+    if h_ok && p_ok { Ok(()) } else { bad() }
 }
 
 fn check_tag(tag: &str) -> Result<(), String> {
@@ -82,24 +133,11 @@ fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 255 {
         return Err("a name is 1 to 255 characters".into());
     }
-    for (i, comp) in name.split('/').enumerate() {
-        let host = i == 0
-            && name.contains('/')
-            && (comp.contains('.') || comp.contains(':') || comp == "localhost");
-        if host {
-            let (h, port) = match comp.split_once(':') {
-                Some((h, p)) => (h, Some(p)),
-                None => (comp, None),
-            };
-            let h_ok = !h.is_empty()
-                && h.bytes()
-                    .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
-            let p_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
-            if !(h_ok && p_ok) {
-                return Err(format!("bad registry host {comp:?}"));
-            }
-            continue;
-        }
+    let (host, path) = split_domain(name);
+    if let Some(h) = host {
+        check_host(h)?;
+    }
+    for comp in path.split('/') {
         if !component_ok(comp.as_bytes()) {
             return Err(format!(
                 "path component {comp:?} must be lower-case [a-z0-9] joined by '.', '_', '__' or '-'"
@@ -168,6 +206,45 @@ mod tests {
             Reference::parse("docker.io/org/x").unwrap().to_string(),
             "org/x:latest"
         );
+        // Docker's grammar: (input, name, tag).
+        for (input, name, tag) in [
+            ("test_com", "test_com", "latest"),
+            ("test.com:tag", "test.com", "tag"),
+            ("test.com:5000", "test.com", "5000"),
+            ("test.com/repo:tag", "test.com/repo", "tag"),
+            ("test:5000/repo", "test:5000/repo", "latest"),
+            ("lowercase:Uppercase", "lowercase", "Uppercase"),
+            (
+                "sub-dom1.foo.com/bar/baz/quux:some-long-tag",
+                "sub-dom1.foo.com/bar/baz/quux",
+                "some-long-tag",
+            ),
+            (
+                "b.gcr.io/test.example.com/my-app:test.example.com",
+                "b.gcr.io/test.example.com/my-app",
+                "test.example.com",
+            ),
+            (
+                "xn--n3h.com/myimage:xn--n3h.com",
+                "xn--n3h.com/myimage",
+                "xn--n3h.com",
+            ),
+            ("foo_bar.com:8080", "foo_bar.com", "8080"),
+            ("foo/foo_bar.com:8080", "foo/foo_bar.com", "8080"),
+            ("[2001:db8::1]/repo", "[2001:db8::1]/repo", "latest"),
+            ("[2001:db8::1]:5000/repo:t", "[2001:db8::1]:5000/repo", "t"),
+            ("[::1]:5000/a/b", "[::1]:5000/a/b", "latest"),
+            ("Upper/lower:tag", "Upper/lower", "tag"),
+            ("192.168.1.1:5000/repo", "192.168.1.1:5000/repo", "latest"),
+            ("a---b/c.d__e", "a---b/c.d__e", "latest"),
+        ] {
+            let r = Reference::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!((r.name.as_str(), r.tag.as_str()), (name, tag), "{input}");
+            assert_eq!(Reference::parse(&r.to_string()).unwrap(), r, "{input}");
+        }
+        assert_eq!(split_domain("a/b"), (None, "a/b"));
+        assert_eq!(split_domain("localhost/b"), (Some("localhost"), "b"));
+        assert_eq!(split_domain("localhost"), (None, "localhost"));
         // Found by fuzzing: the familiar form must not turn into another registry's name.
         for full in ["docker.io/quay.io/x:1", "docker.io/localhost/y:2"] {
             let r = Reference::parse(full).unwrap();
@@ -176,6 +253,14 @@ mod tests {
         }
         for bad in [
             "Ubuntu",
+            "Upper:tag",
+            "test:5000/Upper/lower:tag",
+            "aa/asdf$$^/aa",
+            "[fe80::1%eth0]:5000/repo",
+            "[2001:db8::1]:x/repo",
+            "-host.com/repo",
+            "host-.com/repo",
+            ":justtag",
             "a:",
             "a::b",
             "-a",

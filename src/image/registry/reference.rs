@@ -8,7 +8,7 @@
 //!   but the digest is what is fetched).
 
 use crate::image::digest::Digest;
-use crate::image::reference::Reference;
+use crate::image::reference::{Reference, split_domain};
 use std::fmt;
 
 pub const DOCKER_HUB: &str = "docker.io";
@@ -34,13 +34,9 @@ impl RemoteRef {
             ),
             None => (s, None),
         };
-        let (registry, rest) = match name_tag.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
-                (first.to_string(), rest.to_string())
-            }
-            _ => (DOCKER_HUB.to_string(), name_tag.to_string()),
+        let (registry, rest) = match split_domain(name_tag) {
+            (Some(host), rest) => (host.to_string(), rest.to_string()),
+            (None, _) => (DOCKER_HUB.to_string(), name_tag.to_string()),
         };
         let registry = if registry == "index.docker.io" {
             DOCKER_HUB.to_string()
@@ -102,7 +98,12 @@ impl RemoteRef {
             Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
             _ => &self.registry,
         };
-        host == "localhost" || host.starts_with("127.") || host == "[::1]"
+        // An address, not a name that merely starts with 127. (127.example.com is remote).
+        host == "localhost"
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| a.is_loopback())
+            || host == "[::1]"
     }
 
     /// The manifest reference sent to the registry: the digest if pinned, else the tag.
@@ -161,6 +162,8 @@ mod tests {
         assert_eq!(r.registry, "localhost");
         assert!(r.is_loopback());
         assert!(!RemoteRef::parse("quay.io/x/y").unwrap().is_loopback());
+        assert!(!RemoteRef::parse("127.example.com/x").unwrap().is_loopback());
+        assert!(RemoteRef::parse("127.0.0.2:5000/x").unwrap().is_loopback());
         let hex = "a".repeat(64);
         let r = RemoteRef::parse(&format!("busybox@sha256:{hex}")).unwrap();
         assert_eq!(r.tag, None);
@@ -169,6 +172,17 @@ mod tests {
         let r = RemoteRef::parse(&format!("busybox:1@sha256:{hex}")).unwrap();
         assert_eq!(r.manifest_ref(), format!("sha256:{hex}"));
         assert_eq!(r.local().unwrap().to_string(), "busybox:1");
+        let r = RemoteRef::parse("[::1]:5000/a:t").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("[::1]:5000", "a")
+        );
+        assert!(r.is_loopback());
+        let r = RemoteRef::parse("Registry/app").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("Registry", "app")
+        );
         for bad in ["Ubuntu", "a@sha256:00", "a:b:c", "a b", "host:5000/A"] {
             assert!(RemoteRef::parse(bad).is_err(), "{bad}");
         }
