@@ -6,7 +6,7 @@
 # Exits non-zero if any target finds a crash (a panic: a parser bug or a broken invariant,
 # see src/fuzzing/); the input is then in fuzz/artifacts/TARGET/ and the log in
 # fuzz/work/TARGET.log. Turn it into a regression: fix the bug, copy the input to
-# fuzz/regressions/TARGET/, and `cargo test --test fuzz_regressions` replays it from then on.
+# fuzz/regressions/TARGET/, and `cargo test --features fuzzing --test fuzz_regressions` replays it from then on.
 #
 # Stable Rust only: cargo fuzz passes -Z flags (sanitizer, coverage) to rustc, which stable
 # rustc accepts with RUSTC_BOOTSTRAP=1. Each target starts from its committed seeds

@@ -26,11 +26,12 @@ fi
 cd "$ROOT"
 step "cargo fmt --check"
 cargo fmt --all -- --check
-step "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+step "cargo clippy --all-targets --all-features -- -D warnings"
+cargo clippy --all-targets --all-features -- -D warnings
 step "conformance: pjdfstest and fsx, unionrs against kernel overlayfs (bounded runs)"
 bash "$ROOT/scripts/conformance.sh"
 
-step "cargo test --release"
+step "cargo test --release --all-features"
 # Release, so the test binaries share the build setup.sh just made.
-exec cargo test --release "$@"
+# --all-features: the fuzz regressions replay needs the `fuzzing` feature.
+exec cargo test --release --all-features "$@"

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod fuse;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod image;
 #[allow(unsafe_code)]
