@@ -12,10 +12,13 @@
 //! - [`layer_export`]: an overlay upper directory -> a deterministic OCI layer tar (`commit`).
 //! - [`run`]: `run` (a container, a runtime bundle, the installed OCI runtime).
 //! - [`runtime_spec`], [`runtime`], [`rootfs`]: its config.json, the runtime, the rootfs.
+//! - [`security`], [`caps`], [`seccomp`], [`seccomp_default`]: a container's confinement
+//!   (capabilities, seccomp profile, `--privileged`), docker's rules.
 //! - [`prune`]: removing unused images, layers and blobs.
 //! - [`xattr`]: which extended attributes a layer carries, and where they are read from.
 
 pub mod archive;
+pub mod caps;
 pub mod container;
 pub mod digest;
 pub mod dir_stack;
@@ -31,6 +34,9 @@ pub mod rootfs;
 pub mod run;
 pub mod runtime;
 pub mod runtime_spec;
+pub mod seccomp;
+pub mod seccomp_default;
+pub mod security;
 pub mod store;
 pub mod unpack;
 pub mod xattr;
