@@ -235,6 +235,13 @@ fn seccomp_and_no_new_privileges_show_in_proc_status() {
     let lines: Vec<&str> = p.lines().collect();
     assert_eq!(lines[..2], ["fuse", "procsys"], "{p}");
     assert!(lines[2].parse::<u64>().unwrap() > 0, "{p}");
+    // The runtime's state (each container's spec and environment) is root's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata("/run/unionrs/runc")
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
     assert_no_container(&store);
 }
 
