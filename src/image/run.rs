@@ -215,17 +215,19 @@ fn prepare(
         .copied()
         .filter(|m| fs::symlink_metadata(merged.join(m)).is_err())
         .collect();
-    let spec = runtime_spec::build(SpecInput {
-        rootfs: merged.display().to_string(),
-        hostname: c.name.clone(),
-        args,
-        env,
-        cwd,
-        user,
-        network: o.network,
-        nofile_hard: runtime_spec::own_nofile_hard(),
+    let spec = runtime_spec::build_with(
+        SpecInput {
+            rootfs: merged.display().to_string(),
+            hostname: c.name.clone(),
+            args,
+            env,
+            cwd,
+            user,
+            network: o.network,
+            nofile_hard: runtime_spec::own_nofile_hard(),
+        },
         confinement,
-    });
+    );
     let bundle = dir.join("bundle");
     fs::create_dir_all(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?;

@@ -64,17 +64,16 @@ pub fn state_root(runtime: &Path) -> PathBuf {
     PathBuf::from("/run/unionrs").join(name)
 }
 
-/// Creates `dir` and its missing parents 0700, and narrows `dir` itself to 0700 if it
-/// exists: the runtime's state holds each container's spec, environment included, which
-/// other local users have no business reading.
+/// Narrows `dir` and its parent (/run/unionrs) to 0700: the runtime's state holds each
+/// container's spec, environment included, which other local users have no business
+/// reading.
 fn private_dirs(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+    use std::os::unix::fs::PermissionsExt;
+    for d in dir.parent().into_iter().chain([dir]) {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot make {} private: {e}", d.display()))?;
+    }
+    Ok(())
 }
 
 /// Signals unionrs passes on to the runtime (which passes them to the container) while it
@@ -91,6 +90,8 @@ const FORWARDED: &[i32] = &[libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SI
 /// not sent twice. They stay blocked afterwards, so the cleanup runs to its end.
 pub fn run_foreground(runtime: &Path, bundle: &Path, id: &str) -> Result<i32, String> {
     let state = state_root(runtime);
+    std::fs::create_dir_all(&state)
+        .map_err(|e| format!("cannot create {}: {e}", state.display()))?;
     private_dirs(&state)?;
     let _ = Command::new(runtime)
         .arg("--root")

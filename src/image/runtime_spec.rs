@@ -173,8 +173,6 @@ pub struct SpecInput {
     pub network: Network,
     /// This process's RLIMIT_NOFILE hard limit, if known.
     pub nofile_hard: Option<u64>,
-    /// Capabilities, seccomp, no-new-privileges, `--privileged`.
-    pub confinement: Confinement,
 }
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -245,8 +243,14 @@ fn host_devices() -> Vec<Device> {
     out
 }
 
+/// The spec with docker's default confinement (capabilities, seccomp profile).
 pub fn build(i: SpecInput) -> Spec {
-    let c = i.confinement;
+    build_with(i, Confinement::docker_default())
+}
+
+/// The spec with the confinement `c` (capabilities, seccomp, no-new-privileges,
+/// `--privileged`).
+pub fn build_with(i: SpecInput, c: Confinement) -> Spec {
     let mut namespaces: Vec<Namespace> = ["pid", "ipc", "uts", "mount"]
         .iter()
         .map(|k| Namespace {
@@ -385,7 +389,6 @@ mod tests {
             },
             network,
             nofile_hard: Some(20000),
-            confinement: Confinement::docker_default(),
         }
     }
 
@@ -428,14 +431,12 @@ mod tests {
 
     #[test]
     fn privileged_lifts_the_confinement() {
-        let mut i = input(Network::Host);
-        i.confinement =
-            super::super::security::confinement(&super::super::security::SecurityOptions {
-                privileged: true,
-                ..Default::default()
-            })
-            .unwrap();
-        let v = serde_json::to_value(build(i)).unwrap();
+        let c = super::super::security::confinement(&super::super::security::SecurityOptions {
+            privileged: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let v = serde_json::to_value(build_with(input(Network::Host), c)).unwrap();
         assert!(v["linux"].get("seccomp").is_none());
         assert_eq!(v["linux"]["maskedPaths"], serde_json::json!([]));
         assert_eq!(v["linux"]["readonlyPaths"], serde_json::json!([]));
