@@ -12,13 +12,12 @@
 //! - [`layer_export`]: an overlay upper directory -> a deterministic OCI layer tar (`commit`).
 //! - [`run`]: `run` (a container, a runtime bundle, the installed OCI runtime).
 //! - [`runtime_spec`], [`runtime`], [`rootfs`]: its config.json, the runtime, the rootfs.
-//! - [`security`], [`caps`], [`seccomp`], [`seccomp_default`]: a container's confinement
-//!   (capabilities, seccomp profile, `--privileged`), docker's rules.
 //! - [`prune`]: removing unused images, layers and blobs.
 //! - [`xattr`]: which extended attributes a layer carries, and where they are read from.
+//! - [`security`], [`caps`], [`seccomp`], [`seccomp_default`]: a container's confinement
+//!   (capabilities, seccomp profile, `--privileged`), docker's rules.
 
 pub mod archive;
-pub mod caps;
 pub mod container;
 pub mod digest;
 pub mod dir_stack;
@@ -34,6 +33,8 @@ pub mod rootfs;
 pub mod run;
 pub mod runtime;
 pub mod runtime_spec;
+// The confinement of a container (kept together, apart from the list above).
+pub mod caps;
 pub mod seccomp;
 pub mod seccomp_default;
 pub mod security;
