@@ -354,3 +354,49 @@ fn the_default_profile_does_not_get_in_the_way_of_ordinary_work() {
     );
     assert_no_container(&store);
 }
+
+#[test]
+fn an_image_symlink_cannot_make_unionrs_read_a_host_file() {
+    preflight();
+    // unionrs reads the image's /etc/passwd and /etc/group itself, as root on the host, to
+    // resolve `-u NAME`: symlinks there, absolute or climbing with `..`, resolve inside the
+    // image (the host has no /etc/in-image-*).
+    for host_path in ["/etc/in-image-passwd", "/etc/in-image-group"] {
+        assert!(
+            !Path::new(host_path).exists(),
+            "{host_path} exists on the host"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let bb = busybox_layer();
+    let links = layer(
+        &[
+            dir("etc"),
+            file(
+                "etc/in-image-passwd",
+                b"root:x:0:0:root:/root:/bin/sh\nimg:x:4321:4321:img:/:/bin/sh\n",
+            ),
+            file(
+                "etc/in-image-group",
+                b"root:x:0:\nimg:x:4321:\nextra:x:77:img\n",
+            ),
+            symlink("etc/passwd", "/etc/in-image-passwd"),
+            symlink("etc/group", "../../../../../../../../etc/in-image-group"),
+        ],
+        Comp::Gzip,
+    );
+    load_image(
+        &store,
+        tmp.path(),
+        "bb:1",
+        &[&bb, &links],
+        config_with(&[&bb, &links], json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]})),
+    );
+    let _guard = UnmountUnder(store.join("containers"));
+    assert_eq!(
+        sh_ok(&store, &["-u", "img"], "id -u; id -G"),
+        "4321\n4321 77\n"
+    );
+    assert_no_container(&store);
+}
