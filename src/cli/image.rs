@@ -34,6 +34,8 @@ pub const USAGE: &str = "\
                                   [--tls-verify=false] REF   (ubuntu, host:port/name:tag, name@sha256:..)
        unionrs [--store DIR] push [-q] [--creds USER:PASS] [--tls-verify=false]
                                   [--chunk-size BYTES] IMAGE [DEST-REF]
+                  (pull, push: -u USER --password-stdin, or --creds USER --password-stdin,
+                   reads the password from stdin as docker login does)
        unionrs [--store DIR] load [-i FILE] [-q]        (docker-archive or OCI layout tar)
        unionrs [--store DIR] save -o FILE IMAGE...      (docker-archive + OCI layout tar)
        unionrs [--store DIR] images [--format json] [--no-trunc]
@@ -48,7 +50,11 @@ pub const USAGE: &str = "\
        unionrs [--store DIR] commit [-a AUTHOR] [-m MSG] [-c CHANGE]... N [REPO[:TAG]]
        unionrs [--store DIR] prune [-a] [-f]          (unused images, then unused layers and blobs)
        unionrs [--store DIR] run [--rm] [--name N] [-e KEY=VALUE]... [-w DIR] [-u USER[:GROUP]]
-                                 [--network host|none] [--runtime PATH] IMAGE [--] [COMMAND [ARG...]]";
+                                 [--network host|none] [--runtime PATH] [--privileged]
+                                 [--cap-add CAP]... [--cap-drop CAP]...
+                                 [--security-opt seccomp=unconfined|FILE]
+                                 [--security-opt no-new-privileges[=true|false]]
+                                 IMAGE [--] [COMMAND [ARG...]]";
 
 /// Runs an image verb; `args` starts with `--store` or the verb.
 pub fn run(args: &[OsString]) -> ExitCode {
@@ -252,20 +258,93 @@ fn take_tls_verify(args: &[String]) -> Result<(bool, Vec<String>), CliError> {
     Ok((verify, rest))
 }
 
+/// Flags of `pull` and `push` that say how to log in.
+const CRED_FLAGS: &[&str] = &["--creds", "-u", "--username"];
+
+/// Credentials from `--creds USER:PASS`, or a user (`--creds USER`, `-u USER`) with the
+/// password on stdin (`--password-stdin`, read as `docker login` reads it: all of stdin,
+/// one trailing newline dropped). No message here ever holds the password.
 fn client_options(p: &Parsed, tls_verify: bool) -> Result<ClientOptions, CliError> {
-    Ok(ClientOptions {
-        tls_verify,
-        creds: p
-            .value(&["--creds"])
-            .map(Creds::parse)
+    let creds = p.value(&["--creds"]);
+    let user = p.value(&["-u", "--username"]);
+    let creds = if p.has(&["--password-stdin"]) {
+        let user = match (creds, user) {
+            (Some(_), Some(_)) => {
+                return Err(Usage(
+                    "give the user once: --creds USER or --username USER".into(),
+                ));
+            }
+            (Some(c), None) if c.contains(':') => {
+                return Err(Usage(
+                    "--password-stdin takes the password from stdin: give --creds USER \
+                     without :PASSWORD"
+                        .into(),
+                ));
+            }
+            (Some(u), None) | (None, Some(u)) if !u.is_empty() => u,
+            _ => {
+                return Err(Usage(
+                    "--password-stdin needs a user: --username USER or --creds USER".into(),
+                ));
+            }
+        };
+        Some(Creds {
+            user: user.to_string(),
+            pass: password_from(io::stdin().lock())?,
+        })
+    } else if user.is_some() {
+        return Err(Usage(
+            "--username goes with --password-stdin (or give --creds USER:PASSWORD)".into(),
+        ));
+    } else {
+        creds
+            .map(|c| {
+                Creds::parse(c).map_err(|_| {
+                    "--creds takes USER:PASSWORD (or --creds USER with --password-stdin)"
+                        .to_string()
+                })
+            })
             .transpose()
-            .map_err(Usage)?,
-    })
+            .map_err(Usage)?
+    };
+    Ok(ClientOptions { tls_verify, creds })
+}
+
+/// The password piped in: everything up to EOF but one trailing newline (and a CR before
+/// it), as `docker login --password-stdin`.
+fn password_from(r: impl io::Read) -> Result<String, CliError> {
+    use std::io::Read as _;
+    const MAX: u64 = 64 << 10;
+    let mut raw = Vec::new();
+    r.take(MAX + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| Failed(format!("--password-stdin: cannot read stdin: {e}")))?;
+    if raw.len() as u64 > MAX {
+        return Err(Usage(format!(
+            "--password-stdin: stdin holds more than {MAX} bytes; a password is expected"
+        )));
+    }
+    let mut pass = String::from_utf8(raw)
+        .map_err(|_| Usage("--password-stdin: the password is not UTF-8".into()))?;
+    if pass.ends_with('\n') {
+        pass.pop();
+        if pass.ends_with('\r') {
+            pass.pop();
+        }
+    }
+    if pass.is_empty() {
+        return Err(Usage("--password-stdin: stdin held no password".into()));
+    }
+    Ok(pass)
 }
 
 fn pull(st: &Store, args: &[String]) -> Res {
     let (tls_verify, args) = take_tls_verify(args)?;
-    let p = Parsed::new(&args, &["-q", "--quiet"], &["--platform", "--creds"])?;
+    let p = Parsed::new(
+        &args,
+        &["-q", "--quiet", "--password-stdin"],
+        &[&["--platform"], CRED_FLAGS].concat(),
+    )?;
     let [what] = p.pos.as_slice() else {
         return Err(Usage("pull takes one image reference".into()));
     };
@@ -299,7 +378,11 @@ fn pull(st: &Store, args: &[String]) -> Res {
 
 fn push(st: &Store, args: &[String]) -> Res {
     let (tls_verify, args) = take_tls_verify(args)?;
-    let p = Parsed::new(&args, &["-q", "--quiet"], &["--creds", "--chunk-size"])?;
+    let p = Parsed::new(
+        &args,
+        &["-q", "--quiet", "--password-stdin"],
+        &[&["--chunk-size"], CRED_FLAGS].concat(),
+    )?;
     let (src, dst) = match p.pos.as_slice() {
         [one] => (one, one),
         [src, dst] => (src, dst),
@@ -954,6 +1037,21 @@ pub fn since(created: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_from_stdin_as_docker_login_reads_it() {
+        let pw = |s: &[u8]| {
+            password_from(s).map_err(|e| match e {
+                Usage(m) | Failed(m) => m,
+            })
+        };
+        assert_eq!(pw(b"s3cret\n").unwrap(), "s3cret");
+        assert_eq!(pw(b"s3cret\r\n").unwrap(), "s3cret");
+        assert_eq!(pw(b"a:b c\n\n").unwrap(), "a:b c\n");
+        assert_eq!(pw(b"nonl").unwrap(), "nonl");
+        assert!(pw(b"\n").unwrap_err().contains("no password"));
+        assert!(pw(b"").unwrap_err().contains("no password"));
+    }
 
     #[test]
     fn sizes_and_times() {

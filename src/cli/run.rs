@@ -5,6 +5,7 @@
 
 use crate::image::run::{RunError, RunOptions};
 use crate::image::runtime_spec::Network;
+use crate::image::security::SecurityOptions;
 use crate::image::store;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ fn parse(
         runtime: None,
         network: Network::Host,
         remove: false,
+        security: SecurityOptions::default(),
         command: Vec::new(),
     };
     let mut i = 0;
@@ -44,6 +46,14 @@ fn parse(
                 return Err("--rm takes no value".into());
             }
             o.remove = true;
+            continue;
+        }
+        if name == "--privileged" {
+            o.security.privileged = match inline.as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(v) => return Err(format!("--privileged={v}: true or false")),
+            };
             continue;
         }
         let mut value = || -> Result<String, String> {
@@ -66,6 +76,9 @@ fn parse(
             "-u" | "--user" => o.user = Some(value()?),
             "--runtime" => o.runtime = Some(PathBuf::from(value()?)),
             "--store" => store_flag = Some(PathBuf::from(value()?)),
+            "--cap-add" => o.security.cap_add.push(value()?),
+            "--cap-drop" => o.security.cap_drop.push(value()?),
+            "--security-opt" => o.security.security_opt(&value()?)?,
             "--network" | "--net" => {
                 o.network = match value()?.as_str() {
                     "host" => Network::Host,
@@ -165,6 +178,29 @@ mod tests {
         );
         let (_, o) = p(&["img"]).unwrap();
         assert!(o.command.is_empty());
+        assert_eq!(o.security, SecurityOptions::default());
+        let (_, o) = p(&[
+            "--privileged",
+            "--cap-add",
+            "SYS_ADMIN",
+            "--cap-drop=ALL",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--security-opt=no-new-privileges",
+            "img",
+        ])
+        .unwrap();
+        assert!(o.security.privileged && o.security.no_new_privileges);
+        assert_eq!(
+            (o.security.cap_add, o.security.cap_drop),
+            (vec!["SYS_ADMIN".to_string()], vec!["ALL".to_string()])
+        );
+        assert!(
+            p(&["--privileged=no", "img"])
+                .unwrap_err()
+                .contains("true or false")
+        );
+        assert!(p(&["--security-opt", "apparmor=x", "img"]).is_err());
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`runtime_spec`], [`runtime`], [`rootfs`]: its config.json, the runtime, the rootfs.
 //! - [`prune`]: removing unused images, layers and blobs.
 //! - [`xattr`]: which extended attributes a layer carries, and where they are read from.
+//! - [`security`], [`caps`], [`seccomp`], [`seccomp_default`]: a container's confinement
+//!   (capabilities, seccomp profile, `--privileged`), docker's rules.
 
 pub mod archive;
 pub mod container;
@@ -31,6 +33,11 @@ pub mod rootfs;
 pub mod run;
 pub mod runtime;
 pub mod runtime_spec;
+// The confinement of a container (kept together, apart from the list above).
+pub mod caps;
+pub mod seccomp;
+pub mod seccomp_default;
+pub mod security;
 pub mod store;
 pub mod unpack;
 pub mod xattr;

@@ -12,6 +12,7 @@ use super::container::{self, Container};
 use super::rootfs::{CommandError, Rootfs};
 use super::runtime;
 use super::runtime_spec::{self, MOUNT_POINTS, Network, SpecInput};
+use super::security::{self, Confinement, SecurityOptions};
 use super::store::{self, Image, Store, remove_tree, write_atomic};
 use serde_json::Value;
 use std::fs;
@@ -31,6 +32,8 @@ pub struct RunOptions {
     pub runtime: Option<PathBuf>,
     pub network: Network,
     pub remove: bool,
+    /// `--privileged`, `--cap-add/--cap-drop`, `--security-opt`.
+    pub security: SecurityOptions,
     /// Empty: the image's Cmd.
     pub command: Vec<String>,
 }
@@ -165,6 +168,7 @@ fn prepare(
     img: &Image,
     o: &RunOptions,
     args: Vec<String>,
+    confinement: Confinement,
 ) -> Result<Prepared, RunError> {
     let dir = container::dir(st, &c.name);
     let merged = dir.join("merged");
@@ -211,16 +215,19 @@ fn prepare(
         .copied()
         .filter(|m| fs::symlink_metadata(merged.join(m)).is_err())
         .collect();
-    let spec = runtime_spec::build(SpecInput {
-        rootfs: merged.display().to_string(),
-        hostname: c.name.clone(),
-        args,
-        env,
-        cwd,
-        user,
-        network: o.network,
-        nofile_hard: runtime_spec::own_nofile_hard(),
-    });
+    let spec = runtime_spec::build_with(
+        SpecInput {
+            rootfs: merged.display().to_string(),
+            hostname: c.name.clone(),
+            args,
+            env,
+            cwd,
+            user,
+            network: o.network,
+            nofile_hard: runtime_spec::own_nofile_hard(),
+        },
+        confinement,
+    );
     let bundle = dir.join("bundle");
     fs::create_dir_all(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?;
@@ -248,6 +255,8 @@ fn tidy(st: &Store, c: &Container, p: &Prepared) {
 /// Runs the command; returns its exit status.
 pub fn run(store_root: &Path, o: &RunOptions) -> Result<i32, RunError> {
     check_options(o)?;
+    // Capability names and a seccomp file are checked before anything is created.
+    let confinement = security::confinement(&o.security)?;
     if !store::is_root() {
         return Err(RunError::Failed(
             "run needs root (rootless containers need a user namespace, not built yet)".into(),
@@ -264,7 +273,7 @@ pub fn run(store_root: &Path, o: &RunOptions) -> Result<i32, RunError> {
         let c = container::create(&st, &o.image, o.name.as_deref())?;
         let setup = container::mount(&st, &c)
             .map_err(RunError::Failed)
-            .and_then(|_| prepare(&st, &c, &img, o, args));
+            .and_then(|_| prepare(&st, &c, &img, o, args, confinement));
         match setup {
             Ok(p) => (c, p),
             Err(e) => {
@@ -329,6 +338,7 @@ mod tests {
             runtime: None,
             network: Network::Host,
             remove: false,
+            security: SecurityOptions::default(),
             command: vec![],
         };
         assert!(check_options(&o).unwrap_err().contains("KEY=VALUE"));

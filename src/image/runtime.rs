@@ -64,6 +64,18 @@ pub fn state_root(runtime: &Path) -> PathBuf {
     PathBuf::from("/run/unionrs").join(name)
 }
 
+/// Narrows `dir` and its parent (/run/unionrs) to 0700: the runtime's state holds each
+/// container's spec, environment included, which other local users have no business
+/// reading.
+fn private_dirs(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    for d in dir.parent().into_iter().chain([dir]) {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot make {} private: {e}", d.display()))?;
+    }
+    Ok(())
+}
+
 /// Signals unionrs passes on to the runtime (which passes them to the container) while it
 /// waits. SIGCHLD is only waited for: it says the runtime exited.
 const FORWARDED: &[i32] = &[libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP];
@@ -80,6 +92,7 @@ pub fn run_foreground(runtime: &Path, bundle: &Path, id: &str) -> Result<i32, St
     let state = state_root(runtime);
     std::fs::create_dir_all(&state)
         .map_err(|e| format!("cannot create {}: {e}", state.display()))?;
+    private_dirs(&state)?;
     let _ = Command::new(runtime)
         .arg("--root")
         .arg(&state)

@@ -9,32 +9,17 @@
 //!   none` asks for that isolated namespace instead.
 //! - mounts /proc, /dev (tmpfs), /dev/pts, /dev/shm, /dev/mqueue, /sys (read-only), as
 //!   runc's and Docker's defaults; the runtime adds the standard device nodes.
-//! - Docker's default capability set, masked and read-only /proc paths, all devices denied
-//!   but the runtime's defaults.
+//! - Docker's confinement ([`super::security`]): its default capability set and seccomp
+//!   profile, masked and read-only /proc paths, all devices denied but the runtime's
+//!   defaults; `--privileged` lifts these as docker's does.
 //! - RLIMIT_NOFILE soft = hard = this process's hard limit (capped at Docker's 1048576):
 //!   a limit above our own hard limit cannot be set here, even by root.
 
+use super::seccomp::SpecSeccomp;
+use super::security::Confinement;
 use serde::Serialize;
 
 pub const OCI_VERSION: &str = "1.0.2";
-
-/// Docker's default capabilities for a container.
-pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 const MASKED_PATHS: &[&str] = &[
     "/proc/acpi",
@@ -131,6 +116,24 @@ pub struct Linux {
     pub masked_paths: Vec<String>,
     pub readonly_paths: Vec<String>,
     pub resources: Resources,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<SpecSeccomp>,
+}
+
+/// A device node the runtime creates in the container's /dev.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub major: u64,
+    pub minor: u64,
+    pub file_mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -188,7 +191,66 @@ fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> Mount {
 /// Mount points the runtime creates in the rootfs when the image lacks them.
 pub const MOUNT_POINTS: &[&str] = &["proc", "dev", "sys"];
 
+/// The host's device nodes, for a privileged container (as docker and runc list them:
+/// /dev and its subdirectories but pts, shm, fd, mqueue, and not /dev/console).
+fn host_devices() -> Vec<Device> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from("/dev")];
+    while let Some(d) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            let ft = m.file_type();
+            if ft.is_dir() {
+                let skip = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+                if !skip.iter().any(|s| e.file_name() == *s) {
+                    dirs.push(p);
+                }
+                continue;
+            }
+            let kind = if ft.is_char_device() {
+                "c"
+            } else if ft.is_block_device() {
+                "b"
+            } else {
+                continue;
+            };
+            if p == std::path::Path::new("/dev/console") {
+                continue;
+            }
+            let dev = m.rdev();
+            // The kernel's dev_t split (glibc's gnu_dev_major/minor).
+            let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+            let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+            out.push(Device {
+                path: p.display().to_string(),
+                kind: kind.into(),
+                major,
+                minor,
+                file_mode: m.mode() & 0o7777,
+                uid: m.uid(),
+                gid: m.gid(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
+}
+
+/// The spec with docker's default confinement (capabilities, seccomp profile).
 pub fn build(i: SpecInput) -> Spec {
+    build_with(i, Confinement::docker_default())
+}
+
+/// The spec with the confinement `c` (capabilities, seccomp, no-new-privileges,
+/// `--privileged`).
+pub fn build_with(i: SpecInput, c: Confinement) -> Spec {
     let mut namespaces: Vec<Namespace> = ["pid", "ipc", "uts", "mount"]
         .iter()
         .map(|k| Namespace {
@@ -220,12 +282,12 @@ pub fn build(i: SpecInput) -> Spec {
             env: i.env,
             cwd: i.cwd,
             capabilities: Capabilities {
-                bounding: strings(DEFAULT_CAPS),
-                effective: strings(DEFAULT_CAPS),
-                permitted: strings(DEFAULT_CAPS),
+                bounding: c.caps.clone(),
+                effective: c.caps.clone(),
+                permitted: c.caps.clone(),
             },
             rlimits,
-            no_new_privileges: false,
+            no_new_privileges: c.no_new_privileges,
         },
         root: Root {
             path: i.rootfs,
@@ -269,19 +331,33 @@ pub fn build(i: SpecInput) -> Spec {
                 "/sys",
                 "sysfs",
                 "sysfs",
-                &["nosuid", "noexec", "nodev", "ro"],
+                &["nosuid", "noexec", "nodev", "ro"][..if c.privileged { 3 } else { 4 }],
             ),
         ],
         linux: Linux {
             namespaces,
-            masked_paths: strings(MASKED_PATHS),
-            readonly_paths: strings(READONLY_PATHS),
+            masked_paths: if c.privileged {
+                Vec::new()
+            } else {
+                strings(MASKED_PATHS)
+            },
+            readonly_paths: if c.privileged {
+                Vec::new()
+            } else {
+                strings(READONLY_PATHS)
+            },
             resources: Resources {
                 devices: vec![DeviceRule {
-                    allow: false,
+                    allow: c.privileged,
                     access: "rwm".into(),
                 }],
             },
+            devices: if c.privileged {
+                host_devices()
+            } else {
+                Vec::new()
+            },
+            seccomp: c.seccomp,
         },
     }
 }
@@ -348,6 +424,37 @@ mod tests {
         }
         let v = serde_json::to_value(build(input(Network::None))).unwrap();
         assert_eq!(v["linux"]["namespaces"][4]["type"], "network");
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert!(v["linux"].get("devices").is_none());
+        assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], false);
+    }
+
+    #[test]
+    fn privileged_lifts_the_confinement() {
+        let c = super::super::security::confinement(&super::super::security::SecurityOptions {
+            privileged: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let v = serde_json::to_value(build_with(input(Network::Host), c)).unwrap();
+        assert!(v["linux"].get("seccomp").is_none());
+        assert_eq!(v["linux"]["maskedPaths"], serde_json::json!([]));
+        assert_eq!(v["linux"]["readonlyPaths"], serde_json::json!([]));
+        assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], true);
+        let devs = v["linux"]["devices"].as_array().unwrap();
+        let null = devs.iter().find(|d| d["path"] == "/dev/null").unwrap();
+        assert_eq!(
+            (&null["type"], &null["major"], &null["minor"]),
+            (&"c".into(), &1.into(), &3.into())
+        );
+        assert!(!devs.iter().any(|d| d["path"] == "/dev/console"));
+        let sys = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert!(!sys["options"].as_array().unwrap().iter().any(|o| o == "ro"));
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_with_htpasswd(None)
+    }
+
+    /// With `htpasswd` (lines `USER:BCRYPT-HASH`): Basic auth for every request.
+    pub fn start_with_htpasswd(htpasswd: Option<&str>) -> Registry {
         assert!(
             super::image_util::have("docker-registry"),
             "docker-registry is not installed (scripts/setup.sh installs it)"
@@ -37,12 +42,23 @@ impl Registry {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let cfg = dir.path().join("config.yml");
+        let auth = match htpasswd {
+            Some(lines) => {
+                let f = dir.path().join("htpasswd");
+                std::fs::write(&f, lines).unwrap();
+                format!(
+                    "auth:\n  htpasswd:\n    realm: unionrs-test\n    path: {}\n",
+                    f.display()
+                )
+            }
+            None => String::new(),
+        };
         std::fs::write(
             &cfg,
             format!(
                 "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {addr}\n",
+                 http:\n  addr: {addr}\n{auth}",
                 dir.path().join("data").display()
             ),
         )
@@ -60,7 +76,8 @@ impl Registry {
             _dir: dir,
         };
         let t0 = Instant::now();
-        while http_get_status(&r.addr, "/v2/") != Some(200) {
+        let up = if htpasswd.is_some() { 401 } else { 200 };
+        while http_get_status(&r.addr, "/v2/") != Some(up) {
             assert!(
                 t0.elapsed() < Duration::from_secs(20),
                 "docker-registry did not answer /v2/ on {}",

@@ -1,0 +1,198 @@
+//! Registry credentials against a real `docker-registry` on 127.0.0.1 with Basic auth
+//! (htpasswd): `--password-stdin` with `-u USER` or `--creds USER` logs in for push and
+//! pull, as `docker login --password-stdin` reads the password; a wrong or missing
+//! password fails clearly; and no output, error or debug log ever holds the password.
+
+mod image_util;
+mod registry_util;
+
+use image_util::{Comp, config, file, layer, load_image, ok};
+use registry_util::Registry;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+const USER: &str = "tester";
+/// A colon and a space in it: the password is everything after the user's colon.
+const PASSWORD: &str = "pa:ss w0rd!";
+/// bcrypt (cost 4) of PASSWORD, made once with Python's crypt.crypt.
+const HTPASSWD: &str = "tester:$2b$04$YmRQJ7kOq7h06EcEKLJlCeGAq9Ch0CLvzqLWM6NOwqKJkCAVzKOPS\n";
+
+/// `unionrs --store STORE ARGS` with `stdin` piped in and debug logging asked for.
+fn with_stdin(store: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_unionrs"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Neither the password nor the Basic header made of it appear in `o`.
+fn assert_no_secret(o: &Output, secret: &str) {
+    let t = text(o);
+    let basic = base64(format!("{USER}:{secret}").as_bytes());
+    assert!(!t.contains(secret), "the password is in the output:\n{t}");
+    assert!(
+        !t.contains(&basic),
+        "the Basic credentials are in the output:\n{t}"
+    );
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn password_stdin_logs_in_for_push_and_pull_and_never_shows_the_password() {
+    assert_eq!(base64(b"tester:pa:ss w0rd!"), "dGVzdGVyOnBhOnNzIHcwcmQh");
+    let reg = Registry::start_with_htpasswd(Some(HTPASSWD));
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let l = layer(&[file("hello", b"world")], Comp::Gzip);
+    load_image(
+        &store,
+        tmp.path(),
+        "img:1",
+        &[&l],
+        config(&[&l], "2024-01-01T00:00:00Z"),
+    );
+    let dest = format!("{}/sec/img:1", reg.addr);
+
+    // No credentials: the registry's 401 is a clear error.
+    let o = with_stdin(&store, &["push", "img:1", &dest], b"");
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("asks for a user name and password"),
+        "{}",
+        text(&o)
+    );
+    // A wrong password through stdin: refused, and not shown.
+    let wrong = "not-the:password";
+    let o = with_stdin(
+        &store,
+        &["push", "-u", USER, "--password-stdin", "img:1", &dest],
+        format!("{wrong}\n").as_bytes(),
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("refused the credentials"), "{}", text(&o));
+    assert_no_secret(&o, wrong);
+
+    // -u USER --password-stdin (with docker login's trailing newline) pushes.
+    let o = with_stdin(
+        &store,
+        &["push", "-u", USER, "--password-stdin", "img:1", &dest],
+        format!("{PASSWORD}\n").as_bytes(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_no_secret(&o, PASSWORD);
+
+    // --creds USER --password-stdin pulls it into another store, the same image.
+    let store2 = tmp.path().join("store2");
+    let o = with_stdin(
+        &store2,
+        &["pull", "--creds", USER, "--password-stdin", &dest],
+        format!("{PASSWORD}\r\n").as_bytes(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_no_secret(&o, PASSWORD);
+    let image_id = |s: &Path, name: &str| {
+        let v: serde_json::Value = serde_json::from_str(&ok(s, &["inspect", name])).unwrap();
+        v[0]["Id"].as_str().unwrap().to_string()
+    };
+    assert_eq!(image_id(&store, "img:1"), image_id(&store2, &dest));
+    // --creds USER:PASS still works, and is not echoed either.
+    let store3 = tmp.path().join("store3");
+    let o = with_stdin(
+        &store3,
+        &["pull", "--creds", &format!("{USER}:{PASSWORD}"), &dest],
+        b"",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_no_secret(&o, PASSWORD);
+}
+
+#[test]
+fn password_stdin_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    // Nothing is contacted: port 9 on loopback answers nothing anyway.
+    let dest = "127.0.0.1:9/x/y:1";
+    for (args, stdin, want) in [
+        (
+            vec!["pull", "--password-stdin", dest],
+            "pw\n",
+            "--password-stdin needs a user: --username USER or --creds USER",
+        ),
+        (
+            vec!["pull", "--creds", "tester:pw", "--password-stdin", dest],
+            "pw\n",
+            "--password-stdin takes the password from stdin: give --creds USER without :PASSWORD",
+        ),
+        (
+            vec![
+                "pull",
+                "-u",
+                "tester",
+                "--creds",
+                "tester",
+                "--password-stdin",
+                dest,
+            ],
+            "pw\n",
+            "give the user once",
+        ),
+        (
+            vec!["pull", "-u", "tester", dest],
+            "",
+            "--username goes with --password-stdin",
+        ),
+        (
+            vec!["pull", "--creds", "tester", dest],
+            "",
+            "--creds takes USER:PASSWORD (or --creds USER with --password-stdin)",
+        ),
+        (
+            vec!["pull", "-u", "tester", "--password-stdin", dest],
+            "\n",
+            "--password-stdin: stdin held no password",
+        ),
+    ] {
+        let o = with_stdin(&store, &args, stdin.as_bytes());
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        let first = String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        assert!(first.contains(want), "{args:?}: {first}");
+    }
+}
