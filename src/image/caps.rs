@@ -7,6 +7,9 @@
 //! - otherwise: the default set without the dropped ones, plus the added ones.
 //!
 //! Names are accepted in any case, with or without `CAP_`; an unknown name is an error.
+//! "Every capability" means every one the kernel has and unionrs holds itself: a process
+//! cannot hand on what is not in its own bounding set (some sandboxes run root without a
+//! few), so a default one it lacks is left out and an added one is an error.
 
 /// Every capability by number (capability(7)); index = the kernel's number.
 pub const ALL: &[&str] = &[
