@@ -472,3 +472,52 @@ fn threads_start_under_the_default_profile_as_clone3_answers_enosys() {
     assert_ne!(o.status.code(), Some(0), "{}", out(&o));
     assert_no_container(&store);
 }
+
+/// A plain layer holding one character device `name` MAJOR:MINOR (the tar helper writes
+/// no device numbers: they are patched into the header here).
+fn device_layer(name: &str, major: u32, minor: u32) -> Layer {
+    let mut t = tar(&[E {
+        kind: b'3',
+        mode: 0o666,
+        ..file(name, b"")
+    }]);
+    let h = &mut t[..512];
+    h[329..337].copy_from_slice(format!("{major:07o}\0").as_bytes());
+    h[337..345].copy_from_slice(format!("{minor:07o}\0").as_bytes());
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    Layer {
+        diff_id: format!("sha256:{}", sha(&t)),
+        blob: t,
+    }
+}
+
+#[test]
+fn a_device_node_shipped_in_a_layer_cannot_be_opened_in_a_container() {
+    preflight();
+    // /dev/fuse's numbers (misc 229): not among the runtime's default devices, and opening
+    // it needs no capability, so only the device rules stand in the way.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let bb = busybox_layer();
+    let dev = device_layer("evil-fuse", 10, 229);
+    load_image(
+        &store,
+        tmp.path(),
+        "bb:1",
+        &[&bb, &dev],
+        config_with(&[&bb, &dev], json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]})),
+    );
+    let _guard = UnmountUnder(store.join("containers"));
+    let script = "busybox stat -c '%F %t:%T' /evil-fuse; exec 3</evil-fuse && echo opened";
+    let o = run_sh(&store, &[], script);
+    assert_eq!(out(&o), "character special file a:e5\n", "{}", err(&o));
+    assert!(err(&o).contains("Operation not permitted"), "{}", err(&o));
+    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(
+        sh_ok(&store, &["--privileged"], script),
+        "character special file a:e5\nopened\n"
+    );
+    assert_no_container(&store);
+}
