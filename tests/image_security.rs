@@ -399,3 +399,125 @@ fn an_image_symlink_cannot_make_unionrs_read_a_host_file() {
     );
     assert_no_container(&store);
 }
+
+/// A layer with `bin` and the shared objects it needs (as `ldd` lists them), each at its
+/// host path.
+fn host_binary_layer(bin: &str) -> Layer {
+    let ldd = std::process::Command::new("ldd").arg(bin).output().unwrap();
+    assert!(ldd.status.success(), "ldd {bin} failed");
+    let mut paths = vec![bin.to_string()];
+    for l in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let p = l.split("=>").last().unwrap().trim();
+        if let Some(p) = p.split_whitespace().next().filter(|p| p.starts_with('/')) {
+            paths.push(p.to_string());
+        }
+    }
+    let mut entries = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    for p in &paths {
+        let rel = p.trim_start_matches('/');
+        let mut d = Path::new(rel).parent();
+        while let Some(x) = d.filter(|x| !x.as_os_str().is_empty()) {
+            dirs.insert(x.to_string_lossy().into_owned());
+            d = x.parent();
+        }
+        entries.push(E {
+            mode: 0o755,
+            ..file(rel, &fs::read(p).unwrap())
+        });
+    }
+    let mut all: Vec<E> = dirs.iter().map(|d| dir(d)).collect();
+    all.extend(entries);
+    layer(&all, Comp::Gzip)
+}
+
+#[test]
+fn threads_start_under_the_default_profile_as_clone3_answers_enosys() {
+    // glibc's pthread_create tries clone3 first and falls back to clone only on ENOSYS:
+    // the default profile's answer. A profile answering EPERM instead breaks threads,
+    // which shows the fallback is what made them work. xz (with its libraries from the
+    // host) compresses with two threads.
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let bb = busybox_layer();
+    let xz = host_binary_layer("/usr/bin/xz");
+    load_image(
+        &store,
+        tmp.path(),
+        "bb:1",
+        &[&bb, &xz],
+        config_with(&[&bb, &xz], json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]})),
+    );
+    let _guard = UnmountUnder(store.join("containers"));
+    let script = "busybox head -c 3000000 /dev/urandom > /tmp/in && \
+                  /usr/bin/xz -vv -T2 --block-size=1000000 -0 -c /tmp/in > /tmp/o.xz && \
+                  /usr/bin/xz -t /tmp/o.xz && echo ok";
+    let o = run_sh(&store, &[], script);
+    assert_eq!(
+        (o.status.code(), out(&o).as_str()),
+        (Some(0), "ok\n"),
+        "{}",
+        err(&o)
+    );
+    assert!(err(&o).contains("Using up to 2 threads"), "{}", err(&o));
+    let eperm = write(
+        tmp.path(),
+        "clone3-eperm.json",
+        br#"{"defaultAction": "SCMP_ACT_ALLOW",
+             "syscalls": [{"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}"#,
+    );
+    let opt = format!("seccomp={}", eperm.display());
+    let o = run_sh(&store, &["--security-opt", &opt], script);
+    assert_ne!(o.status.code(), Some(0), "{}", out(&o));
+    assert_no_container(&store);
+}
+
+/// A plain layer holding one character device `name` MAJOR:MINOR (the tar helper writes
+/// no device numbers: they are patched into the header here).
+fn device_layer(name: &str, major: u32, minor: u32) -> Layer {
+    let mut t = tar(&[E {
+        kind: b'3',
+        mode: 0o666,
+        ..file(name, b"")
+    }]);
+    let h = &mut t[..512];
+    h[329..337].copy_from_slice(format!("{major:07o}\0").as_bytes());
+    h[337..345].copy_from_slice(format!("{minor:07o}\0").as_bytes());
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    Layer {
+        diff_id: format!("sha256:{}", sha(&t)),
+        blob: t,
+    }
+}
+
+#[test]
+fn a_device_node_shipped_in_a_layer_cannot_be_opened_in_a_container() {
+    preflight();
+    // /dev/fuse's numbers (misc 229): not among the runtime's default devices, and opening
+    // it needs no capability, so only the device rules stand in the way.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let bb = busybox_layer();
+    let dev = device_layer("evil-fuse", 10, 229);
+    load_image(
+        &store,
+        tmp.path(),
+        "bb:1",
+        &[&bb, &dev],
+        config_with(&[&bb, &dev], json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]})),
+    );
+    let _guard = UnmountUnder(store.join("containers"));
+    let script = "busybox stat -c '%F %t:%T' /evil-fuse; exec 3</evil-fuse && echo opened";
+    let o = run_sh(&store, &[], script);
+    assert_eq!(out(&o), "character special file a:e5\n", "{}", err(&o));
+    assert!(err(&o).contains("Operation not permitted"), "{}", err(&o));
+    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(
+        sh_ok(&store, &["--privileged"], script),
+        "character special file a:e5\nopened\n"
+    );
+    assert_no_container(&store);
+}

@@ -1054,6 +1054,21 @@ mod tests {
     }
 
     #[test]
+    fn tls_verification_stays_on_unless_turned_off() {
+        let v = |a: &[&str]| {
+            take_tls_verify(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .map(|(verify, rest)| (verify, rest.len()))
+                .map_err(|_| ())
+        };
+        assert_eq!(v(&["ref"]), Ok((true, 1)));
+        assert_eq!(v(&["--tls-verify", "ref"]), Ok((true, 1)));
+        assert_eq!(v(&["--tls-verify=false", "ref"]), Ok((false, 1)));
+        assert_eq!(v(&["--tls-verify=no", "ref"]), Err(()));
+        let p = Parsed::new(&[], &[], &[]).map_err(|_| ()).unwrap();
+        assert!(client_options(&p, true).map_err(|_| ()).unwrap().tls_verify);
+    }
+
+    #[test]
     fn sizes_and_times() {
         assert_eq!(human_size(123), "123B");
         assert_eq!(human_size(5_590_000), "5.59MB");

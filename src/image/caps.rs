@@ -7,6 +7,9 @@
 //! - otherwise: the default set without the dropped ones, plus the added ones.
 //!
 //! Names are accepted in any case, with or without `CAP_`; an unknown name is an error.
+//! "Every capability" means every one the kernel has and unionrs holds itself: a process
+//! cannot hand on what is not in its own bounding set (some sandboxes run root without a
+//! few), so a default one it lacks is left out and an added one is an error.
 
 /// Every capability by number (capability(7)); index = the kernel's number.
 pub const ALL: &[&str] = &[
@@ -113,6 +116,17 @@ fn normalize(name: &str, flag: &str) -> Result<Option<&'static str>, String> {
 
 /// The final capability set, in the kernel's order.
 pub fn resolve(add: &[String], drop: &[String], privileged: bool) -> Result<Vec<String>, String> {
+    resolve_among(add, drop, privileged, &supported())
+}
+
+/// [`resolve`] when unionrs holds the capabilities `have`: an added one it lacks is an
+/// error; a default one it lacks is left out (the runtime could not grant it).
+fn resolve_among(
+    add: &[String],
+    drop: &[String],
+    privileged: bool,
+    have: &[&'static str],
+) -> Result<Vec<String>, String> {
     let parse = |v: &[String], flag: &str| -> Result<(bool, Vec<&'static str>), String> {
         let mut all = false;
         let mut names = Vec::new();
@@ -126,7 +140,6 @@ pub fn resolve(add: &[String], drop: &[String], privileged: bool) -> Result<Vec<
     };
     let (add_all, add) = parse(add, "--cap-add")?;
     let (drop_all, drop) = parse(drop, "--cap-drop")?;
-    let have = supported();
     if let Some(c) = add.iter().find(|c| !have.contains(c)) {
         return Err(format!(
             "--cap-add {c}: unionrs itself does not hold it (not in its bounding set), so \
@@ -134,7 +147,7 @@ pub fn resolve(add: &[String], drop: &[String], privileged: bool) -> Result<Vec<
         ));
     }
     let set: Vec<&str> = if privileged {
-        have.clone()
+        have.to_vec()
     } else if add_all {
         have.iter().copied().filter(|c| !drop.contains(c)).collect()
     } else if drop_all {
@@ -143,7 +156,7 @@ pub fn resolve(add: &[String], drop: &[String], privileged: bool) -> Result<Vec<
         DEFAULT
             .iter()
             .copied()
-            .filter(|c| !drop.contains(c))
+            .filter(|c| !drop.contains(c) && have.contains(c))
             .chain(add)
             .collect()
     };
@@ -194,5 +207,25 @@ mod tests {
             "--cap-add \"CAP_BOGUS\": unknown capability (see capabilities(7))"
         );
         assert!(resolve(&[], &s(&["nope"]), false).is_err());
+    }
+
+    #[test]
+    fn a_capability_unionrs_lacks_cannot_be_given() {
+        let have: Vec<&str> = ALL
+            .iter()
+            .copied()
+            .filter(|c| *c != "CAP_SYS_RESOURCE" && *c != "CAP_MKNOD")
+            .collect();
+        assert_eq!(
+            resolve_among(&s(&["sys_resource"]), &[], false, &have).unwrap_err(),
+            "--cap-add CAP_SYS_RESOURCE: unionrs itself does not hold it (not in its bounding \
+             set), so no container can get it"
+        );
+        let d = resolve_among(&[], &[], false, &have).unwrap();
+        assert_eq!(d.len(), DEFAULT.len() - 1);
+        assert!(!d.contains(&"CAP_MKNOD".into()));
+        let all = resolve_among(&s(&["ALL"]), &[], false, &have).unwrap();
+        assert_eq!(all.len(), ALL.len() - 2);
+        assert_eq!(resolve_among(&[], &[], true, &have).unwrap(), all);
     }
 }
