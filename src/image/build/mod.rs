@@ -263,10 +263,8 @@ fn write_image(st: &Store, s: &State, tags: &[Reference]) -> Result<Digest, Stri
     let m_digest = st.put_blob_bytes(&m_bytes)?;
     let desc = Descriptor::new(MT_OCI_MANIFEST, m_digest.as_str(), m_bytes.len() as u64);
     let mut index = st.read_index()?;
-    if tags.is_empty() {
-        if !index.manifests.iter().any(|d| d.digest == desc.digest) {
-            index.manifests.push(desc.clone());
-        }
+    if tags.is_empty() && !index.manifests.iter().any(|d| d.digest == desc.digest) {
+        index.manifests.push(desc.clone());
     }
     for t in tags {
         Store::set_tag(&mut index, t, &desc);

@@ -1,0 +1,442 @@
+//! `unionrs build` with the real runtime (runc) over real union mounts, from a busybox
+//! image the test loads: a two-stage Dockerfile with every instruction checked by running
+//! the result and reading its config, the layer cache (hit, miss after a context change),
+//! failures (a failing RUN, a bad instruction, a context escape) with the store checked
+//! afterwards, and .dockerignore. Needs root, /dev/fuse, runc and busybox-static.
+
+mod image_util;
+use image_util::*;
+use serde_json::{Value, json};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn preflight() {
+    assert!(can_mount(), "needs root, /dev/fuse and fusermount3");
+    assert!(
+        Path::new("/usr/sbin/runc").exists() || have("runc"),
+        "runc is missing: scripts/setup.sh installs it"
+    );
+}
+
+/// A store holding `bb:1`: busybox with PATH=/bin and Cmd `sh`.
+fn store_with_busybox(tmp: &Path) -> PathBuf {
+    let store = tmp.join("store");
+    let bb = busybox_layer();
+    load_image(
+        &store,
+        tmp,
+        "bb:1",
+        &[&bb],
+        config_with(&[&bb], json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]})),
+    );
+    store
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn build(store: &Path, args: &[&str]) -> Output {
+    let mut a = vec!["build"];
+    a.extend_from_slice(args);
+    unionrs(store, &a)
+}
+
+/// Builds and insists on success; returns (stdout, image ID from its last line).
+fn build_ok(store: &Path, args: &[&str]) -> (String, String) {
+    let o = build(store, args);
+    assert!(
+        o.status.success(),
+        "build failed:\n{}\n{}",
+        out(&o),
+        err(&o)
+    );
+    let s = out(&o);
+    let id = s.lines().last().unwrap_or_default().to_string();
+    assert!(
+        id.starts_with("sha256:") && id.len() == 71,
+        "last line {id:?}"
+    );
+    (s, id)
+}
+
+fn context(tmp: &Path, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+    let ctx = tmp.join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    for (name, data) in files {
+        let p = ctx.join(name);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, data).unwrap();
+    }
+    ctx
+}
+
+/// `unionrs run --rm IMAGE -- ARGS`, insisting on status 0; its stdout.
+fn run(store: &Path, image: &str, args: &[&str]) -> String {
+    let mut a = vec!["run", "--rm", image];
+    if !args.is_empty() {
+        a.push("--");
+        a.extend_from_slice(args);
+    }
+    let o = unionrs(store, &a);
+    assert!(o.status.success(), "run {a:?}: {}", err(&o));
+    out(&o)
+}
+
+fn inspect(store: &Path, image: &str) -> Value {
+    let v: Value = serde_json::from_str(&ok(store, &["inspect", image])).unwrap();
+    v[0].clone()
+}
+
+/// Nothing of the store is mounted and no container dir is left.
+fn assert_clean(store: &Path) {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap();
+    let s = store.display().to_string();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&s)),
+        "a mount of the store is left:\n{mounts}"
+    );
+    let left: Vec<_> = fs::read_dir(store.join("containers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "containers left: {left:?}");
+}
+
+const TWO_STAGES: &str = r#"# syntax=docker/dockerfile:1
+ARG BASE=bb:1
+FROM ${BASE} AS builder
+ARG GREETING=hello
+ENV APP_HOME=/opt/app
+WORKDIR $APP_HOME
+RUN echo "$GREETING from builder" > built.txt
+RUN ["/bin/sh", "-c", "echo exec-form > exec.txt"]
+COPY src/ ./src/
+
+FROM bb:1
+MAINTAINER someone@example.com
+LABEL org.example.name="demo app" version=1
+ENV GREETING=hi \
+    OTHER=${GREETING:-unset}
+COPY --from=builder /opt/app/built.txt /opt/app/exec.txt /app/
+COPY --from=builder /opt/app/src /app/src
+COPY --chown=app:app --chmod=640 conf.txt /app/conf.txt
+ADD files.tar.gz /app/extracted/
+COPY *.md /app/docs/
+WORKDIR /app
+RUN mkdir -p /data && echo "$GREETING $OTHER" > /app/env.txt
+USER app
+EXPOSE 8080 53/udp
+VOLUME /data
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --retries=2 CMD ["true"]
+ONBUILD RUN echo triggered > /tmp/onbuild
+SHELL ["/bin/sh", "-c"]
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /app/built.txt"]
+"#;
+
+fn two_stage_context(tmp: &Path) -> PathBuf {
+    let ctx = context(
+        tmp,
+        TWO_STAGES,
+        &[
+            ("src/main.c", "int main(){}\n"),
+            ("src/sub/x.h", "#define X\n"),
+            ("conf.txt", "conf\n"),
+            ("a.md", "A\n"),
+            ("b.md", "B\n"),
+        ],
+    );
+    let tgz = {
+        let t = tar(&[dir("inner"), file("inner/f.txt", b"from the archive\n")]);
+        let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut g, &t).unwrap();
+        g.finish().unwrap()
+    };
+    fs::write(ctx.join("files.tar.gz"), tgz).unwrap();
+    ctx
+}
+
+#[test]
+fn two_stages_with_every_instruction() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    let ctx = two_stage_context(tmp.path());
+    let (output, id) = build_ok(&store, &["-t", "demo:1", ctx.to_str().unwrap()]);
+    let steps = TWO_STAGES
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !t.is_empty() && !t.starts_with('#') && !l.starts_with(' ')
+        })
+        .count()
+        - 1; // the ARG before FROM is no step
+    assert!(
+        output.contains(&format!("STEP 1/{steps}: FROM ${{BASE}} AS builder")),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!("STEP {steps}/{steps}: CMD")),
+        "{output}"
+    );
+    assert_clean(&store);
+
+    // CMD through ENTRYPOINT, the multi-stage COPY, ENV/ARG effects (ENV values see the
+    // environment before the instruction; the builder stage's ARG is out of scope here).
+    assert_eq!(run(&store, "demo:1", &[]), "hello from builder\n");
+    assert_eq!(
+        run(&store, "demo:1", &["cat /app/exec.txt /app/env.txt"]),
+        "exec-form\nhi unset\n"
+    );
+    // USER and WORKDIR.
+    assert_eq!(
+        run(&store, "demo:1", &["id -u; id -g; pwd"]),
+        "1000\n1000\n/app\n"
+    );
+    // Files: owners and modes (COPY --chown/--chmod; others root), the archive, globs.
+    assert_eq!(
+        run(
+            &store,
+            "demo:1",
+            &[
+                "stat -c '%a %u:%g %n' conf.txt built.txt src/main.c src/sub/x.h extracted/inner/f.txt docs/a.md docs/b.md"
+            ]
+        ),
+        "640 1000:1000 conf.txt\n644 0:0 built.txt\n644 0:0 src/main.c\n644 0:0 src/sub/x.h\n\
+         644 0:0 extracted/inner/f.txt\n644 0:0 docs/a.md\n644 0:0 docs/b.md\n"
+    );
+    assert_eq!(
+        run(&store, "demo:1", &["cat extracted/inner/f.txt"]),
+        "from the archive\n"
+    );
+
+    let img = inspect(&store, "demo:1");
+    assert_eq!(img["Id"], id);
+    let c = &img["Config"];
+    assert_eq!(c["Env"], json!(["PATH=/bin", "GREETING=hi", "OTHER=unset"]));
+    assert_eq!(c["Entrypoint"], json!(["/bin/sh", "-c"]));
+    assert_eq!(c["Cmd"], json!(["cat /app/built.txt"]));
+    assert_eq!(c["WorkingDir"], "/app");
+    assert_eq!(c["User"], "app");
+    assert_eq!(c["ExposedPorts"], json!({"8080/tcp": {}, "53/udp": {}}));
+    assert_eq!(c["Volumes"], json!({"/data": {}}));
+    assert_eq!(
+        c["Labels"],
+        json!({"org.example.name": "demo app", "version": "1"})
+    );
+    assert_eq!(c["StopSignal"], "SIGTERM");
+    assert_eq!(
+        c["Healthcheck"],
+        json!({"Test": ["CMD", "true"], "Interval": 30_000_000_000u64, "Retries": 2})
+    );
+    assert_eq!(c["OnBuild"], json!(["RUN echo triggered > /tmp/onbuild"]));
+    assert_eq!(c["Shell"], json!(["/bin/sh", "-c"]));
+    assert_eq!(img["Author"], "someone@example.com");
+
+    // History: the base's entry, then one per instruction of the last stage; layers only
+    // for RUN/COPY/ADD.
+    let raw = raw_config(&store, &id);
+    let h = raw["history"].as_array().unwrap();
+    let second_stage = TWO_STAGES.split("\nFROM bb:1\n").nth(1).unwrap();
+    let n_instr = second_stage
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(' '))
+        .count();
+    assert_eq!(h.len(), 1 + n_instr, "{h:#?}");
+    let layered: Vec<&str> = h[1..]
+        .iter()
+        .filter(|e| e.get("empty_layer").is_none())
+        .map(|e| e["created_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(layered.len(), 6, "{layered:#?}");
+    assert_eq!(raw["rootfs"]["diff_ids"].as_array().unwrap().len(), 1 + 6);
+    assert!(
+        h.iter()
+            .any(|e| e["created_by"] == "/bin/sh -c #(nop)  USER app")
+    );
+    assert!(
+        h.iter()
+            .any(|e| e["created_by"] == "/bin/sh -c #(nop)  ENV GREETING=hi OTHER=unset")
+    );
+    assert!(h.iter().any(|e| e["created_by"]
+        == "/bin/sh -c mkdir -p /data && echo \"$GREETING $OTHER\" > /app/env.txt"));
+    assert!(layered.iter().any(
+        |c| c.starts_with("/bin/sh -c #(nop) COPY file:") && c.ends_with(" in /app/conf.txt ")
+    ));
+
+    // ONBUILD: the trigger runs in a build FROM this image, and is not inherited.
+    let ctx2 = tmp.path().join("ctx2");
+    fs::create_dir_all(&ctx2).unwrap();
+    fs::write(
+        ctx2.join("Containerfile"),
+        "FROM demo:1\nUSER root\nRUN cat /tmp/onbuild\n",
+    )
+    .unwrap();
+    let (o2, _) = build_ok(&store, &["-t", "child:1", ctx2.to_str().unwrap()]);
+    assert!(o2.contains("ONBUILD trigger: RUN echo triggered"), "{o2}");
+    assert!(o2.contains("\ntriggered\n"), "{o2}");
+    assert_eq!(inspect(&store, "child:1")["Config"]["OnBuild"], Value::Null);
+    assert_clean(&store);
+}
+
+/// The image config blob of an image ID, as stored.
+fn raw_config(store: &Path, id: &str) -> Value {
+    let hex = id.strip_prefix("sha256:").unwrap();
+    serde_json::from_slice(&fs::read(store.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+}
+
+#[test]
+fn cache_hits_on_a_rebuild_and_misses_from_the_changed_copy() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    let df = "FROM bb:1\nRUN echo one > /one\nENV X=1\nCOPY data.txt /data.txt\nRUN cat /data.txt > /copy\nCMD [\"cat\", \"/copy\"]\n";
+    let ctx = context(tmp.path(), df, &[("data.txt", "v1\n")]);
+    let c = ctx.to_str().unwrap();
+    let (first, id1) = build_ok(&store, &["-t", "c:1", c]);
+    assert!(!first.contains("Using cache"), "{first}");
+    let (second, id2) = build_ok(&store, &["-t", "c:1", c]);
+    assert_eq!(id1, id2, "an unchanged rebuild gives the same image");
+    assert_eq!(second.matches("--> Using cache").count(), 5, "{second}");
+    assert_clean(&store);
+
+    // A changed source: the steps before the COPY hit, the COPY and after run again.
+    fs::write(ctx.join("data.txt"), "v2\n").unwrap();
+    let (third, id3) = build_ok(&store, &["-t", "c:1", c]);
+    assert_ne!(id3, id1);
+    assert_eq!(third.matches("--> Using cache").count(), 2, "{third}");
+    assert_eq!(run(&store, "c:1", &[]), "v2\n");
+
+    // --no-cache runs every step.
+    let (fourth, _) = build_ok(&store, &["--no-cache", "-q", c]);
+    assert_eq!(fourth.lines().count(), 1, "-q prints only the ID: {fourth}");
+
+    // prune frees the cache with the layers only it used; the next build runs again.
+    ok(&store, &["rmi", "c:1"]);
+    ok(&store, &["prune", "-f"]);
+    assert!(
+        fs::read_dir(store.join("buildcache"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "prune leaves no cache entry whose layers it freed"
+    );
+    let (fifth, _) = build_ok(&store, &["-t", "c:1", c]);
+    assert!(!fifth.contains("Using cache"), "{fifth}");
+    assert_clean(&store);
+}
+
+#[test]
+fn a_failing_run_stops_the_build_and_leaves_nothing() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    let df = "FROM bb:1\nRUN echo before > /b\nRUN echo failing; exit 3\nRUN echo never\n";
+    let ctx = context(tmp.path(), df, &[]);
+    let images_before = ok(&store, &["images", "--format", "json"]);
+    let o = build(&store, &["-t", "f:1", ctx.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(
+        err(&o).trim_end(),
+        "unionrs: STEP 3/4: RUN echo failing; exit 3: exit status 3"
+    );
+    assert!(out(&o).contains("failing\n"), "{}", out(&o));
+    assert!(!out(&o).contains("never"));
+    assert_eq!(ok(&store, &["images", "--format", "json"]), images_before);
+    assert_clean(&store);
+    // The step before the failure stays cached.
+    let o = build(&store, &[ctx.to_str().unwrap()]);
+    assert_eq!(out(&o).matches("--> Using cache").count(), 1, "{}", out(&o));
+    assert_clean(&store);
+}
+
+#[test]
+fn bad_instructions_and_context_escapes_are_refused_before_anything_runs() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    fs::write(tmp.path().join("secret"), "s\n").unwrap();
+    let ctx = context(tmp.path(), "", &[("ok.txt", "ok\n")]);
+    std::os::unix::fs::symlink("../secret", ctx.join("link")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", ctx.join("abs")).unwrap();
+    let images_before = ok(&store, &["images", "--format", "json"]);
+    let cases = [
+        (
+            "FROM bb:1\nRUN echo x\nFOO bar\n",
+            "Dockerfile:3: unknown instruction: FOO",
+        ),
+        (
+            "FROM bb:1\nCOPY --bogus=1 ok.txt /\n",
+            "Dockerfile:2: unknown flag --bogus for COPY",
+        ),
+        (
+            "FROM bb:1\nCOPY ../secret /s\n",
+            "STEP 2/2: COPY ../secret /s: ../secret: outside the build context",
+        ),
+        (
+            "FROM bb:1\nCOPY link /s\n",
+            "STEP 2/2: COPY link /s: link: outside the build context",
+        ),
+        (
+            "FROM bb:1\nCOPY abs /s\n",
+            "STEP 2/2: COPY abs /s: abs: symlink abs points outside the build context",
+        ),
+        (
+            "FROM bb:1\nCOPY nothere /s\n",
+            "STEP 2/2: COPY nothere /s: nothere: not found in the build context or excluded by .dockerignore",
+        ),
+    ];
+    for (df, want) in cases {
+        fs::write(ctx.join("Dockerfile"), df).unwrap();
+        let o = build(&store, &[ctx.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{df}: {}", err(&o));
+        let e = err(&o);
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.trim_end().ends_with(want), "{df}\ngot:  {e}want: {want}");
+        assert_clean(&store);
+    }
+    assert_eq!(ok(&store, &["images", "--format", "json"]), images_before);
+}
+
+#[test]
+fn dockerignore_leaves_files_out_and_exceptions_in() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    let ctx = context(
+        tmp.path(),
+        "FROM bb:1\nCOPY . /ctx/\nCMD [\"sh\", \"-c\", \"cd /ctx && ls -R\"]\n",
+        &[
+            ("keep.txt", "k"),
+            ("debug.log", "d"),
+            ("important.log", "i"),
+            ("build/out.o", "o"),
+            ("docs/a.md", "a"),
+            ("docs/README.md", "r"),
+            (
+                ".dockerignore",
+                "*.log\n!important.log\nbuild\ndocs/*.md\n!docs/README.md\n",
+            ),
+        ],
+    );
+    build_ok(&store, &["-t", "ig:1", ctx.to_str().unwrap()]);
+    let listing = run(&store, "ig:1", &[]);
+    assert_eq!(
+        listing,
+        ".:\nDockerfile\ndocs\nimportant.log\nkeep.txt\n\n./docs:\nREADME.md\n"
+    );
+    assert_clean(&store);
+}
