@@ -5,6 +5,7 @@
 //! afterwards, and .dockerignore. Needs root, /dev/fuse, runc and busybox-static.
 
 mod image_util;
+mod registry_util;
 use image_util::*;
 use serde_json::{Value, json};
 use std::fs;
@@ -439,4 +440,216 @@ fn dockerignore_leaves_files_out_and_exceptions_in() {
         ".:\nDockerfile\ndocs\nimportant.log\nkeep.txt\n\n./docs:\nREADME.md\n"
     );
     assert_clean(&store);
+}
+
+/// The two-stage Dockerfile of the buildah comparison (no heredocs: Debian's buildah 1.28
+/// has none). REG is the loopback registry.
+const COMPARED: &str = r#"FROM REG/bb:1 AS builder
+ARG GREETING=hello
+ENV APP_HOME=/opt/app
+WORKDIR $APP_HOME
+RUN echo "$GREETING from builder" > built.txt
+RUN ["/bin/sh", "-c", "echo exec-form > exec.txt"]
+COPY src/ ./src/
+
+FROM REG/bb:1
+LABEL org.example.name="demo app" version=1
+ENV GREETING=hi OTHER=${GREETING:-unset}
+COPY --from=builder /opt/app/built.txt /opt/app/exec.txt /app/
+COPY --from=builder /opt/app/src /app/src
+COPY --chown=app:app conf.txt /app/conf.txt
+ADD files.tar.gz /app/extracted/
+COPY *.md /app/docs/
+WORKDIR /app/work
+RUN mkdir -p /data && echo "$GREETING $OTHER" > /app/env.txt && chmod 600 /app/env.txt
+USER app
+EXPOSE 8080 53/udp
+VOLUME /data
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=30s --retries=2 CMD ["true"]
+ONBUILD RUN echo triggered
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["cat /app/built.txt"]
+"#;
+
+/// The tree of an image of `store`, through a container's union mount (removed after).
+fn image_tree(store: &Path, image: &str) -> std::collections::BTreeMap<String, String> {
+    ok(store, &["create", "--name", "look", image]);
+    let merged = store.join("containers/look/merged");
+    let t = tree(&merged);
+    ok(store, &["rm", "look"]);
+    t
+}
+
+#[test]
+fn the_same_dockerfile_built_by_buildah_gives_the_same_files_and_config() {
+    preflight();
+    assert!(
+        have("buildah"),
+        "buildah is missing (apt-get install buildah)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    let reg = registry_util::Registry::start();
+    ok(
+        &store,
+        &[
+            "push",
+            "-q",
+            "--tls-verify=false",
+            "bb:1",
+            &format!("{}/bb:1", reg.addr),
+        ],
+    );
+    let ctx = two_stage_context(tmp.path());
+    fs::write(ctx.join("Dockerfile"), COMPARED.replace("REG", &reg.addr)).unwrap();
+
+    // unionrs, in a store without the base: FROM pulls it.
+    let ours = tmp.path().join("ours");
+    build_ok(
+        &ours,
+        &["--tls-verify=false", "-t", "cmp:1", ctx.to_str().unwrap()],
+    );
+    let _guard2 = UnmountUnder(ours.join("containers"));
+
+    // buildah, with storage of its own, its result saved as a docker-archive and loaded
+    // into a third store so both trees are read the same way.
+    let broot = tmp.path().join("buildah");
+    let bargs = |extra: &[&str]| -> Output {
+        let o = std::process::Command::new("buildah")
+            .arg("--root")
+            .arg(broot.join("root"))
+            .arg("--runroot")
+            .arg(broot.join("runroot"))
+            .args([
+                "--storage-driver",
+                "overlay",
+                "--storage-opt",
+                "overlay.mount_program=/usr/bin/fuse-overlayfs",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "buildah {extra:?}:\n{}\n{}",
+            out(&o),
+            err(&o)
+        );
+        o
+    };
+    bargs(&[
+        "bud",
+        "--runtime",
+        "runc",
+        "--isolation",
+        "oci",
+        "--tls-verify=false",
+        "--layers",
+        "--format",
+        "docker",
+        "-t",
+        "cmp:1",
+        ctx.to_str().unwrap(),
+    ]);
+    let archive = tmp.path().join("buildah.tar");
+    bargs(&[
+        "push",
+        "cmp:1",
+        &format!("docker-archive:{}:cmp:1", archive.display()),
+    ]);
+    let theirs = tmp.path().join("theirs");
+    ok(&theirs, &["load", "-q", "-i", archive.to_str().unwrap()]);
+    let _guard3 = UnmountUnder(theirs.join("containers"));
+    // Runtimes mount these; buildah leaves empty ones behind.
+    let skip = |t: &mut std::collections::BTreeMap<String, String>| {
+        for p in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+            t.remove(p);
+        }
+    };
+    let mut a = image_tree(&ours, "cmp:1");
+    let mut b = image_tree(&theirs, "cmp:1");
+    skip(&mut a);
+    skip(&mut b);
+    // Buildah leaves the mount points of its RUN containers in the image as empty dirs;
+    // docker (and unionrs) do not. The one difference in the files (docs/images.md).
+    for m in ["dev", "proc", "run", "sys"] {
+        if !a.contains_key(m) {
+            let v = b.remove(m);
+            assert!(
+                v.as_deref()
+                    .is_none_or(|v| v.starts_with("dir mode 755 owner 0:0")),
+                "{m}: {v:?}"
+            );
+        }
+    }
+    let diff = tree_diff(&a, &b);
+    assert!(diff.is_empty(), "unionrs vs buildah:\n{}", diff.join("\n"));
+
+    let ca = inspect(&ours, "cmp:1");
+    let mut cb = inspect(&theirs, "cmp:1");
+    // Buildah labels its images with its version.
+    cb["Config"]["Labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("io.buildah.version");
+    for k in [
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+        "Healthcheck",
+        "OnBuild",
+    ] {
+        assert_eq!(ca["Config"][k], cb["Config"][k], "config {k}");
+    }
+    let ha = raw_config(&ours, ca["Id"].as_str().unwrap());
+    let hb = raw_config(&theirs, cb["Id"].as_str().unwrap());
+    let shape = |h: &Value| -> Vec<bool> {
+        h["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e.get("empty_layer")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            })
+            .collect()
+    };
+    assert_eq!(shape(&ha), shape(&hb), "history empty_layer pattern");
+    // created_by: RUN's the same; metadata steps the same instruction (docker writes
+    // "#(nop)  " and the text after substitution, buildah "#(nop) " and the text as
+    // written); COPY/ADD the same kind and destination (each hashes the sources its way).
+    let hist = |h: &Value| -> Vec<String> {
+        h["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["created_by"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    for (x, y) in hist(&ha).iter().zip(hist(&hb).iter()) {
+        match (x.split_once("#(nop)"), y.split_once("#(nop)")) {
+            (None, None) => assert_eq!(x, y),
+            (Some((_, xs)), Some((_, ys))) => {
+                let (xk, xr) = xs.trim_start().split_once(' ').unwrap();
+                let (yk, yr) = ys.trim_start().split_once(' ').unwrap();
+                assert_eq!(xk, yk, "{x} / {y}");
+                if xk == "COPY" || xk == "ADD" {
+                    let kind = |r: &str| r.split(':').next().unwrap().to_string();
+                    let dest = |r: &str| r.rsplit_once(" in ").unwrap().1.to_string();
+                    assert_eq!((kind(xr), dest(xr)), (kind(yr), dest(yr)), "{x} / {y}");
+                }
+            }
+            _ => panic!("created_by differ in kind: {x} / {y}"),
+        }
+    }
+    assert_clean(&ours);
 }

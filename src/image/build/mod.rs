@@ -626,14 +626,14 @@ impl Builder<'_> {
             sources.push(root.sources(p)?);
         }
         let mut h = sha2::Sha256::new();
-        let kind = match &from_state {
+        match &from_state {
             Some(fs) => {
+                // An earlier stage's or image's files are known by its ID.
                 h.update(fs.id().as_str());
                 for p in &paths {
                     h.update(p.as_bytes());
                     h.update([0]);
                 }
-                "multi"
             }
             None => {
                 for group in &sources {
@@ -643,13 +643,13 @@ impl Builder<'_> {
                         root.checksum(src, &mut h)?;
                     }
                 }
-                let all: Vec<_> = sources.iter().flatten().collect();
-                match all.as_slice() {
-                    [one] if inline.is_empty() && one.host.is_dir() => "dir",
-                    [_] if inline.is_empty() => "file",
-                    _ => "multi",
-                }
             }
+        }
+        let all: Vec<_> = sources.iter().flatten().collect();
+        let kind = match all.as_slice() {
+            [one] if inline.is_empty() && one.host.is_dir() => "dir",
+            [_] if inline.is_empty() => "file",
+            _ => "multi",
         };
         for (n, b) in &inline {
             h.update(n.as_bytes());
