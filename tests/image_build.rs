@@ -653,3 +653,133 @@ fn the_same_dockerfile_built_by_buildah_gives_the_same_files_and_config() {
     }
     assert_clean(&ours);
 }
+
+/// `tar(entries)` compressed by the system's `tool` (bzip2, xz, zstd), or plain.
+fn archive(entries: &[E], tool: Option<&str>) -> Vec<u8> {
+    let t = tar(entries);
+    let Some(tool) = tool else {
+        return t;
+    };
+    let mut child = std::process::Command::new(tool)
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &t).unwrap());
+    let o = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(o.status.success(), "{tool} -c failed");
+    o.stdout
+}
+
+#[test]
+fn heredocs_archives_copy_rules_args_target_and_labels() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    let df = r#"ARG NAME=world
+FROM scratch AS files
+ARG NAME
+COPY <<EOF /hello.txt
+hello $NAME
+EOF
+COPY <<'EOF' /literal.txt
+keep $NAME
+EOF
+
+FROM bb:1 AS final
+ARG NAME=default
+RUN <<EOF
+echo "heredoc run as $NAME" > /heredoc.txt
+EOF
+ADD a.tar.bz2 b.tar.xz c.tar.zst d.tar /arch/
+COPY one.txt /renamed.txt
+COPY one.txt /into/
+COPY tree /tree
+COPY --chmod=700 one.txt /x/exec
+COPY --from=files /hello.txt /literal.txt /from-scratch/
+COPY --from=bb:1 /etc/group /group-copy
+SHELL ["/bin/sh", "-e", "-c"]
+CMD echo shell-form
+"#;
+    let ctx = context(
+        tmp.path(),
+        df,
+        &[("one.txt", "one\n"), ("tree/sub/f.txt", "f\n")],
+    );
+    std::os::unix::fs::symlink("sub/f.txt", ctx.join("tree/link")).unwrap();
+    for (name, tool) in [
+        ("a.tar.bz2", Some("bzip2")),
+        ("b.tar.xz", Some("xz")),
+        ("c.tar.zst", Some("zstd")),
+        ("d.tar", None),
+    ] {
+        let inner = format!("{name}.txt");
+        fs::write(
+            ctx.join(name),
+            archive(&[file(&inner, name.as_bytes())], tool),
+        )
+        .unwrap();
+    }
+    let c = ctx.to_str().unwrap();
+    build_ok(
+        &store,
+        &[
+            "-t",
+            "x:1",
+            "--build-arg",
+            "NAME=bob",
+            "--label",
+            "extra=1",
+            c,
+        ],
+    );
+    let sh = |cmd: &str| {
+        let o = unionrs(&store, &["run", "--rm", "x:1", "sh", "-c", cmd]);
+        assert!(o.status.success(), "{cmd}: {}", err(&o));
+        out(&o)
+    };
+    assert_eq!(
+        sh("cat /heredoc.txt /from-scratch/hello.txt /from-scratch/literal.txt"),
+        "heredoc run as bob\nhello bob\nkeep $NAME\n"
+    );
+    assert_eq!(
+        sh("cd /arch && cat a.tar.bz2.txt b.tar.xz.txt c.tar.zst.txt d.tar.txt"),
+        "a.tar.bz2b.tar.xzc.tar.zstd.tar"
+    );
+    // Trailing-slash rules, directory contents, a symlink kept as one, --chmod.
+    assert_eq!(
+        sh(
+            "cat /renamed.txt /into/one.txt /tree/sub/f.txt; readlink /tree/link; stat -c '%a %n' /x/exec /tree/sub/f.txt"
+        ),
+        "one\none\nf\nsub/f.txt\n700 /x/exec\n644 /tree/sub/f.txt\n"
+    );
+    assert_eq!(
+        sh("cat /group-copy"),
+        "root:x:0:\nstaff:x:50:app\napp:x:1000:\n"
+    );
+    let img = inspect(&store, "x:1");
+    assert_eq!(
+        img["Config"]["Cmd"],
+        json!(["/bin/sh", "-e", "-c", "echo shell-form"])
+    );
+    assert_eq!(img["Config"]["Labels"], json!({"extra": "1"}));
+    assert_eq!(run(&store, "x:1", &[]), "shell-form\n");
+
+    // --target: only the scratch stage, with its two layers.
+    let (o, id) = build_ok(&store, &["--target", "files", "-t", "files:1", c]);
+    assert!(o.contains("STEP 4/4: COPY <<'EOF' /literal.txt"), "{o}");
+    let raw = raw_config(&store, &id);
+    assert_eq!(raw["rootfs"]["diff_ids"].as_array().unwrap().len(), 2);
+    ok(&store, &["create", "--name", "peek", "files:1"]);
+    let merged = store.join("containers/peek/merged");
+    assert_eq!(
+        fs::read_to_string(merged.join("hello.txt")).unwrap(),
+        "hello world\n"
+    );
+    ok(&store, &["rm", "peek"]);
+    assert_clean(&store);
+}
