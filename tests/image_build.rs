@@ -783,3 +783,25 @@ CMD echo shell-form
     ok(&store, &["rm", "peek"]);
     assert_clean(&store);
 }
+
+/// examples/build (the README's example) builds and runs, its base given as a build arg.
+#[test]
+fn the_readme_example_builds() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/build");
+    build_ok(
+        &store,
+        &[
+            "-t",
+            "hello:1",
+            "--build-arg",
+            "BASE=bb:1",
+            ex.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run(&store, "hello:1", &[]), "hello from a unionrs build\n");
+    assert_clean(&store);
+}
