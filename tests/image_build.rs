@@ -805,3 +805,50 @@ fn the_readme_example_builds() {
     assert_eq!(run(&store, "hello:1", &[]), "hello from a unionrs build\n");
     assert_clean(&store);
 }
+
+/// A build interrupted (SIGINT to unionrs, as `kill -INT`) while a RUN runs: the signal
+/// reaches the command, the build fails naming the step, and nothing is left behind.
+#[test]
+fn an_interrupted_build_leaves_nothing() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    let ctx = context(
+        tmp.path(),
+        "FROM bb:1\nRUN trap 'exit 130' INT TERM; echo started; sleep 30 & wait\nRUN echo never\n",
+        &[],
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_unionrs"))
+        .arg("--store")
+        .arg(&store)
+        .args(["build", "-t", "i:1", ctx.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    // Until the step's container exists and its command had a moment to start.
+    while fs::read_dir(store.join("containers")).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "no step started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    unionrs::sys::proc::kill(child.id() as i32, libc::SIGINT).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(20),
+        "the signal did not stop the RUN"
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert_eq!(
+        err(&o).trim_end(),
+        "unionrs: STEP 2/3: RUN trap 'exit 130' INT TERM; echo started; sleep 30 & wait: exit status 130"
+    );
+    assert!(!out(&o).contains("never"));
+    assert!(fails(&store, &["inspect", "i:1"]).contains("no such image"));
+    assert_clean(&store);
+}

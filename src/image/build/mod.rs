@@ -57,6 +57,9 @@ const PREDEFINED_ARGS: &[&str] = &[
     "all_proxy",
 ];
 
+/// The signals that stop a build (at the next step boundary).
+const TERMINATING: &[i32] = &[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
 #[derive(Debug)]
 pub struct Options {
     pub context: PathBuf,
@@ -209,6 +212,10 @@ pub fn build(store_root: &Path, o: &Options) -> Result<Digest, String> {
     } else {
         None
     };
+    // Termination signals wait until a step boundary, so that a ^C or kill never leaves a
+    // step's container or mount behind (during RUN they reach the container; see
+    // runtime::run_foreground).
+    crate::sys::proc::block_signals(TERMINATING);
     let st = Store::open(store_root)?;
     let ignore_text = [".dockerignore", ".containerignore"]
         .iter()
@@ -405,6 +412,9 @@ impl Builder<'_> {
     /// One instruction: a cache hit, or the step run and its state cached.
     fn instruction(&mut self, s: &mut Stage, ins: &Instruction, label: &str) -> Result<(), String> {
         let fail = |m: String| format!("{label}: {}: {m}", one_line(&ins.original));
+        if let Some(r) = crate::sys::proc::wait_signal(TERMINATING, std::time::Duration::ZERO) {
+            return Err(fail(format!("interrupted by signal {}", r.signo)));
+        }
         match ins.keyword.as_str() {
             "RUN" => self.run(s, ins, label),
             "COPY" | "ADD" => self.copy(s, ins).map_err(fail),
