@@ -395,6 +395,10 @@ fn bad_instructions_and_context_escapes_are_refused_before_anything_runs() {
             "STEP 2/2: COPY abs /s: abs: symlink abs points outside the build context",
         ),
         (
+            "FROM bb:1\nCOPY *.txt Dockerfile /s\n",
+            "STEP 2/2: COPY *.txt Dockerfile /s: COPY with several sources needs a destination ending in / (got /s)",
+        ),
+        (
             "FROM bb:1\nCOPY nothere /s\n",
             "STEP 2/2: COPY nothere /s: nothere: not found in the build context or excluded by .dockerignore",
         ),

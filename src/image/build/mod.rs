@@ -525,14 +525,10 @@ impl Builder<'_> {
     /// --chown's USER[:GROUP] resolved in the step's rootfs; a user alone gives the same
     /// numeric group (docker's rule).
     fn owner(merged: &Path, spec: &str) -> Result<(u32, u32), String> {
-        let r = Rootfs::open(merged)?;
-        if spec.contains(':') {
-            let (u, _) = r.user(spec).map_err(|e| format!("--chown={spec}: {e}"))?;
-            Ok((u.uid, u.gid))
-        } else {
-            let (u, _) = r.user(spec).map_err(|e| format!("--chown={spec}: {e}"))?;
-            Ok((u.uid, u.uid))
-        }
+        let (u, _) = Rootfs::open(merged)?
+            .user(spec)
+            .map_err(|e| format!("--chown={spec}: {e}"))?;
+        Ok((u.uid, if spec.contains(':') { u.gid } else { u.uid }))
     }
 
     fn copy(&mut self, s: &mut Stage, ins: &Instruction) -> Result<(), String> {
@@ -594,11 +590,6 @@ impl Builder<'_> {
                 paths.push(src);
             }
         }
-        if inline.len() + paths.len() > 1 && !dest.ends_with('/') {
-            return Err(format!(
-                "{kw} with several sources needs a destination ending in / (got {dest_raw})"
-            ));
-        }
         // The sources' root: the context, an earlier stage, or an image.
         let from = ins.flag("from");
         let from_state = match from {
@@ -656,6 +647,11 @@ impl Builder<'_> {
             }
         }
         let all: Vec<_> = sources.iter().flatten().collect();
+        if all.len() + inline.len() > 1 && !dest.ends_with('/') {
+            return Err(format!(
+                "{kw} with several sources needs a destination ending in / (got {dest_raw})"
+            ));
+        }
         let kind = match all.as_slice() {
             [one] if inline.is_empty() && one.host.is_dir() => "dir",
             [_] if inline.is_empty() => "file",
@@ -703,11 +699,7 @@ impl Builder<'_> {
                         &root,
                         std::slice::from_ref(src),
                         &rootfs,
-                        &if group.len() > 1 || sources.len() > 1 {
-                            format!("{}/", dest.trim_end_matches('/'))
-                        } else {
-                            dest.clone()
-                        },
+                        &dest,
                         &attrs,
                     )?,
                 }
