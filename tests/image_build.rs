@@ -856,3 +856,43 @@ fn an_interrupted_build_leaves_nothing() {
     assert!(fails(&store, &["inspect", "i:1"]).contains("no such image"));
     assert_clean(&store);
 }
+
+/// RUN --mount: a bind of the context and of a stage's file, a cache kept across builds,
+/// a tmpfs; none of their mount points reaches the image.
+#[test]
+fn run_mounts_bind_cache_and_tmpfs() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    let df = "FROM bb:1 AS gen\n\
+              RUN echo generated > /gen.txt\n\
+              FROM bb:1\n\
+              RUN --mount=type=bind,target=/ctx cat /ctx/data.txt > /from-bind.txt\n\
+              RUN --mount=type=bind,from=gen,source=/gen.txt,target=/mnt/gen.txt cat /mnt/gen.txt > /from-stage.txt\n\
+              RUN --mount=type=cache,target=/cache,id=c1 echo x >> /cache/log && wc -l < /cache/log > /cache-count.txt\n\
+              RUN --mount=type=tmpfs,target=/scratch echo t > /scratch/t && ls /scratch > /tmpfs.txt\n";
+    let ctx = context(tmp.path(), df, &[("data.txt", "from the context\n")]);
+    let c = ctx.to_str().unwrap();
+    build_ok(&store, &["-t", "m:1", c]);
+    let check = "cat /from-bind.txt /from-stage.txt /cache-count.txt /tmpfs.txt; \
+                 for p in /ctx /mnt /cache /scratch; do test -e $p && echo left $p; done; true";
+    let o = unionrs(&store, &["run", "--rm", "m:1", "sh", "-c", check]);
+    assert_eq!(
+        out(&o),
+        "from the context\ngenerated\n1\nt\n",
+        "{}",
+        err(&o)
+    );
+    // The cache directory outlives the build: a rebuild (every step run) sees it.
+    build_ok(&store, &["--no-cache", "-t", "m:1", c]);
+    let o = unionrs(&store, &["run", "--rm", "m:1", "cat", "/cache-count.txt"]);
+    assert_eq!(out(&o), "2\n", "{}", err(&o));
+    // A changed bound file is a cache miss for its step.
+    fs::write(ctx.join("data.txt"), "changed\n").unwrap();
+    let (o, _) = build_ok(&store, &["-t", "m:1", c]);
+    assert_eq!(o.matches("--> Using cache").count(), 1, "{o}");
+    let o = unionrs(&store, &["run", "--rm", "m:1", "cat", "/from-bind.txt"]);
+    assert_eq!(out(&o), "changed\n");
+    assert_clean(&store);
+}

@@ -6,6 +6,7 @@
 //! - [`context`]: COPY/ADD sources resolved beneath the context (or a stage's rootfs).
 //! - [`copy`]: what COPY/ADD write into a step's rootfs (ADD unpacks local archives).
 //! - [`config`]: the metadata instructions as image config edits, and history entries.
+//! - [`mounts`]: `RUN --mount` (bind, cache, tmpfs).
 //! - [`cache`]: the layer cache (the state after each step, keyed as docker keys it).
 //! - [`step`]: the steps that make a layer: RUN through the OCI runtime, COPY/ADD, commit.
 //!
@@ -18,6 +19,7 @@ pub mod config;
 pub mod context;
 pub mod copy;
 pub mod ignore;
+pub mod mounts;
 pub mod parse;
 pub mod step;
 pub mod words;
@@ -31,7 +33,7 @@ use crate::image::registry::pull::{self, Platform, PullOptions};
 use crate::image::registry::reference::RemoteRef;
 use crate::image::rootfs::Rootfs;
 use crate::image::runtime;
-use crate::image::runtime_spec::Network;
+use crate::image::runtime_spec::{Mount, Network};
 use crate::image::store::{self, Store};
 use crate::image::unpack;
 use cache::State;
@@ -448,6 +450,102 @@ impl Builder<'_> {
         format!("|{} {} ", kv.len(), kv.join(" "))
     }
 
+    /// The state `--from=` names: an earlier stage (by name or index), else an image.
+    fn state_of_from(&self, f: &str) -> Result<State, String> {
+        let fl = f.to_ascii_lowercase();
+        let by_index = f.parse::<usize>().ok().and_then(|i| self.stages.get(i));
+        if let Some(b) = self
+            .stages
+            .iter()
+            .find(|b| b.name.as_deref() == Some(&fl))
+            .or(by_index)
+        {
+            return Ok(b.state.clone());
+        }
+        let img = self.image(f, None)?;
+        Ok(State {
+            config: img.config.clone(),
+            layers: img.manifest.layers.clone(),
+        })
+    }
+
+    /// RUN's `--mount`s: the runtime's mounts, the containers holding `from=` sources
+    /// (kept mounted until the command ends) and what they add to the cache key.
+    fn run_mounts<'s>(
+        &'s self,
+        ins: &Instruction,
+    ) -> Result<(Vec<Mount>, Vec<StepContainer<'s>>, String), String> {
+        let mut out = Vec::new();
+        let mut holders = Vec::new();
+        let mut key = String::new();
+        for v in ins.flag_all("mount") {
+            let m = mounts::parse(v)?;
+            let ro = if m.readonly { "ro" } else { "rw" };
+            match &m.kind {
+                mounts::Kind::Bind { source, from } => {
+                    let (root, id) = match from {
+                        Some(f) => {
+                            let st = self.state_of_from(f)?;
+                            let sc = StepContainer::new(self.st, &st, "build-from")?;
+                            let root = sc.rootfs();
+                            holders.push(sc);
+                            (root, st.id().to_string())
+                        }
+                        None => (self.ctx.clone(), String::new()),
+                    };
+                    let src = root.sources(source)?.remove(0);
+                    let mut h = sha2::Sha256::new();
+                    if id.is_empty() {
+                        root.checksum(&src, &mut h)?;
+                    }
+                    key.push_str(&format!(
+                        "bind {id} {source} {} {:x}\n",
+                        m.target,
+                        h.finalize()
+                    ));
+                    out.push(Mount {
+                        destination: m.target.clone(),
+                        kind: "bind".into(),
+                        source: src.host.display().to_string(),
+                        options: vec!["rbind".into(), ro.into()],
+                    });
+                }
+                mounts::Kind::Cache { id, mode, uid, gid } => {
+                    let dir = mounts::cache_dir(self.st.root(), id);
+                    if !dir.is_dir() {
+                        use std::os::unix::fs::PermissionsExt;
+                        fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                        fs::set_permissions(&dir, fs::Permissions::from_mode(*mode))
+                            .map_err(|e| format!("{}: {e}", dir.display()))?;
+                        std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid))
+                            .map_err(|e| format!("{}: {e}", dir.display()))?;
+                    }
+                    key.push_str(&format!("cache {id} {} {ro}\n", m.target));
+                    out.push(Mount {
+                        destination: m.target.clone(),
+                        kind: "bind".into(),
+                        source: dir.display().to_string(),
+                        options: vec!["rbind".into(), ro.into()],
+                    });
+                }
+                mounts::Kind::Tmpfs { size } => {
+                    key.push_str(&format!("tmpfs {} {size:?}\n", m.target));
+                    let mut options = vec!["nosuid".to_string(), "nodev".to_string()];
+                    if let Some(n) = size {
+                        options.push(format!("size={n}"));
+                    }
+                    out.push(Mount {
+                        destination: m.target.clone(),
+                        kind: "tmpfs".into(),
+                        source: "tmpfs".into(),
+                        options,
+                    });
+                }
+            }
+        }
+        Ok((out, holders, key))
+    }
+
     fn run(&mut self, s: &mut Stage, ins: &Instruction, label: &str) -> Result<(), String> {
         let orig = one_line(&ins.original);
         let fail = |m: String| format!("{label}: {orig}: {m}");
@@ -457,8 +555,8 @@ impl Builder<'_> {
             Some("none") => Network::None,
             Some(n) => return Err(fail(format!("--network={n}: host, none or default"))),
         };
-        if ins.flag("mount").is_some() || ins.flag("security").is_some() {
-            return Err(fail("RUN --mount and --security are not supported".into()));
+        if ins.flag("security").is_some() {
+            return Err(fail("RUN --security is not supported".into()));
         }
         let (args, shown) = match &ins.args {
             Args::Exec(v) => (v.clone(), v.join(" ")),
@@ -493,7 +591,8 @@ impl Builder<'_> {
         };
         let created_by = format!("{}{}", Self::args_prefix(s), shown);
         let net = format!("{network:?}");
-        let (key, hit) = self.cached(s, &[&created_by, &net]);
+        let (mounts, holders, mounts_key) = self.run_mounts(ins).map_err(&fail)?;
+        let (key, hit) = self.cached(s, &[&created_by, &net, &mounts_key]);
         if hit {
             return Ok(());
         }
@@ -510,8 +609,11 @@ impl Builder<'_> {
                 .as_deref()
                 .expect("found when the Dockerfile has RUN"),
             quiet: self.o.quiet,
+            mounts,
         };
-        match step::run(self.st, &sc, &s.state, &env) {
+        let res = step::run(self.st, &sc, &s.state, &env);
+        drop(holders);
+        match res {
             Ok(()) => {}
             Err(RunFailure::Exit(n)) => return Err(fail(format!("exit status {n}"))),
             Err(RunFailure::Other(m)) => return Err(fail(m)),
@@ -592,28 +694,7 @@ impl Builder<'_> {
         }
         // The sources' root: the context, an earlier stage, or an image.
         let from = ins.flag("from");
-        let from_state = match from {
-            None => None,
-            Some(f) => {
-                let fl = f.to_ascii_lowercase();
-                let by_index = f.parse::<usize>().ok().and_then(|i| self.stages.get(i));
-                match self
-                    .stages
-                    .iter()
-                    .find(|b| b.name.as_deref() == Some(&fl))
-                    .or(by_index)
-                {
-                    Some(b) => Some(b.state.clone()),
-                    None => {
-                        let img = self.image(f, None)?;
-                        Some(State {
-                            config: img.config.clone(),
-                            layers: img.manifest.layers.clone(),
-                        })
-                    }
-                }
-            }
-        };
+        let from_state = from.map(|f| self.state_of_from(f)).transpose()?;
         let from_sc = match &from_state {
             Some(fs) => Some(StepContainer::new(self.st, fs, "build-from")?),
             None => None,

@@ -98,6 +98,8 @@ pub struct RunEnv<'a> {
     pub network: Network,
     pub runtime: &'a Path,
     pub quiet: bool,
+    /// `RUN --mount`s, added to the spec's mounts.
+    pub mounts: Vec<runtime_spec::Mount>,
 }
 
 /// How a RUN ended badly.
@@ -151,7 +153,21 @@ pub fn run(
         .copied()
         .filter(|m| fs::symlink_metadata(sc.merged.join(m)).is_err())
         .collect();
-    let spec = runtime_spec::build(SpecInput {
+    // Mount targets the runtime will have to make: removed after the command.
+    let mut made: Vec<PathBuf> = Vec::new();
+    for m in &r.mounts {
+        let comps = sc.rootfs().resolve(&m.destination, true)?;
+        let mut p = sc.merged.clone();
+        let mut missing = false;
+        for c in comps {
+            p.push(c);
+            missing = missing || fs::symlink_metadata(&p).is_err();
+            if missing && !made.contains(&p) {
+                made.push(p.clone());
+            }
+        }
+    }
+    let mut spec = runtime_spec::build(SpecInput {
         rootfs: sc.merged.display().to_string(),
         hostname: sc.c.name.clone(),
         args: r.args.clone(),
@@ -161,6 +177,13 @@ pub fn run(
         network: r.network,
         nofile_hard: runtime_spec::own_nofile_hard(),
     });
+    spec.mounts
+        .extend(r.mounts.iter().map(|m| runtime_spec::Mount {
+            destination: m.destination.clone(),
+            kind: m.kind.clone(),
+            source: m.source.clone(),
+            options: m.options.clone(),
+        }));
     let bundle = container::dir(st, &sc.c.name).join("bundle");
     fs::create_dir_all(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| e.to_string())?;
@@ -181,6 +204,17 @@ pub fn run(
     // The mount points the runtime had to add are not the command's doing.
     for m in &missing {
         let _ = fs::remove_dir(sc.merged.join(m));
+    }
+    for p in made.iter().rev() {
+        match fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => {
+                let _ = fs::remove_dir(p);
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = fs::remove_file(p);
+            }
+            _ => {}
+        }
     }
     let _ = remove_tree(&bundle);
     match status? {
