@@ -896,3 +896,62 @@ fn run_mounts_bind_cache_and_tmpfs() {
     assert_eq!(out(&o), "changed\n");
     assert_clean(&store);
 }
+
+/// ADD of a URL (a server on 127.0.0.1): downloaded, not unpacked, mode 0600, named after
+/// the URL into a directory; a rebuild downloads again and hits the cache.
+#[test]
+fn add_downloads_a_url() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    let gz = {
+        let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut g, &tar(&[file("in.txt", b"x")])).unwrap();
+        g.finish().unwrap()
+    };
+    let server = registry_util::TinyServer::start(
+        std::collections::HashMap::from([
+            (
+                "/files/hello.txt".to_string(),
+                registry_util::Canned::ok(b"hello over http\n".to_vec(), "text/plain"),
+            ),
+            (
+                "/files/a.tar.gz".to_string(),
+                registry_util::Canned::ok(gz.clone(), "application/gzip"),
+            ),
+        ]),
+        None,
+    );
+    let df = format!(
+        "FROM bb:1\nADD http://{a}/files/hello.txt http://{a}/files/a.tar.gz /web/\n\
+         ADD http://{a}/files/hello.txt?v=1 /web/renamed.txt\n",
+        a = server.addr
+    );
+    let ctx = context(tmp.path(), &df, &[]);
+    let c = ctx.to_str().unwrap();
+    build_ok(&store, &["-t", "u:1", c]);
+    let o = unionrs(
+        &store,
+        &[
+            "run",
+            "--rm",
+            "u:1",
+            "sh",
+            "-c",
+            "cat /web/hello.txt /web/renamed.txt; stat -c '%a %u:%g %s %n' /web/hello.txt /web/a.tar.gz",
+        ],
+    );
+    assert_eq!(
+        out(&o),
+        format!(
+            "hello over http\nhello over http\n600 0:0 16 /web/hello.txt\n600 0:0 {} /web/a.tar.gz\n",
+            gz.len()
+        ),
+        "{}",
+        err(&o)
+    );
+    let (o, _) = build_ok(&store, &["-t", "u:1", c]);
+    assert_eq!(o.matches("--> Using cache").count(), 2, "{o}");
+    assert_clean(&store);
+}

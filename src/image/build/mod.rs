@@ -5,6 +5,7 @@
 //! - [`ignore`]: `.dockerignore` / `.containerignore` patterns.
 //! - [`context`]: COPY/ADD sources resolved beneath the context (or a stage's rootfs).
 //! - [`copy`]: what COPY/ADD write into a step's rootfs (ADD unpacks local archives).
+//! - [`fetch`]: ADD of a URL (downloaded before the step).
 //! - [`config`]: the metadata instructions as image config edits, and history entries.
 //! - [`mounts`]: `RUN --mount` (bind, cache, tmpfs).
 //! - [`cache`]: the layer cache (the state after each step, keyed as docker keys it).
@@ -18,6 +19,7 @@ pub mod cache;
 pub mod config;
 pub mod context;
 pub mod copy;
+pub mod fetch;
 pub mod ignore;
 pub mod mounts;
 pub mod parse;
@@ -248,6 +250,17 @@ pub fn build(store_root: &Path, o: &Options) -> Result<Digest, String> {
     }
     let id = write_image(&st, &fin, &tags)?;
     Ok(id)
+}
+
+/// Files ADD downloaded, removed when the step is over.
+struct Fetched<'a>(Vec<(&'a String, PathBuf)>);
+
+impl Drop for Fetched<'_> {
+    fn drop(&mut self) {
+        for (_, p) in &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
 }
 
 fn shell_text(i: &Instruction) -> &str {
@@ -672,6 +685,7 @@ impl Builder<'_> {
         // Heredoc sources and file sources.
         let mut inline = Vec::new();
         let mut paths = Vec::new();
+        let mut urls = Vec::new();
         for src in list {
             let name = src
                 .trim_start_matches("<<")
@@ -686,8 +700,10 @@ impl Builder<'_> {
                     h.body.clone()
                 };
                 inline.push((h.name.clone(), body));
+            } else if kw == "ADD" && fetch::is_url(&src) {
+                urls.push(src);
             } else if src.contains("://") {
-                return Err(format!("{kw} {src}: remote sources are not supported"));
+                return Err(format!("{kw} {src}: only ADD takes URLs (http, https)"));
             } else {
                 paths.push(src);
             }
@@ -706,6 +722,28 @@ impl Builder<'_> {
         let mut sources = Vec::new();
         for p in &paths {
             sources.push(root.sources(p)?);
+        }
+        // URLs are fetched first: their content is part of the key.
+        let fetched = Fetched(
+            urls.iter()
+                .map(|u| fetch::download(self.st, u, self.o.client.tls_verify).map(|p| (u, p)))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        let mut url_sources = Vec::new();
+        for (u, p) in &fetched.0 {
+            let name = match fetch::file_name(u) {
+                Some(n) => n,
+                None if !dest.ends_with('/') => "download".into(),
+                None => {
+                    return Err(format!(
+                        "ADD {u}: no file name in the URL; give the destination file's"
+                    ));
+                }
+            };
+            url_sources.push(context::Source {
+                rel: vec![name],
+                host: p.clone(),
+            });
         }
         let mut h = sha2::Sha256::new();
         match &from_state {
@@ -727,7 +765,12 @@ impl Builder<'_> {
                 }
             }
         }
-        let all: Vec<_> = sources.iter().flatten().collect();
+        for (u, src) in urls.iter().zip(&url_sources) {
+            h.update(u.as_bytes());
+            h.update([0]);
+            root.checksum(src, &mut h)?;
+        }
+        let all: Vec<_> = sources.iter().flatten().chain(url_sources.iter()).collect();
         if all.len() + inline.len() > 1 && !dest.ends_with('/') {
             return Err(format!(
                 "{kw} with several sources needs a destination ending in / (got {dest_raw})"
@@ -785,6 +828,9 @@ impl Builder<'_> {
                     )?,
                 }
             }
+        }
+        for src in &url_sources {
+            copy::copy_sources(&root, std::slice::from_ref(src), &rootfs, &dest, &attrs)?;
         }
         for (n, b) in &inline {
             copy::write_inline(&rootfs, &dest, n, b, &attrs)?;
