@@ -274,6 +274,11 @@ fn two_stages_with_every_instruction() {
         |c| c.starts_with("/bin/sh -c #(nop) COPY file:") && c.ends_with(" in /app/conf.txt ")
     ));
 
+    // `history` pairs the entries with layers: the metadata steps show no size.
+    let shown = ok(&store, &["history", "--no-trunc", "demo:1"]);
+    assert!(shown.contains("/bin/sh -c #(nop)  USER app"), "{shown}");
+    assert_eq!(shown.lines().count(), 1 + h.len(), "{shown}");
+
     // ONBUILD: the trigger runs in a build FROM this image, and is not inherited.
     let ctx2 = tmp.path().join("ctx2");
     fs::create_dir_all(&ctx2).unwrap();
