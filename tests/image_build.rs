@@ -960,3 +960,28 @@ fn add_downloads_a_url() {
     assert_eq!(o.matches("--> Using cache").count(), 2, "{o}");
     assert_clean(&store);
 }
+
+/// RUN's network: the host's by default, a namespace with only loopback with
+/// `RUN --network=none` or `build --network none`.
+#[test]
+fn run_network_host_or_none() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    let df = "FROM bb:1\nRUN --network=none wc -l < /proc/net/dev > /none\nRUN wc -l < /proc/net/dev > /default\n";
+    let ctx = context(tmp.path(), df, &[]);
+    let c = ctx.to_str().unwrap();
+    let host_lines = fs::read_to_string("/proc/net/dev").unwrap().lines().count();
+    assert!(
+        host_lines > 3,
+        "this host has only loopback: the test cannot tell"
+    );
+    build_ok(&store, &["-t", "n:1", c]);
+    let o = unionrs(&store, &["run", "--rm", "n:1", "cat", "/none", "/default"]);
+    assert_eq!(out(&o), format!("3\n{host_lines}\n"), "{}", err(&o));
+    build_ok(&store, &["--network", "none", "-t", "n:2", c]);
+    let o = unionrs(&store, &["run", "--rm", "n:2", "cat", "/none", "/default"]);
+    assert_eq!(out(&o), "3\n3\n", "{}", err(&o));
+    assert_clean(&store);
+}
