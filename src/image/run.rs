@@ -86,7 +86,7 @@ pub fn process_args(img: &Image, command: &[String], image: &str) -> Result<Vec<
     Ok(args)
 }
 
-pub fn env_key(e: &str) -> &str {
+fn env_key(e: &str) -> &str {
     e.split_once('=').map_or(e, |(k, _)| k)
 }
 
