@@ -704,6 +704,10 @@ ARG NAME=default
 RUN <<EOF
 echo "heredoc run as $NAME" > /heredoc.txt
 EOF
+RUN <<EOF
+#!/bin/sh -e
+echo "shebang $0 $NAME" > /shebang.txt
+EOF
 ADD a.tar.bz2 b.tar.xz c.tar.zst d.tar /arch/
 COPY one.txt /renamed.txt
 COPY one.txt /into/
@@ -769,6 +773,16 @@ CMD echo shell-form
     assert_eq!(
         sh("cat /group-copy"),
         "root:x:0:\nstaff:x:50:app\napp:x:1000:\n"
+    );
+    // A `#!` heredoc runs through its interpreter, from /dev/pipes (not left in the image).
+    assert_eq!(sh("cat /shebang.txt"), "shebang /dev/pipes/EOF bob\n");
+    ok(&store, &["create", "--name", "look", "x:1"]);
+    let dev = store.join("containers/look/merged/dev");
+    let left = dev.exists();
+    ok(&store, &["rm", "look"]);
+    assert!(
+        !left,
+        "the image has /dev (the mount points of RUN reached a layer)"
     );
     let img = inspect(&store, "x:1");
     assert_eq!(

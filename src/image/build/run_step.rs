@@ -2,12 +2,14 @@
 //! `--network`, its cache key (the instruction with the build args it sees), and the step
 //! run in a container and committed.
 
-use super::parse::{Args, Instruction};
+use super::parse::{Args, Heredoc, Instruction};
 use super::step::{self, RunEnv, RunFailure, StepContainer};
 use super::{Builder, Stage, mounts, now_rfc3339, one_line};
 use crate::image::runtime_spec::{Mount, Network};
+use crate::image::store::Store;
 use sha2::Digest as _;
 use std::fs;
+use std::path::PathBuf;
 
 impl Builder<'_> {
     /// RUN's `--mount`s: the runtime's mounts, the containers holding `from=` sources
@@ -104,20 +106,12 @@ impl Builder<'_> {
         if ins.flag("security").is_some() {
             return Err(fail("RUN --security is not supported".into()));
         }
-        let (args, shown) = match &ins.args {
+        let (mut args, shown) = match &ins.args {
             Args::Exec(v) => (v.clone(), v.join(" ")),
             Args::Shell(cmd) => {
                 let script = match ins.heredocs.as_slice() {
                     [] => cmd.clone(),
-                    [h] if cmd
-                        .trim()
-                        .trim_start_matches("<<")
-                        .trim_start_matches('-')
-                        .trim_matches(['"', '\''])
-                        == h.name =>
-                    {
-                        h.body.clone()
-                    }
+                    [h] if is_only_heredoc(cmd, &h.name) => h.body.clone(),
                     docs => {
                         let mut t = format!("{cmd}\n");
                         for h in docs {
@@ -137,11 +131,24 @@ impl Builder<'_> {
         };
         let created_by = format!("{}{}", Self::args_prefix(s), shown);
         let net = format!("{network:?}");
-        let (mounts, holders, mounts_key) = self.run_mounts(ins).map_err(&fail)?;
+        let (mut mounts, holders, mounts_key) = self.run_mounts(ins).map_err(&fail)?;
         let (key, hit) = self.cached(s, &[&created_by, &net, &mounts_key]);
         if hit {
             return Ok(());
         }
+        // `RUN <<EOF` whose script starts with `#!`: run by the interpreter it names, as
+        // BuildKit does, from /dev/pipes/NAME (in the /dev tmpfs, so never in the layer).
+        let _script = match (&ins.args, ins.heredocs.as_slice()) {
+            (Args::Shell(cmd), [h])
+                if is_only_heredoc(cmd, &h.name) && h.body.starts_with("#!") =>
+            {
+                let (file, argv, mount) = shebang_script(self.st, h).map_err(&fail)?;
+                args = argv;
+                mounts.push(mount);
+                Some(file)
+            }
+            _ => None,
+        };
         let sc = StepContainer::new(self.st, &s.state, "build").map_err(&fail)?;
         let mut run_args = s.proxy.clone();
         run_args.retain(|(k, _)| !s.args.iter().any(|(a, _)| a == k));
@@ -169,4 +176,50 @@ impl Builder<'_> {
         drop(sc);
         self.remember(&key, s).map_err(fail)
     }
+}
+
+/// `<<EOF` (or `<<-EOF`, `<<"EOF"`) is the whole command.
+fn is_only_heredoc(cmd: &str, name: &str) -> bool {
+    cmd.trim()
+        .trim_start_matches("<<")
+        .trim_start_matches('-')
+        .trim_matches(['"', '\''])
+        == name
+}
+
+/// A file removed on drop.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// The script of a `#!` heredoc in STORE/tmp, the command running it (the interpreter and
+/// its one optional argument, as the kernel reads a `#!` line) and its mount.
+fn shebang_script(st: &Store, h: &Heredoc) -> Result<(TempFile, Vec<String>, Mount), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let line = h.body.lines().next().unwrap_or_default();
+    let line = line.trim_start_matches("#!").trim();
+    let mut argv: Vec<String> = match line.split_once(char::is_whitespace) {
+        Some((interp, arg)) => vec![interp.to_string(), arg.trim().to_string()],
+        None => vec![line.to_string()],
+    };
+    if argv[0].is_empty() {
+        return Err(format!("heredoc {}: #! names no interpreter", h.name));
+    }
+    let file = TempFile(st.tmp_path("heredoc"));
+    fs::write(&file.0, &h.body).map_err(|e| format!("{}: {e}", file.0.display()))?;
+    fs::set_permissions(&file.0, fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("{}: {e}", file.0.display()))?;
+    let dest = format!("/dev/pipes/{}", h.name);
+    argv.push(dest.clone());
+    let mount = Mount {
+        destination: dest,
+        kind: "bind".into(),
+        source: file.0.display().to_string(),
+        options: vec!["rbind".into(), "ro".into()],
+    };
+    Ok((file, argv, mount))
 }
