@@ -360,6 +360,7 @@ pub fn command() -> Command {
                         .value_hint(ValueHint::FilePath),
                 ),
         )
+        .subcommand(super::build::clap_command())
         .subcommand(
             Command::new("completions")
                 .about("Print a shell completion script")

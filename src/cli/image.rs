@@ -26,7 +26,7 @@ use std::process::ExitCode;
 
 pub const VERBS: &[&str] = &[
     "pull", "push", "load", "save", "images", "inspect", "history", "tag", "rmi", "create", "ps",
-    "mount", "umount", "diff", "commit", "rm", "run", "prune",
+    "mount", "umount", "diff", "commit", "rm", "run", "prune", "build",
 ];
 
 pub const USAGE: &str = "\
@@ -54,7 +54,11 @@ pub const USAGE: &str = "\
                                  [--cap-add CAP]... [--cap-drop CAP]...
                                  [--security-opt seccomp=unconfined|FILE]
                                  [--security-opt no-new-privileges[=true|false]]
-                                 IMAGE [--] [COMMAND [ARG...]]";
+                                 IMAGE [--] [COMMAND [ARG...]]
+       unionrs [--store DIR] build [-t NAME[:TAG]]... [-f FILE] [--build-arg K=V]... [--target STAGE]
+                                   [--no-cache] [--pull] [--platform OS/ARCH] [--label K=V]...
+                                   [--tls-verify=false] [--creds USER:PASS] [-q]
+                                   [--network host|none] [--runtime PATH] CONTEXT";
 
 /// Runs an image verb; `args` starts with `--store` or the verb.
 pub fn run(args: &[OsString]) -> ExitCode {
@@ -167,6 +171,10 @@ fn run_inner(args: &[OsString]) -> Res {
         "commit" => commit(&open()?, args),
         "rm" => rm(&open()?, args),
         "prune" => prune(&open()?, args),
+        "build" => super::build::run(&root, args).map_err(|e| match e {
+            super::build::Error::Usage(m) => Usage(m),
+            super::build::Error::Failed(m) => Failed(m),
+        }),
         v => Err(Usage(format!("unknown command {v:?}"))),
     }
 }

@@ -1,4 +1,5 @@
 //! Command-line front end: argument parsing and the mount / image commands.
+pub mod build;
 pub mod check;
 pub mod help;
 pub mod image;

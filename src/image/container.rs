@@ -106,6 +106,28 @@ pub fn now_rfc3339() -> String {
 /// Creates the container's dirs and record; does not mount.
 pub fn create(st: &Store, image: &str, name: Option<&str>) -> Result<Container, String> {
     let img = st.resolve(image)?;
+    create_over(
+        st,
+        img.id().as_str(),
+        &img.tags
+            .first()
+            .cloned()
+            .unwrap_or_else(|| img.id().to_string()),
+        img.diff_ids()?.iter().map(Digest::to_string).collect(),
+        name,
+    )
+}
+
+/// Creates a container over the layers `diff_ids` (bottom first), which need not make an
+/// image of the store (a build step's state); `image_id`/`image_name` are recorded as given.
+pub fn create_over(
+    st: &Store,
+    image_id: &str,
+    image_name: &str,
+    diff_ids: Vec<String>,
+    name: Option<&str>,
+) -> Result<Container, String> {
+    let image = image_name;
     let name = match name {
         Some(n) => n.to_string(),
         None => {
@@ -125,13 +147,9 @@ pub fn create(st: &Store, image: &str, name: Option<&str>) -> Result<Container, 
     }
     let c = Container {
         name: name.clone(),
-        image_id: img.id().to_string(),
-        image_name: img
-            .tags
-            .first()
-            .cloned()
-            .unwrap_or_else(|| img.id().to_string()),
-        diff_ids: img.diff_ids()?.iter().map(Digest::to_string).collect(),
+        image_id: image_id.to_string(),
+        image_name: image_name.to_string(),
+        diff_ids,
         created: now_rfc3339(),
     };
     let tmp = st.tmp_path("container");
@@ -388,17 +406,34 @@ fn apply_change(cfg: &mut Value, change: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Turns the container's upper into a gzip layer on top of its image, and tags the result.
-pub fn commit(
-    st: &Store,
-    c: &Container,
-    target: Option<&Reference>,
-    o: &CommitOpts<'_>,
-) -> Result<Digest, String> {
-    let base_img = st.resolve(&c.image_id)?;
+/// A container's upper exported as a gzip layer: its blob staged and (when the store lacks
+/// that layer) its unpacked dir made, both under STORE/tmp until [`StagedLayer::publish`].
+pub struct StagedLayer {
+    pub blob: super::store::Staged,
+    pub diff_id: Digest,
+    pub info: LayerInfo,
+    fresh: Option<PathBuf>,
+}
+
+impl StagedLayer {
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor::new(MT_OCI_LAYER_GZIP, self.blob.digest.as_str(), self.blob.size)
+    }
+
+    /// Makes the blob and the layer dir visible in the store.
+    pub fn publish(&mut self, st: &Store) -> Result<(), String> {
+        st.commit_blob(&self.blob)?;
+        if let Some(d) = self.fresh.take() {
+            st.publish_layer(&d, &self.info)?;
+        }
+        Ok(())
+    }
+}
+
+/// Exports the container's upper as a layer (from the union mount, mounted for the export if
+/// it is not: a renamed lower dir or a metacopy file needs it) and stages it.
+pub fn stage_layer(st: &Store, c: &Container) -> Result<StagedLayer, String> {
     let upper = dir(st, &c.name).join("upper");
-    // A renamed lower dir or a metacopy file in the upper is exported from the union
-    // mount: mount the container for the commit if it is not mounted.
     let was_mounted = is_mounted(&dir(st, &c.name).join("merged"));
     let merged = mount(st, c)?;
     let gz_path = st.tmp_path("commit.tar.gz");
@@ -435,82 +470,90 @@ pub fn commit(
                 ));
             }
         }
-        let mut cfg = base_img.config.clone();
-        let now = now_rfc3339();
-        let obj = cfg.as_object_mut().ok_or("image config is not an object")?;
-        obj.insert("created".into(), json!(now));
-        if let Some(a) = o.author {
-            obj.insert("author".into(), json!(a));
-        }
-        let inner = obj.entry("config").or_insert_with(|| json!({}));
-        if inner.is_null() {
-            *inner = json!({});
-        }
-        for ch in o.changes {
-            apply_change(inner, ch)?;
-        }
-        let rootfs = obj
-            .entry("rootfs")
-            .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
-        rootfs["diff_ids"]
-            .as_array_mut()
-            .ok_or("rootfs.diff_ids is not a list")?
-            .push(json!(diff_id.to_string()));
-        let mut h = json!({"created": now, "created_by": format!("unionrs commit {}", c.name)});
-        if let Some(a) = o.author {
-            h["author"] = json!(a);
-        }
-        if let Some(m) = o.message {
-            h["comment"] = json!(m);
-        }
-        obj.entry("history")
-            .or_insert_with(|| json!([]))
-            .as_array_mut()
-            .ok_or("history is not a list")?
-            .push(h);
-        let cfg_bytes = serde_json::to_vec(&cfg).map_err(|e| e.to_string())?;
-        let mut layers = base_img.manifest.layers.clone();
-        layers.push(Descriptor::new(
-            MT_OCI_LAYER_GZIP,
-            staged.digest.as_str(),
-            staged.size,
-        ));
-        // Visible from here on: blobs, layer dir, index.
-        st.commit_blob(&staged)?;
-        let cfg_digest = st.put_blob_bytes(&cfg_bytes)?;
-        let m = Manifest {
-            schema_version: 2,
-            media_type: Some(MT_OCI_MANIFEST.into()),
-            config: Descriptor::new(MT_OCI_CONFIG, cfg_digest.as_str(), cfg_bytes.len() as u64),
-            layers,
-            annotations: None,
-        };
-        let m_bytes = serde_json::to_vec(&m).map_err(|e| e.to_string())?;
-        let m_digest = st.put_blob_bytes(&m_bytes)?;
-        if let Some(d) = fresh.take() {
-            st.publish_layer(
-                &d,
-                &LayerInfo {
-                    diff_id: diff_id.to_string(),
-                    size: info.size,
-                    entries: info.entries,
-                },
-            )?;
-        }
-        let desc = Descriptor::new(MT_OCI_MANIFEST, m_digest.as_str(), m_bytes.len() as u64);
-        let mut index = st.read_index()?;
-        match target {
-            Some(r) => Store::set_tag(&mut index, r, &desc),
-            None => index.manifests.push(desc),
-        }
-        st.write_index(&index)?;
-        Ok(cfg_digest)
+        Ok(StagedLayer {
+            blob: staged,
+            info: LayerInfo {
+                diff_id: diff_id.to_string(),
+                size: info.size,
+                entries: info.entries,
+            },
+            diff_id,
+            fresh,
+        })
     })();
     let _ = fs::remove_file(&gz_path);
     if !was_mounted && let Err(m) = umount(st, c) {
         log::warn!("commit: {m}");
     }
     res
+}
+
+/// Turns the container's upper into a gzip layer on top of its image, and tags the result.
+pub fn commit(
+    st: &Store,
+    c: &Container,
+    target: Option<&Reference>,
+    o: &CommitOpts<'_>,
+) -> Result<Digest, String> {
+    let base_img = st.resolve(&c.image_id)?;
+    let mut layer = stage_layer(st, c)?;
+    let diff_id = layer.diff_id.clone();
+    let mut cfg = base_img.config.clone();
+    let now = now_rfc3339();
+    let obj = cfg.as_object_mut().ok_or("image config is not an object")?;
+    obj.insert("created".into(), json!(now));
+    if let Some(a) = o.author {
+        obj.insert("author".into(), json!(a));
+    }
+    let inner = obj.entry("config").or_insert_with(|| json!({}));
+    if inner.is_null() {
+        *inner = json!({});
+    }
+    for ch in o.changes {
+        apply_change(inner, ch)?;
+    }
+    let rootfs = obj
+        .entry("rootfs")
+        .or_insert_with(|| json!({"type": "layers", "diff_ids": []}));
+    rootfs["diff_ids"]
+        .as_array_mut()
+        .ok_or("rootfs.diff_ids is not a list")?
+        .push(json!(diff_id.to_string()));
+    let mut h = json!({"created": now, "created_by": format!("unionrs commit {}", c.name)});
+    if let Some(a) = o.author {
+        h["author"] = json!(a);
+    }
+    if let Some(m) = o.message {
+        h["comment"] = json!(m);
+    }
+    obj.entry("history")
+        .or_insert_with(|| json!([]))
+        .as_array_mut()
+        .ok_or("history is not a list")?
+        .push(h);
+    let cfg_bytes = serde_json::to_vec(&cfg).map_err(|e| e.to_string())?;
+    let mut layers = base_img.manifest.layers.clone();
+    layers.push(layer.descriptor());
+    // Visible from here on: blobs, layer dir, index.
+    layer.publish(st)?;
+    let cfg_digest = st.put_blob_bytes(&cfg_bytes)?;
+    let m = Manifest {
+        schema_version: 2,
+        media_type: Some(MT_OCI_MANIFEST.into()),
+        config: Descriptor::new(MT_OCI_CONFIG, cfg_digest.as_str(), cfg_bytes.len() as u64),
+        layers,
+        annotations: None,
+    };
+    let m_bytes = serde_json::to_vec(&m).map_err(|e| e.to_string())?;
+    let m_digest = st.put_blob_bytes(&m_bytes)?;
+    let desc = Descriptor::new(MT_OCI_MANIFEST, m_digest.as_str(), m_bytes.len() as u64);
+    let mut index = st.read_index()?;
+    match target {
+        Some(r) => Store::set_tag(&mut index, r, &desc),
+        None => index.manifests.push(desc),
+    }
+    st.write_index(&index)?;
+    Ok(cfg_digest)
 }
 
 /// Diff IDs used by containers (kept by `rmi`'s garbage collection).

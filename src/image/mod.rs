@@ -12,12 +12,14 @@
 //! - [`layer_export`]: an overlay upper directory -> a deterministic OCI layer tar (`commit`).
 //! - [`run`]: `run` (a container, a runtime bundle, the installed OCI runtime).
 //! - [`runtime_spec`], [`runtime`], [`rootfs`]: its config.json, the runtime, the rootfs.
+//! - [`build`]: `build` from a Dockerfile (parser, steps, layer cache).
 //! - [`prune`]: removing unused images, layers and blobs.
 //! - [`xattr`]: which extended attributes a layer carries, and where they are read from.
 //! - [`security`], [`caps`], [`seccomp`], [`seccomp_default`]: a container's confinement
 //!   (capabilities, seccomp profile, `--privileged`), docker's rules.
 
 pub mod archive;
+pub mod build;
 pub mod container;
 pub mod digest;
 pub mod dir_stack;

@@ -50,5 +50,7 @@ pub fn prune(st: &Store, all: bool) -> Result<Pruned, String> {
     let remaining: BTreeSet<String> = st.images()?.iter().map(|i| i.id().to_string()).collect();
     out.images.retain(|id| !remaining.contains(id.as_str()));
     out.freed = st.gc(&container::used_diff_ids(st)?)?;
+    // Build cache entries whose layers went with the collection.
+    super::build::cache::prune(st);
     Ok(out)
 }

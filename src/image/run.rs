@@ -19,7 +19,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// PATH when neither the image nor `-e` sets one (Docker's).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[derive(Debug)]
 pub struct RunOptions {
@@ -147,7 +147,7 @@ fn check_options(o: &RunOptions) -> Result<(), String> {
 
 /// The runtime's container ID: the name, plus a hash of the store so that two stores'
 /// containers of the same name do not collide in the runtime's state.
-fn runtime_id(st: &Store, name: &str) -> String {
+pub fn runtime_id(st: &Store, name: &str) -> String {
     let root = fs::canonicalize(st.root()).unwrap_or_else(|_| st.root().to_path_buf());
     let h = super::digest::Digest::of(root.as_os_str().as_encoded_bytes());
     format!("unionrs-{}-{name}", &h.hex()[..8])

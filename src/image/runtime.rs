@@ -89,6 +89,23 @@ const FORWARDED: &[i32] = &[libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SI
 /// terminal sent to the whole foreground group (^C) already reached the runtime and is
 /// not sent twice. They stay blocked afterwards, so the cleanup runs to its end.
 pub fn run_foreground(runtime: &Path, bundle: &Path, id: &str) -> Result<i32, String> {
+    run_foreground_with(
+        runtime,
+        bundle,
+        id,
+        [Stdio::inherit(), Stdio::inherit(), Stdio::inherit()],
+    )
+}
+
+/// [`run_foreground`] with the container's stdin, stdout and stderr given (`build` runs
+/// its steps without stdin, and `-q` sends their output nowhere).
+pub fn run_foreground_with(
+    runtime: &Path,
+    bundle: &Path,
+    id: &str,
+    stdio: [Stdio; 3],
+) -> Result<i32, String> {
+    let [stdin, stdout, stderr] = stdio;
     let state = state_root(runtime);
     std::fs::create_dir_all(&state)
         .map_err(|e| format!("cannot create {}: {e}", state.display()))?;
@@ -111,6 +128,9 @@ pub fn run_foreground(runtime: &Path, bundle: &Path, id: &str) -> Result<i32, St
         .arg("--bundle")
         .arg(bundle)
         .arg(id)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", runtime.display()))?;
     let pid = child.id() as i32;
