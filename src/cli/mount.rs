@@ -4,7 +4,7 @@
 use super::options::{MountArgs, parse_mount_argv};
 use super::validate::validate;
 use crate::fuse::adapter::UnionFs;
-use crate::fuse::session::{self, MountSpec};
+use crate::fuse::session::{self, MountSpec, Served};
 use crate::sys::{fs, proc};
 use crate::union::{Union, UnionConfig};
 use std::ffi::OsString;
@@ -122,12 +122,23 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         if o.noatime {
             log::info!("noatime: FUSE passthrough off (backing files would update atimes)");
         }
+        let threads = spec.threads;
+        if o.io_uring == Some(true) {
+            let mut fs = UnionFs::new(union, !o.noacl, passthrough);
+            fs.layer = "own";
+            let report = fs.reporter();
+            let hook = fs.union.listing_hook();
+            return session::mount_own(fs, &spec, true).map(|c| {
+                session::drop_listings_on_change_own(&c, &hook);
+                (Served::Own(c, threads), spec, report)
+            });
+        }
         let fs = UnionFs::new(union, !o.noacl, passthrough);
         let report = fs.reporter();
         let hook = fs.union.listing_hook();
         session::mount(fs, &spec).map(|s| {
             session::drop_listings_on_change(&s, &hook);
-            (s, spec, report)
+            (Served::Fuser(Box::new(s)), spec, report)
         })
     });
     let (session, spec, report) = match result {
@@ -146,7 +157,7 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         let _ = std::fs::File::from(tx).write_all(b"OK");
     }
     let control = crate::fuse::control::start(&spec.mountpoint, report);
-    let served = session::serve(session, spec.mountpoint);
+    let served = session::serve_any(session, spec.mountpoint);
     if let Some(path) = control {
         let _ = std::fs::remove_file(path);
     }

@@ -28,6 +28,10 @@ pub struct UnionFs<B = BackingId> {
     /// Let the kernel enforce POSIX ACLs (off with `noacl`).
     pub acl: bool,
     pub passthrough: Passthrough<B>,
+    /// Which transport carries requests, for `unionrs stats` (`dev` or `uring`).
+    pub transport: Arc<parking_lot::Mutex<&'static str>>,
+    /// Which protocol layer decodes them (`fuser` or `own`).
+    pub layer: &'static str,
 }
 
 impl<B> UnionFs<B> {
@@ -37,6 +41,8 @@ impl<B> UnionFs<B> {
             requests: Arc::new(Requests::default()),
             acl,
             passthrough: Passthrough::new(passthrough),
+            transport: Arc::new(parking_lot::Mutex::new("dev")),
+            layer: "fuser",
         }
     }
 
@@ -44,10 +50,13 @@ impl<B> UnionFs<B> {
     pub fn reporter(&self) -> Box<dyn Fn() -> String + Send> {
         let (requests, source) = (self.requests.clone(), self.union.stats_source());
         let passthrough = self.passthrough.state();
+        let (transport, layer) = (self.transport.clone(), self.layer);
         Box::new(move || {
             use std::sync::atomic::Ordering::Relaxed;
             let mut out = format!(
-                "passthrough {}\ncached_inodes {}\ncopy_ups {}\nmetacopy_ups {}\ncopy_up_bytes {}\ndisk_fsyncs {}\ninode_moves {}\nrss_bytes {}\n",
+                "transport {}\nfuse_layer {}\npassthrough {}\ncached_inodes {}\ncopy_ups {}\nmetacopy_ups {}\ncopy_up_bytes {}\ndisk_fsyncs {}\ninode_moves {}\nrss_bytes {}\n",
+                *transport.lock(),
+                layer,
                 if passthrough.load(Relaxed) {
                     "on"
                 } else {
@@ -101,12 +110,12 @@ fn file_type(mode: u32) -> FileType {
 }
 
 /// The kernel's 32-bit device encoding (new_encode_dev) of a glibc dev_t.
-fn encode_dev(dev: u64) -> u32 {
+pub(crate) fn encode_dev(dev: u64) -> u32 {
     let (major, minor) = (crate::sys::fs::major(dev), crate::sys::fs::minor(dev));
     (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
 }
 
-fn decode_dev(dev: u32) -> u64 {
+pub(crate) fn decode_dev(dev: u32) -> u64 {
     let major = (dev & 0xfff00) >> 8;
     let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
     crate::sys::fs::makedev(major, minor)
