@@ -283,3 +283,36 @@ both!(rmdir_dir_that_only_looks_empty, |fs| {
         Kind::Whiteout
     );
 });
+
+/// `unionrs stats` names the transport the mount really uses: with `-o io_uring=on` (e.g.
+/// from UNIONRS_TEST_MOUNT_OPTS, as CI runs the suite once per transport) unionrs's own
+/// layer serves it, over io_uring exactly when the kernel offers it (enable_uring=Y); without
+/// it, fuser over /dev/fuse. Requests served over either must give the same view.
+#[test]
+fn stats_name_the_transport() {
+    let l = Layers::new(2);
+    write(l.l(2).join("d/f"), "lower");
+    let m = mount(Fs::Unionrs, &l, &[]);
+    assert_eq!(fs::read_to_string(m.mnt.join("d/f")).unwrap(), "lower");
+    let out = std::process::Command::new(unionrs_bin())
+        .arg("stats")
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {key} in `unionrs stats`:\n{text}"))
+            .to_string()
+    };
+    let own = std::env::var("UNIONRS_TEST_MOUNT_OPTS").is_ok_and(|o| o.contains("io_uring=on"));
+    let offered = fs::read_to_string("/sys/module/fuse/parameters/enable_uring")
+        .is_ok_and(|v| v.trim() == "Y");
+    assert_eq!(value("fuse_layer"), if own { "own" } else { "fuser" });
+    assert_eq!(
+        value("transport"),
+        if own && offered { "uring" } else { "dev" }
+    );
+    assert!(value("requests.lookup").parse::<u64>().unwrap() >= 2);
+}

@@ -123,7 +123,16 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
             log::info!("noatime: FUSE passthrough off (backing files would update atimes)");
         }
         let threads = spec.threads;
-        if o.io_uring == Some(true) {
+        // UNIONRS_IO_URING=on|off: the default when -o io_uring= is not given (lets CI run
+        // every test that starts a daemon once per protocol layer).
+        let io_uring =
+            o.io_uring
+                .or_else(|| match std::env::var("UNIONRS_IO_URING").ok()?.as_str() {
+                    "on" => Some(true),
+                    "off" => Some(false),
+                    _ => None,
+                });
+        if io_uring == Some(true) {
             let mut fs = UnionFs::new(union, !o.noacl, passthrough);
             fs.layer = "own";
             let report = fs.reporter();
