@@ -284,10 +284,11 @@ both!(rmdir_dir_that_only_looks_empty, |fs| {
     );
 });
 
-/// `unionrs stats` names the transport the mount really uses: with `-o io_uring=on` (e.g.
-/// from UNIONRS_TEST_MOUNT_OPTS, as CI runs the suite once per transport) unionrs's own
-/// layer serves it, over io_uring exactly when the kernel offers it (enable_uring=Y); without
-/// it, fuser over /dev/fuse. Requests served over either must give the same view.
+/// `unionrs stats` names the transport the mount really uses. The layer: `-o io_uring=on|off`
+/// (e.g. from UNIONRS_TEST_MOUNT_OPTS, as CI runs the suite once per transport), else
+/// UNIONRS_IO_URING, else on when the kernel offers io_uring (enable_uring=Y); on is
+/// unionrs's own layer, over io_uring exactly when the kernel offers it, off is fuser over
+/// /dev/fuse.
 #[test]
 fn stats_name_the_transport() {
     let l = Layers::new(2);
@@ -306,9 +307,19 @@ fn stats_name_the_transport() {
             .unwrap_or_else(|| panic!("no {key} in `unionrs stats`:\n{text}"))
             .to_string()
     };
-    let own = std::env::var("UNIONRS_TEST_MOUNT_OPTS").is_ok_and(|o| o.contains("io_uring=on"));
     let offered = fs::read_to_string("/sys/module/fuse/parameters/enable_uring")
         .is_ok_and(|v| v.trim() == "Y");
+    let opts = std::env::var("UNIONRS_TEST_MOUNT_OPTS").unwrap_or_default();
+    let env = std::env::var("UNIONRS_IO_URING").unwrap_or_default();
+    let own = if opts.contains("io_uring=on") {
+        true
+    } else if opts.contains("io_uring=off") {
+        false
+    } else if env == "on" || env == "off" {
+        env == "on"
+    } else {
+        offered
+    };
     assert_eq!(value("fuse_layer"), if own { "own" } else { "fuser" });
     assert_eq!(
         value("transport"),

@@ -123,16 +123,17 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
             log::info!("noatime: FUSE passthrough off (backing files would update atimes)");
         }
         let threads = spec.threads;
-        // UNIONRS_IO_URING=on|off: the default when -o io_uring= is not given (lets CI run
-        // every test that starts a daemon once per protocol layer).
-        let io_uring =
-            o.io_uring
-                .or_else(|| match std::env::var("UNIONRS_IO_URING").ok()?.as_str() {
-                    "on" => Some(true),
-                    "off" => Some(false),
-                    _ => None,
-                });
-        if io_uring == Some(true) {
+        // -o io_uring=, else UNIONRS_IO_URING=on|off (lets CI run every test that starts a
+        // daemon once per layer), else on exactly when the kernel will offer io_uring.
+        let io_uring = o
+            .io_uring
+            .or_else(|| match std::env::var("UNIONRS_IO_URING").ok()?.as_str() {
+                "on" => Some(true),
+                "off" => Some(false),
+                _ => None,
+            })
+            .unwrap_or_else(crate::fuse::uring::kernel_offers);
+        if io_uring {
             let mut fs = UnionFs::new(union, !o.noacl, passthrough);
             fs.layer = "own";
             let report = fs.reporter();

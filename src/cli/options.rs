@@ -83,8 +83,8 @@ pub struct MountOptions {
     /// metadata only (kernel overlayfs format); off by default, as on the kernel.
     pub metacopy: bool,
     /// `io_uring=on`: serve through unionrs's own FUSE protocol layer, over io_uring when the
-    /// kernel offers it (FUSE_OVER_IO_URING), else over /dev/fuse; `off` (and the default,
-    /// for now) serves through fuser over /dev/fuse.
+    /// kernel offers it (FUSE_OVER_IO_URING), else over /dev/fuse; `off`: fuser over
+    /// /dev/fuse. Default: on when the kernel offers io_uring (`enable_uring` is Y).
     pub io_uring: Option<bool>,
     pub context: Option<String>,
     pub fsname: Option<String>,

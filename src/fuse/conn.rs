@@ -400,3 +400,133 @@ impl Conn {
         crate::sys::fuse_dev::write_reply(self.dev.as_fd(), &[&h, &body]).map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::union::{Union, UnionConfig};
+
+    fn conn() -> (tempfile::TempDir, Conn) {
+        let dir = tempfile::tempdir().unwrap();
+        let lower = dir.path().join("l");
+        std::fs::create_dir_all(lower.join("d")).unwrap();
+        std::fs::write(lower.join("d/file"), b"12345").unwrap();
+        let union = Union::new(&UnionConfig {
+            lowers: vec![lower],
+            acl: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let fs = UnionFs::new(union, true, false);
+        let dev = crate::sys::fs::open_path(c"/dev/null", libc::O_RDWR).unwrap();
+        (dir, Conn::new(fs, Arc::new(dev), false))
+    }
+
+    fn header(opcode: u32, nodeid: u64) -> InHeader {
+        InHeader {
+            len: 0,
+            opcode,
+            unique: 1,
+            nodeid,
+            uid: 0,
+            gid: 0,
+            pid: 1,
+            total_extlen: 0,
+        }
+    }
+
+    fn u64_at(b: &[u8], off: usize) -> u64 {
+        u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+    }
+    fn u32_at(b: &[u8], off: usize) -> u32 {
+        u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn replies_are_encoded_as_the_kernel_reads_them() {
+        let (_dir, c) = conn();
+        let mut out = Vec::new();
+        // INIT: fuse_init_out is 64 bytes; only offered flags come back.
+        let offered = abi::FUSE_ASYNC_READ | abi::FUSE_DO_READDIRPLUS | abi::FUSE_OVER_IO_URING;
+        let n = c.init(7, 44, 65536, offered, &mut out).unwrap();
+        assert_eq!(out.len(), 64);
+        assert_eq!(n.minor, abi::FUSE_KERNEL_MINOR_VERSION);
+        assert_eq!(n.flags, abi::FUSE_ASYNC_READ | abi::FUSE_DO_READDIRPLUS);
+        assert_eq!(u32_at(&out, 20), MAX_WRITE);
+        // LOOKUP: fuse_entry_out (40 + 88-byte fuse_attr); node id and st_ino agree.
+        let lookup = |name: &[u8], out: &mut Vec<u8>| {
+            let body = [name, b"\0"].concat();
+            c.handle(
+                &header(abi::LOOKUP, abi::FUSE_ROOT_ID),
+                Body::one(&body),
+                out,
+            )
+        };
+        assert_eq!(lookup(b"d", &mut out), Some(0));
+        assert_eq!(out.len(), 128);
+        let d = u64_at(&out, 0);
+        assert_eq!(u64_at(&out, 40), d, "attr.ino");
+        assert_eq!(u64_at(&out, 16), TTL.as_secs(), "entry_valid");
+        assert_eq!(
+            u32_at(&out, 40 + 60) & libc::S_IFMT,
+            libc::S_IFDIR,
+            "attr.mode"
+        );
+        // A missing name: a negative entry (node id 0), not ENOENT.
+        assert_eq!(lookup(b"nope", &mut out), Some(0));
+        assert_eq!(u64_at(&out, 0), 0);
+        // GETATTR: fuse_attr_out (16 + 88).
+        let getattr = [0u8; 16];
+        assert_eq!(
+            c.handle(&header(abi::GETATTR, d), Body::one(&getattr), &mut out),
+            Some(0)
+        );
+        assert_eq!(out.len(), 104);
+        assert_eq!(u64_at(&out, 16), d);
+        // READDIR: fuse_dirent records, 8-byte aligned, within the size asked for.
+        let mut rd = Vec::new();
+        Out(&mut rd).u64(0).u64(0).u32(4096).zeros(20);
+        assert_eq!(
+            c.handle(&header(abi::READDIR, d), Body::one(&rd), &mut out),
+            Some(0)
+        );
+        let mut names = Vec::new();
+        let mut off = 0;
+        while off < out.len() {
+            let len = u32_at(&out, off + 16) as usize;
+            names.push(out[off + 24..off + 24 + len].to_vec());
+            off += (24 + len).next_multiple_of(8);
+        }
+        assert_eq!(off, out.len());
+        assert!(names.contains(&b"file".to_vec()), "{names:?}");
+        // STATFS: fuse_kstatfs is 80 bytes.
+        assert_eq!(
+            c.handle(&header(abi::STATFS, 1), Body::one(&[]), &mut out),
+            Some(0)
+        );
+        assert_eq!(out.len(), 80);
+        // Errors: malformed EINVAL, unknown opcode ENOSYS, FORGET no reply at all.
+        assert_eq!(
+            c.handle(&header(abi::GETATTR, d), Body::one(&[1, 2]), &mut out),
+            Some(-libc::EINVAL)
+        );
+        assert_eq!(
+            c.handle(&header(4095, d), Body::one(&[]), &mut out),
+            Some(-libc::ENOSYS)
+        );
+        assert_eq!(
+            c.handle(
+                &header(abi::FORGET, d),
+                Body::one(&1u64.to_le_bytes()),
+                &mut out
+            ),
+            None
+        );
+        // Read-only mount (no upper): a change is refused with the union's errno.
+        let mk = [&0o755u32.to_le_bytes()[..], &0u32.to_le_bytes(), b"x\0"].concat();
+        assert_eq!(
+            c.handle(&header(abi::MKDIR, 1), Body::one(&mk), &mut out),
+            Some(-libc::EROFS)
+        );
+    }
+}
