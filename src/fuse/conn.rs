@@ -227,7 +227,18 @@ impl Conn {
                 };
             }
         };
-        let r = self.serve(h, req, &mut Out(out))?;
+        // A bug in one operation answers EIO and leaves the daemon (and, over io_uring, the
+        // ring entry, which would otherwise never be committed again) serving.
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.serve(h, req, &mut Out(out))
+        }));
+        let r = match served {
+            Ok(r) => r?,
+            Err(_) => {
+                log::error!("opcode {} panicked: answering EIO", h.opcode);
+                Err(Errno::EIO)
+            }
+        };
         Some(match r {
             Ok(()) => 0,
             Err(e) => {
