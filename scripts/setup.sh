@@ -52,7 +52,7 @@ if [ ! -c /dev/fuse ]; then
   [ -c /dev/fuse ] || log "warning: still no /dev/fuse: mounting (demo, integration tests) will fail"
 fi
 # FUSE over io_uring (kernel 6.14+, CONFIG_FUSE_IO_URING): off until root turns it on; the
-# kernel then offers it at INIT and unionrs's own layer (-o io_uring=on) uses it.
+# kernel then offers it at INIT and unionrs uses it (unless -o io_uring=off).
 uring_param=/sys/module/fuse/parameters/enable_uring
 if [ -w "$uring_param" ]; then
   if [ "$(cat "$uring_param")" != Y ]; then

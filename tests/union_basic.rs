@@ -284,11 +284,10 @@ both!(rmdir_dir_that_only_looks_empty, |fs| {
     );
 });
 
-/// `unionrs stats` names the transport the mount really uses. The layer: `-o io_uring=on|off`
-/// (e.g. from UNIONRS_TEST_MOUNT_OPTS, as CI runs the suite once per transport), else
-/// UNIONRS_IO_URING, else on when the kernel offers io_uring (enable_uring=Y); on is
-/// unionrs's own layer, over io_uring exactly when the kernel offers it, off is fuser over
-/// /dev/fuse.
+/// `unionrs stats` names the transport the mount really uses: io_uring exactly when the kernel
+/// offers it (enable_uring=Y) and neither `-o io_uring=off` (e.g. from UNIONRS_TEST_MOUNT_OPTS,
+/// as CI runs the suite once per transport) nor UNIONRS_IO_URING=off asks for /dev/fuse; and
+/// the protocol layer: unionrs's own, unless UNIONRS_FUSE_LAYER=fuser (/dev/fuse only).
 #[test]
 fn stats_name_the_transport() {
     let l = Layers::new(2);
@@ -311,19 +310,20 @@ fn stats_name_the_transport() {
         .is_ok_and(|v| v.trim() == "Y");
     let opts = std::env::var("UNIONRS_TEST_MOUNT_OPTS").unwrap_or_default();
     let env = std::env::var("UNIONRS_IO_URING").unwrap_or_default();
-    let own = if opts.contains("io_uring=on") {
-        true
-    } else if opts.contains("io_uring=off") {
-        false
-    } else if env == "on" || env == "off" {
-        env == "on"
+    let wanted = if opts.contains("io_uring=") {
+        !opts.contains("io_uring=off")
     } else {
-        offered
+        env != "off"
     };
-    assert_eq!(value("fuse_layer"), if own { "own" } else { "fuser" });
+    let fuser = std::env::var("UNIONRS_FUSE_LAYER").is_ok_and(|v| v == "fuser");
+    assert_eq!(value("fuse_layer"), if fuser { "fuser" } else { "own" });
     assert_eq!(
         value("transport"),
-        if own && offered { "uring" } else { "dev" }
+        if offered && wanted && !fuser {
+            "uring"
+        } else {
+            "dev"
+        }
     );
     assert!(value("requests.lookup").parse::<u64>().unwrap() >= 2);
 }

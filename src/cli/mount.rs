@@ -124,7 +124,7 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         }
         let threads = spec.threads;
         // -o io_uring=, else UNIONRS_IO_URING=on|off (lets CI run every test that starts a
-        // daemon once per layer), else on exactly when the kernel will offer io_uring.
+        // daemon once per transport), else on: io_uring whenever the kernel offers it.
         let io_uring = o
             .io_uring
             .or_else(|| match std::env::var("UNIONRS_IO_URING").ok()?.as_str() {
@@ -132,13 +132,16 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
                 "off" => Some(false),
                 _ => None,
             })
-            .unwrap_or_else(crate::fuse::uring::kernel_offers);
-        if io_uring {
+            .unwrap_or(true);
+        // UNIONRS_FUSE_LAYER=fuser: the former protocol layer (fuser 0.18, /dev/fuse only),
+        // kept for comparison until the benchmark on a quiet machine has run.
+        let fuser = std::env::var("UNIONRS_FUSE_LAYER").is_ok_and(|v| v == "fuser");
+        if !fuser {
             let mut fs = UnionFs::new(union, !o.noacl, passthrough);
             fs.layer = "own";
             let report = fs.reporter();
             let hook = fs.union.listing_hook();
-            return session::mount_own(fs, &spec, true).map(|c| {
+            return session::mount_own(fs, &spec, io_uring).map(|c| {
                 session::drop_listings_on_change_own(&c, &hook);
                 (Served::Own(c, threads), spec, report)
             });

@@ -82,9 +82,8 @@ pub struct MountOptions {
     /// `metacopy=on`: chmod, chown, utimes and xattr changes of a lower file copy up its
     /// metadata only (kernel overlayfs format); off by default, as on the kernel.
     pub metacopy: bool,
-    /// `io_uring=on`: serve through unionrs's own FUSE protocol layer, over io_uring when the
-    /// kernel offers it (FUSE_OVER_IO_URING), else over /dev/fuse; `off`: fuser over
-    /// /dev/fuse. Default: on when the kernel offers io_uring (`enable_uring` is Y).
+    /// `io_uring=on` (the default): FUSE over io_uring when the kernel offers it at INIT
+    /// (FUSE_OVER_IO_URING), else /dev/fuse; `off`: always /dev/fuse.
     pub io_uring: Option<bool>,
     pub context: Option<String>,
     pub fsname: Option<String>,

@@ -29,13 +29,6 @@ const OP_IN: usize = 128;
 const ENT_IN_OUT: usize = 256;
 const HEADER_LEN: usize = 288;
 
-/// Whether the kernel will offer FUSE_OVER_IO_URING at INIT: built with
-/// CONFIG_FUSE_IO_URING and turned on by root (`enable_uring`).
-pub fn kernel_offers() -> bool {
-    std::fs::read_to_string("/sys/module/fuse/parameters/enable_uring")
-        .is_ok_and(|v| v.trim() == "Y")
-}
-
 /// Size of the per-opcode header (the kernel's in_args[0]) that arrives in `op_in`; the
 /// rest of the request is in the payload buffer.
 fn op_header_len(opcode: u32, setxattr_ext: bool) -> usize {
