@@ -51,6 +51,16 @@ if [ ! -c /dev/fuse ]; then
   modprobe fuse 2>/dev/null || true
   [ -c /dev/fuse ] || log "warning: still no /dev/fuse: mounting (demo, integration tests) will fail"
 fi
+# FUSE over io_uring (kernel 6.14+, CONFIG_FUSE_IO_URING): off until root turns it on; the
+# kernel then offers it at INIT and unionrs uses it (unless -o io_uring=off).
+uring_param=/sys/module/fuse/parameters/enable_uring
+if [ -w "$uring_param" ]; then
+  if [ "$(cat "$uring_param")" != Y ]; then
+    echo Y >"$uring_param" && log "FUSE over io_uring enabled ($uring_param)"
+  fi
+else
+  log "no writable $uring_param (kernel without CONFIG_FUSE_IO_URING, or not root): FUSE over /dev/fuse only"
+fi
 
 # --- 3. Rust toolchain (>= 1.$MIN_RUST_MINOR) -------------------------------------------------
 # A toolchain installed by rustup earlier may not be on PATH (fresh shell, CI).

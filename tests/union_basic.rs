@@ -283,3 +283,47 @@ both!(rmdir_dir_that_only_looks_empty, |fs| {
         Kind::Whiteout
     );
 });
+
+/// `unionrs stats` names the transport the mount really uses: io_uring exactly when the kernel
+/// offers it (enable_uring=Y) and neither `-o io_uring=off` (e.g. from UNIONRS_TEST_MOUNT_OPTS,
+/// as CI runs the suite once per transport) nor UNIONRS_IO_URING=off asks for /dev/fuse; and
+/// the protocol layer: unionrs's own, unless UNIONRS_FUSE_LAYER=fuser (/dev/fuse only).
+#[test]
+fn stats_name_the_transport() {
+    let l = Layers::new(2);
+    write(l.l(2).join("d/f"), "lower");
+    let m = mount(Fs::Unionrs, &l, &[]);
+    assert_eq!(fs::read_to_string(m.mnt.join("d/f")).unwrap(), "lower");
+    let out = std::process::Command::new(unionrs_bin())
+        .arg("stats")
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {key} in `unionrs stats`:\n{text}"))
+            .to_string()
+    };
+    let offered = fs::read_to_string("/sys/module/fuse/parameters/enable_uring")
+        .is_ok_and(|v| v.trim() == "Y");
+    let opts = std::env::var("UNIONRS_TEST_MOUNT_OPTS").unwrap_or_default();
+    let env = std::env::var("UNIONRS_IO_URING").unwrap_or_default();
+    let wanted = if opts.contains("io_uring=") {
+        !opts.contains("io_uring=off")
+    } else {
+        env != "off"
+    };
+    let fuser = std::env::var("UNIONRS_FUSE_LAYER").is_ok_and(|v| v == "fuser");
+    assert_eq!(value("fuse_layer"), if fuser { "fuser" } else { "own" });
+    assert_eq!(
+        value("transport"),
+        if offered && wanted && !fuser {
+            "uring"
+        } else {
+            "dev"
+        }
+    );
+    assert!(value("requests.lookup").parse::<u64>().unwrap() >= 2);
+}

@@ -198,6 +198,7 @@ pub const MOUNT_OPTIONS: &[MountOption] = &[
     opt("redirect_dir", Some("on|off|follow|nofollow"), Ignored, Own, true, IGN_OVL),
     opt("index", Some("on|off"), Ignored, Peer::No, true, IGN_OVL),
     opt("metacopy", Some("on|off"), Acted, Peer::No, true, "metacopy=on: chmod, chown, utimes and xattr changes of a lower regular file copy up its metadata only, in kernel overlayfs' format (`trusted.overlay.metacopy`, or `user.overlay.metacopy` where trusted.* is not permitted); the data is copied up when the file is first opened for writing or truncated (a rename moves the metacopy file with a redirect to its data, as the kernel does). Off by default, as on the kernel. Hard-linked lower files are always copied in full. Metacopy uppers written by the kernel are read either way."),
+    opt("io_uring", Some("on|off"), Acted, Peer::No, false, "on (the default): requests travel over FUSE io_uring queues, one per CPU (kernel 6.14+), whenever the kernel offers them at INIT (root: `echo Y > /sys/module/fuse/parameters/enable_uring`; see FUSE over io_uring above), else over /dev/fuse. off: always /dev/fuse, the classic path. `unionrs stats` shows `transport uring|dev`."),
     opt("xino", Some("on|off|auto"), Ignored, Peer::No, true, IGN_OVL),
     opt("nfs_export", Some("on|off"), Ignored, Peer::No, true, IGN_OVL),
     opt("uuid", Some("on|off|null|auto"), Ignored, Peer::No, true, IGN_OVL),

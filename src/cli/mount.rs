@@ -4,7 +4,7 @@
 use super::options::{MountArgs, parse_mount_argv};
 use super::validate::validate;
 use crate::fuse::adapter::UnionFs;
-use crate::fuse::session::{self, MountSpec};
+use crate::fuse::session::{self, MountSpec, Served};
 use crate::sys::{fs, proc};
 use crate::union::{Union, UnionConfig};
 use std::ffi::OsString;
@@ -122,12 +122,36 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         if o.noatime {
             log::info!("noatime: FUSE passthrough off (backing files would update atimes)");
         }
+        let threads = spec.threads;
+        // -o io_uring=, else UNIONRS_IO_URING=on|off (lets CI run every test that starts a
+        // daemon once per transport), else on: io_uring whenever the kernel offers it.
+        let io_uring = o
+            .io_uring
+            .or_else(|| match std::env::var("UNIONRS_IO_URING").ok()?.as_str() {
+                "on" => Some(true),
+                "off" => Some(false),
+                _ => None,
+            })
+            .unwrap_or(true);
+        // UNIONRS_FUSE_LAYER=fuser: the former protocol layer (fuser 0.18, /dev/fuse only),
+        // kept for comparison until the benchmark on a quiet machine has run.
+        let fuser = std::env::var("UNIONRS_FUSE_LAYER").is_ok_and(|v| v == "fuser");
+        if !fuser {
+            let mut fs = UnionFs::new(union, !o.noacl, passthrough);
+            fs.layer = "own";
+            let report = fs.reporter();
+            let hook = fs.union.listing_hook();
+            return session::mount_own(fs, &spec, io_uring).map(|c| {
+                session::drop_listings_on_change_own(&c, &hook);
+                (Served::Own(c, threads), spec, report)
+            });
+        }
         let fs = UnionFs::new(union, !o.noacl, passthrough);
         let report = fs.reporter();
         let hook = fs.union.listing_hook();
         session::mount(fs, &spec).map(|s| {
             session::drop_listings_on_change(&s, &hook);
-            (s, spec, report)
+            (Served::Fuser(Box::new(s)), spec, report)
         })
     });
     let (session, spec, report) = match result {
@@ -146,7 +170,7 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         let _ = std::fs::File::from(tx).write_all(b"OK");
     }
     let control = crate::fuse::control::start(&spec.mountpoint, report);
-    let served = session::serve(session, spec.mountpoint);
+    let served = session::serve_any(session, spec.mountpoint);
     if let Some(path) = control {
         let _ = std::fs::remove_file(path);
     }

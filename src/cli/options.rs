@@ -82,6 +82,9 @@ pub struct MountOptions {
     /// `metacopy=on`: chmod, chown, utimes and xattr changes of a lower file copy up its
     /// metadata only (kernel overlayfs format); off by default, as on the kernel.
     pub metacopy: bool,
+    /// `io_uring=on` (the default): FUSE over io_uring when the kernel offers it at INIT
+    /// (FUSE_OVER_IO_URING), else /dev/fuse; `off`: always /dev/fuse.
+    pub io_uring: Option<bool>,
     pub context: Option<String>,
     pub fsname: Option<String>,
     pub subtype: Option<String>,
@@ -114,6 +117,7 @@ impl Default for MountOptions {
             fsync: true,
             xattr_permissions: None,
             metacopy: false,
+            io_uring: None,
             context: None,
             fsname: None,
             subtype: None,
@@ -345,6 +349,18 @@ impl OptionParser {
                         )));
                     }
                 }
+            }
+            "io_uring" => {
+                o.io_uring = Some(match val()? {
+                    b"on" => true,
+                    b"off" => false,
+                    _ => {
+                        return Err(OptionError::new(format!(
+                            "bad {}: use io_uring=on or io_uring=off",
+                            shown()
+                        )));
+                    }
+                })
             }
             "context" => o.context = Some(unquote(string_value(val()?))),
             "fsname" => o.fsname = Some(string_value(val()?)),
@@ -632,6 +648,8 @@ mod tests {
         ("fsync=1", "-o fsync=1,lowerdir=l,upperdir=u,workdir=w /mnt", |_| {}),
         ("metacopy=on", "-o metacopy=on,lowerdir=l,upperdir=u,workdir=w /mnt", |a| a.opts.metacopy = true),
         ("later metacopy=off wins", "-o metacopy=on,metacopy=off,lowerdir=l,upperdir=u,workdir=w /mnt", |_| {}),
+        ("io_uring=on", "-o io_uring=on,lowerdir=l,upperdir=u,workdir=w /mnt", |a| a.opts.io_uring = Some(true)),
+        ("io_uring=off", "-o io_uring=off,lowerdir=l,upperdir=u,workdir=w /mnt", |a| a.opts.io_uring = Some(false)),
         ("id mappings, repeats add", "-o uidmapping=0:1000:1:1:100000:65536,gidmapping=0:1000:1,gidmapping=5:6:7,lowerdir=l,upperdir=u,workdir=w /mnt", |a| {
             a.opts.uid_mappings = vec![map(0, 1000, 1), map(1, 100000, 65536)];
             a.opts.gid_mappings = vec![map(0, 1000, 1), map(5, 6, 7)];
@@ -695,6 +713,7 @@ mod tests {
         ("number too big", "-o lowerdir=l,squash_to_gid=4294967296 /mnt", "bad number in squash_to_gid="),
         ("bad fsync", "-o lowerdir=l,fsync=yes /mnt", "bad fsync=yes: use fsync=0 or fsync=1"),
         ("bad metacopy", "-o lowerdir=l,metacopy=yes /mnt", "bad metacopy=yes: use metacopy=on or metacopy=off"),
+        ("bad io_uring", "-o lowerdir=l,io_uring=yes /mnt", "bad io_uring=yes: use io_uring=on or io_uring=off"),
         ("bad xattr_permissions", "-o lowerdir=l,xattr_permissions=3 /mnt", "bad xattr_permissions=3"),
         ("flag with value", "-o lowerdir=l,ro=1 /mnt", "mount option \"ro\" takes no value"),
         ("ignored flag with value", "-o lowerdir=l,kernel_cache=1 /mnt", "\"kernel_cache\" takes no value"),

@@ -1,16 +1,17 @@
-//! The fuser::Filesystem adapter: converts arguments, calls the union core, replies in one
-//! place. No union semantics live here.
+//! The fuser transport: `UnionFs` (the state every transport shares) and the
+//! fuser::Filesystem shim, which converts fuser's arguments, calls one operation of `ops.rs`
+//! and replies. No union semantics live here.
 
-use super::control::{Op, Requests};
-use super::passthrough::{BackingKind, Candidate, Decision, Passthrough};
+use super::control::Requests;
+use super::ops::{EntryOut, Opened, TTL, XattrOut};
+use super::passthrough::Passthrough;
 use crate::union::attr::SetAttr;
-use crate::union::layer::UPPER;
 use crate::union::{Ctx, Errno as UErrno, Stat, TimeSpec, Union};
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -18,39 +19,44 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How long the kernel may trust entries, attributes and negative entries. Every change to
-/// the union goes through this daemon (lowers are immutable while mounted, and the upper may
-/// only be changed through the mount, as with kernel overlayfs), and the kernel updates its
-/// caches from our replies, so nothing it caches goes stale behind its back.
-const TTL: Duration = Duration::from_secs(86400);
-
-pub struct UnionFs {
+/// The state every transport shares. `B` is the transport's registered backing file (closed
+/// when the last handle holding it goes).
+pub struct UnionFs<B = BackingId> {
     pub union: Union,
     /// Requests by kind, for `unionrs stats`.
     pub requests: Arc<Requests>,
     /// Let the kernel enforce POSIX ACLs (off with `noacl`).
     pub acl: bool,
-    pub passthrough: Passthrough,
+    pub passthrough: Passthrough<B>,
+    /// Which transport carries requests, for `unionrs stats` (`dev` or `uring`).
+    pub transport: Arc<parking_lot::Mutex<&'static str>>,
+    /// Which protocol layer decodes them (`fuser` or `own`).
+    pub layer: &'static str,
 }
 
-impl UnionFs {
-    pub fn new(union: Union, acl: bool, passthrough: bool) -> UnionFs {
+impl<B> UnionFs<B> {
+    pub fn new(union: Union, acl: bool, passthrough: bool) -> UnionFs<B> {
         UnionFs {
             union,
             requests: Arc::new(Requests::default()),
             acl,
             passthrough: Passthrough::new(passthrough),
+            transport: Arc::new(parking_lot::Mutex::new("dev")),
+            layer: "fuser",
         }
     }
 
     /// The `key value` report of `unionrs stats` (everything it reads is shared and atomic).
-    pub fn reporter(&self) -> impl Fn() -> String + Send + use<> {
+    pub fn reporter(&self) -> Box<dyn Fn() -> String + Send> {
         let (requests, source) = (self.requests.clone(), self.union.stats_source());
         let passthrough = self.passthrough.state();
-        move || {
+        let (transport, layer) = (self.transport.clone(), self.layer);
+        Box::new(move || {
             use std::sync::atomic::Ordering::Relaxed;
             let mut out = format!(
-                "passthrough {}\ncached_inodes {}\ncopy_ups {}\nmetacopy_ups {}\ncopy_up_bytes {}\ndisk_fsyncs {}\ninode_moves {}\nrss_bytes {}\n",
+                "transport {}\nfuse_layer {}\npassthrough {}\ncached_inodes {}\ncopy_ups {}\nmetacopy_ups {}\ncopy_up_bytes {}\ndisk_fsyncs {}\ninode_moves {}\nrss_bytes {}\n",
+                *transport.lock(),
+                layer,
                 if passthrough.load(Relaxed) {
                     "on"
                 } else {
@@ -66,65 +72,11 @@ impl UnionFs {
             );
             requests.report(&mut out);
             out
-        }
-    }
-
-    /// How to answer an open of `ino` with handle `fh`: passthrough when the kernel allows.
-    fn open_mode(
-        &self,
-        ino: u64,
-        fh: u64,
-        flags: i32,
-        make: impl FnOnce(&std::os::fd::OwnedFd) -> std::io::Result<fuser::BackingId>,
-    ) -> Decision {
-        let wants_write = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        let candidate = match self.union.backing_fd(fh) {
-            // A lower file's backing is read-only: a later open that needs the upper copy
-            // moves the object to a new inode (passthrough.rs, `Decision::Stale`).
-            Ok((fd, layer, writable)) => Candidate {
-                kind: BackingKind { layer, writable },
-                make: Some(move || make(&fd)),
-            },
-            // Only an upper handle that cannot be reopened read-write fails: it may still
-            // share a backing the inode has.
-            Err(_) => Candidate {
-                kind: BackingKind {
-                    layer: UPPER,
-                    writable: false,
-                },
-                make: None,
-            },
-        };
-        self.passthrough.decide(ino, fh, wants_write, candidate)
-    }
-
-    /// Drops a handle whose open the kernel would refuse in every form (`Decision::Busy`).
-    fn refuse_open(&self, fh: u64) -> Errno {
-        self.passthrough.release(fh);
-        self.union.release(fh);
-        Errno::EBUSY
-    }
-
-    /// Drops a handle that needs the upper copy of an inode whose backing is the lower file
-    /// (`Decision::Stale`): the object moves to a new node id, and ESTALE makes the kernel
-    /// look the path up again (LOOKUP_REVAL) and open the new inode. An open that cannot be
-    /// walked again (a /proc/PID/fd link) gets the ESTALE.
-    fn stale_open(&self, ino: u64, fh: u64) -> Errno {
-        self.passthrough.release(fh);
-        self.union.release(fh);
-        match self.union.move_to_new_id(ino) {
-            Ok(()) => Errno::ESTALE,
-            Err(e) => err(e),
-        }
+        })
     }
 }
 
 fn err(e: UErrno) -> Errno {
-    // EIO from the daemon is always a bug or a failing disk: leave a trace, so an EIO a user
-    // sees can be told apart from one the kernel made (e.g. an open reply it refused).
-    if e == UErrno::EIO {
-        log::warn!("answering EIO");
-    }
     Errno::from_i32(e.0)
 }
 
@@ -158,12 +110,12 @@ fn file_type(mode: u32) -> FileType {
 }
 
 /// The kernel's 32-bit device encoding (new_encode_dev) of a glibc dev_t.
-fn encode_dev(dev: u64) -> u32 {
+pub(crate) fn encode_dev(dev: u64) -> u32 {
     let (major, minor) = (crate::sys::fs::major(dev), crate::sys::fs::minor(dev));
     (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
 }
 
-fn decode_dev(dev: u32) -> u64 {
+pub(crate) fn decode_dev(dev: u32) -> u64 {
     let major = (dev & 0xfff00) >> 8;
     let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
     crate::sys::fs::makedev(major, minor)
@@ -207,13 +159,13 @@ fn timespec(t: Option<TimeOrNow>) -> Option<TimeSpec> {
     })
 }
 
-fn zeroed_stat() -> Stat {
-    crate::sys::fs::empty_stat()
-}
-
-fn reply_entry(u: &Union, reply: ReplyEntry, r: Result<Stat, UErrno>) {
+fn reply_entry(reply: ReplyEntry, r: Result<EntryOut, UErrno>) {
     match r {
-        Ok(st) => reply.entry(&TTL, &to_attr(&st), Generation(u.generation(st.st_ino))),
+        Ok(e) => {
+            let mut attr = to_attr(&e.st);
+            attr.ino = INodeNo(e.ino());
+            reply.entry(&e.ttl, &attr, Generation(e.generation))
+        }
         Err(e) => reply.error(err(e)),
     }
 }
@@ -225,16 +177,20 @@ fn reply_empty(reply: ReplyEmpty, r: Result<(), UErrno>) {
     }
 }
 
-fn reply_xattr(reply: ReplyXattr, size: u32, r: Result<Vec<u8>, UErrno>) {
+fn reply_xattr(reply: ReplyXattr, r: Result<XattrOut, UErrno>) {
     match r {
-        Ok(v) if size == 0 => reply.size(v.len() as u32),
-        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
-        Ok(v) => reply.data(&v),
+        Ok(XattrOut::Size(n)) => reply.size(n),
+        Ok(XattrOut::Data(v)) => reply.data(&v),
         Err(e) => reply.error(err(e)),
     }
 }
 
-impl Filesystem for UnionFs {
+fn fopen(o: &Opened<BackingId>) -> FopenFlags {
+    // The passthrough flag is fuser's to add, with the backing id.
+    FopenFlags::from_bits_retain(o.flags & !super::ops::FOPEN_PASSTHROUGH)
+}
+
+impl Filesystem for UnionFs<BackingId> {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let mut want = InitFlags::FUSE_ATOMIC_O_TRUNC
             | InitFlags::FUSE_PARALLEL_DIROPS
@@ -268,26 +224,15 @@ impl Filesystem for UnionFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.requests.count(Op::Lookup);
-        match self.union.lookup(parent.0, name.as_bytes()) {
-            // A negative entry (node id 0) lets the kernel remember the miss.
-            Err(e) if e == UErrno::ENOENT => {
-                let mut attr = to_attr(&zeroed_stat());
-                attr.ino = INodeNo(0);
-                reply.entry(&TTL, &attr, Generation(0))
-            }
-            r => reply_entry(&self.union, reply, r),
-        }
+        reply_entry(reply, self.op_lookup(parent.0, name.as_bytes()));
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.requests.count(Op::Forget);
-        self.union.forget(ino.0, nlookup);
+        self.op_forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.requests.count(Op::Getattr);
-        match self.union.getattr(ino.0, fh.map(|f| f.0)) {
+        match self.op_getattr(ino.0, fh.map(|f| f.0)) {
             Ok(st) => reply.attr(&TTL, &to_attr(&st)),
             Err(e) => reply.error(err(e)),
         }
@@ -311,7 +256,6 @@ impl Filesystem for UnionFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.requests.count(Op::Setattr);
         let a = SetAttr {
             mode,
             uid,
@@ -320,15 +264,14 @@ impl Filesystem for UnionFs {
             atime: timespec(atime),
             mtime: timespec(mtime),
         };
-        match self.union.setattr(&ctx(req, 0), ino.0, fh.map(|f| f.0), a) {
+        match self.op_setattr(&ctx(req, 0), ino.0, fh.map(|f| f.0), a) {
             Ok(st) => reply.attr(&TTL, &to_attr(&st)),
             Err(e) => reply.error(err(e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.requests.count(Op::Readlink);
-        match self.union.readlink(ino.0) {
+        match self.op_readlink(ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(err(e)),
         }
@@ -344,15 +287,14 @@ impl Filesystem for UnionFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.requests.count(Op::Mknod);
-        let r = self.union.mknod(
+        let r = self.op_mknod(
             &ctx(req, umask),
             parent.0,
             name.as_bytes(),
             mode,
             decode_dev(rdev),
         );
-        reply_entry(&self.union, reply, r);
+        reply_entry(reply, r);
     }
 
     fn mkdir(
@@ -364,23 +306,16 @@ impl Filesystem for UnionFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        self.requests.count(Op::Mkdir);
-        reply_entry(
-            &self.union,
-            reply,
-            self.union
-                .mkdir(&ctx(req, umask), parent.0, name.as_bytes(), mode),
-        );
+        let r = self.op_mkdir(&ctx(req, umask), parent.0, name.as_bytes(), mode);
+        reply_entry(reply, r);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.requests.count(Op::Unlink);
-        reply_empty(reply, self.union.unlink(parent.0, name.as_bytes()));
+        reply_empty(reply, self.op_unlink(parent.0, name.as_bytes()));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.requests.count(Op::Rmdir);
-        reply_empty(reply, self.union.rmdir(parent.0, name.as_bytes()));
+        reply_empty(reply, self.op_rmdir(parent.0, name.as_bytes()));
     }
 
     fn symlink(
@@ -391,14 +326,13 @@ impl Filesystem for UnionFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.requests.count(Op::Symlink);
-        let r = self.union.symlink(
+        let r = self.op_symlink(
             &ctx(req, 0),
             parent.0,
             link_name.as_bytes(),
             target.as_os_str().as_bytes(),
         );
-        reply_entry(&self.union, reply, r);
+        reply_entry(reply, r);
     }
 
     fn rename(
@@ -411,8 +345,7 @@ impl Filesystem for UnionFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Op::Rename);
-        let r = self.union.rename(
+        let r = self.op_rename(
             parent.0,
             name.as_bytes(),
             newparent.0,
@@ -430,29 +363,16 @@ impl Filesystem for UnionFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.requests.count(Op::Link);
-        reply_entry(
-            &self.union,
-            reply,
-            self.union.link(ino.0, newparent.0, newname.as_bytes()),
-        );
+        reply_entry(reply, self.op_link(ino.0, newparent.0, newname.as_bytes()));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.requests.count(Op::Open);
-        let o = match self.union.open(ino.0, flags.0) {
-            Ok(o) => o,
-            Err(e) => return reply.error(err(e)),
-        };
-        let fh = FileHandle(o);
-        // Page cache stays valid across opens: only this daemon changes file data.
-        let keep = FopenFlags::FOPEN_KEEP_CACHE;
-        match self.open_mode(ino.0, o, flags.0, |fd| reply.open_backing(fd)) {
-            Decision::Passthrough(b) => reply.opened_passthrough(fh, FopenFlags::empty(), &b),
-            Decision::DirectIo => reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
-            Decision::Cached => reply.opened(fh, keep),
-            Decision::Stale => reply.error(self.stale_open(ino.0, o)),
-            Decision::Busy => reply.error(self.refuse_open(o)),
+        match self.op_open(ino.0, flags.0, |fd| reply.open_backing(fd)) {
+            Ok(o) => match &o.backing {
+                Some(b) => reply.opened_passthrough(FileHandle(o.fh), fopen(&o), b),
+                None => reply.opened(FileHandle(o.fh), fopen(&o)),
+            },
+            Err(e) => reply.error(err(e)),
         }
     }
 
@@ -467,8 +387,7 @@ impl Filesystem for UnionFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.requests.count(Op::Read);
-        match self.union.read(fh.0, offset, size) {
+        match self.op_read(fh.0, offset, size) {
             Ok(d) => reply.data(&d),
             Err(e) => reply.error(err(e)),
         }
@@ -486,8 +405,7 @@ impl Filesystem for UnionFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.requests.count(Op::Write);
-        match self.union.write(fh.0, offset, data) {
+        match self.op_write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(err(e)),
         }
@@ -501,10 +419,7 @@ impl Filesystem for UnionFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Op::Other);
-        // Nothing to do on close (data goes straight to the layer file and POSIX locks are
-        // the kernel's): ENOSYS tells the kernel to stop sending FLUSH at all.
-        reply.error(Errno::ENOSYS);
+        reply_empty(reply, self.op_flush());
     }
 
     fn release(
@@ -517,9 +432,7 @@ impl Filesystem for UnionFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Op::Release);
-        self.passthrough.release(fh.0);
-        self.union.release(fh.0);
+        self.op_release(fh.0);
         reply.ok();
     }
 
@@ -531,19 +444,14 @@ impl Filesystem for UnionFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Op::Fsync);
-        reply_empty(reply, self.union.fsync(fh.0, datasync));
+        reply_empty(reply, self.op_fsync(fh.0, datasync));
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.requests.count(Op::Opendir);
-        // ENOSYS: from then on the kernel opens and closes directories without asking (two
-        // round trips less per directory walked) and keeps their listings cached across
-        // opens (FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE, its default without OPENDIR), starting
-        // a cache again when it sees the directory changed. Listings are served per
-        // directory, never older than its last change (union::readdir), and a change to a
-        // directory that was listed drops the kernel's cache (session::drop_listings_on_change).
-        reply.error(Errno::ENOSYS);
+        match self.op_opendir() {
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Err(e) => reply.error(err(e)),
+        }
     }
 
     fn readdir(
@@ -554,26 +462,20 @@ impl Filesystem for UnionFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.requests.count(Op::Readdir);
-        let (entries, start) = match self.union.readdir_from(ino.0, offset) {
-            Ok(r) => r,
-            Err(e) => return reply.error(err(e)),
-        };
-        for e in &entries[start..] {
-            if reply.add(
-                INodeNo(e.ino),
-                e.cookie,
-                file_type(e.kind),
-                OsStr::from_bytes(&e.name),
-            ) {
-                break;
-            }
+        let r = self.op_readdir(ino.0, offset, |ino, cookie, kind, name| {
+            reply.add(
+                INodeNo(ino),
+                cookie,
+                file_type(kind),
+                OsStr::from_bytes(name),
+            )
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
         }
-        reply.ok();
     }
 
-    /// Entries with their attributes: saves the kernel one lookup round trip per name. Each
-    /// entry but `.` and `..` counts as a kernel lookup of that node.
     fn readdirplus(
         &self,
         _req: &Request,
@@ -582,54 +484,20 @@ impl Filesystem for UnionFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.requests.count(Op::Readdirplus);
-        let (entries, start) = match self.union.readdir_from(ino.0, offset) {
-            Ok(r) => r,
-            Err(e) => return reply.error(err(e)),
-        };
-        // One directory context for the whole batch: each entry then costs its own stat only.
-        let scope = match self.union.lookup_scope(ino.0) {
-            Ok(s) => s,
-            Err(e) => return reply.error(err(e)),
-        };
-        for e in &entries[start..] {
-            let name = OsStr::from_bytes(&e.name);
-            let next = e.cookie;
-            if e.name == b"." || e.name == b".." {
-                let mut attr = to_attr(&zeroed_stat());
-                attr.ino = INodeNo(e.ino);
-                attr.kind = FileType::Directory;
-                if reply.add(
-                    INodeNo(e.ino),
-                    next,
-                    name,
-                    &Duration::ZERO,
-                    &attr,
-                    Generation(0),
-                ) {
-                    break;
-                }
-                continue;
-            }
-            let st = match self.union.lookup_in(&scope, &e.name) {
-                Ok(st) => st,
-                // Gone since the listing was taken: leave it out.
-                Err(_) => continue,
-            };
-            if reply.add(
-                INodeNo(st.st_ino),
-                next,
-                name,
-                &TTL,
-                &to_attr(&st),
-                Generation(self.union.generation(st.st_ino)),
-            ) {
-                // Did not fit: the kernel will ask again, so this lookup does not count.
-                self.union.forget(st.st_ino, 1);
-                break;
-            }
+        let r = self.op_readdirplus(ino.0, offset, |cookie, name, e| {
+            reply.add(
+                INodeNo(e.ino()),
+                cookie,
+                OsStr::from_bytes(name),
+                &e.ttl,
+                &to_attr(&e.st),
+                Generation(e.generation),
+            )
+        });
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
         }
-        reply.ok();
     }
 
     fn fsyncdir(
@@ -640,13 +508,11 @@ impl Filesystem for UnionFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Op::Other);
-        reply_empty(reply, self.union.fsyncdir(ino.0));
+        reply_empty(reply, self.op_fsyncdir(ino.0));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.requests.count(Op::Statfs);
-        match self.union.statfs() {
+        match self.op_statfs() {
             Ok(s) => reply.statfs(
                 s.f_blocks,
                 s.f_bfree,
@@ -671,31 +537,26 @@ impl Filesystem for UnionFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Op::Setxattr);
         reply_empty(
             reply,
-            self.union.setxattr(ino.0, name.as_bytes(), value, flags),
+            self.op_setxattr(ino.0, name.as_bytes(), value, flags),
         );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.requests.count(Op::Getxattr);
-        reply_xattr(reply, size, self.union.getxattr(ino.0, name.as_bytes()));
+        reply_xattr(reply, self.op_getxattr(ino.0, name.as_bytes(), size));
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.requests.count(Op::Listxattr);
-        reply_xattr(reply, size, self.union.listxattr(ino.0));
+        reply_xattr(reply, self.op_listxattr(ino.0, size));
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.requests.count(Op::Removexattr);
-        reply_empty(reply, self.union.removexattr(ino.0, name.as_bytes()));
+        reply_empty(reply, self.op_removexattr(ino.0, name.as_bytes()));
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        self.requests.count(Op::Access);
-        reply_empty(reply, self.union.access(&ctx(req, 0), ino.0, mask.bits()));
+        reply_empty(reply, self.op_access(&ctx(req, 0), ino.0, mask.bits()));
     }
 
     fn create(
@@ -708,23 +569,20 @@ impl Filesystem for UnionFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.requests.count(Op::Create);
-        match self
-            .union
-            .create(&ctx(req, umask), parent.0, name.as_bytes(), mode, flags)
-        {
-            Ok((st, fh)) => {
-                let attr = to_attr(&st);
-                let (g, h) = (Generation(self.union.generation(st.st_ino)), FileHandle(fh));
-                match self.open_mode(st.st_ino, fh, flags, |fd| reply.open_backing(fd)) {
-                    Decision::Passthrough(b) => {
-                        reply.created_passthrough(&TTL, &attr, g, h, FopenFlags::empty(), &b)
-                    }
-                    Decision::DirectIo => {
-                        reply.created(&TTL, &attr, g, h, FopenFlags::FOPEN_DIRECT_IO)
-                    }
-                    Decision::Cached => reply.created(&TTL, &attr, g, h, FopenFlags::empty()),
-                    Decision::Busy | Decision::Stale => reply.error(self.refuse_open(fh)),
+        let r = self.op_create(
+            &ctx(req, umask),
+            parent.0,
+            name.as_bytes(),
+            mode,
+            flags,
+            |fd| reply.open_backing(fd),
+        );
+        match r {
+            Ok((e, o)) => {
+                let (attr, g, h) = (to_attr(&e.st), Generation(e.generation), FileHandle(o.fh));
+                match &o.backing {
+                    Some(b) => reply.created_passthrough(&e.ttl, &attr, g, h, fopen(&o), b),
+                    None => reply.created(&e.ttl, &attr, g, h, fopen(&o)),
                 }
             }
             Err(e) => reply.error(err(e)),
@@ -742,8 +600,10 @@ impl Filesystem for UnionFs {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        self.requests.count(Op::Other);
-        reply.error(Errno::ENOTTY);
+        match self.op_ioctl() {
+            Ok(()) => reply.ioctl(0, &[]),
+            Err(e) => reply.error(err(e)),
+        }
     }
 
     fn fallocate(
@@ -756,8 +616,7 @@ impl Filesystem for UnionFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.requests.count(Op::Fallocate);
-        reply_empty(reply, self.union.fallocate(fh.0, mode, offset, length));
+        reply_empty(reply, self.op_fallocate(fh.0, offset, length, mode));
     }
 
     fn lseek(
@@ -769,8 +628,7 @@ impl Filesystem for UnionFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        self.requests.count(Op::Lseek);
-        match self.union.lseek(fh.0, offset, whence) {
+        match self.op_lseek(fh.0, offset, whence) {
             Ok(o) => reply.offset(o),
             Err(e) => reply.error(err(e)),
         }

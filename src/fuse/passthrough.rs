@@ -20,12 +20,11 @@
 //! old inode and its lower backing. An upper open of an inode with cached opens is cached.
 //!
 //! Ownership, as in fuser's example: each open handle holds a strong reference on its
-//! `BackingId`; the per-inode table holds only a weak one, so the kernel's backing file goes
+//! backing id (`B`: whatever the transport registered, closing it on drop); the per-inode table holds only a weak one, so the kernel's backing file goes
 //! away with the last handle.
 
 use crate::union::layer::UPPER;
 use dashmap::DashMap;
-use fuser::BackingId;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -40,26 +39,28 @@ pub struct BackingKind {
 }
 
 /// What the kernel's inode was told, as far as the open files go.
-enum Mode {
+enum Mode<B> {
     Passthrough {
-        backing: Weak<BackingId>,
+        backing: Weak<B>,
         kind: BackingKind,
     },
     /// Cached or direct I/O opens still open (a shared mmap of a direct I/O file puts the
     /// inode in cached mode, so both count).
-    Cached { opens: u64 },
+    Cached {
+        opens: u64,
+    },
 }
 
 /// What one open handle was answered.
-enum HandleMode {
-    Passthrough(Arc<BackingId>),
+enum HandleMode<B> {
+    Passthrough(Arc<B>),
     Cached,
 }
 
 /// How an open is to be answered.
-pub enum Decision {
+pub enum Decision<B> {
     /// Use this backing (already registered or freshly made).
-    Passthrough(Arc<BackingId>),
+    Passthrough(Arc<B>),
     /// No backing could be made: direct I/O through the daemon.
     DirectIo,
     /// Ordinary cached I/O through the daemon (page cache kept across opens).
@@ -79,16 +80,16 @@ pub struct Candidate<F> {
     pub make: Option<F>,
 }
 
-pub struct Passthrough {
+pub struct Passthrough<B> {
     enabled: Arc<AtomicBool>,
-    by_inode: DashMap<u64, Mode>,
-    by_handle: DashMap<u64, (u64, HandleMode)>,
+    by_inode: DashMap<u64, Mode<B>>,
+    by_handle: DashMap<u64, (u64, HandleMode<B>)>,
     /// Serialises decisions and releases, so an inode's mode changes in one place at a time.
     lock: Mutex<()>,
 }
 
-impl Passthrough {
-    pub fn new(enabled: bool) -> Passthrough {
+impl<B> Passthrough<B> {
+    pub fn new(enabled: bool) -> Passthrough<B> {
         Passthrough {
             enabled: Arc::new(AtomicBool::new(enabled)),
             by_inode: DashMap::new(),
@@ -116,8 +117,8 @@ impl Passthrough {
         ino: u64,
         fh: u64,
         wants_write: bool,
-        candidate: Candidate<impl FnOnce() -> std::io::Result<BackingId>>,
-    ) -> Decision {
+        candidate: Candidate<impl FnOnce() -> std::io::Result<B>>,
+    ) -> Decision<B> {
         let _g = self.lock.lock();
         // An inode already in passthrough mode must stay so (the kernel refuses every other
         // open of it), even after passthrough was turned off for new inodes.
@@ -187,7 +188,7 @@ impl Passthrough {
         }
     }
 
-    fn cached(&self, ino: u64, fh: u64) -> Decision {
+    fn cached(&self, ino: u64, fh: u64) -> Decision<B> {
         self.count_cached(ino, fh);
         Decision::Cached
     }

@@ -3,6 +3,7 @@
 //! unmount on SIGTERM/SIGINT/SIGHUP.
 
 use super::adapter::UnionFs;
+use super::conn::Conn;
 use crate::sys::{fs, proc};
 use fuser::{Config, Session, SessionACL};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -41,16 +42,47 @@ pub fn mount(fs: UnionFs, spec: &MountSpec) -> Result<Session<UnionFs>, String> 
     config.n_threads = Some(spec.threads.max(1));
     // One /dev/fuse fd per worker thread: no contention on a single read queue.
     config.clone_fd = true;
-    let dev = match mount_direct(spec) {
-        Ok(Some(dev)) => dev,
-        Ok(None) => fusermount(spec)?,
-        Err(e) => return Err(e),
-    };
+    let dev = mount_dev(spec)?;
     let mnt = spec.mountpoint.as_os_str().as_bytes();
     Session::from_fd(fs, dev, acl, config).map_err(|e| {
         let _ = proc::umount(mnt, true);
         format!("FUSE handshake failed: {e}")
     })
+}
+
+/// Mounts /dev/fuse at the mountpoint (mount(2), else fusermount3) and returns the
+/// connection's fd; nothing is served yet.
+pub fn mount_dev(spec: &MountSpec) -> Result<OwnedFd, String> {
+    match mount_direct(spec) {
+        Ok(Some(dev)) => Ok(dev),
+        Ok(None) => fusermount(spec),
+        Err(e) => Err(e),
+    }
+}
+
+/// Mounts the filesystem served by unionrs's own protocol layer and completes the INIT
+/// handshake; requests are not served yet (`serve_own`).
+pub fn mount_own(
+    fs: UnionFs<crate::sys::fuse_dev::Backing>,
+    spec: &MountSpec,
+    want_uring: bool,
+) -> Result<std::sync::Arc<Conn>, String> {
+    let dev = std::sync::Arc::new(mount_dev(spec)?);
+    let conn = std::sync::Arc::new(Conn::new(fs, dev, want_uring));
+    match super::devloop::handshake(&conn) {
+        Ok(n) => {
+            log::info!(
+                "FUSE 7.{} via unionrs's own layer, flags {:#x}",
+                n.minor,
+                n.flags
+            );
+            Ok(conn)
+        }
+        Err(e) => {
+            let _ = proc::umount(spec.mountpoint.as_os_str().as_bytes(), true);
+            Err(e)
+        }
+    }
 }
 
 /// mount(2) of /dev/fuse as `fuse.unionrs`; Ok(None) when not permitted.
@@ -164,8 +196,54 @@ pub fn drop_listings_on_change(session: &Session<UnionFs>, hook: &crate::union::
     }));
 }
 
+/// The same, for a connection of unionrs's own layer.
+pub fn drop_listings_on_change_own(conn: &std::sync::Arc<Conn>, hook: &crate::union::ListingHook) {
+    let conn = std::sync::Arc::downgrade(conn);
+    let _ = hook.set(Box::new(move |ino| {
+        if let Some(c) = conn.upgrade()
+            && let Err(e) = c.inval_inode(ino)
+        {
+            log::debug!("dropping the kernel's listing of {ino}: {e}");
+        }
+    }));
+}
+
 /// Serves requests until the filesystem is unmounted; a termination signal unmounts it.
 pub fn serve(session: Session<UnionFs>, mountpoint: PathBuf) -> Result<(), String> {
+    unmount_on_signal(mountpoint)?;
+    session
+        .run()
+        .map_err(|e| format!("FUSE session ended: {e}"))
+}
+
+/// Serves a connection of unionrs's own layer until unmounted; a termination signal
+/// unmounts it.
+pub fn serve_own(
+    conn: std::sync::Arc<Conn>,
+    mountpoint: PathBuf,
+    threads: usize,
+) -> Result<(), String> {
+    unmount_on_signal(mountpoint)?;
+    super::devloop::serve(conn, threads)
+}
+
+/// A mounted session, by protocol layer.
+pub enum Served {
+    Fuser(Box<Session<UnionFs>>),
+    /// The connection and the number of /dev/fuse threads.
+    Own(std::sync::Arc<Conn>, usize),
+}
+
+/// Serves whichever session was mounted until it is unmounted.
+pub fn serve_any(served: Served, mountpoint: PathBuf) -> Result<(), String> {
+    match served {
+        Served::Fuser(s) => serve(*s, mountpoint),
+        Served::Own(c, threads) => serve_own(c, mountpoint, threads),
+    }
+}
+
+/// A thread that waits for SIGTERM/SIGINT/SIGHUP and unmounts.
+fn unmount_on_signal(mountpoint: PathBuf) -> Result<(), String> {
     let mnt = mountpoint.as_os_str().as_bytes().to_vec();
     std::thread::Builder::new()
         .name("unionrs-signals".into())
@@ -183,7 +261,5 @@ pub fn serve(session: Session<UnionFs>, mountpoint: PathBuf) -> Result<(), Strin
             }
         })
         .map_err(|e| e.to_string())?;
-    session
-        .run()
-        .map_err(|e| format!("FUSE session ended: {e}"))
+    Ok(())
 }

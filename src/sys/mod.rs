@@ -5,8 +5,10 @@
 //! Errors are plain errno values so the union core can hand them to the kernel as is.
 
 pub mod fs;
+pub mod fuse_dev;
 pub mod io;
 pub mod proc;
+pub mod uring;
 pub mod xattr;
 
 use std::ffi::{CStr, CString};

@@ -319,6 +319,14 @@ pub fn mount_at(fs: Fs, l: &Layers, mnt: &Path, opts: &[&str]) -> MountGuard {
         o += ",";
         o += x;
     }
+    // CI runs the suite once per transport: e.g. UNIONRS_TEST_MOUNT_OPTS=io_uring=on.
+    if fs == Fs::Unionrs
+        && let Ok(more) = std::env::var("UNIONRS_TEST_MOUNT_OPTS")
+        && !more.is_empty()
+    {
+        o += ",";
+        o += &more;
+    }
     let log = l
         .dir
         .path()
