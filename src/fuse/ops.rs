@@ -84,12 +84,22 @@ fn xattr_out(size: u32, r: OpResult<Vec<u8>>) -> OpResult<XattrOut> {
 
 impl<B> UnionFs<B> {
     fn entry(&self, r: OpResult<Stat>) -> OpResult<EntryOut> {
-        r.map(|st| EntryOut {
+        r.map(|st| self.entry_of(st)).map_err(err)
+    }
+
+    /// The entry reply for a found object. Names whose walk decides what a copy-up
+    /// materialises (lower hard links) are not cached: the kernel looks them up each time.
+    fn entry_of(&self, st: Stat) -> EntryOut {
+        let ttl = if self.union.name_picks_copy_up(&st) {
+            Duration::ZERO
+        } else {
+            TTL
+        };
+        EntryOut {
             st,
             generation: self.union.generation(st.st_ino),
-            ttl: TTL,
-        })
-        .map_err(err)
+            ttl,
+        }
     }
 
     /// How to answer an open of `ino` with handle `fh`: passthrough when the kernel allows.
@@ -343,11 +353,7 @@ impl<B> UnionFs<B> {
                 // Gone since the listing was taken: leave it out.
                 Err(_) => continue,
             };
-            let entry = EntryOut {
-                st,
-                generation: self.union.generation(st.st_ino),
-                ttl: TTL,
-            };
+            let entry = self.entry_of(st);
             if add(e.cookie, &e.name, &entry) {
                 // Did not fit: the kernel will ask again, so this lookup does not count.
                 self.union.forget(st.st_ino, 1);

@@ -9,6 +9,18 @@ use crate::sys::xattr;
 use std::os::fd::{AsFd, BorrowedFd};
 
 impl Union {
+    /// Whether the kernel should look this object's name up again on every path walk: a
+    /// lower file with several names, not yet copied up, on a writable mount. A FUSE request
+    /// names the node, which all the names share, so a copy-up materialises the name looked
+    /// up last; a fresh lookup before each open or xattr change makes that the name the
+    /// caller walked, the one kernel overlayfs copies up.
+    pub fn name_picks_copy_up(&self, st: &Stat) -> bool {
+        st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && st.st_nlink > 1
+            && !self.read_only()
+            && self.node(st.st_ino).is_ok_and(|n| !n.is_upper())
+    }
+
     /// Whether `st`, found in `layer`, may be an indexed file (then its count is read). An
     /// upper name of one is linked to the index copy too (two links at least); the index
     /// copy alone has one link while every name left is still a lower one.
