@@ -297,23 +297,16 @@ fn many_clients_no_eio_no_leak() {
     let long = std::env::var_os("UNIONRS_LONG").is_some();
     let threads = env_num("UNIONRS_LOAD_THREADS").unwrap_or(if long { 64 } else { 48 }) as usize;
     let secs = env_num("UNIONRS_LOAD_SECS").unwrap_or(if long { 120 } else { 10 });
-    load(threads, secs, false);
+    load(threads, secs);
 }
 
-/// The long load: 64 threads for 120 s, strict (no error the races do not explain, no hung
-/// daemon). It used to hit an ENOENT in a private directory about once in 150 000
+/// Every error the races do not explain fails the run, and so does a daemon that stops
+/// answering. The load used to hit an ENOENT in a private directory about once in 150 000
 /// operations (the node of a file lost when its inode number was just reused: see
-/// tests/robust_nodes.rs; fixed) and EIO from creates in the shared directory (fixed: see
-/// `reused_number_gets_its_own_node_id`).
-#[test]
-#[ignore = "long version (2 minutes): UNIONRS_LONG-sized load, run by hand"]
-fn long_load_private_create_never_enoent() {
-    load(64, 120, true);
-}
-
-/// `strict`: the known ENOENT in private directories fails the run too (otherwise it is
-/// reported: the bounded run must not be made flaky by a bug that has its own test).
-fn load(threads: usize, secs: u64, strict: bool) {
+/// tests/robust_nodes.rs), EIO from creates in the shared directory (see
+/// `reused_number_gets_its_own_node_id`) and a stat_node deadlock (see
+/// robust_nodes::getattr_racing_lookup_never_deadlocks); all fixed.
+fn load(threads: usize, secs: u64) {
     let _s = common::serial();
     let l = Layers::new(1);
     for i in 0..LOWER_FILES {
@@ -368,21 +361,11 @@ fn load(threads: usize, secs: u64, strict: bool) {
         for h in hs {
             let _ = h.join();
         }
-        let msg = format!(
+        panic!(
             "daemon hung: {} of {threads} clients still blocked 30 s after the load \
              ({ops} ops by the others); daemon threads: {states}",
             threads - finished
         );
-        assert!(
-            !strict,
-            "{msg} (the stat_node deadlock, tests/robust_nodes.rs)"
-        );
-        eprintln!(
-            "KNOWN UNIONRS BUG HIT (stat_node read-lock deadlock, ignored test \
-             robust_nodes::getattr_racing_lookup_never_deadlocks): {msg}; no leak numbers \
-             this run"
-        );
-        return;
     }
     for h in hs {
         h.join().unwrap();
@@ -406,14 +389,9 @@ fn load(threads: usize, secs: u64, strict: bool) {
             *errs.entry(*k).or_default() += v;
         }
     }
-    // Known bug (docs/reliability.md): ENOENT for a name in a thread's private dir
-    // (remember/forget race; fixed in tests/robust_nodes.rs, not seen since, still reported
-    // rather than failed here). Any EIO fails the run (the create-shared EIO, an upper inode
-    // number reused before the kernel's FORGET, is fixed: `reused_number_gets_its_own_node_id`).
-    let (known, bad): (Vec<&String>, Vec<&String>) = results
-        .iter()
-        .flat_map(|r| r.2.iter())
-        .partition(|s| s.contains("(os error 2)") && s.contains(" [t"));
+    // Any errno the races do not explain fails the run: an ENOENT in a thread's private dir
+    // (the remember/forget race, tests/robust_nodes.rs) as much as an EIO.
+    let bad: Vec<&String> = results.iter().flat_map(|r| r.2.iter()).collect();
     // The daemon logs every EIO it answers: the rest were made by the kernel.
     let daemon_eio = g.log().matches("answering EIO").count();
     eprintln!(
@@ -425,15 +403,6 @@ fn load(threads: usize, secs: u64, strict: bool) {
         peak.1
     );
     assert!(bad.is_empty(), "unexpected errors: {bad:#?}");
-    if strict {
-        assert!(known.is_empty(), "known bugs hit: {known:#?}");
-    } else if !known.is_empty() {
-        eprintln!(
-            "KNOWN UNIONRS BUG HIT (docs/reliability.md: remember/forget race -> ENOENT) \
-             {} times: {known:#?}",
-            known.len()
-        );
-    }
     let eio = errs.get(&libc::EIO).copied().unwrap_or(0);
     assert!(
         eio == 0,
