@@ -410,7 +410,10 @@ fn race_round(mnt: &Path, r: usize, sh: &Shared) {
 fn hammer() {
     // With UNIONRS_TEST_ONLY=kernel the same hammer runs on kernel overlayfs: a check of the
     // test's own expectations against the reference.
-    let fs_ = if enabled(Fs::Unionrs) {
+    let fs_ = if enabled_or_skip(
+        Fs::Unionrs,
+        "concurrency::hammer on unionrs (runs on the kernel)",
+    ) {
         Fs::Unionrs
     } else {
         Fs::KernelOverlay
@@ -565,7 +568,12 @@ fn hammer() {
 fn listing_cached_by_the_kernel_never_shows_a_removed_name() {
     let _s = serial();
     for fs_ in [Fs::KernelOverlay, Fs::Unionrs] {
-        if !enabled(fs_) {
+        if !enabled_or_skip(
+            fs_,
+            &format!(
+                "concurrency::listing_cached_by_the_kernel_never_shows_a_removed_name on {fs_:?}"
+            ),
+        ) {
             continue;
         }
         let l = Layers::new(1);

@@ -87,12 +87,3 @@ fn random_differential() {
         diffrun::other_fs()
     );
 }
-
-#[test]
-#[ignore = "debug aid: prints the lowers of UNIONRS_DIFF_SEED"]
-fn print_seed_lowers() {
-    let seed = env("UNIONRS_DIFF_SEED", 0);
-    for l in diffrun::describe_seed(seed) {
-        println!("{l:?}");
-    }
-}

@@ -1,9 +1,9 @@
 //! Fixed differential cases found by tests/differential_random.rs where kernel overlayfs
 //! (the reference, DESIGN.md §2) and unionrs differ. Each runs the full comparison of
 //! tests/common/diffrun.rs (errno + observations per step, merged view, upper dir, unionrs
-//! upper under the kernel). Ignored while the unionrs bug is open, so the default run stays
-//! green; run with `--ignored` to see them fail, and with `UNIONRS_TEST_ONLY=kernel` (both
-//! sides the kernel) to check the cases themselves.
+//! upper under the kernel). None is ignored: a case that fails is an open bug and fails the
+//! run. With `UNIONRS_TEST_ONLY=kernel` (both sides the kernel) the cases themselves are
+//! checked.
 //!
 //! `Scan` walks the whole tree (readdir, lstat, read, getxattr) between two steps: several bugs need the
 //! names to be known to the daemon before the step that fails.

@@ -20,13 +20,44 @@ pub enum Fs {
     Unionrs,
 }
 
-/// False when `UNIONRS_TEST_ONLY=kernel` asks to validate the tests against the kernel only.
+/// False when `UNIONRS_TEST_ONLY=kernel` asks to validate the tests against the kernel only
+/// (or `=unionrs` leaves the kernel side out). CI never sets it; scripts/test-only.sh does and
+/// ends with the count of what `skipped` reported.
 pub fn enabled(fs: Fs) -> bool {
     match std::env::var("UNIONRS_TEST_ONLY").as_deref() {
         Ok("kernel") => fs == Fs::KernelOverlay,
         Ok("unionrs") => fs == Fs::Unionrs,
-        _ => true,
+        Ok(other) => panic!("UNIONRS_TEST_ONLY={other}: use kernel or unionrs"),
+        Err(_) => true,
     }
+}
+
+/// Where `skipped` lists what did not run as written (scripts/test-only.sh counts it).
+pub const SKIPPED_LOG: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/unionrs-test-only.skipped");
+
+/// Says loudly that `what` did not run as written because of UNIONRS_TEST_ONLY: a line on
+/// stderr (written directly: the harness keeps eprintln! of a passing test to itself) and
+/// one in `SKIPPED_LOG`.
+pub fn skipped(what: &str) {
+    use std::io::Write;
+    let only = std::env::var("UNIONRS_TEST_ONLY").unwrap_or_default();
+    let line = format!("SKIPPED (UNIONRS_TEST_ONLY={only}): {what}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(SKIPPED_LOG);
+    log.and_then(|mut f| f.write_all(line.as_bytes()))
+        .unwrap_or_else(|e| panic!("{SKIPPED_LOG}: {e}"));
+}
+
+/// `enabled(fs)`, reporting `what` as skipped when it is not.
+pub fn enabled_or_skip(fs: Fs, what: &str) -> bool {
+    let on = enabled(fs);
+    if !on {
+        skipped(what);
+    }
+    on
 }
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -440,14 +471,14 @@ macro_rules! both {
             use super::*;
             #[test]
             fn kernel() {
-                if common::enabled(Fs::KernelOverlay) {
+                if common::enabled_or_skip(Fs::KernelOverlay, concat!(module_path!(), "::kernel")) {
                     let _s = common::serial();
                     ($body)(Fs::KernelOverlay);
                 }
             }
             #[test]
             fn unionrs() {
-                if common::enabled(Fs::Unionrs) {
+                if common::enabled_or_skip(Fs::Unionrs, concat!(module_path!(), "::unionrs")) {
                     let _s = common::serial();
                     ($body)(Fs::Unionrs);
                 }
@@ -462,7 +493,10 @@ macro_rules! unionrs_only {
     ($name:ident, $body:expr) => {
         #[test]
         fn $name() {
-            if common::enabled(Fs::Unionrs) {
+            if common::enabled_or_skip(
+                Fs::Unionrs,
+                concat!(module_path!(), "::", stringify!($name)),
+            ) {
                 let _s = common::serial();
                 ($body)(Fs::Unionrs);
             }
