@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Set up, then run every check CI runs: formatting, clippy, and the test suite.
+# Set up, then run every check CI runs: formatting, clippy, the conformance gate and the test
+# suite in three passes.
 #
-#   bash scripts/test.sh [ARGS...]    (as root, from a clone; ARGS go to cargo test)
+#   bash scripts/test.sh [ARGS...]    (as root, from a clone; ARGS go to each cargo test pass)
 #
 # The integration tests in tests/ really mount through FUSE: they need root, /dev/fuse,
-# fuse3, attr and acl, which setup.sh provides. cargo test runs last, so its summary lines
-# ("test result: ...") are the last lines printed.
+# fuse3, attr and acl, which setup.sh provides. Passes (each --no-fail-fast, so one failing
+# test binary hides no other; a failed pass does not stop the next, the script fails at the
+# end if any did):
+#   1. conformance.sh: pjdfstest and fsx (fsx with passthrough on and off), bounded time-outs;
+#   2. cargo test --profile ci-debug: the whole suite with debug assertions and overflow
+#      checks on (Cargo.toml);
+#   3. UNIONRS_NO_PASSTHROUGH=1: the differential tests again with FUSE passthrough off, so
+#      the daemon's own read/write/mmap path is compared with the kernel too;
+#   4. cargo test --release: the whole suite as shipped. It runs last, so its summary lines
+#      ("test result: ...") are the last lines printed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,9 +37,27 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
-step "conformance: pjdfstest and fsx, unionrs against kernel overlayfs (bounded runs)"
-bash "$ROOT/scripts/conformance.sh"
+# Never set in CI: it would leave the tests of one filesystem out (scripts/test-only.sh).
+unset UNIONRS_TEST_ONLY UNIONRS_NO_PASSTHROUGH
+FAILED=()
 
-step "cargo test --release"
-# Release, so the test binaries share the build setup.sh just made.
-exec cargo test --release "$@"
+step "conformance: pjdfstest and fsx, unionrs against kernel overlayfs (bounded runs)"
+bash "$ROOT/scripts/conformance.sh" || FAILED+=("conformance")
+
+step "cargo test --profile ci-debug --no-fail-fast (debug assertions, overflow checks)"
+cargo test --profile ci-debug --no-fail-fast "$@" || FAILED+=("ci-debug tests")
+
+step "passthrough off: cargo test --release --no-fail-fast --test differential_random --test differential"
+UNIONRS_NO_PASSTHROUGH=1 cargo test --release --no-fail-fast --test differential_random --test differential \
+  || FAILED+=("passthrough-off differential tests")
+
+if [ ${#FAILED[@]} -gt 0 ]; then
+  step "cargo test --release --no-fail-fast (earlier failures: ${FAILED[*]})"
+else
+  step "cargo test --release --no-fail-fast"
+fi
+# Release last, so its summary lines end the output; the exit status covers every pass.
+rc=0
+cargo test --release --no-fail-fast "$@" || rc=$?
+[ ${#FAILED[@]} -eq 0 ] || exit 1
+exit "$rc"

@@ -610,6 +610,9 @@ pub fn run_with(
     );
     let ma = mount(Fs::KernelOverlay, &a, opts);
     let mb = mount(other, &b, opts);
+    if other == Fs::Unionrs {
+        super::check_passthrough_as_asked(&b.mnt);
+    }
     let view_check = |step: &str, relaxed: bool| -> Result<BTreeMap<PathBuf, EntryInfo>, Failure> {
         let mut ta = snap(&a.mnt).map_err(|e| {
             fail(

@@ -306,6 +306,26 @@ pub fn stats_value(mnt: &Path, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in `unionrs stats`:\n{text}"))
 }
 
+/// With `UNIONRS_NO_PASSTHROUGH` set (scripts/test.sh's passthrough-off pass, which the
+/// daemons inherit), checks that the live unionrs mount at `mnt` really serves data itself
+/// (`unionrs stats` says `passthrough off`), so that pass cannot quietly test passthrough again.
+pub fn check_passthrough_as_asked(mnt: &Path) {
+    if std::env::var_os("UNIONRS_NO_PASSTHROUGH").is_none() {
+        return;
+    }
+    let out = Command::new(unionrs_bin())
+        .arg("stats")
+        .arg(mnt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l == "passthrough off"),
+        "UNIONRS_NO_PASSTHROUGH is set but the mount at {} does not say `passthrough off`:\n{text}",
+        mnt.display()
+    );
+}
+
 /// The `-o` option string for a stack: lowerdir, upperdir and workdir.
 pub fn layer_opts(l: &Layers) -> String {
     let lowers: Vec<String> = l.lowers.iter().map(|p| p.display().to_string()).collect();
