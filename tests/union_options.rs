@@ -152,13 +152,17 @@ const SYNC_CALLS: &[&str] = &["fsync", "fdatasync", "syncfs", "sync", "sync_file
 
 impl SyncTrace {
     fn attach(pid: u32, out: std::path::PathBuf) -> SyncTrace {
-        let child = Command::new("strace")
-            .args(["-f", "-e", &format!("trace={}", SYNC_CALLS.join(",")), "-o"])
-            .arg(&out)
-            .args(["-p", &pid.to_string()])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("strace (scripts/setup.sh installs it): {e}"));
+        // Made at once, so that its Drop detaches strace on every way out.
+        let trace = SyncTrace {
+            child: Command::new("strace")
+                .args(["-f", "-e", &format!("trace={}", SYNC_CALLS.join(",")), "-o"])
+                .arg(&out)
+                .args(["-p", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("strace (scripts/setup.sh installs it): {e}")),
+            out,
+        };
         // Attached once every thread of the daemon has it as tracer.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
@@ -173,7 +177,7 @@ impl SyncTrace {
                     .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
             });
             if traced {
-                return SyncTrace { child, out };
+                return trace;
             }
             assert!(
                 std::time::Instant::now() < deadline,
@@ -195,6 +199,16 @@ impl SyncTrace {
             .filter(|l| SYNC_CALLS.iter().any(|c| l.contains(&format!(" {c}("))))
             .map(str::to_string)
             .collect()
+    }
+}
+
+/// A test that fails between attach and finish still detaches strace.
+impl Drop for SyncTrace {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
