@@ -21,7 +21,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # rustup lives in $HOME/.cargo; some CI runners start without HOME.
 export HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
 
-step() { printf '\n==== %s ====\n' "$*"; }
+# Each step's start time (UTC), so the log shows what each pass costs.
+step() { printf '\n==== %s ==== %s\n' "$*" "$(date -u +%T)"; }
 
 step "setup"
 bash "$ROOT/scripts/setup.sh"
