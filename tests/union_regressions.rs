@@ -197,8 +197,12 @@ fn link_after_renames_of_lower_hardlink() {
 /// b/c). unionrs copies up c/a/b instead (upper has c/, c/a/, c/a/b, no b/): the write
 /// through one name materialises the name looked up first, so under kernel overlayfs the
 /// unionrs upper shows the old data at b/c.
+/// OPEN BUG (issue 18 removed the #[ignore]): a FUSE open names the node, not the name, and
+/// both names share one node whose name is the one looked up last; the kernel's cached
+/// dentry of b/c sends no new LOOKUP before the append. A fix needs the FUSE side (src/fuse):
+/// e.g. entry time-out 0 for names of lower hard links not yet copied up, so every walk
+/// looks the name up again and the open follows it.
 #[test]
-#[ignore = "unionrs bug: a write through one lower hard link name copies up the name that was looked up first"]
 fn write_copies_up_the_name_written() {
     run(Case {
         every_step: false,
