@@ -370,3 +370,24 @@ fn write_after_unlink_of_another_lower_hardlink_reaches_the_third() {
         ops: vec![Unlink("a/x"), Unlink("b/x"), Unlink("a"), Append("b", "v2")],
     });
 }
+
+/// Lower file b with names b, c/a/b and c/b/a; an open for write through c/b/a copies it up
+/// (index); then setxattr through c/a/b. Kernel: the xattr goes to the shared upper inode and
+/// c/a/b gets no upper entry (`ovl_xattr_set` copies up only an inode without an upper).
+/// unionrs linked c/a/b into the upper (creating c/a/), so the uppers differed. Found by
+/// differential_random seed 340 once the KNOWN list was gone (issue 18).
+#[test]
+fn setxattr_through_another_name_of_a_copied_up_lower_hardlink() {
+    run(Case {
+        every_step: false,
+        lowers: vec![
+            LFile(3, "b", "sssssssssssssssssssssss4", M(0o644)),
+            LLink(3, "b", "c/a/b"),
+            LLink(3, "b", "c/b/a"),
+        ],
+        ops: vec![
+            Create("c/b/a", M(0o755)),
+            SetXattr("c/a/b", "user.z", "v81"),
+        ],
+    });
+}
