@@ -201,7 +201,9 @@ fn link_after_renames_of_lower_hardlink() {
 /// both names share one node whose name is the one looked up last; the kernel's cached
 /// dentry of b/c sends no new LOOKUP before the append. A fix needs the FUSE side (src/fuse):
 /// e.g. entry time-out 0 for names of lower hard links not yet copied up, so every walk
-/// looks the name up again and the open follows it.
+/// looks the name up again and the open follows it. The random differential test meets the
+/// same bug through setxattr (seeds 827, 1073, 1079: `[upper:only-kernel]`), outside the
+/// seeds CI runs.
 #[test]
 fn write_copies_up_the_name_written() {
     run(Case {
