@@ -7,8 +7,8 @@
 # 1. pjdfstest (crates.io) on: the work directory's own filesystem ("ext4" here), kernel
 #    overlayfs, unionrs. The overlays run the suite in a directory that exists in two lower
 #    layers, so every test starts by copying a merged lower directory up.
-# 2. fsx (crates.io) on unionrs, on files that start in a lower layer (the first open copies
-#    them up): FSX_OPS ops without mmap, FSX_MMAP_OPS ops with mmap, then 3 processes at
+# 2. fsx (crates.io) on unionrs, twice: with FUSE passthrough and without it (the daemon's
+#    own data path), on files that start in a lower layer (the first open copies them up): FSX_OPS ops without mmap, FSX_MMAP_OPS ops with mmap, then 3 processes at
 #    once (FSX_PAR_OPS each). The same seeds run on plain ext4 give the expected contents;
 #    after an unmount and a fresh mount every file must be byte-identical to them.
 #
@@ -18,9 +18,10 @@
 #   CONFORM_DIR    parent of the scratch dir; must be a disk filesystem [/var/tmp]
 #   FSX_OPS [20000]  FSX_MMAP_OPS [5000]  FSX_PAR_OPS [5000]  FSX_SEED [1]
 #   PJD_NAPTIME    pjdfstest naptime in seconds; 0.001 is below ext4's timestamp step [0.01]
-#   PJD_TIMEOUT    seconds before a pjdfstest run counts as hung [1800]
+#   PJD_TIMEOUT    seconds before a pjdfstest run counts as hung (fails the gate) [600]
+#   FSX_TIMEOUT    seconds before one fsx run counts as hung (fails the gate) [300]
 #   CONFORM_DEBUG  1: run the unionrs daemons as `unionrs -f -d` with stderr kept in the logs
-#   SKIP_PJD / SKIP_FSX   1 to skip that part
+#   SKIP_PJD / SKIP_FSX / SKIP_FSX_NOPT   1 to skip that part
 # Needs root, /dev/fuse, fuse3, cargo. Logs stay in the scratch dir's logs/ (path printed);
 # every mount the script made is unmounted on exit, whatever happens.
 #
@@ -41,7 +42,8 @@ FSX_MMAP_OPS=${FSX_MMAP_OPS:-5000}
 FSX_PAR_OPS=${FSX_PAR_OPS:-5000}
 FSX_SEED=${FSX_SEED:-1}
 PJD_NAPTIME=${PJD_NAPTIME:-0.01}
-PJD_TIMEOUT=${PJD_TIMEOUT:-1800}
+PJD_TIMEOUT=${PJD_TIMEOUT:-600}
+FSX_TIMEOUT=${FSX_TIMEOUT:-300}
 
 die() { echo "conformance: $*" >&2; exit 2; }
 step() { printf '\n==== %s ====\n' "$*"; }
@@ -147,8 +149,11 @@ alive() { # mountpoint: the daemon still answers
   is_mounted "$1" && timeout 10 stat "$1/." >/dev/null 2>&1
 }
 
-umount_one() { # mountpoint
-  umount "$1" || die "umount $1 failed"
+umount_one() { # mountpoint (a daemon that does not answer: lazy unmount, and the gate fails)
+  if ! timeout 60 umount "$1"; then
+    BROKEN+=("umount $1 failed or hung")
+    umount -l "$1" || die "umount -l $1 failed"
+  fi
   local i
   for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
     [ "${MOUNTS[i]}" = "$1" ] && unset 'MOUNTS[i]'
@@ -158,19 +163,25 @@ umount_one() { # mountpoint
 
 # ---- pjdfstest ----------------------------------------------------------------------------
 declare -A PASS FAIL SKIP
+# Hangs, time-outs and dead daemons: each fails the gate.
+BROKEN=()
 CANDS=(ext4 kernel-overlayfs unionrs)
 
 run_pjd() { # name dir [config]
   local log=$LOGS/pjdfstest.$1.log rc=0 cfg=${3:-$W/pjdfstest.toml}
   echo "pjdfstest on $1 ($2)"
-  timeout "$PJD_TIMEOUT" "$PJD" -c "$cfg" -s "$W/secondary" -p "$2" >"$log.raw" 2>&1 || rc=$?
+  timeout -k 10 "$PJD_TIMEOUT" "$PJD" -c "$cfg" -s "$W/secondary" -p "$2" >"$log.raw" 2>&1 || rc=$?
   sed 's/\x1b\[[0-9;]*m//g' "$log.raw" >"$log" && rm -f "$log.raw"
-  [ "$rc" = 124 ] && echo "  HUNG: pjdfstest did not finish in ${PJD_TIMEOUT}s" | tee -a "$log"
+  if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+    echo "  HUNG: pjdfstest did not finish in ${PJD_TIMEOUT}s" | tee -a "$log"
+    BROKEN+=("pjdfstest on $1 hung (timeout ${PJD_TIMEOUT}s)")
+  fi
   local sum
   sum=$(grep -E '^Summary:' "$log" || true)
   PASS[$1]=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$sum")
   FAIL[$1]=$(sed -nE 's/^Summary: ([0-9]+) failed.*/\1/p' <<<"$sum")
   SKIP[$1]=$(sed -nE 's/.* ([0-9]+) skipped.*/\1/p' <<<"$sum")
+  [ -n "$sum" ] || BROKEN+=("pjdfstest on $1 printed no summary (exit $rc)")
   : "${PASS[$1]:=?}" "${FAIL[$1]:=?}" "${SKIP[$1]:=?}"
   # name<TAB>first message line, one line per failed test
   awk '/ FAILED$/ { n = $1; getline m; sub(/^[ \t]+/, "", m); print n "\t" m }' "$log" \
@@ -213,7 +224,10 @@ EOF
   make_layers "$W/urs"
   mount_unionrs "$W/urs" pjdfstest.unionrs
   run_pjd unionrs "$W/urs/m/d" "$W/pjdfstest-remount.toml"
-  alive "$W/urs/m" || echo "unionrs: mount no longer answers after pjdfstest (daemon crashed or hung)" | tee -a "$LOGS/pjdfstest.unionrs.log"
+  if ! alive "$W/urs/m"; then
+    echo "unionrs: mount no longer answers after pjdfstest (daemon crashed or hung)" | tee -a "$LOGS/pjdfstest.unionrs.log"
+    BROKEN+=("unionrs daemon dead or hung after pjdfstest")
+  fi
   umount_one "$W/urs/m"
 
   step "pjdfstest results (plain dir is $FSTYPE; *::erofs* skipped on the plain dir only)"
@@ -236,6 +250,9 @@ EOF
 fi
 
 # ---- fsx ------------------------------------------------------------------------------------
+# Run twice: with FUSE passthrough (the kernel does the data I/O on the layer files) and
+# without (UNIONRS_NO_PASSTHROUGH=1 for the daemon: every read, write and mmap fault goes
+# through the daemon's own data path, src/union/file.rs, as on rootless and noatime mounts).
 FSX_RESULT=()
 if [ "${SKIP_FSX:-0}" != 1 ]; then
   step "fsx ($("$FSX" --version 2>/dev/null || echo fsx))"
@@ -261,60 +278,81 @@ copy_file_range = 1'
         "par2 $FSX_PAR_OPS mmap $((FSX_SEED + 3))"
         "par3 $FSX_PAR_OPS nommap $((FSX_SEED + 4))")
 
-  make_layers "$W/fsx"
-  mkdir -p "$W/fsxref"
-  for j in "${JOBS[@]}"; do
-    read -r name _ _ _ <<<"$j"
-    # The files start in the lowest layer with data fsx will O_TRUNC away: copy-up first.
-    head -c 300000 /dev/urandom >"$W/fsx/l2/fsx/$name"
-  done
-  mount_unionrs "$W/fsx" fsx.unionrs
-
-  fsx_run() { # dir name ops config seed -> log
-    mkdir -p "$LOGS/fsx-art-$(basename "$1")-$2"
-    "$FSX" -N "$3" -S "$5" -f "$W/fsx-$4.toml" -P "$LOGS/fsx-art-$(basename "$1")-$2" "$1/$2" \
-      >"$LOGS/fsx.$(basename "$1").$2.log" 2>&1
+  fsx_run() { # dir name ops config seed -> log (bounded: rc 124 on a hang)
+    mkdir -p "$LOGS/fsx-art-$FSX_TAG-$2"
+    timeout -k 10 "$FSX_TIMEOUT" "$FSX" -N "$3" -S "$5" -f "$W/fsx-$4.toml" -P "$LOGS/fsx-art-$FSX_TAG-$2" "$1/$2" \
+      >"$LOGS/fsx.$FSX_TAG.$2.log" 2>&1
   }
 
-  declare -A FRC
+  # The same seeds on plain disk give the expected contents.
+  mkdir -p "$W/fsxref"
+  FSX_TAG=ref
   for j in "${JOBS[@]}"; do
     read -r name ops conf seed <<<"$j"
     fsx_run "$W/fsxref" "$name" "$ops" "$conf" "$seed" || die "fsx failed on plain $W/fsxref ($name)"
   done
-  for j in "${JOBS[@]:0:2}"; do
-    read -r name ops conf seed <<<"$j"
-    echo "fsx $name: $ops ops, seed $seed"
-    rc=0; fsx_run "$W/fsx/m/fsx" "$name" "$ops" "$conf" "$seed" || rc=$?
-    FRC[$name]=$rc
-  done
-  echo "fsx par1..3 at once: $FSX_PAR_OPS ops each"
-  pids=()
-  for j in "${JOBS[@]:2}"; do
-    read -r name ops conf seed <<<"$j"
-    fsx_run "$W/fsx/m/fsx" "$name" "$ops" "$conf" "$seed" &
-    pids+=("$name:$!")
-  done
-  for p in "${pids[@]}"; do
-    rc=0; wait "${p#*:}" || rc=$?
-    FRC[${p%%:*}]=$rc
-  done
-  alive "$W/fsx/m" || echo "unionrs: mount no longer answers after fsx (daemon crashed or hung)"
 
-  umount_one "$W/fsx/m"
-  mount_unionrs "$W/fsx" fsx.unionrs.remount
-  step "fsx results (after unmount + remount, compared with the same seeds on plain disk)"
-  printf '%-7s | %6s | %-6s | %-5s | %s\n' run ops mmap fsx "file after remount"
-  for j in "${JOBS[@]}"; do
-    read -r name ops conf seed <<<"$j"
-    if [ "${FRC[$name]}" = 0 ]; then r=ok; else r="FAIL(rc=${FRC[$name]})"; fi
-    if cmp -s "$W/fsxref/$name" "$W/fsx/m/fsx/$name"; then c=identical
-    else c="DIFFERS: $(cmp "$W/fsxref/$name" "$W/fsx/m/fsx/$name" 2>&1 | head -1)"; fi
-    [ -f "$W/fsx/u/fsx/$name" ] || c="$c (not in upper: no copy-up?)"
-    printf '%-7s | %6s | %-6s | %-5s | %s\n' "$name" "$ops" "$([ "$conf" = mmap ] && echo yes || echo no)" "$r" "$c"
-    FSX_RESULT+=("$name $r $c")
-    [ "$r" = ok ] || tail -n 20 "$LOGS/fsx.fsx.$name.log" | sed 's/^/    /'
-  done
-  umount_one "$W/fsx/m"
+  fsx_pass() { # tag passthrough(on|off)
+    local tag=$1 pt=$2 base=$W/fsx-$1 j name ops conf seed rc p r c
+    local -A FRC
+    local pids=()
+    FSX_TAG=$tag
+    make_layers "$base"
+    for j in "${JOBS[@]}"; do
+      read -r name _ _ _ <<<"$j"
+      # The files start in the lowest layer with data fsx will O_TRUNC away: copy-up first.
+      head -c 300000 /dev/urandom >"$base/l2/fsx/$name"
+    done
+    if [ "$pt" = off ]; then export UNIONRS_NO_PASSTHROUGH=1; fi
+    mount_unionrs "$base" "fsx.$tag.unionrs"
+    unset UNIONRS_NO_PASSTHROUGH
+    # The daemon's own word, checked so a pass cannot quietly test the other data path.
+    grep -qx "passthrough $pt" <("$UNIONRS" stats "$base/m") \
+      || die "fsx $tag: the mount does not say 'passthrough $pt': $("$UNIONRS" stats "$base/m" 2>&1 | tr '\n' ' ')"
+    echo "fsx, passthrough $pt:"
+    for j in "${JOBS[@]:0:2}"; do
+      read -r name ops conf seed <<<"$j"
+      echo "fsx $name: $ops ops, seed $seed"
+      rc=0; fsx_run "$base/m/fsx" "$name" "$ops" "$conf" "$seed" || rc=$?
+      FRC[$name]=$rc
+    done
+    echo "fsx par1..3 at once: $FSX_PAR_OPS ops each"
+    for j in "${JOBS[@]:2}"; do
+      read -r name ops conf seed <<<"$j"
+      fsx_run "$base/m/fsx" "$name" "$ops" "$conf" "$seed" &
+      pids+=("$name:$!")
+    done
+    for p in "${pids[@]}"; do
+      rc=0; wait "${p#*:}" || rc=$?
+      FRC[${p%%:*}]=$rc
+    done
+    if ! alive "$base/m"; then
+      echo "unionrs: mount no longer answers after fsx (passthrough $pt: daemon crashed or hung)"
+      BROKEN+=("unionrs daemon dead or hung after fsx (passthrough $pt)")
+    fi
+
+    umount_one "$base/m"
+    mount_unionrs "$base" "fsx.$tag.unionrs.remount"
+    step "fsx results, passthrough $pt (after unmount + remount, compared with the same seeds on plain disk)"
+    printf '%-7s | %6s | %-6s | %-5s | %s\n' run ops mmap fsx "file after remount"
+    for j in "${JOBS[@]}"; do
+      read -r name ops conf seed <<<"$j"
+      case "${FRC[$name]}" in
+        0) r=ok ;;
+        124|137) r="HUNG(timeout ${FSX_TIMEOUT}s)" ;;
+        *) r="FAIL(rc=${FRC[$name]})" ;;
+      esac
+      if cmp -s "$W/fsxref/$name" "$base/m/fsx/$name"; then c=identical
+      else c="DIFFERS: $(cmp "$W/fsxref/$name" "$base/m/fsx/$name" 2>&1 | head -1)"; fi
+      [ -f "$base/u/fsx/$name" ] || c="$c (not in upper: no copy-up?)"
+      printf '%-7s | %6s | %-6s | %-5s | %s\n' "$name" "$ops" "$([ "$conf" = mmap ] && echo yes || echo no)" "$r" "$c"
+      FSX_RESULT+=("$tag/$name $r $c")
+      [ "$r" = ok ] || tail -n 20 "$LOGS/fsx.$tag.$name.log" | sed 's/^/    /'
+    done
+    umount_one "$base/m"
+  }
+  fsx_pass pt on
+  [ "${SKIP_FSX_NOPT:-0}" = 1 ] || fsx_pass nopt off
 fi
 
 step "mount check"
@@ -325,7 +363,8 @@ else
 fi
 
 # Gate for the test command: a pjdfstest that passes on kernel overlayfs must pass on unionrs,
-# and every fsx run must succeed and leave an identical file after remount.
+# every fsx run (passthrough on and off) must succeed and leave an identical file after
+# remount, and no suite may hang past its timeout or leave a daemon that does not answer.
 FAILS=0
 if [ "${SKIP_PJD:-0}" != 1 ] && [ -s "$LOGS/pjdfstest.unionrs-only" ]; then
   FAILS=$((FAILS + $(wc -l <"$LOGS/pjdfstest.unionrs-only")))
@@ -333,7 +372,12 @@ fi
 for r in "${FSX_RESULT[@]}"; do
   case "$r" in *" ok identical"*) ;; *) FAILS=$((FAILS + 1)) ;; esac
 done
+for b in "${BROKEN[@]}"; do
+  echo "conformance: $b" >&2
+  FAILS=$((FAILS + 1))
+done
 if [ "$FAILS" -gt 0 ]; then
   echo "conformance: $FAILS regression(s): see the lists above" >&2
   exit 1
 fi
+echo "conformance: no regression (pjdfstest: unionrs fails nothing kernel overlayfs passes; fsx: ${#FSX_RESULT[@]} runs ok and identical)"

@@ -121,6 +121,9 @@ fn run_script(script: &[Op]) {
     let other = other_fs();
     let ma = mount(Fs::KernelOverlay, &a, &[]);
     let mb = mount(other, &b, &[]);
+    if other == Fs::Unionrs {
+        check_passthrough_as_asked(&b.mnt);
+    }
     let mut errs = Vec::new();
     for (i, op) in script.iter().enumerate() {
         let (ea, eb) = (apply(&a.mnt, op), apply(&b.mnt, op));

@@ -121,42 +121,127 @@ fn stats(mnt: &std::path::Path) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-/// Writes `name` through the mount, fsyncs it and its directory; returns the daemon's count
-/// of fsync calls that reached the layers.
-fn fsyncs_reaching_disk(l: &Layers, name: &str) -> u64 {
+/// Writes `name` through the mount, fsyncs it and its directory, appends to the lower file
+/// (a copy-up syncs its data too, unless fsync is off); returns the daemon's count of fsync
+/// calls that reached the layers, and the sync calls strace saw the daemon make meanwhile.
+fn fsyncs_reaching_disk(l: &Layers, m: &MountGuard, name: &str) -> (u64, Vec<String>) {
+    let trace = SyncTrace::attach(m.pid().unwrap(), l.dir.path().join("sync.strace"));
     let mut f = fs::File::create(l.m(name)).unwrap();
     std::io::Write::write_all(&mut f, b"data").unwrap();
     f.sync_all().unwrap();
     f.sync_data().unwrap();
     fs::File::open(&l.mnt).unwrap().sync_all().unwrap();
-    // A copy-up syncs its data too (unless fsync is off).
     fs::OpenOptions::new()
         .append(true)
         .open(l.m("lower"))
         .unwrap();
     let s = stats(&l.mnt);
+    let seen = trace.finish();
     assert!(s["requests.fsync"].parse::<u64>().unwrap() >= 2, "{s:?}");
-    s["disk_fsyncs"].parse().unwrap()
+    (s["disk_fsyncs"].parse().unwrap(), seen)
+}
+
+/// The independent witness of what reaches the disk: strace attached to every thread of the
+/// daemon, recording the system calls that make the kernel write data out.
+struct SyncTrace {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+}
+
+const SYNC_CALLS: &[&str] = &["fsync", "fdatasync", "syncfs", "sync", "sync_file_range"];
+
+impl SyncTrace {
+    fn attach(pid: u32, out: std::path::PathBuf) -> SyncTrace {
+        // Made at once, so that its Drop detaches strace on every way out.
+        let trace = SyncTrace {
+            child: Command::new("strace")
+                .args(["-f", "-e", &format!("trace={}", SYNC_CALLS.join(",")), "-o"])
+                .arg(&out)
+                .args(["-p", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("strace (scripts/setup.sh installs it): {e}")),
+            out,
+        };
+        // Attached once every thread of the daemon has it as tracer.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let tasks: Vec<_> = fs::read_dir(format!("/proc/{pid}/task"))
+                .unwrap()
+                .map(|t| t.unwrap().path())
+                .collect();
+            let traced = tasks.iter().all(|t| {
+                fs::read_to_string(t.join("status"))
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
+            });
+            if traced {
+                return trace;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "strace did not attach to the daemon's {} threads in 10 s",
+                tasks.len()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Detaches and returns the sync calls seen (one line each).
+    fn finish(mut self) -> Vec<String> {
+        common::sys::kill(self.child.id(), libc::SIGINT).unwrap();
+        self.child.wait().unwrap();
+        fs::read_to_string(&self.out)
+            .unwrap()
+            .lines()
+            // "PID fsync(7) = 0", or "PID fsync(7 <unfinished ...>" then "<... fsync resumed>".
+            .filter(|l| SYNC_CALLS.iter().any(|c| l.contains(&format!(" {c}("))))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A test that fails between attach and finish still detaches strace.
+impl Drop for SyncTrace {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 // fsync=0 and volatile: fsync succeeds for the caller but no fsync/fdatasync reaches the
-// layers; by default every one does (and each copy-up syncs).
+// layers; by default every one does (and each copy-up syncs). The daemon's own counter and
+// strace of the daemon (an independent witness) must both say so.
 unionrs_only!(fsync_0_and_volatile_skip_disk_syncs, |fs| {
     let l = Layers::new(1);
     write(l.l(1).join("lower"), "l");
     {
-        let _m = mount(fs, &l, &[]);
-        let n = fsyncs_reaching_disk(&l, "a");
+        let m = mount(fs, &l, &[]);
+        let (n, seen) = fsyncs_reaching_disk(&l, &m, "a");
+        eprintln!("default: daemon counts {n} disk syncs, strace saw {seen:#?}");
         assert!(
             n >= 4,
             "default: file fsync, fdatasync, dir fsync, copy-up: {n}"
+        );
+        assert!(
+            seen.len() as u64 >= n,
+            "default: the daemon counts {n} disk syncs, strace saw {}: {seen:#?}",
+            seen.len()
         );
     }
     for opt in ["fsync=0", "volatile"] {
         let l = Layers::new(1);
         write(l.l(1).join("lower"), "l");
-        let _m = mount(fs, &l, &[opt]);
-        assert_eq!(fsyncs_reaching_disk(&l, "a"), 0, "{opt}");
+        let m = mount(fs, &l, &[opt]);
+        let (n, seen) = fsyncs_reaching_disk(&l, &m, "a");
+        assert_eq!(n, 0, "{opt}: the daemon's count");
+        assert!(
+            seen.is_empty(),
+            "{opt}: strace saw the daemon sync: {seen:#?}"
+        );
         assert_eq!(read(l.m("a")), "data");
     }
 });

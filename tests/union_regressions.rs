@@ -1,9 +1,9 @@
 //! Fixed differential cases found by tests/differential_random.rs where kernel overlayfs
 //! (the reference, DESIGN.md §2) and unionrs differ. Each runs the full comparison of
 //! tests/common/diffrun.rs (errno + observations per step, merged view, upper dir, unionrs
-//! upper under the kernel). Ignored while the unionrs bug is open, so the default run stays
-//! green; run with `--ignored` to see them fail, and with `UNIONRS_TEST_ONLY=kernel` (both
-//! sides the kernel) to check the cases themselves.
+//! upper under the kernel). None is ignored: a case that fails is an open bug and fails the
+//! run. With `UNIONRS_TEST_ONLY=kernel` (both sides the kernel) the cases themselves are
+//! checked.
 //!
 //! `Scan` walks the whole tree (readdir, lstat, read, getxattr) between two steps: several bugs need the
 //! names to be known to the daemon before the step that fails.
@@ -365,5 +365,26 @@ fn write_after_unlink_of_another_lower_hardlink_reaches_the_third() {
             LLink(1, "a", "c"),
         ],
         ops: vec![Unlink("a/x"), Unlink("b/x"), Unlink("a"), Append("b", "v2")],
+    });
+}
+
+/// Lower file b with names b, c/a/b and c/b/a; an open for write through c/b/a copies it up
+/// (index); then setxattr through c/a/b. Kernel: the xattr goes to the shared upper inode and
+/// c/a/b gets no upper entry (`ovl_xattr_set` copies up only an inode without an upper).
+/// unionrs linked c/a/b into the upper (creating c/a/), so the uppers differed. Found by
+/// differential_random seed 340 once the KNOWN list was gone (issue 18).
+#[test]
+fn setxattr_through_another_name_of_a_copied_up_lower_hardlink() {
+    run(Case {
+        every_step: false,
+        lowers: vec![
+            LFile(3, "b", "sssssssssssssssssssssss4", M(0o644)),
+            LLink(3, "b", "c/a/b"),
+            LLink(3, "b", "c/b/a"),
+        ],
+        ops: vec![
+            Create("c/b/a", M(0o755)),
+            SetXattr("c/a/b", "user.z", "v81"),
+        ],
     });
 }

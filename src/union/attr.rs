@@ -408,7 +408,7 @@ impl Union {
         }
         self.refuse_mount_xattr(name)?;
         let node = self.node(ino)?;
-        if !node.state.read().unlinked {
+        if !node.state.read().unlinked && !on_index_copy(&node) {
             self.copy_up_meta(&node)?;
         }
         let _gate = self.metacopy_gate(&node);
@@ -425,11 +425,22 @@ impl Union {
         let node = self.node(ino)?;
         // Absent everywhere: nothing to copy up.
         self.at_top(&node, |d, n| xattr::get(d, n, name))?;
-        if !node.state.read().unlinked {
+        if !node.state.read().unlinked && !on_index_copy(&node) {
             self.copy_up_meta(&node)?;
         }
         let _gate = self.metacopy_gate(&node);
         node.forget_xattr_names();
         self.at_top(&node, |d, n| xattr::remove(d, n, name))
     }
+}
+
+/// A name of a hard-linked lower file that another name copied up already: the shared copy
+/// is in the index, this name is not linked into the upper yet. Its xattrs change on that
+/// copy, which every name shows, without linking this name up: kernel overlayfs changes the
+/// xattrs of an inode that has an upper there (`ovl_xattr_set` copies up only an inode without
+/// one), so its upper gets no entry for this name (tests/union_regressions.rs
+/// `setxattr_through_another_name_of_a_copied_up_lower_hardlink`).
+fn on_index_copy(node: &Node) -> bool {
+    let s = node.state.read();
+    !s.upper && s.lowers.first().is_some_and(|l| l.layer == INDEX)
 }

@@ -20,13 +20,44 @@ pub enum Fs {
     Unionrs,
 }
 
-/// False when `UNIONRS_TEST_ONLY=kernel` asks to validate the tests against the kernel only.
+/// False when `UNIONRS_TEST_ONLY=kernel` asks to validate the tests against the kernel only
+/// (or `=unionrs` leaves the kernel side out). CI never sets it; scripts/test-only.sh does and
+/// ends with the count of what `skipped` reported.
 pub fn enabled(fs: Fs) -> bool {
     match std::env::var("UNIONRS_TEST_ONLY").as_deref() {
         Ok("kernel") => fs == Fs::KernelOverlay,
         Ok("unionrs") => fs == Fs::Unionrs,
-        _ => true,
+        Ok(other) => panic!("UNIONRS_TEST_ONLY={other}: use kernel or unionrs"),
+        Err(_) => true,
     }
+}
+
+/// Where `skipped` lists what did not run as written (scripts/test-only.sh counts it).
+pub const SKIPPED_LOG: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/unionrs-test-only.skipped");
+
+/// Says loudly that `what` did not run as written because of UNIONRS_TEST_ONLY: a line on
+/// stderr (written directly: the harness keeps eprintln! of a passing test to itself) and
+/// one in `SKIPPED_LOG`.
+pub fn skipped(what: &str) {
+    use std::io::Write;
+    let only = std::env::var("UNIONRS_TEST_ONLY").unwrap_or_default();
+    let line = format!("SKIPPED (UNIONRS_TEST_ONLY={only}): {what}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(SKIPPED_LOG);
+    log.and_then(|mut f| f.write_all(line.as_bytes()))
+        .unwrap_or_else(|e| panic!("{SKIPPED_LOG}: {e}"));
+}
+
+/// `enabled(fs)`, reporting `what` as skipped when it is not.
+pub fn enabled_or_skip(fs: Fs, what: &str) -> bool {
+    let on = enabled(fs);
+    if !on {
+        skipped(what);
+    }
+    on
 }
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -275,6 +306,26 @@ pub fn stats_value(mnt: &Path, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} in `unionrs stats`:\n{text}"))
 }
 
+/// With `UNIONRS_NO_PASSTHROUGH` set (scripts/test.sh's passthrough-off pass, which the
+/// daemons inherit), checks that the live unionrs mount at `mnt` really serves data itself
+/// (`unionrs stats` says `passthrough off`), so that pass cannot quietly test passthrough again.
+pub fn check_passthrough_as_asked(mnt: &Path) {
+    if std::env::var_os("UNIONRS_NO_PASSTHROUGH").is_none() {
+        return;
+    }
+    let out = Command::new(unionrs_bin())
+        .arg("stats")
+        .arg(mnt)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines().any(|l| l == "passthrough off"),
+        "UNIONRS_NO_PASSTHROUGH is set but the mount at {} does not say `passthrough off`:\n{text}",
+        mnt.display()
+    );
+}
+
 /// The `-o` option string for a stack: lowerdir, upperdir and workdir.
 pub fn layer_opts(l: &Layers) -> String {
     let lowers: Vec<String> = l.lowers.iter().map(|p| p.display().to_string()).collect();
@@ -448,14 +499,14 @@ macro_rules! both {
             use super::*;
             #[test]
             fn kernel() {
-                if common::enabled(Fs::KernelOverlay) {
+                if common::enabled_or_skip(Fs::KernelOverlay, concat!(module_path!(), "::kernel")) {
                     let _s = common::serial();
                     ($body)(Fs::KernelOverlay);
                 }
             }
             #[test]
             fn unionrs() {
-                if common::enabled(Fs::Unionrs) {
+                if common::enabled_or_skip(Fs::Unionrs, concat!(module_path!(), "::unionrs")) {
                     let _s = common::serial();
                     ($body)(Fs::Unionrs);
                 }
@@ -470,7 +521,10 @@ macro_rules! unionrs_only {
     ($name:ident, $body:expr) => {
         #[test]
         fn $name() {
-            if common::enabled(Fs::Unionrs) {
+            if common::enabled_or_skip(
+                Fs::Unionrs,
+                concat!(module_path!(), "::", stringify!($name)),
+            ) {
                 let _s = common::serial();
                 ($body)(Fs::Unionrs);
             }
