@@ -41,7 +41,7 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
 # Never set in CI: it would leave the tests of one filesystem out (scripts/test-only.sh).
-unset UNIONRS_TEST_ONLY UNIONRS_NO_PASSTHROUGH UNIONRS_IO_URING UNIONRS_FUSE_LAYER
+unset UNIONRS_TEST_ONLY UNIONRS_NO_PASSTHROUGH UNIONRS_IO_URING
 FAILED=()
 
 step "conformance: pjdfstest and fsx, unionrs against kernel overlayfs (bounded runs)"

@@ -286,8 +286,7 @@ both!(rmdir_dir_that_only_looks_empty, |fs| {
 
 /// `unionrs stats` names the transport the mount really uses: io_uring exactly when the kernel
 /// offers it (enable_uring=Y) and neither `-o io_uring=off` (e.g. from UNIONRS_TEST_MOUNT_OPTS,
-/// as CI runs the suite once per transport) nor UNIONRS_IO_URING=off asks for /dev/fuse; and
-/// the protocol layer: unionrs's own, unless UNIONRS_FUSE_LAYER=fuser (/dev/fuse only).
+/// as CI runs the suite once per transport) nor UNIONRS_IO_URING=off asks for /dev/fuse.
 #[test]
 fn stats_name_the_transport() {
     let l = Layers::new(2);
@@ -315,15 +314,9 @@ fn stats_name_the_transport() {
     } else {
         env != "off"
     };
-    let fuser = std::env::var("UNIONRS_FUSE_LAYER").is_ok_and(|v| v == "fuser");
-    assert_eq!(value("fuse_layer"), if fuser { "fuser" } else { "own" });
     assert_eq!(
         value("transport"),
-        if offered && wanted && !fuser {
-            "uring"
-        } else {
-            "dev"
-        }
+        if offered && wanted { "uring" } else { "dev" }
     );
     assert!(value("requests.lookup").parse::<u64>().unwrap() >= 2);
 }

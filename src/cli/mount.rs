@@ -3,8 +3,8 @@
 
 use super::options::{MountArgs, parse_mount_argv};
 use super::validate::validate;
-use crate::fuse::adapter::UnionFs;
-use crate::fuse::session::{self, MountSpec, Served};
+use crate::fuse::session::{self, MountSpec};
+use crate::fuse::state::UnionFs;
 use crate::sys::{fs, proc};
 use crate::union::{Union, UnionConfig};
 use std::ffi::OsString;
@@ -133,25 +133,12 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
                 _ => None,
             })
             .unwrap_or(true);
-        // UNIONRS_FUSE_LAYER=fuser: the former protocol layer (fuser 0.18, /dev/fuse only),
-        // kept for comparison until the benchmark on a quiet machine has run.
-        let fuser = std::env::var("UNIONRS_FUSE_LAYER").is_ok_and(|v| v == "fuser");
-        if !fuser {
-            let mut fs = UnionFs::new(union, !o.noacl, passthrough);
-            fs.layer = "own";
-            let report = fs.reporter();
-            let hook = fs.union.listing_hook();
-            return session::mount_own(fs, &spec, io_uring).map(|c| {
-                session::drop_listings_on_change_own(&c, &hook);
-                (Served::Own(c, threads), spec, report)
-            });
-        }
         let fs = UnionFs::new(union, !o.noacl, passthrough);
         let report = fs.reporter();
         let hook = fs.union.listing_hook();
-        session::mount(fs, &spec).map(|s| {
-            session::drop_listings_on_change(&s, &hook);
-            (Served::Fuser(Box::new(s)), spec, report)
+        session::mount(fs, &spec, io_uring).map(|c| {
+            session::drop_listings_on_change(&c, &hook);
+            ((c, threads), spec, report)
         })
     });
     let (session, spec, report) = match result {
@@ -170,7 +157,8 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         let _ = std::fs::File::from(tx).write_all(b"OK");
     }
     let control = crate::fuse::control::start(&spec.mountpoint, report);
-    let served = session::serve_any(session, spec.mountpoint);
+    let (conn, threads) = session;
+    let served = session::serve(conn, spec.mountpoint, threads);
     if let Some(path) = control {
         let _ = std::fs::remove_file(path);
     }

@@ -616,6 +616,18 @@ pub fn out_header(unique: u64, error: i32, body_len: usize) -> [u8; OUT_HEADER_L
     h
 }
 
+/// The kernel's 32-bit device encoding (new_encode_dev) of a glibc dev_t.
+pub(crate) fn encode_dev(dev: u64) -> u32 {
+    let (major, minor) = (crate::sys::fs::major(dev), crate::sys::fs::minor(dev));
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+pub(crate) fn decode_dev(dev: u32) -> u64 {
+    let major = (dev & 0xfff00) >> 8;
+    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    crate::sys::fs::makedev(major, minor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,9 @@
 //! connection (FUSE_NOTIFY_RESEND).
 
 use super::abi::{self, Body, InHeader, Malformed, Out, Request, SetTime};
-use super::adapter::{UnionFs, decode_dev, encode_dev};
+use super::abi::{decode_dev, encode_dev};
 use super::ops::{EntryOut, FOPEN_PASSTHROUGH, Opened, TTL, XattrOut};
+use super::state::UnionFs;
 use crate::sys::fuse_dev::Backing;
 use crate::union::attr::SetAttr;
 use crate::union::{Ctx, Errno, Stat, TimeSpec};

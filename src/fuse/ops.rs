@@ -1,11 +1,11 @@
 //! The FUSE operations of unionrs, transport-neutral: each takes decoded arguments, counts
 //! the request, makes the union core call and returns the data of the reply (or an errno).
-//! Whichever transport carried the request (fuser's session, our own /dev/fuse loop, the
-//! io_uring queues), these are the only place the union is called from.
+//! Whichever transport carried the request (the /dev/fuse loop or the io_uring queues),
+//! these are the only place the union is called from.
 
-use super::adapter::UnionFs;
 use super::control::Op;
 use super::passthrough::{BackingKind, Candidate, Decision};
+use super::state::UnionFs;
 use crate::union::attr::SetAttr;
 use crate::union::layer::UPPER;
 use crate::union::{Ctx, Errno, Stat};

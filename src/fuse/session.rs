@@ -2,10 +2,9 @@
 //! our helper and findmnt shows the type), run the FUSE session on several threads, and
 //! unmount on SIGTERM/SIGINT/SIGHUP.
 
-use super::adapter::UnionFs;
 use super::conn::Conn;
+use super::state::UnionFs;
 use crate::sys::{fs, proc};
-use fuser::{Config, Session, SessionACL};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
@@ -29,27 +28,6 @@ pub struct MountSpec {
     pub threads: usize,
 }
 
-/// Mounts the filesystem; returns the live session (requests are not served yet).
-/// As root: mount(2) directly. Otherwise (or when that is refused): fusermount3, the
-/// setuid helper of fuse3, which mounts and hands back the /dev/fuse fd.
-pub fn mount(fs: UnionFs, spec: &MountSpec) -> Result<Session<UnionFs>, String> {
-    let acl = if spec.allow_other {
-        SessionACL::All
-    } else {
-        SessionACL::Owner
-    };
-    let mut config = Config::default();
-    config.n_threads = Some(spec.threads.max(1));
-    // One /dev/fuse fd per worker thread: no contention on a single read queue.
-    config.clone_fd = true;
-    let dev = mount_dev(spec)?;
-    let mnt = spec.mountpoint.as_os_str().as_bytes();
-    Session::from_fd(fs, dev, acl, config).map_err(|e| {
-        let _ = proc::umount(mnt, true);
-        format!("FUSE handshake failed: {e}")
-    })
-}
-
 /// Mounts /dev/fuse at the mountpoint (mount(2), else fusermount3) and returns the
 /// connection's fd; nothing is served yet.
 pub fn mount_dev(spec: &MountSpec) -> Result<OwnedFd, String> {
@@ -60,9 +38,10 @@ pub fn mount_dev(spec: &MountSpec) -> Result<OwnedFd, String> {
     }
 }
 
-/// Mounts the filesystem served by unionrs's own protocol layer and completes the INIT
-/// handshake; requests are not served yet (`serve_own`).
-pub fn mount_own(
+/// Mounts the filesystem and completes the INIT handshake; requests are not served yet
+/// (`serve`). As root: mount(2) directly. Otherwise (or when that is refused): fusermount3,
+/// the setuid helper of fuse3, which mounts and hands back the /dev/fuse fd.
+pub fn mount(
     fs: UnionFs<crate::sys::fuse_dev::Backing>,
     spec: &MountSpec,
     want_uring: bool,
@@ -187,17 +166,7 @@ fn fusermount_options(spec: &MountSpec) -> String {
 /// now and then; so when a directory that was listed changes, its cached pages are dropped
 /// too (FUSE_NOTIFY_INVAL_INODE). Directories nobody listed since their last change cost
 /// nothing (untar, cp -a).
-pub fn drop_listings_on_change(session: &Session<UnionFs>, hook: &crate::union::ListingHook) {
-    let notifier = session.notifier();
-    let _ = hook.set(Box::new(move |ino| {
-        if let Err(e) = notifier.inval_inode(fuser::INodeNo(ino), 0, 0) {
-            log::debug!("dropping the kernel's listing of {ino}: {e}");
-        }
-    }));
-}
-
-/// The same, for a connection of unionrs's own layer.
-pub fn drop_listings_on_change_own(conn: &std::sync::Arc<Conn>, hook: &crate::union::ListingHook) {
+pub fn drop_listings_on_change(conn: &std::sync::Arc<Conn>, hook: &crate::union::ListingHook) {
     let conn = std::sync::Arc::downgrade(conn);
     let _ = hook.set(Box::new(move |ino| {
         if let Some(c) = conn.upgrade()
@@ -208,38 +177,15 @@ pub fn drop_listings_on_change_own(conn: &std::sync::Arc<Conn>, hook: &crate::un
     }));
 }
 
-/// Serves requests until the filesystem is unmounted; a termination signal unmounts it.
-pub fn serve(session: Session<UnionFs>, mountpoint: PathBuf) -> Result<(), String> {
-    unmount_on_signal(mountpoint)?;
-    session
-        .run()
-        .map_err(|e| format!("FUSE session ended: {e}"))
-}
-
-/// Serves a connection of unionrs's own layer until unmounted; a termination signal
-/// unmounts it.
-pub fn serve_own(
+/// Serves the connection until the filesystem is unmounted; a termination signal unmounts
+/// it.
+pub fn serve(
     conn: std::sync::Arc<Conn>,
     mountpoint: PathBuf,
     threads: usize,
 ) -> Result<(), String> {
     unmount_on_signal(mountpoint)?;
     super::devloop::serve(conn, threads)
-}
-
-/// A mounted session, by protocol layer.
-pub enum Served {
-    Fuser(Box<Session<UnionFs>>),
-    /// The connection and the number of /dev/fuse threads.
-    Own(std::sync::Arc<Conn>, usize),
-}
-
-/// Serves whichever session was mounted until it is unmounted.
-pub fn serve_any(served: Served, mountpoint: PathBuf) -> Result<(), String> {
-    match served {
-        Served::Fuser(s) => serve(*s, mountpoint),
-        Served::Own(c, threads) => serve_own(c, mountpoint, threads),
-    }
 }
 
 /// A thread that waits for SIGTERM/SIGINT/SIGHUP and unmounts.
