@@ -1,7 +1,7 @@
 //! unionrs: a userspace union filesystem (FUSE) with container-image tooling.
 //!
 //! Data flows one way: `cli` -> (`fuse` | `image`) -> `union` -> `sys`.
-//! `union` never imports fuser; all `unsafe` lives in `sys`.
+//! `union` never imports the FUSE side; all `unsafe` lives in `sys`.
 #![deny(unsafe_code)]
 
 pub mod cli;
