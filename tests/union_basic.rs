@@ -320,3 +320,66 @@ fn stats_name_the_transport() {
     );
     assert!(value("requests.lookup").parse::<u64>().unwrap() >= 2);
 }
+
+/// The request counters of `unionrs stats` (`requests.OP N` lines).
+fn request_counts(mnt: &Path) -> std::collections::BTreeMap<String, u64> {
+    let out = std::process::Command::new(unionrs_bin())
+        .arg("stats")
+        .arg(mnt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "unionrs stats failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.strip_prefix("requests.")?.split_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Every name below `dir` listed and lstat'ed, as `find -exec stat` does (but no statfs,
+/// which find itself sends and no kernel caches).
+fn walk(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let m = fs::symlink_metadata(&p).unwrap();
+        n += 1;
+        if m.is_dir() {
+            n += walk(&p);
+        }
+    }
+    n
+}
+
+/// A warm tree costs no round trip (issue 14): after two walks (the second may still ask
+/// for the attributes of directories whose atime the kernel marked stale after an uncached
+/// READDIR), a third walk of every name sends nothing to the daemon, on either transport.
+#[test]
+fn a_tree_walked_twice_sends_no_request_on_the_third_walk() {
+    let _s = serial();
+    let l = Layers::new(2);
+    for i in 0..40 {
+        write(l.l(2).join(format!("d{}/low{i}", i % 4)), "lower");
+        write(l.l(1).join(format!("d{}/top{i}", i % 4)), "top");
+    }
+    symlink_at("d1/low1", l.l(1).join("link"));
+    whiteout(l.l(1).join("d0/low0"), Whiteout::CharDev);
+    opaque(l.l(1).join("d3"), Opaque::XattrTrusted);
+    let m = mount(Fs::Unionrs, &l, &[]);
+    let names = walk(&m.mnt);
+    assert_eq!(walk(&m.mnt), names);
+    let before = request_counts(&m.mnt);
+    assert!(
+        before.get("readdirplus").is_some_and(|&n| n > 0),
+        "{before:?}"
+    );
+    assert_eq!(walk(&m.mnt), names);
+    let after = request_counts(&m.mnt);
+    assert_eq!(
+        before, after,
+        "the third walk of {names} names sent requests"
+    );
+}
