@@ -11,14 +11,6 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn preflight() {
-    assert!(can_mount(), "needs root, /dev/fuse and fusermount3");
-    assert!(
-        Path::new("/usr/sbin/runc").exists() || have("runc"),
-        "runc is missing: scripts/setup.sh installs it"
-    );
-}
-
 /// A store holding `bb:1`: busybox with Cmd `echo from-cmd` and PATH=/bin.
 fn store_with_busybox(tmp: &Path) -> (std::path::PathBuf, Layer) {
     let store = tmp.join("store");

@@ -9,38 +9,8 @@ mod image_util;
 use image_util::*;
 use serde_json::json;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
-
-fn preflight() {
-    assert!(can_mount(), "needs root, /dev/fuse and fusermount3");
-    assert!(
-        Path::new("/usr/sbin/runc").exists() || have("runc"),
-        "runc is missing: scripts/setup.sh installs it"
-    );
-}
-
-/// A store holding `bb:1` (busybox, PATH=/bin).
-fn store_with_busybox(tmp: &Path) -> PathBuf {
-    let store = tmp.join("store");
-    let bb = busybox_layer();
-    load_image(
-        &store,
-        tmp,
-        "bb:1",
-        &[&bb],
-        config_with(&[&bb], json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]})),
-    );
-    store
-}
-
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// `run --rm [flags] bb:1 sh -c script`.
 fn run_sh(store: &Path, flags: &[&str], script: &str) -> Output {

@@ -580,3 +580,39 @@ impl Drop for UnmountUnder {
         }
     }
 }
+
+/// Fails loudly unless containers can run here: root, /dev/fuse, fusermount3 and runc.
+pub fn preflight() {
+    assert!(can_mount(), "needs root, /dev/fuse and fusermount3");
+    assert!(
+        Path::new("/usr/sbin/runc").exists() || have("runc"),
+        "runc is missing: scripts/setup.sh installs it"
+    );
+}
+
+/// A store holding `bb:1`: busybox with PATH=/bin and Cmd `sh`.
+pub fn store_with_busybox(tmp: &Path) -> std::path::PathBuf {
+    let store = tmp.join("store");
+    let bb = busybox_layer();
+    load_image(
+        &store,
+        tmp,
+        "bb:1",
+        &[&bb],
+        config_with(
+            &[&bb],
+            serde_json::json!({"Cmd": ["sh"], "Env": ["PATH=/bin"]}),
+        ),
+    );
+    store
+}
+
+/// A command's stdout, lossily.
+pub fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A command's stderr, lossily.
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
