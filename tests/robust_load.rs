@@ -476,7 +476,7 @@ fn deleted_file_held_by_an_o_path_fd() {
     for kind in [Fs::KernelOverlay, Fs::Unionrs] {
         let l = Layers::new(1);
         let g = mount(kind, &l, &[]);
-        let (held, _) = hold_then_delete(&l, "old");
+        let (held, _) = hold_then_delete(kind, &l, "old");
         let st = held.metadata().map(|m| m.len());
         let reopen = fs::read_to_string(format!("/proc/self/fd/{}", held.as_raw_fd()));
         match kind {
@@ -516,7 +516,7 @@ fn reused_number_gets_its_own_node_id() {
     let _s = common::serial();
     let l = Layers::new(1);
     let g = mount(Fs::Unionrs, &l, &[]);
-    let (held, number) = hold_then_delete(&l, "old");
+    let (held, number) = hold_then_delete(Fs::Unionrs, &l, "old");
     let reused = (0..200)
         .map(|i| format!("new{i}"))
         .find(|name| {
@@ -554,9 +554,12 @@ fn reused_number_gets_its_own_node_id() {
 
 /// Writes `name` ("old data"), opens it O_PATH, deletes it: the held fd and the upper inode
 /// number the file had.
-fn hold_then_delete(l: &Layers, name: &str) -> (fs::File, u64) {
+fn hold_then_delete(kind: Fs, l: &Layers, name: &str) -> (fs::File, u64) {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     common::write(l.m(name), "old data");
+    if kind == Fs::Unionrs {
+        released_all(&l.m(""));
+    }
     let number = fs::metadata(l.upper().join(name)).unwrap().ino();
     let held = fs::OpenOptions::new()
         .read(true)
@@ -565,6 +568,21 @@ fn hold_then_delete(l: &Layers, name: &str) -> (fs::File, u64) {
         .unwrap();
     fs::remove_file(l.m(name)).unwrap();
     (held, number)
+}
+
+/// Waits until the daemon at `mnt` holds no open file. close() returns before the kernel's
+/// RELEASE reaches the daemon (it is sent asynchronously): a file unlinked before that keeps
+/// its data for the kernel's inode, as an open file does (`Union::detach_if_open`), so a test
+/// about a file held only by O_PATH waits for the writer's RELEASE first.
+fn released_all(mnt: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::stats_value(mnt, "open_files") != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon still holds a file 10 s after every client closed it"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Readers hold lower files open (their inodes read the lower file through FUSE passthrough)

@@ -39,7 +39,7 @@ impl<B> UnionFs<B> {
         Box::new(move || {
             use std::sync::atomic::Ordering::Relaxed;
             let mut out = format!(
-                "transport {}\npassthrough {}\ncached_inodes {}\ncopy_ups {}\nmetacopy_ups {}\ncopy_up_bytes {}\ndisk_fsyncs {}\ninode_moves {}\nrss_bytes {}\n",
+                "transport {}\npassthrough {}\ncached_inodes {}\nopen_files {}\ncopy_ups {}\nmetacopy_ups {}\ncopy_up_bytes {}\ndisk_fsyncs {}\ninode_moves {}\nrss_bytes {}\n",
                 *transport.lock(),
                 if passthrough.load(Relaxed) {
                     "on"
@@ -47,6 +47,7 @@ impl<B> UnionFs<B> {
                     "off"
                 },
                 source.cached_nodes(),
+                source.open_files(),
                 source.stats.copy_ups.load(Relaxed),
                 source.stats.metacopy_ups.load(Relaxed),
                 source.stats.bytes_copied.load(Relaxed),

@@ -53,6 +53,10 @@ impl HandleTable {
         fh
     }
 
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
     pub fn get(&self, fh: u64) -> Option<Arc<FileHandle>> {
         self.map.get(&fh).map(|h| h.clone())
     }

@@ -84,6 +84,7 @@ pub type ListingHook = Arc<std::sync::OnceLock<Box<dyn Fn(u64) + Send + Sync>>>;
 #[derive(Clone)]
 pub struct StatsSource {
     nodes: Arc<NodeTable>,
+    handles: Arc<file::HandleTable>,
     pub stats: Arc<Stats>,
 }
 
@@ -91,6 +92,11 @@ impl StatsSource {
     /// Inodes the kernel currently holds references on.
     pub fn cached_nodes(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// File handles open (the kernel's RELEASE of a closed file comes asynchronously).
+    pub fn open_files(&self) -> usize {
+        self.handles.len()
     }
 }
 
@@ -126,7 +132,7 @@ pub struct Union {
     /// a listing of it (the FUSE side drops the kernel's cached listing).
     listing_hook: ListingHook,
     inos: InoMap,
-    handles: file::HandleTable,
+    handles: Arc<file::HandleTable>,
     pub markers: MarkerFormat,
     ids: idmap::IdMap,
     fsync: bool,
@@ -205,7 +211,7 @@ impl Union {
             nodes: Arc::new(NodeTable::new(Node::new(ROOT, libc::S_IFDIR, root_state))),
             listing_hook: ListingHook::default(),
             inos,
-            handles: file::HandleTable::default(),
+            handles: Arc::default(),
             markers,
             ids: cfg.ids.clone(),
             fsync: cfg.fsync,
@@ -261,6 +267,7 @@ impl Union {
     pub fn stats_source(&self) -> StatsSource {
         StatsSource {
             nodes: self.nodes.clone(),
+            handles: self.handles.clone(),
             stats: self.stats.clone(),
         }
     }
