@@ -293,20 +293,39 @@ EXAMPLES:
 
 See unionrs(1) and docs/mounting.md.";
 
-/// The command line as clap describes it. The mount form is parsed by
-/// `options::parse_mount_argv`, not by this: this feeds --help, the man page and completions.
-pub fn command() -> Command {
-    Command::new("unionrs")
+/// The verbs alone, as clap parses them: `--store DIR` (before the verb or among its
+/// options) and one subcommand per verb, from the derive definitions in [`super::Verb`].
+pub fn verbs_command() -> Command {
+    let cmd = Command::new("unionrs")
         .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .subcommand_help_heading("Image, container and other commands (unionrs help COMMAND)")
+        .arg(
+            Arg::new("store")
+                .long("store")
+                .value_name("DIR")
+                .global(true)
+                .value_parser(clap::value_parser!(std::path::PathBuf))
+                .value_hint(ValueHint::DirPath)
+                .help("The image store (default: $UNIONRS_STORE, else /var/lib/unionrs as root, else $XDG_DATA_HOME/unionrs)"),
+        );
+    <super::Verb as clap::Subcommand>::augment_subcommands(cmd)
         .about(ABOUT)
         .long_about(LONG_ABOUT)
+}
+
+/// The whole command line as clap describes it: the verbs, and the mount form, which
+/// `options::parse_mount_argv` parses (not clap). This feeds --help, the man page and
+/// completions.
+pub fn command() -> Command {
+    verbs_command()
+        .subcommand_required(false)
         .override_usage(
             "unionrs [-f] [-d] [-s] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR][,OPTS] MOUNTPOINT\n       \
              unionrs [-f] [-d] [-s] SOURCE MOUNTPOINT -o OPTS\n       \
-             unionrs <COMMAND>",
+             unionrs [--store DIR] <COMMAND> [ARGS]",
         )
         .args_conflicts_with_subcommands(true)
-        .disable_help_subcommand(true)
         .arg(
             Arg::new("foreground")
                 .short('f')
@@ -345,44 +364,15 @@ pub fn command() -> Command {
                 .value_hint(ValueHint::DirPath)
                 .help("Where to mount"),
         )
-        .subcommand(
-            Command::new("export-layer")
-                .about("Write an upper directory as an OCI layer tar; prints its diff ID")
-                .arg(
-                    Arg::new("upper")
-                        .value_name("UPPER_DIR")
-                        .required(true)
-                        .value_hint(ValueHint::DirPath),
-                )
-                .arg(
-                    Arg::new("out")
-                        .value_name("OUT.tar")
-                        .required(true)
-                        .value_hint(ValueHint::FilePath),
-                ),
-        )
-        .subcommand(super::build::clap_command())
-        .subcommand(
-            Command::new("completions")
-                .about("Print a shell completion script")
-                .arg(
-                    Arg::new("shell")
-                        .value_name("SHELL")
-                        .required(true)
-                        .value_parser(clap::value_parser!(clap_complete::Shell)),
-                ),
-        )
-        .subcommand(
-            Command::new("generate-man")
-                .about("Write the unionrs.1 man page into DIR")
-                .hide(true)
-                .arg(
-                    Arg::new("dir")
-                        .value_name("DIR")
-                        .required(true)
-                        .value_hint(ValueHint::DirPath),
-                ),
-        )
+}
+
+/// What a bare `unionrs` prints (to stderr, exit 2).
+pub fn short_usage() -> String {
+    let mut cmd = command();
+    format!(
+        "{}\nSee 'unionrs --help'.",
+        cmd.render_usage().to_string().trim_end()
+    )
 }
 
 /// `unionrs --help`: the clap help with the full -o option list.
@@ -390,11 +380,12 @@ pub fn print_help() {
     let text = command()
         .after_long_help(format!("{}\n{EXAMPLES}", options_text()))
         .render_long_help();
-    if std::io::IsTerminal::is_terminal(&io::stdout()) {
-        print!("{}", text.ansi());
+    // A reader that stops early (`| head`) is no error: the write's result is dropped.
+    let _ = if std::io::IsTerminal::is_terminal(&io::stdout()) {
+        write!(io::stdout(), "{}", text.ansi())
     } else {
-        print!("{text}");
-    }
+        write!(io::stdout(), "{text}")
+    };
 }
 
 /// `unionrs completions SHELL`.
