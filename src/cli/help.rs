@@ -485,24 +485,81 @@ pub fn man_page(w: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-/// `unionrs generate-man DIR`: writes DIR/unionrs.1 and a page per visible subcommand
-/// (unionrs-export-layer.1, ...), which unionrs.1 refers to.
-pub fn generate_man(dir: &Path) -> io::Result<()> {
+/// The verbs a user can call, as clap sees them once built (with `--store` and `--help`):
+/// every subcommand but the hidden ones and `help`.
+pub fn verbs() -> Vec<Command> {
+    let mut cmd = command();
+    cmd.build();
+    cmd.get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        .cloned()
+        .collect()
+}
+
+/// A verb's exit statuses, for its man page.
+fn exit_status(verb: &str) -> &'static str {
+    match verb {
+        "run" => {
+            "The command's own status (128+N if it died of signal N); 125 when unionrs fails \
+             or the command line is wrong, 126 when the command cannot be executed, 127 when \
+             it is not found (docker's numbers)."
+        }
+        "check" => {
+            "0 when the upper is clean (or everything found was repaired), 1 when something \
+             was found, 2 on a usage or I/O error."
+        }
+        _ => "0 on success, 1 when the command failed, 2 on a usage error.",
+    }
+}
+
+/// Every man page: unionrs.1 and one per verb (unionrs-pull.1, ...), by file name.
+pub fn man_pages() -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut page = Vec::new();
     man_page(&mut page)?;
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("unionrs.1"), page)?;
-    for sub in command().get_subcommands().filter(|s| !s.is_hide_set()) {
+    let mut pages = vec![("unionrs.1".to_string(), page)];
+    for sub in verbs() {
         // clap names are &'static str without its "string" feature; this runs once per page.
         let name: &'static str = format!("unionrs-{}", sub.get_name()).leak();
-        let man = clap_mangen::Man::new(sub.clone().name(name).version(env!("CARGO_PKG_VERSION")))
+        let verb = sub.get_name().to_string();
+        let man = clap_mangen::Man::new(sub.name(name))
             .date("")
             .source(format!("unionrs {}", env!("CARGO_PKG_VERSION")));
         let mut page = Vec::new();
-        man.render(&mut page)?;
-        std::fs::write(dir.join(format!("{name}.1")), page)?;
+        let w: &mut dyn Write = &mut page;
+        man.render_title(w)?;
+        man.render_name_section(w)?;
+        man.render_synopsis_section(w)?;
+        man.render_description_section(w)?;
+        man.render_options_section(w)?;
+        writeln!(w, ".SH \"EXIT STATUS\"")?;
+        writeln!(w, "{}", roff(exit_status(&verb)))?;
+        writeln!(w, ".SH \"SEE ALSO\"")?;
+        writeln!(w, "unionrs(1), \\fBunionrs {verb} \\-\\-help\\fR")?;
+        pages.push((format!("{name}.1"), page));
+    }
+    Ok(pages)
+}
+
+/// `unionrs generate-man DIR`: writes every page of [`man_pages`] into DIR.
+pub fn generate_man(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, page) in man_pages()? {
+        std::fs::write(dir.join(name), page)?;
     }
     Ok(())
+}
+
+/// The README's list of verbs: each one's usage line and what it does.
+pub fn readme_verbs() -> String {
+    let mut s = String::from("```text\n");
+    for mut sub in verbs() {
+        let usage = sub.render_usage().to_string();
+        let usage = usage.trim().trim_start_matches("Usage: ");
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        s += &format!("{usage}\n    {about}\n");
+    }
+    s += "```\n";
+    s
 }
 
 fn peer_cell(p: Peer) -> &'static str {
@@ -638,6 +695,51 @@ mod tests {
             assert!(text.contains(o.key), "--help lacks {}", o.key);
         }
         command().debug_assert();
+    }
+
+    /// The README carries the verb list this module renders, between two markers.
+    /// `UNIONRS_UPDATE_DOCS=1 cargo test` rewrites it.
+    #[test]
+    fn readme_verbs_are_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let doc = std::fs::read_to_string(path).expect("README.md");
+        let (begin, end) = ("<!-- verbs:begin -->\n", "<!-- verbs:end -->");
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let stop = doc.find(end).expect("end marker");
+        let want = readme_verbs();
+        if doc[start..stop] != want {
+            if std::env::var_os("UNIONRS_UPDATE_DOCS").is_some() {
+                let new = format!("{}{want}{}", &doc[..start], &doc[stop..]);
+                std::fs::write(path, new).unwrap();
+            } else {
+                panic!(
+                    "README.md's verb list is stale: run UNIONRS_UPDATE_DOCS=1 cargo test readme_verbs"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_verb_has_a_man_page_and_the_main_page_lists_it() {
+        let pages = man_pages().unwrap();
+        let main = String::from_utf8(pages[0].1.clone()).unwrap();
+        for v in verbs() {
+            let name = format!("unionrs-{}.1", v.get_name());
+            let (_, page) = pages
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("no {name}"));
+            let page = String::from_utf8_lossy(page);
+            assert!(page.contains("EXIT STATUS"), "{name}");
+            assert!(
+                main.contains(&format!(
+                    "unionrs\\-{}(1)",
+                    v.get_name().replace('-', "\\-")
+                )),
+                "unionrs.1 does not list {}",
+                v.get_name()
+            );
+        }
     }
 
     #[test]
