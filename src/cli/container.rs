@@ -3,7 +3,8 @@
 //! only a container reuses [`ContainerArg`]), a line in [`Verb::name`] and an arm in
 //! [`Verb::run`].
 
-use super::image::{json_format, open_store, print_table, since};
+use super::image::{open_store, print_table, since};
+use super::template::{self, Format};
 use super::{CliError, Res};
 use crate::image::container;
 use crate::image::reference::Reference;
@@ -47,7 +48,7 @@ pub struct CreateArgs {
 
 #[derive(Args)]
 pub struct PsArgs {
-    /// Print JSON lines (json)
+    /// json (JSON lines), or a Go template: '{{.ID}} {{.Image}}', 'table {{.Names}}\t{{.State}}'
     #[arg(long, value_name = "FORMAT")]
     format: Option<String>,
 }
@@ -126,8 +127,9 @@ fn create(st: &Store, a: CreateArgs) -> Res {
 }
 
 fn ps(st: &Store, a: PsArgs) -> Res {
-    let json = json_format(a.format.as_deref())?;
+    let format = Format::parse(a.format.as_deref()).map_err(CliError::Usage)?;
     let mut rows = Vec::new();
+    let mut objects = Vec::new();
     for c in container::list(st)? {
         let merged = container::dir(st, &c.name).join("merged");
         let state = if container::is_mounted(&merged) {
@@ -135,11 +137,7 @@ fn ps(st: &Store, a: PsArgs) -> Res {
         } else {
             "unmounted"
         };
-        if json {
-            let line = json!({"Name": c.name, "Image": c.image_name, "ImageID": c.image_id,
-                "CreatedAt": c.created, "State": state, "Mountpoint": merged.display().to_string()});
-            println!("{line}");
-        } else {
+        if let Format::Default = format {
             rows.push(vec![
                 c.name.clone(),
                 c.image_name.clone(),
@@ -147,10 +145,32 @@ fn ps(st: &Store, a: PsArgs) -> Res {
                 state.to_string(),
                 merged.display().to_string(),
             ]);
+            continue;
+        }
+        // A container is known by its name: docker's ID and Names are both it.
+        let line = json!({"ID": c.name, "Names": c.name, "Name": c.name,
+            "Image": c.image_name, "ImageID": c.image_id, "CreatedAt": c.created,
+            "CreatedSince": since(&c.created), "State": state,
+            "Mountpoint": merged.display().to_string()});
+        if let Format::Json = format {
+            println!("{line}");
+        } else {
+            objects.push(line);
         }
     }
-    if !json {
-        print_table(&["NAME", "IMAGE", "CREATED", "STATE", "MOUNTPOINT"], &rows);
+    match format {
+        Format::Default => {
+            print_table(&["NAME", "IMAGE", "CREATED", "STATE", "MOUNTPOINT"], &rows);
+        }
+        Format::Json => {}
+        Format::Template(t) => {
+            let header = |f: &str| match f {
+                "ID" => "CONTAINER ID".to_string(),
+                "CreatedSince" => "CREATED".to_string(),
+                f => template::default_header(f),
+            };
+            print!("{}", t.render_all(&objects, &header)?);
+        }
     }
     Ok(())
 }

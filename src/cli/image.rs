@@ -2,6 +2,7 @@
 //! `prune`, and the table, size and time helpers the other verb groups share. To add a verb: a
 //! variant with its arguments in [`Verb`], a line in [`Verb::name`] and an arm in [`Verb::run`].
 
+use super::template::{self, Format};
 use super::{CliError, Res};
 use crate::image::archive;
 use crate::image::container;
@@ -59,7 +60,7 @@ pub struct SaveArgs {
 
 #[derive(Args)]
 pub struct ImagesArgs {
-    /// Print JSON lines (json)
+    /// json (JSON lines), or a Go template: '{{.ID}} {{.Repository}}:{{.Tag}}', 'table ...'
     #[arg(long, value_name = "FORMAT")]
     format: Option<String>,
     /// Show full image IDs
@@ -69,7 +70,7 @@ pub struct ImagesArgs {
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// Output format: json (the default)
+    /// json (the default), or a Go template per image: '{{.Id}}', '{{json .Config.Env}}'
     #[arg(short, long, value_name = "FORMAT")]
     format: Option<String>,
     #[arg(value_name = "IMAGE", required = true)]
@@ -253,10 +254,11 @@ fn created(img: &Image) -> String {
 }
 
 fn images(st: &Store, a: ImagesArgs) -> Res {
-    let json = json_format(a.format.as_deref())?;
+    let format = Format::parse(a.format.as_deref()).map_err(Usage)?;
     let mut imgs = st.images()?;
     imgs.sort_by_key(|i| std::cmp::Reverse(parse_time(&created(i)).unwrap_or(i64::MIN)));
     let mut rows = Vec::new();
+    let mut objects = Vec::new();
     for img in &imgs {
         let size = image_size(st, img);
         let id = if a.no_trunc {
@@ -276,33 +278,51 @@ fn images(st: &Store, a: ImagesArgs) -> Res {
                 .collect()
         };
         for (repo, tag) in pairs {
+            let c = created(img);
+            if let Format::Default = format {
+                rows.push(vec![repo, tag, id.clone(), since(&c), human_size(size)]);
+                continue;
+            }
+            // `--format json` has always carried the full ID; a template's {{.ID}} is the
+            // table's (12 hex digits unless --no-trunc), as docker's.
+            let json = matches!(format, Format::Json);
+            let shown = if json {
+                img.id().to_string()
+            } else {
+                id.clone()
+            };
+            let line = json!({
+                "Repository": repo, "Tag": tag, "ID": shown,
+                "Digest": img.manifest_digest.to_string(), "CreatedAt": c,
+                "CreatedSince": since(&c), "Size": human_size(size), "SizeBytes": size,
+            });
             if json {
-                let c = created(img);
-                let line = json!({
-                    "Repository": repo, "Tag": tag, "ID": img.id().to_string(),
-                    "Digest": img.manifest_digest.to_string(), "CreatedAt": c,
-                    "CreatedSince": since(&c), "Size": human_size(size), "SizeBytes": size,
-                });
                 println!("{line}");
             } else {
-                rows.push(vec![
-                    repo,
-                    tag,
-                    id.clone(),
-                    since(&created(img)),
-                    human_size(size),
-                ]);
+                objects.push(line);
             }
         }
     }
-    if !json {
-        print_table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows);
+    match format {
+        Format::Default => {
+            print_table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows);
+        }
+        Format::Json => {}
+        Format::Template(t) => {
+            let header = |f: &str| match f {
+                "ID" => "IMAGE ID".to_string(),
+                "CreatedSince" => "CREATED".to_string(),
+                f => template::default_header(f),
+            };
+            print!("{}", t.render_all(&objects, &header)?);
+        }
     }
     Ok(())
 }
 
 fn inspect(st: &Store, a: InspectArgs) -> Res {
-    json_format(a.format.as_deref())?;
+    // `json` (and none) print docker's pretty array; a template is applied to each image.
+    let format = Format::parse(a.format.as_deref()).map_err(Usage)?;
     let mut out = Vec::new();
     for name in &a.images {
         let img = st.resolve(name)?;
@@ -329,6 +349,10 @@ fn inspect(st: &Store, a: InspectArgs) -> Res {
                          "MediaType": img.manifest.media_type},
             "GraphDriver": {"Name": "unionrs", "Data": {"LowerDir": lower.join(":")}},
         }));
+    }
+    if let Format::Template(t) = format {
+        print!("{}", t.render_all(&out, &template::default_header)?);
+        return Ok(());
     }
     let s = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
     println!("{s}");

@@ -20,6 +20,7 @@ pub mod mount;
 pub mod options;
 pub mod registry;
 pub mod run;
+pub mod template;
 pub mod tools;
 pub mod validate;
 
