@@ -90,7 +90,10 @@ impl Client {
         } else {
             format!("https://{host}")
         };
-        let creds = opts.creds.clone().or_else(|| auth::lookup(&r.registry));
+        let creds = match &opts.creds {
+            Some(c) => Some(c.clone()),
+            None => auth::lookup(&r.registry)?,
+        };
         Ok(Client {
             agent,
             base,
