@@ -286,50 +286,25 @@ pub fn token_from_json(body: &[u8]) -> Result<String, String> {
         .ok_or_else(|| "token endpoint answered without a token".to_string())
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
+/// Base64 as registries and auth files write it: standard alphabet, padded.
 pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if k <= c.len() {
-                out.push(B64[(n >> shift) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
+/// Base64 as auth files may hold it: standard or URL-safe alphabet, padded or not, stray
+/// low bits tolerated (as Go's decoder, which wrote most of them).
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in s.trim().as_bytes() {
-        if c == b'=' {
-            break;
-        }
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::Engine;
+    use base64::alphabet;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    const STD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+    const URL: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+    let s = s.trim();
+    STD.decode(s).or_else(|_| URL.decode(s)).ok()
 }
 
 #[cfg(test)]
@@ -345,6 +320,10 @@ mod tests {
             );
         }
         assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64_decode("dXNlcjpwYXNz\n").unwrap(), b"user:pass");
+        assert_eq!(base64_decode("dXNlcjpwYXM").unwrap(), b"user:pas");
+        assert_eq!(base64_decode("-_8").unwrap(), [0xfb, 0xff]);
+        assert_eq!(base64_decode("a$b"), None);
     }
 
     #[test]
