@@ -1,6 +1,8 @@
 //! The verbs' command line as a user meets it: `unionrs VERB --help` and `unionrs help VERB`
 //! for every verb, docker-shaped usage errors, completions and man pages that know every verb.
 
+mod image_util;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -97,7 +99,11 @@ fn usage_errors_are_two_lines_that_point_at_the_help() {
     for (verb, _) in verbs() {
         let o = unionrs(tmp.path(), &[&verb, "--no-such-flag"]);
         let err = String::from_utf8_lossy(&o.stderr);
-        let want = if verb == "run" { 125 } else { 2 };
+        let want = if unionrs::cli::RUN_LIKE.contains(&verb.as_str()) {
+            125
+        } else {
+            2
+        };
         assert_eq!(o.status.code(), Some(want), "{verb}: {err}");
         assert!(o.stdout.is_empty(), "{verb}");
         let lines: Vec<&str> = err.lines().collect();
@@ -164,4 +170,61 @@ fn a_man_page_per_verb() {
         let roff_name = format!("unionrs\\-{}(1)", verb.replace('-', "\\-"));
         assert!(main.contains(&roff_name), "unionrs.1 does not list {verb}");
     }
+}
+
+/// bash: the first positional of an image verb completes to the store's images, of a
+/// container verb to its containers; a flag's value and the words after it do not.
+#[test]
+fn bash_completes_image_and_container_names() {
+    assert!(
+        image_util::can_mount(),
+        "needs root, /dev/fuse and fusermount3"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let store = image_util::store_with_busybox(tmp.path());
+    let _unmount = image_util::UnmountUnder(store.clone());
+    image_util::ok(&store, &["create", "--name", "c1", "bb:1"]);
+    let script = tmp.path().join("unionrs.bash");
+    let o = unionrs(&store, &["completions", "bash"]);
+    std::fs::write(&script, &o.stdout).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin().parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let complete = |words: &[&str]| -> Vec<String> {
+        let mut all = vec!["unionrs", "--store", store.to_str().unwrap()];
+        all.extend(words);
+        let quoted: Vec<String> = all.iter().map(|w| format!("'{w}'")).collect();
+        let cword = all.len() - 1;
+        let prog = format!(
+            ". '{}'\nCOMP_WORDS=({})\nCOMP_CWORD={cword}\n\
+             _unionrs_names unionrs '{}' '{}'\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+            script.display(),
+            quoted.join(" "),
+            all[cword],
+            all[cword - 1],
+        );
+        let o = Command::new("bash")
+            .args(["-c", &prog])
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(complete(&["rmi", ""]), ["bb:1"]);
+    assert_eq!(complete(&["inspect", "-f", "{{.Id}}", "b"]), ["bb:1"]);
+    assert_eq!(complete(&["run", "--rm", "-e", "A=1", ""]), ["bb:1"]);
+    assert_eq!(complete(&["tag", ""]), ["bb:1"]);
+    assert_eq!(complete(&["rm", ""]), ["c1"]);
+    assert_eq!(complete(&["diff", "c"]), ["c1"]);
+    assert!(!complete(&["run", "bb:1", ""]).contains(&"bb:1".to_string()));
+    assert!(!complete(&["run", "--name", ""]).contains(&"bb:1".to_string()));
+    assert!(!complete(&["pull", ""]).contains(&"bb:1".to_string()));
+    image_util::ok(&store, &["rm", "c1"]);
 }

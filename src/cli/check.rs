@@ -18,6 +18,7 @@ use std::process::ExitCode;
 /// it did; exit 0 when everything found was fixed. Unmount first: a workdir held by a live
 /// mount is refused.
 #[derive(Args)]
+#[command(verbatim_doc_comment)]
 pub struct CheckArgs {
     /// The workdir the upper was mounted with
     #[arg(long, value_name = "WORK_DIR", value_hint = ValueHint::DirPath)]

@@ -391,6 +391,122 @@ pub fn print_help() {
 /// `unionrs completions SHELL`.
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
     clap_complete::generate(shell, &mut command(), "unionrs", out);
+    let _ = match shell {
+        clap_complete::Shell::Bash => out.write_all(bash_names().as_bytes()),
+        clap_complete::Shell::Fish => out.write_all(fish_names().as_bytes()),
+        _ => Ok(()),
+    };
+}
+
+/// What a verb's first positional names, for completing it from the store: images (IMAGE,
+/// and tag's SOURCE) or containers (CONTAINER), as the clap definitions call them.
+fn name_kinds() -> (Vec<String>, Vec<String>) {
+    let (mut images, mut containers) = (Vec::new(), Vec::new());
+    for v in verbs() {
+        let first = v
+            .get_positionals()
+            .next()
+            .and_then(|a| a.get_value_names()?.first().map(|n| n.to_string()));
+        match first.as_deref() {
+            Some(n) if n.starts_with("IMAGE") || n == "SOURCE" => {
+                images.push(v.get_name().to_string())
+            }
+            Some("CONTAINER") => containers.push(v.get_name().to_string()),
+            _ => {}
+        }
+    }
+    (images, containers)
+}
+
+/// The commands that list names, as completion scripts run them.
+const LIST_IMAGES: &str = "images --format '{{.Repository}}:{{.Tag}}'";
+const LIST_CONTAINERS: &str = "ps --format '{{.Names}}'";
+
+/// Bash: after clap's completion, the first positional of an image or container verb
+/// completes to the names in the store (the one `--store` names, if given).
+fn bash_names() -> String {
+    let (images, containers) = name_kinds();
+    // Per verb, the options that take the next word as their value.
+    let mut valued = String::new();
+    for v in verbs() {
+        let mut flags: Vec<String> = Vec::new();
+        for a in v
+            .get_arguments()
+            .filter(|a| a.get_action().takes_values() && !a.is_require_equals_set())
+        {
+            flags.extend(a.get_long().map(|l| format!("--{l}")));
+            flags.extend(
+                a.get_all_aliases()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| format!("--{l}")),
+            );
+            flags.extend(a.get_short().map(|s| format!("-{s}")));
+        }
+        valued += &format!(
+            "        {}) echo \"{}\" ;;\n",
+            v.get_name(),
+            flags.join(" ")
+        );
+    }
+    format!(
+        r#"
+# Image and container names from the store, for the verbs that take them.
+_unionrs_valued() {{
+    case "$1" in
+{valued}    esac
+}}
+_unionrs_names() {{
+    _unionrs "$@"
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="${{COMP_WORDS[COMP_CWORD-1]}}"
+    local i=1 w verb="" positionals=0 store=() valued=""
+    while [ "$i" -lt "$COMP_CWORD" ]; do
+        w="${{COMP_WORDS[i]}}"
+        case "$w" in
+            --store) store=(--store "${{COMP_WORDS[i+1]}}"); i=$((i+1)) ;;
+            --store=*) store=(--store "${{w#--store=}}") ;;
+            -*) [[ "$valued" == *" $w "* ]] && i=$((i+1)) ;;
+            *)
+                if [ -z "$verb" ]; then
+                    verb="$w"
+                    valued=" $(_unionrs_valued "$verb") "
+                else
+                    positionals=$((positionals+1))
+                fi
+                ;;
+        esac
+        i=$((i+1))
+    done
+    [[ "$cur" == -* || "$positionals" -gt 0 || "$valued" == *" $prev "* ]] && return
+    local names
+    case "$verb" in
+        {images}) names=$(unionrs "${{store[@]}}" {list_images} 2>/dev/null | grep -v '<none>') ;;
+        {containers}) names=$(unionrs "${{store[@]}}" {list_containers} 2>/dev/null) ;;
+        *) return ;;
+    esac
+    COMPREPLY=($(compgen -W "$names" -- "$cur"))
+}}
+complete -F _unionrs_names -o bashdefault -o default unionrs
+"#,
+        images = images.join("|"),
+        containers = containers.join("|"),
+        list_images = LIST_IMAGES,
+        list_containers = LIST_CONTAINERS,
+    )
+}
+
+/// Fish: the same names for the same verbs (from the default store).
+fn fish_names() -> String {
+    let (images, containers) = name_kinds();
+    format!(
+        "\n# Image and container names from the store, for the verbs that take them.\n\
+         complete -c unionrs -n \"__fish_seen_subcommand_from {}\" -f -a \"(unionrs {} 2>/dev/null | string match -v '*<none>*')\"\n\
+         complete -c unionrs -n \"__fish_seen_subcommand_from {}\" -f -a \"(unionrs {} 2>/dev/null)\"\n",
+        images.join(" "),
+        LIST_IMAGES,
+        containers.join(" "),
+        LIST_CONTAINERS,
+    )
 }
 
 /// Escapes text for a roff line: backslashes, hyphens, and a leading `.` or `'`.

@@ -6,7 +6,10 @@
 //! create, ps, mount ...; tools.rs: export-layer, stats ...), and handle the variant in that
 //! module's `run`. A new group is one more `#[command(flatten)]` variant of [`Verb`] here. The
 //! doc comments are the help text; `--help`, `unionrs help VERB`, the man pages, the shell
-//! completions and the README's verb list all come from these definitions.
+//! completions and the README's verb list all come from these definitions. A verb that sets
+//! its own exit status (`run`, `check`) returns an `ExitCode` and has its own arm in `verbs`;
+//! one whose usage errors exit 125 as docker's run-like verbs do goes into [`RUN_LIKE`].
+//! tests/cli_help.rs then checks its --help, its usage errors, completions and man page.
 //!
 //! Exit codes: 0 success; 1 a verb failed (`check`: it found something); 2 a usage error
 //! (`check`: also an I/O error); `run`: 125 when unionrs fails or the command line is wrong,
@@ -44,6 +47,9 @@ pub enum Verb {
     #[command(flatten)]
     Tools(tools::Verb),
 }
+
+/// Verbs whose usage errors exit 125, as docker's `run` (its own failures, too, are 125).
+pub const RUN_LIKE: &[&str] = &["run"];
 
 /// A verb's failure: a wrong command line (exit 2, with a pointer to the verb's help) or a
 /// failure while doing it (exit 1).
@@ -187,7 +193,7 @@ fn one_line(m: &str) -> String {
 }
 
 /// Help and version go to stdout (exit 0); an error is two lines on stderr, as docker's:
-/// what is wrong, then where the verb's help is. Exit 2, or 125 for `run` (docker's).
+/// what is wrong, then where the verb's help is. Exit 2, or 125 for [`RUN_LIKE`] verbs.
 fn clap_error(e: &clap::Error, verb: &str) -> ExitCode {
     use clap::error::ErrorKind;
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
@@ -205,7 +211,11 @@ fn clap_error(e: &clap::Error, verb: &str) -> ExitCode {
         format!("unionrs {verb}")
     };
     eprintln!("{name}: {what}\n{}", see_help(verb));
-    ExitCode::from(if verb == "run" { run::FAILED } else { 2 })
+    ExitCode::from(if RUN_LIKE.contains(&verb) {
+        run::FAILED
+    } else {
+        2
+    })
 }
 
 #[cfg(test)]
