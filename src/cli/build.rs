@@ -46,6 +46,12 @@ pub struct BuildArgs {
     /// Registry credentials USER:PASSWORD
     #[arg(long, value_name = "USER:PASSWORD")]
     creds: Option<String>,
+    /// A secret for RUN --mount=type=secret; may repeat
+    #[arg(long, value_name = "id=ID[,src=FILE|env=VAR]")]
+    secret: Vec<String>,
+    /// An SSH agent socket for RUN --mount=type=ssh; may repeat
+    #[arg(long, value_name = "default|ID[=SOCKET]")]
+    ssh: Vec<String>,
     /// Print only the image ID
     #[arg(short, long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
           default_value = "false", default_missing_value = "true")]
@@ -103,6 +109,18 @@ fn options(a: BuildArgs) -> Result<Options, CliError> {
         .map(Creds::parse)
         .transpose()
         .map_err(Usage)?;
+    let secrets = a
+        .secret
+        .iter()
+        .map(|v| build::secrets::parse_secret(v))
+        .collect::<Result<_, _>>()
+        .map_err(Usage)?;
+    let ssh = a
+        .ssh
+        .iter()
+        .map(|v| build::secrets::parse_ssh(v))
+        .collect::<Result<_, _>>()
+        .map_err(Usage)?;
     if !a.context.is_dir() {
         return Err(Failed(format!(
             "build context {}: not a directory",
@@ -126,6 +144,8 @@ fn options(a: BuildArgs) -> Result<Options, CliError> {
         quiet: a.quiet,
         network,
         runtime: a.runtime,
+        secrets,
+        ssh,
     })
 }
 
