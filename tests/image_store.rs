@@ -369,7 +369,7 @@ fn skopeo_and_umoci_read_the_store() {
     assert_eq!(image_id(&s2, "copied:1"), format!("sha256:{}", sha(&cfg)));
 }
 
-// docker's --format Go templates on images, inspect and ps, beside --format json.
+// docker's --format Go templates on images, inspect, history and ps, beside --format json.
 #[test]
 fn format_templates_as_docker_writes_them() {
     assert!(can_mount(), "needs root, /dev/fuse and fusermount3");
@@ -427,6 +427,18 @@ fn format_templates_as_docker_writes_them() {
     let whole: serde_json::Value =
         serde_json::from_str(&ok(&store, &["inspect", "--format", "{{json .}}", "bb:1"])).unwrap();
     assert_eq!(whole, v[0]);
+
+    let h = ok(
+        &store,
+        &["history", "--format", "{{.ID}} {{.SizeBytes}}", "bb:1"],
+    );
+    assert!(h.starts_with(&format!("{} ", &id[7..19])), "{h}");
+    assert_eq!(
+        ok(&store, &["history", "--format", "table {{.ID}}", "bb:1"])
+            .lines()
+            .next(),
+        Some("IMAGE")
+    );
 
     ok(&store, &["create", "--name", "fmt1", "bb:1"]);
     let line = ok(&store, &["ps", "--format", "{{.ID}} {{.Image}} {{.State}}"]);

@@ -85,7 +85,7 @@ pub struct HistoryArgs {
     /// Print only the image IDs
     #[arg(short, long)]
     quiet: bool,
-    /// Print JSON lines (json)
+    /// json (JSON lines), or a Go template: '{{.CreatedBy}}', 'table {{.ID}}\t{{.Size}}'
     #[arg(long, value_name = "FORMAT")]
     format: Option<String>,
     #[arg(value_name = "IMAGE")]
@@ -152,15 +152,6 @@ impl Verb {
 pub fn open_store(flag: Option<PathBuf>) -> Result<Store, CliError> {
     let root = store::default_root(flag.as_deref())?;
     Ok(Store::open(&root)?)
-}
-
-/// `--format json` (docker's JSON lines); anything else is a usage error for now.
-pub fn json_format(format: Option<&str>) -> Result<bool, CliError> {
-    match format {
-        None => Ok(false),
-        Some("json") => Ok(true),
-        Some(f) => Err(Usage(format!("--format {f:?}: only 'json' is supported"))),
-    }
 }
 
 pub fn unpack_options() -> Options {
@@ -360,7 +351,9 @@ fn inspect(st: &Store, a: InspectArgs) -> Res {
 }
 
 fn history(st: &Store, a: HistoryArgs) -> Res {
-    let json = json_format(a.format.as_deref())?;
+    let format = Format::parse(a.format.as_deref()).map_err(Usage)?;
+    let json = !matches!(format, Format::Default);
+    let mut objects = Vec::new();
     let img = st.resolve(&a.image)?;
     let diffs = img.diff_ids()?;
     let hist: Vec<Value> = match img.config.get("history").and_then(Value::as_array) {
@@ -413,7 +406,11 @@ fn history(st: &Store, a: HistoryArgs) -> Res {
             let line = json!({"ID": id, "CreatedAt": created, "CreatedSince": since(created),
                 "CreatedBy": by, "Size": human_size(size.unwrap_or(0)),
                 "SizeBytes": size.unwrap_or(0), "Comment": comment});
-            println!("{line}");
+            if let Format::Json = format {
+                println!("{line}");
+            } else {
+                objects.push(line);
+            }
         } else if a.quiet {
             println!("{id}");
         } else {
@@ -431,7 +428,14 @@ fn history(st: &Store, a: HistoryArgs) -> Res {
             ]);
         }
     }
-    if !json && !a.quiet {
+    if let Format::Template(t) = format {
+        let header = |f: &str| match f {
+            "ID" => "IMAGE".to_string(),
+            "CreatedSince" => "CREATED".to_string(),
+            f => template::default_header(f),
+        };
+        print!("{}", t.render_all(&objects, &header)?);
+    } else if !json && !a.quiet {
         print_table(
             &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
             &table,
