@@ -116,6 +116,10 @@ impl Union {
                 Ok(()) => Ok(()),
                 Err(e) => {
                     let _ = fs::unlink_at(work, work_tmp, false);
+                    // An upper without RENAME_EXCHANGE may still make whiteouts itself.
+                    if e == Errno::EINVAL || e == Errno::ENOTSUP {
+                        return fs::rename_at(dir, name, work, work_tmp, libc::RENAME_WHITEOUT);
+                    }
                     Err(e)
                 }
             },
