@@ -116,10 +116,10 @@ unionrs_only!(whiteout_oci_hides, |fs| check_whiteout(
     &[]
 ));
 
-/// Removing lower names leaves whiteouts that are links to one 0/0 device, as the kernel
-/// makes them (no inode allocated per whiteout): for files, and for a directory that was
-/// copied up to be emptied and then swapped for a whiteout by rmdir. The work dir holds
-/// nothing of unionrs's once it is unmounted (the kernel keeps its link in W/index).
+// Removing lower names leaves whiteouts that are links to one 0/0 device, as the kernel
+// makes them (no inode allocated per whiteout): for files, and for a directory that was
+// copied up to be emptied and then swapped for a whiteout by rmdir. The work dir holds
+// nothing of unionrs's once it is unmounted (the kernel keeps its link in W/index).
 both!(removals_leave_whiteouts_sharing_one_inode, |fs: Fs| {
     let l = Layers::new(1);
     for f in ["a", "b", "sub/c", "sub/deeper/e"] {

@@ -30,10 +30,10 @@ impl Union {
         let work = self.work().ok().and_then(|w| w.try_clone_to_owned().ok());
         move || {
             let mut s = shared.lock();
-            if let (Some(name), Some(work)) = (s.name.take(), work) {
-                if let Err(e) = fs::unlink_at(work.as_fd(), &name, false) {
-                    log::warn!("cannot remove the shared whiteout from the work dir: {e}");
-                }
+            if let (Some(name), Some(work)) = (s.name.take(), work)
+                && let Err(e) = fs::unlink_at(work.as_fd(), &name, false)
+            {
+                log::warn!("cannot remove the shared whiteout from the work dir: {e}");
             }
             // No whiteout links to a name that is gone: later whiteouts get their own inode.
             s.disabled = true;
