@@ -99,6 +99,23 @@ impl Union {
         }
     }
 
+    /// The permission bits a new object made in place must keep after its chown (which drops
+    /// set-id bits): `perm`, or under a default ACL the mode the upper filesystem gave it (the
+    /// requested mode masked by the ACL, which a chmod to `perm` would undo).
+    fn created_perm(
+        &self,
+        slot: &Slot,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        perm: u32,
+    ) -> SysResult<u32> {
+        if slot.default_acl {
+            Ok(fs::stat_at(dir, name)?.st_mode & 0o7777)
+        } else {
+            Ok(perm)
+        }
+    }
+
     /// Whether a new object made by the daemon in the upper already has the owner and mode
     /// the caller's object must have, so no chown/chmod is needed: the caller's ids are the
     /// daemon's (the kernel then gives a set-gid parent's group, and the set-gid bit to a new
@@ -238,6 +255,7 @@ impl Union {
             fs::mknod_at(d, name, kind | perm, rdev)?;
         }
         let kind = if kind == 0 { libc::S_IFREG } else { kind };
+        let perm = self.created_perm(&slot, d, name, perm)?;
         self.own_and_finish(ctx, &slot, name, kind, Some(perm))
     }
 
@@ -283,6 +301,7 @@ impl Union {
                 return Ok(self.finish_create(&slot, name)?.1);
             }
         }
+        let perm = self.created_perm(&slot, d, name, perm)?;
         let parent_st = self.shown_upper_dir_stat(d)?;
         let keep_sgid = parent_st.st_mode & libc::S_ISGID != 0;
         let perm = if keep_sgid {
@@ -328,7 +347,9 @@ impl Union {
         };
         let fd = fs::open_at(d, name, open_flags | libc::O_CREAT | libc::O_EXCL, perm)?;
         if !self.made_as_caller(ctx, &slot) {
-            let r = self.set_owner(ctx, d, name, libc::S_IFREG, Some(perm));
+            let r = self
+                .created_perm(&slot, d, name, perm)
+                .and_then(|perm| self.set_owner(ctx, d, name, libc::S_IFREG, Some(perm)));
             if let Err(e) = r {
                 let _ = fs::unlink_at(d, name, false);
                 return Err(e);
