@@ -62,8 +62,9 @@ impl Union {
                 None => detached.ok_or(Errno::ENOENT)?,
             };
             let mut st = fs::fstat(fd.as_fd())?;
-            // A whited-out lower object still has its links in the lower layer.
-            if !upper {
+            // A whited-out lower file still has its links in the lower layer. A directory
+            // shows them as the kernel does (a merged one 1, below).
+            if !upper && !node.is_dir() {
                 st.st_nlink = 0;
             } else {
                 self.apply_override(UPPER, fd.as_fd(), b"", &mut st);

@@ -135,8 +135,11 @@ impl Union {
         f: &Found,
         merged_path: &[u8],
     ) -> SysResult<()> {
+        if f.is_dir() {
+            return self.detach_dir(node, f, merged_path);
+        }
         let open = node.open_count.load(std::sync::atomic::Ordering::Relaxed) > 0;
-        if f.is_dir() || !(open || f.st.st_nlink > 1) {
+        if !(open || f.st.st_nlink > 1) {
             return Ok(());
         }
         // The kept handle is all that will be left of it: a metacopy file gets its data
@@ -147,6 +150,24 @@ impl Union {
         let top = f.top(merged_path).ok_or(Errno::ENOENT)?;
         let fd = self.layer(top.layer).open(&top.path, libc::O_PATH)?;
         node.state.write().detached = Some(Arc::new(fd));
+        Ok(())
+    }
+
+    /// Keeps a handle on a directory whose name is about to go (rmdir, or a rename over it),
+    /// so that a process holding it open still gets fstat (st_nlink 0 for an upper one, as on
+    /// the kernel: fstests generic/035), fchmod and an empty listing. The kernel does not say
+    /// whether a directory is open (OPENDIR is answered ENOSYS), so every directory node gets
+    /// one: its cached upper handle where it has one (no syscall), else an O_PATH open. An
+    /// empty directory pins one block until the kernel's FORGET, which follows the removal.
+    fn detach_dir(&self, node: &Node, f: &Found, merged_path: &[u8]) -> SysResult<()> {
+        let fd = match node.upper_fd.lock().clone() {
+            Some(fd) if f.upper => fd,
+            _ => {
+                let top = f.top(merged_path).ok_or(Errno::ENOENT)?;
+                Arc::new(self.layer(top.layer).open(&top.path, libc::O_PATH)?)
+            }
+        };
+        node.state.write().detached = Some(fd);
         Ok(())
     }
 
