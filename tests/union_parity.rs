@@ -61,3 +61,56 @@ both!(removed_directory_held_open_answers_fstat, |fs| {
     assert_eq!(merged.metadata().unwrap().mode() & 0o7777, 0o700);
     assert_eq!(errno(fs::symlink_metadata(l.m("merged"))), libc::ENOENT);
 });
+
+// fstests generic/215: mtime and ctime after a write through a shared writable mapping show
+// at once in stat (asked for alone, as `stat --printf=%Y` asks), while the mapping is there
+// and after the writer is gone. With FUSE passthrough the daemon never sees such a write.
+both!(mapped_write_updates_mtime_and_ctime_at_once, |fs| {
+    let l = Layers::new(1);
+    write(l.l(1).join("lower"), &"l".repeat(8192));
+    let m = mount(fs, &l, &[]);
+    fs::write(l.m("upper"), vec![0u8; 8192]).unwrap();
+    let times = |name: &str| {
+        let p = l.m(name);
+        let (mtime, _) = sys::statx_times(&p, libc::STATX_MTIME).unwrap();
+        let (_, ctime) = sys::statx_times(&p, libc::STATX_CTIME).unwrap();
+        (mtime, ctime)
+    };
+    // Through passthrough the mapping is the layer file's; without it, the daemon hears of
+    // mapped data only at writeback (msync, close), as for any FUSE file without writeback
+    // cache (docs/architecture.md, section 9).
+    let at_once = fs == Fs::KernelOverlay || stats_text(&m).contains("passthrough on");
+    for name in ["upper", "lower"] {
+        // Attributes the kernel caches before the writer comes (stat, and the writer's own
+        // fstat before it maps, as xfs_io and Python's mmap do).
+        let before = times(name);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(l.m(name))
+            .unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 8192);
+        let mut during = None;
+        sys::mmap_write_then(&f, b"MAPPED", || during = Some(times(name))).unwrap();
+        let during = during.unwrap();
+        if at_once {
+            assert!(during.0 > before.0, "{name}: mtime while mapped");
+            assert!(during.1 > before.1, "{name}: ctime while mapped");
+        }
+        drop(f);
+        let after = times(name);
+        assert!(after.0 > before.0, "{name}: mtime {before:?} -> {after:?}");
+        assert!(after.1 > before.1, "{name}: ctime {before:?} -> {after:?}");
+        assert_eq!(&fs::read(l.m(name)).unwrap()[..6], b"MAPPED");
+    }
+});
+
+fn stats_text(m: &MountGuard) -> String {
+    let out = std::process::Command::new(unionrs_bin())
+        .arg("stats")
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}

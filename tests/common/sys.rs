@@ -193,3 +193,40 @@ pub fn mmap_write(f: &File, data: &[u8]) -> io::Result<()> {
         check(r as _).map(drop)
     }
 }
+
+/// statx(2) of `p` asking for `mask` only (as `stat --printf=%Y` does): (mtime, ctime) as
+/// (seconds, nanoseconds). A FUSE inode refreshes only the fields asked for that it knows
+/// to be stale, so this sees what a full stat may not.
+pub fn statx_times(p: &Path, mask: u32) -> io::Result<((i64, u32), (i64, u32))> {
+    let c = cpath(p);
+    // SAFETY: statx is plain old data; zeroed is a valid value.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid string and a writable struct statx.
+    check(unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, mask, &mut st) } as _)?;
+    let t = |t: libc::statx_timestamp| (t.tv_sec, t.tv_nsec);
+    Ok((t(st.stx_mtime), t(st.stx_ctime)))
+}
+
+/// Writes `data` at offset 0 through a MAP_SHARED mapping of `f`, as `xfs_io -c 'mmap'
+/// -c 'mwrite'` does: no msync; `during` runs while the mapping is still there.
+pub fn mmap_write_then(f: &File, data: &[u8], during: impl FnOnce()) -> io::Result<()> {
+    // SAFETY: a fresh shared mapping of len bytes of an fd opened read-write; unmapped below,
+    // after `during`, which does not touch it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            data.len(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        std::ptr::copy_nonoverlapping(data.as_ptr(), p.cast::<u8>(), data.len());
+        during();
+        libc::munmap(p, data.len());
+    }
+    Ok(())
+}
