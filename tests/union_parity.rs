@@ -114,3 +114,60 @@ fn stats_text(m: &MountGuard) -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap()
 }
+
+// O_TMPFILE (fstests generic/004, 389, 509...): an unnamed file in a lower directory (which is
+// copied up), written, named by linkat, seen through that name and after a remount;
+// O_EXCL keeps it unnameable; an unnamed file leaves nothing behind.
+both!(o_tmpfile_then_linkat, |fs| {
+    use std::io::{Read, Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let l = Layers::new(1);
+    mkdir(l.l(1).join("d"));
+    write(l.l(1).join("d/lower"), "lower");
+    let m = mount(fs, &l, &[]);
+    let tmp = |dir: &str, excl: bool| {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o640)
+            .custom_flags(libc::O_TMPFILE | if excl { libc::O_EXCL } else { 0 })
+            .open(l.m(dir))
+    };
+    let old = sys::umask(0o022);
+    let mut f = tmp("d", false).expect("O_TMPFILE in a lower directory");
+    sys::umask(old);
+    f.write_all(b"tmp data").unwrap();
+    let md = f.metadata().unwrap();
+    assert_eq!((md.nlink(), md.mode(), md.len()), (0, 0o100640, 8));
+    assert_eq!(names(l.m("d")), ["lower"]);
+    sys::fsetxattr(&f, "user.t", b"1").unwrap();
+    sys::link_fd(&f, &l.m("d/named")).expect("linkat of an O_TMPFILE file");
+    assert_eq!(f.metadata().unwrap().nlink(), 1);
+    assert_eq!(read(l.m("d/named")), "tmp data");
+    assert_eq!(fs::metadata(l.m("d/named")).unwrap().ino(), md.ino());
+    f.write_all(b"+more").unwrap();
+    let mut s = String::new();
+    f.rewind().unwrap();
+    f.read_to_string(&mut s).unwrap();
+    assert_eq!(
+        (s.as_str(), read(l.m("d/named")).as_str()),
+        ("tmp data+more", "tmp data+more")
+    );
+    assert_eq!(sys::lgetxattr(&l.m("d/named"), "user.t").unwrap(), b"1");
+    drop(f);
+    // O_EXCL: never linkable. A tmpfile in the root, never named, leaves nothing.
+    let f = tmp("d", true).unwrap();
+    assert_eq!(errno(sys::link_fd(&f, &l.m("d/excl"))), libc::ENOENT);
+    drop(f);
+    drop(tmp(".", false).unwrap());
+    assert_eq!(errno(tmp("d/lower", false)), libc::ENOTDIR);
+    let mut shown = names(l.m("d"));
+    shown.sort();
+    assert_eq!(shown, ["lower", "named"]);
+    drop(m);
+    let mut upper = names(l.upper().join("d"));
+    upper.sort();
+    assert_eq!(upper, ["named"]);
+    let _m = mount(fs, &l, &[]);
+    assert_eq!(read(l.m("d/named")), "tmp data+more");
+});

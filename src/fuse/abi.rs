@@ -54,6 +54,7 @@ pub const FALLOCATE: u32 = 43;
 pub const READDIRPLUS: u32 = 44;
 pub const RENAME2: u32 = 45;
 pub const LSEEK: u32 = 46;
+pub const TMPFILE: u32 = 51;
 
 // INIT flags (flags | flags2 << 32).
 pub const FUSE_ASYNC_READ: u64 = 1 << 0;
@@ -330,6 +331,13 @@ pub enum Request<'a> {
         umask: u32,
         name: &'a [u8],
     },
+    /// O_TMPFILE: an unnamed file in directory `nodeid`, created and opened (the request
+    /// carries the name "/", which is no name).
+    Tmpfile {
+        flags: u32,
+        mode: u32,
+        umask: u32,
+    },
     Ioctl,
     Fallocate {
         fh: u64,
@@ -562,6 +570,10 @@ pub fn decode<'a>(
                 umask,
                 name: c.name()?,
             }
+        }
+        TMPFILE => {
+            let (flags, mode, umask, _open_flags) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?);
+            R::Tmpfile { flags, mode, umask }
         }
         IOCTL => R::Ioctl,
         FALLOCATE => {
@@ -857,6 +869,21 @@ mod tests {
             ),
             (INTERRUPT, u64b(77), R::Interrupt { unique: 77 }),
             (DESTROY, vec![], R::Destroy),
+            (
+                TMPFILE,
+                le(&[
+                    &u32b(0o20000002),
+                    &u32b(0o100600),
+                    &u32b(0o22),
+                    &u32b(0),
+                    b"/\0",
+                ]),
+                R::Tmpfile {
+                    flags: 0o20000002,
+                    mode: 0o100600,
+                    umask: 0o22,
+                },
+            ),
             (IOCTL, vec![0u8; 32], R::Ioctl),
             (
                 FALLOCATE,

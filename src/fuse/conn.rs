@@ -392,6 +392,12 @@ impl Conn {
                     entry(o, &e);
                     open_out(o, &op);
                 }),
+            R::Tmpfile { flags, mode, umask } => fs
+                .op_tmpfile(&Self::ctx(h, umask), ino, mode, flags as i32, make)
+                .map(|(e, op)| {
+                    entry(o, &e);
+                    open_out(o, &op);
+                }),
             R::Ioctl => fs.op_ioctl(),
             R::Fallocate {
                 fh,

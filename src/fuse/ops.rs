@@ -449,6 +449,32 @@ impl<B> UnionFs<B> {
         Ok((entry, Opened { fh, flags, backing }))
     }
 
+    /// O_TMPFILE: an unnamed upper file, open (see `Union::tmpfile`); answered as a create.
+    pub fn op_tmpfile(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        mode: u32,
+        flags: i32,
+        make: impl FnOnce(&OwnedFd) -> std::io::Result<B>,
+    ) -> OpResult<(EntryOut, Opened<B>)> {
+        self.requests.count(Op::Create);
+        let (st, fh) = self.union.tmpfile(ctx, parent, mode, flags).map_err(err)?;
+        let (flags, backing) = match self.open_mode(st.st_ino, fh, flags, make) {
+            Decision::Passthrough(b) => (FOPEN_PASSTHROUGH, Some(b)),
+            Decision::DirectIo => (FOPEN_DIRECT_IO, None),
+            Decision::Cached => (0, None),
+            Decision::Busy | Decision::Stale => return Err(self.refuse_open(fh)),
+        };
+        let entry = EntryOut {
+            st,
+            generation: self.union.generation(st.st_ino),
+            ttl: TTL,
+            attr_ttl: self.attr_ttl(st.st_ino),
+        };
+        Ok((entry, Opened { fh, flags, backing }))
+    }
+
     pub fn op_ioctl(&self) -> OpResult<()> {
         self.requests.count(Op::Other);
         Err(Errno::ENOTTY)

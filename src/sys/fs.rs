@@ -189,6 +189,31 @@ pub fn symlink_at(target: &[u8], dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<
     check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) }).map(drop)
 }
 
+/// A new name `new` in `new_dir` for the file open as `fd` (an O_TMPFILE file): linkat with
+/// AT_EMPTY_PATH, which needs CAP_DAC_READ_SEARCH, else through /proc/self/fd.
+pub fn link_fd(fd: BorrowedFd<'_>, new_dir: BorrowedFd<'_>, new: &[u8]) -> SysResult<()> {
+    match link_at(fd, b"", new_dir, new) {
+        Err(e) if e == Errno::ENOENT || e.0 == libc::EPERM => {
+            let (p, n) = (
+                cstr(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes())?,
+                cstr(new)?,
+            );
+            // SAFETY: valid C strings.
+            check(unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    p.as_ptr(),
+                    new_dir.as_raw_fd(),
+                    n.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            })
+            .map(drop)
+        }
+        r => r,
+    }
+}
+
 pub fn link_at(
     old_dir: BorrowedFd<'_>,
     old: &[u8],

@@ -230,3 +230,34 @@ pub fn mmap_write_then(f: &File, data: &[u8], during: impl FnOnce()) -> io::Resu
     }
     Ok(())
 }
+
+/// linkat(2) of an open file (an O_TMPFILE one) to `new`, with AT_EMPTY_PATH (root).
+pub fn link_fd(f: &File, new: &Path) -> io::Result<()> {
+    let (e, n) = (CString::new("").unwrap(), cpath(new));
+    // SAFETY: valid NUL-terminated strings; an open fd.
+    let r = unsafe {
+        libc::linkat(
+            f.as_raw_fd(),
+            e.as_ptr(),
+            libc::AT_FDCWD,
+            n.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    check(r as _).map(drop)
+}
+
+pub fn fsetxattr(f: &File, name: &str, value: &[u8]) -> io::Result<()> {
+    let n = CString::new(name).unwrap();
+    // SAFETY: a valid NUL-terminated name and a buffer of the given length; an open fd.
+    let r = unsafe {
+        libc::fsetxattr(
+            f.as_raw_fd(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    check(r as _).map(drop)
+}
