@@ -171,3 +171,24 @@ both!(o_tmpfile_then_linkat, |fs| {
     let _m = mount(fs, &l, &[]);
     assert_eq!(read(l.m("d/named")), "tmp data+more");
 });
+
+// fstests generic/756 and the open_by_handle tests: unionrs refuses to encode NFS file
+// handles, as kernel overlayfs with its default nfs_export=off does, instead of handing out
+// handles that go stale once the kernel forgets the inode (`echo 3 > drop_caches`).
+// Handles for identification only (AT_HANDLE_FID: fanotify) still work.
+both!(file_handles_refused_as_nfs_export_off, |fs| {
+    let l = Layers::new(1);
+    write(l.l(1).join("lower"), "l");
+    let _m = mount(fs, &l, &["kernel:nfs_export=off"]);
+    write(l.m("upper"), "u");
+    for name in ["lower", "upper", ""] {
+        let p = l.m(name);
+        assert_eq!(
+            errno(sys::name_to_handle(&p, 0)),
+            libc::EOPNOTSUPP,
+            "{name:?}"
+        );
+        let fid = sys::name_to_handle(&p, libc::AT_HANDLE_FID);
+        assert!(fid.is_ok_and(|h| !h.is_empty()), "{name:?}: AT_HANDLE_FID");
+    }
+});

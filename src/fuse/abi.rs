@@ -72,6 +72,7 @@ pub const FUSE_SETXATTR_EXT: u64 = 1 << 29;
 pub const FUSE_INIT_EXT: u64 = 1 << 30;
 pub const FUSE_DIRECT_IO_ALLOW_MMAP: u64 = 1 << 36;
 pub const FUSE_PASSTHROUGH: u64 = 1 << 37;
+pub const FUSE_NO_EXPORT_SUPPORT: u64 = 1 << 38;
 pub const FUSE_OVER_IO_URING: u64 = 1 << 41;
 
 // SETATTR valid bits.

@@ -158,7 +158,12 @@ impl Conn {
             | abi::FUSE_ATOMIC_O_TRUNC
             | abi::FUSE_PARALLEL_DIROPS
             | abi::FUSE_CACHE_SYMLINKS
-            | abi::FUSE_EXPORT_SUPPORT
+            // No NFS export, as kernel overlayfs with its default nfs_export=off:
+            // name_to_handle_at answers EOPNOTSUPP (fanotify's AT_HANDLE_FID handles still
+            // work). A handle the kernel would hand out (node id + generation) could not be
+            // opened once the kernel forgot the node: node ids are inode numbers, which
+            // nothing maps back to a path (docs/architecture.md, section 9).
+            | abi::FUSE_NO_EXPORT_SUPPORT
             | abi::FUSE_DONT_MASK
             | abi::FUSE_DIRECT_IO_ALLOW_MMAP
             | abi::FUSE_DO_READDIRPLUS

@@ -261,3 +261,32 @@ pub fn fsetxattr(f: &File, name: &str, value: &[u8]) -> io::Result<()> {
     };
     check(r as _).map(drop)
 }
+
+/// name_to_handle_at(2) of `p` with `flags` (0, or `libc::AT_HANDLE_FID`): the handle's
+/// bytes, or the error.
+pub fn name_to_handle(p: &Path, flags: i32) -> io::Result<Vec<u8>> {
+    let c = cpath(p);
+    // struct file_handle (handle_bytes, handle_type) followed by room for 128 bytes.
+    let mut buf = [0u32; 2 + 32];
+    buf[0] = 128;
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: buf is a writable, aligned file_handle with 128 bytes of f_handle room, as
+    // handle_bytes says; valid string and out-pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            buf.as_mut_ptr(),
+            &mut mount_id as *mut libc::c_int,
+            flags,
+        )
+    };
+    check(r as _)?;
+    let n = buf[0] as usize;
+    Ok(buf[2..]
+        .iter()
+        .flat_map(|w| w.to_ne_bytes())
+        .take(n)
+        .collect())
+}
