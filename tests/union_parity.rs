@@ -192,3 +192,107 @@ both!(file_handles_refused_as_nfs_export_off, |fs| {
         assert!(fid.is_ok_and(|h| !h.is_empty()), "{name:?}: AT_HANDLE_FID");
     }
 });
+
+const IMMUTABLE: u32 = 0x10;
+const APPEND: u32 = 0x20;
+
+fn chattr(p: &std::path::Path, set: u32, clear: u32) {
+    let f = File::open(p).unwrap();
+    let old = sys::getflags(&f).unwrap();
+    sys::setflags(&f, (old | set) & !clear).unwrap();
+}
+
+fn flags(p: &std::path::Path) -> u32 {
+    sys::getflags(&File::open(p).unwrap()).unwrap() & (IMMUTABLE | APPEND)
+}
+
+// Inode flags (fstests generic/079 and the chattr tests): `chattr +i`, `+a` on lower and
+// upper objects copy them up and keep the flag in trusted.overlay.protattr on the upper
+// copy (not on its inode); every change of a protected object is refused with EPERM, an
+// append-only file still takes appends, and the protection survives a remount.
+both!(immutable_and_append_only_flags, |fs| {
+    use std::io::Write;
+    let l = Layers::new(1);
+    write(l.l(1).join("lower"), "lower");
+    mkdir(l.l(1).join("dir"));
+    write(l.l(1).join("dir/in"), "in");
+    // A lower file immutable in its own layer: shown and enforced as such.
+    write(l.l(1).join("locked"), "locked");
+    chattr(&l.l(1).join("locked"), IMMUTABLE, 0);
+    let m = mount(fs, &l, &[]);
+    assert_eq!(flags(&l.m("locked")), IMMUTABLE);
+    assert_eq!(
+        errno(File::options().append(true).open(l.m("locked"))),
+        libc::EPERM
+    );
+    assert_eq!(errno(fs::remove_file(l.m("locked"))), libc::EPERM);
+    write(l.m("upper"), "upper");
+    let open_w = |name: &str, append: bool, trunc: bool| {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .write(true)
+            .append(append)
+            .custom_flags(if trunc { libc::O_TRUNC } else { 0 })
+            .open(l.m(name))
+    };
+    for name in ["lower", "upper"] {
+        assert_eq!(flags(&l.m(name)), 0, "{name}");
+        chattr(&l.m(name), IMMUTABLE, 0);
+        assert_eq!(flags(&l.m(name)), IMMUTABLE, "{name}");
+        let prot = sys::lgetxattr(&l.upper().join(name), "trusted.overlay.protattr");
+        assert_eq!(prot.unwrap(), b"i", "{name}: protattr");
+        assert_eq!(errno(open_w(name, false, false)), libc::EPERM, "{name}");
+        assert_eq!(errno(open_w(name, true, false)), libc::EPERM, "{name}");
+        let perm = fs::Permissions::from_mode(0o600);
+        assert_eq!(errno(fs::set_permissions(l.m(name), perm)), libc::EPERM);
+        assert_eq!(
+            errno(sys::lsetxattr(&l.m(name), "user.x", b"1")),
+            libc::EPERM
+        );
+        assert_eq!(errno(fs::hard_link(l.m(name), l.m("link"))), libc::EPERM);
+        assert_eq!(errno(fs::rename(l.m(name), l.m("moved"))), libc::EPERM);
+        assert_eq!(errno(fs::remove_file(l.m(name))), libc::EPERM);
+        assert_eq!(read(l.m(name)), name);
+        chattr(&l.m(name), APPEND, IMMUTABLE);
+        assert_eq!(flags(&l.m(name)), APPEND, "{name}");
+        let prot = sys::lgetxattr(&l.upper().join(name), "trusted.overlay.protattr");
+        assert_eq!(prot.unwrap(), b"a", "{name}: protattr");
+        assert_eq!(errno(open_w(name, false, false)), libc::EPERM, "{name}");
+        assert_eq!(errno(open_w(name, true, true)), libc::EPERM, "{name}");
+        open_w(name, true, false).unwrap().write_all(b"+").unwrap();
+        assert_eq!(read(l.m(name)), format!("{name}+"));
+        assert_eq!(errno(fs::remove_file(l.m(name))), libc::EPERM);
+    }
+    // An immutable directory takes no new name and loses none.
+    chattr(&l.m("dir"), IMMUTABLE, 0);
+    assert_eq!(errno(File::create(l.m("dir/new"))), libc::EPERM);
+    assert_eq!(errno(fs::create_dir(l.m("dir/sub"))), libc::EPERM);
+    assert_eq!(errno(fs::remove_file(l.m("dir/in"))), libc::EPERM);
+    assert_eq!(
+        errno(fs::rename(l.m("upper"), l.m("dir/upper"))),
+        libc::EPERM
+    );
+    // Kept across a remount.
+    drop(m);
+    let m = mount(fs, &l, &[]);
+    assert_eq!(flags(&l.m("dir")), IMMUTABLE);
+    assert_eq!(flags(&l.m("lower")), APPEND);
+    assert_eq!(errno(open_w("lower", false, false)), libc::EPERM);
+    assert_eq!(errno(File::create(l.m("dir/new"))), libc::EPERM);
+    // Cleared: everything works again, and no protattr is left.
+    chattr(&l.m("dir"), 0, IMMUTABLE);
+    for name in ["lower", "upper"] {
+        chattr(&l.m(name), 0, APPEND);
+        open_w(name, false, true).unwrap();
+        fs::remove_file(l.m(name)).unwrap();
+    }
+    File::create(l.m("dir/new")).unwrap();
+    let prot = sys::lgetxattr(&l.upper().join("dir"), "trusted.overlay.protattr");
+    assert_eq!(errno(prot), libc::ENODATA);
+    // chattr -i of the lower immutable file copies it up without the flag.
+    chattr(&l.m("locked"), 0, IMMUTABLE);
+    assert_eq!(flags(&l.m("locked")), 0);
+    fs::remove_file(l.m("locked")).unwrap();
+    drop(m);
+    chattr(&l.l(1).join("locked"), 0, IMMUTABLE);
+});

@@ -75,6 +75,14 @@ pub const FUSE_PASSTHROUGH: u64 = 1 << 37;
 pub const FUSE_NO_EXPORT_SUPPORT: u64 = 1 << 38;
 pub const FUSE_OVER_IO_URING: u64 = 1 << 41;
 
+// The ioctls served (through the kernel's fileattr operations: lsattr, chattr).
+pub const FS_IOC_GETFLAGS: u32 = 0x8008_6601;
+pub const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
+pub const FS_IOC32_GETFLAGS: u32 = 0x8004_6601;
+pub const FS_IOC32_SETFLAGS: u32 = 0x4004_6602;
+pub const FS_IOC_FSGETXATTR: u32 = 0x801c_581f;
+pub const FS_IOC_FSSETXATTR: u32 = 0x401c_5820;
+
 // SETATTR valid bits.
 pub const FATTR_MODE: u32 = 1 << 0;
 pub const FATTR_UID: u32 = 1 << 1;
@@ -339,7 +347,13 @@ pub enum Request<'a> {
         mode: u32,
         umask: u32,
     },
-    Ioctl,
+    /// struct fuse_ioctl_in, restricted (the kernel sized `data` and the reply from the
+    /// command's _IOC encoding).
+    Ioctl {
+        cmd: u32,
+        out_size: u32,
+        data: &'a [u8],
+    },
     Fallocate {
         fh: u64,
         offset: u64,
@@ -576,7 +590,20 @@ pub fn decode<'a>(
             let (flags, mode, umask, _open_flags) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?);
             R::Tmpfile { flags, mode, umask }
         }
-        IOCTL => R::Ioctl,
+        IOCTL => {
+            let (_fh, _flags, cmd, _arg) = (c.u64()?, c.u32()?, c.u32()?, c.u64()?);
+            let (in_size, out_size) = (c.u32()?, c.u32()?);
+            let data = if in_size == 0 {
+                &[][..]
+            } else {
+                c.take(in_size as usize)?
+            };
+            R::Ioctl {
+                cmd,
+                out_size,
+                data,
+            }
+        }
         FALLOCATE => {
             let (fh, offset, length, mode) = (c.u64()?, c.u64()?, c.u64()?, c.u32()?);
             R::Fallocate {
@@ -885,7 +912,18 @@ mod tests {
                     umask: 0o22,
                 },
             ),
-            (IOCTL, vec![0u8; 32], R::Ioctl),
+            (
+                IOCTL,
+                le(&[&u64b(3), &u32b(0), &u32b(FS_IOC_SETFLAGS), &u64b(0)])
+                    .into_iter()
+                    .chain(le(&[&u32b(4), &u32b(0), &u32b(0x10)]))
+                    .collect(),
+                R::Ioctl {
+                    cmd: FS_IOC_SETFLAGS,
+                    out_size: 0,
+                    data: &[0x10, 0, 0, 0],
+                },
+            ),
             (
                 FALLOCATE,
                 le(&[&u64b(7), &u64b(1), &u64b(2), &u32b(3), &u32b(0)]),

@@ -403,7 +403,15 @@ impl Conn {
                     entry(o, &e);
                     open_out(o, &op);
                 }),
-            R::Ioctl => fs.op_ioctl(),
+            R::Ioctl {
+                cmd,
+                out_size,
+                data,
+            } => fs.op_ioctl(ino, cmd, data).map(|out| {
+                // struct fuse_ioctl_out (result 0, no retry), then what fits of the data.
+                o.zeros(16);
+                o.bytes(&out[..out.len().min(out_size as usize)]);
+            }),
             R::Fallocate {
                 fh,
                 offset,

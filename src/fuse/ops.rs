@@ -475,9 +475,38 @@ impl<B> UnionFs<B> {
         Ok((entry, Opened { fh, flags, backing }))
     }
 
-    pub fn op_ioctl(&self) -> OpResult<()> {
+    /// The inode flag ioctls (lsattr, chattr); every other ioctl is ENOTTY. Returns the
+    /// reply's data.
+    pub fn op_ioctl(&self, ino: u64, cmd: u32, data: &[u8]) -> OpResult<Vec<u8>> {
+        use super::abi::*;
         self.requests.count(Op::Other);
-        Err(Errno::ENOTTY)
+        let word = |i: usize| -> OpResult<u32> {
+            let b = data.get(i * 4..i * 4 + 4).ok_or(Errno(libc::EINVAL))?;
+            Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        let r = match cmd {
+            FS_IOC_GETFLAGS | FS_IOC32_GETFLAGS => self
+                .union
+                .inode_flags(ino)
+                .map(|f| f.to_le_bytes().to_vec()),
+            FS_IOC_SETFLAGS | FS_IOC32_SETFLAGS => self
+                .union
+                .set_inode_flags(ino, word(0)?)
+                .map(|()| Vec::new()),
+            FS_IOC_FSGETXATTR => self
+                .union
+                .fsxattr(ino)
+                .map(|v| v.iter().flat_map(|w| w.to_le_bytes()).collect()),
+            FS_IOC_FSSETXATTR => {
+                let mut v = [0u32; 7];
+                for (i, w) in v.iter_mut().enumerate() {
+                    *w = word(i)?;
+                }
+                self.union.set_fsxattr(ino, &v).map(|()| Vec::new())
+            }
+            _ => Err(Errno::ENOTTY),
+        };
+        r.map_err(err)
     }
 
     pub fn op_fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> OpResult<()> {

@@ -105,6 +105,7 @@ impl Union {
     pub fn setattr(&self, ctx: &Ctx, ino: u64, fh: Option<u64>, a: SetAttr) -> SysResult<Stat> {
         self.writable()?;
         let node = self.node(ino)?;
+        self.refuse_protected(&node)?;
         // chown, chmod and truncate may drop security.capability; chmod rewrites an ACL's
         // mask. No other name comes or goes, so a remembered list without those two stays
         // right (tar's fchown, fchmod, futimens then cost one listing per file, not three).
@@ -306,7 +307,7 @@ impl Union {
     }
 
     /// Runs `f` on the directory fd + name of the node's shown object.
-    fn at_top<T>(
+    pub(crate) fn at_top<T>(
         &self,
         node: &Node,
         f: impl FnOnce(std::os::fd::BorrowedFd<'_>, &[u8]) -> SysResult<T>,
@@ -409,6 +410,7 @@ impl Union {
         }
         self.refuse_mount_xattr(name)?;
         let node = self.node(ino)?;
+        self.refuse_protected(&node)?;
         if !node.state.read().unlinked && !on_index_copy(&node) {
             self.copy_up_meta(&node)?;
         }
@@ -424,6 +426,7 @@ impl Union {
         }
         self.refuse_mount_xattr(name)?;
         let node = self.node(ino)?;
+        self.refuse_protected(&node)?;
         // Absent everywhere: nothing to copy up.
         self.at_top(&node, |d, n| xattr::get(d, n, name))?;
         if !node.state.read().unlinked && !on_index_copy(&node) {

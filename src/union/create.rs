@@ -51,6 +51,7 @@ impl Union {
         if dir.state.read().unlinked {
             return Err(Errno::ENOENT);
         }
+        self.refuse_create_in(&dir)?;
         self.entries_change(&dir);
         let upper_only = {
             let s = dir.state.read();
@@ -377,6 +378,7 @@ impl Union {
         if dir.state.read().unlinked {
             return Err(Errno::ENOENT);
         }
+        self.refuse_create_in(&dir)?;
         self.copy_up(&dir)?;
         let upper_dir = self.upper_dir(&dir)?;
         let default_acl = self.has_default_acl(&dir, upper_dir.as_fd());
@@ -451,6 +453,7 @@ impl Union {
         if node.state.read().unlinked {
             return self.link_unnamed(&node, new_parent, new_name);
         }
+        self.refuse_protected(&node)?;
         let slot = self.prepare_slot(new_parent, new_name)?;
         self.copy_up_to_link(&node)?;
         let src = node.path();

@@ -18,6 +18,7 @@ mod lookup;
 pub mod node;
 pub mod override_stat;
 pub mod path;
+pub mod protect;
 mod readdir;
 mod remove;
 mod rename;

@@ -76,8 +76,12 @@ impl Union {
     /// Removes `name` from the merged view: the upper object goes, and a whiteout is left
     /// when lower layers hold the name.
     fn remove_entry(&self, dir: &Arc<Node>, name: &[u8], f: &Found, ino: u64) -> SysResult<()> {
-        self.entries_change(dir);
         let node = self.nodes.get(ino);
+        self.refuse_protected_name(dir, name, f, node.as_deref())?;
+        if self.protection(dir).any() {
+            return Err(Errno(libc::EPERM));
+        }
+        self.entries_change(dir);
         if let Some(n) = &node {
             self.detach_if_open(n, f, &path::join(&dir.path(), name))?;
         }
@@ -116,6 +120,29 @@ impl Union {
         }
         if let Some(n) = node {
             self.forget_name(&n, dir, name);
+        }
+        Ok(())
+    }
+
+    /// EPERM when `name` in `dir` (found as `f`, its node `node` if the kernel knows it) is
+    /// immutable or append-only.
+    pub(crate) fn refuse_protected_name(
+        &self,
+        dir: &Node,
+        name: &[u8],
+        f: &Found,
+        node: Option<&Node>,
+    ) -> SysResult<()> {
+        let protected = match node {
+            Some(n) => self.protection(n).any(),
+            None if f.upper => {
+                let ud = self.upper_dir(dir)?;
+                self.protection_at(ud.as_fd(), name).any()
+            }
+            None => false,
+        };
+        if protected {
+            return Err(Errno(libc::EPERM));
         }
         Ok(())
     }

@@ -290,3 +290,19 @@ pub fn name_to_handle(p: &Path, flags: i32) -> io::Result<Vec<u8>> {
         .take(n)
         .collect())
 }
+
+/// FS_IOC_GETFLAGS (`lsattr`) of an open file.
+pub fn getflags(f: &File) -> io::Result<u32> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int through the live pointer.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), 0x8008_6601, &mut v as *mut libc::c_int) } as _)?;
+    Ok(v as u32)
+}
+
+/// FS_IOC_SETFLAGS (`chattr`) of an open file.
+pub fn setflags(f: &File, flags: u32) -> io::Result<()> {
+    let v = flags as libc::c_int;
+    // SAFETY: FS_IOC_SETFLAGS reads one int through the live pointer.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), 0x4008_6602, &v as *const libc::c_int) } as _)
+        .map(drop)
+}
