@@ -219,7 +219,16 @@ both!(immutable_and_append_only_flags, |fs| {
     // A lower file immutable in its own layer: shown and enforced as such.
     write(l.l(1).join("locked"), "locked");
     chattr(&l.l(1).join("locked"), IMMUTABLE, 0);
+    // A lower directory immutable in its layer stays so when a change inside copies it up.
+    mkdir(l.l(1).join("ldir"));
+    write(l.l(1).join("ldir/f"), "f");
+    chattr(&l.l(1).join("ldir"), IMMUTABLE, 0);
     let m = mount(fs, &l, &[]);
+    fs::set_permissions(l.m("ldir/f"), fs::Permissions::from_mode(0o600)).unwrap();
+    let prot = sys::lgetxattr(&l.upper().join("ldir"), "trusted.overlay.protattr");
+    assert_eq!(prot.unwrap(), b"i", "copied-up immutable dir");
+    assert_eq!(flags(&l.m("ldir")), IMMUTABLE);
+    assert_eq!(errno(File::create(l.m("ldir/new"))), libc::EPERM);
     assert_eq!(flags(&l.m("locked")), IMMUTABLE);
     assert_eq!(
         errno(File::options().append(true).open(l.m("locked"))),
@@ -295,4 +304,5 @@ both!(immutable_and_append_only_flags, |fs| {
     fs::remove_file(l.m("locked")).unwrap();
     drop(m);
     chattr(&l.l(1).join("locked"), 0, IMMUTABLE);
+    chattr(&l.l(1).join("ldir"), 0, IMMUTABLE);
 });

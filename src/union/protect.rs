@@ -66,8 +66,7 @@ enum Change<'a> {
 }
 
 impl Union {
-    /// The protection of a node: from its upper copy's `overlay.protattr`, through the
-    /// node's remembered xattr names (most objects have none: no syscall once listed).
+    /// The protection of a node: from its upper copy's `overlay.protattr`.
     /// A lower-only object shows its layer file's own flags, as on the kernel (one statx).
     pub(crate) fn protection(&self, node: &Node) -> Prot {
         if !node.is_upper() {
@@ -77,14 +76,17 @@ impl Union {
                 append: attrs & libc::STATX_ATTR_APPEND as u64 != 0,
             };
         }
+        // The node's xattr names when a reader listed them already (most objects have no
+        // protattr: no syscall); else one getxattr. Never listed here: a listing taken
+        // while a setxattr runs could be remembered without the new name.
         let attr = self.markers.protattr_xattr();
-        match self.xattr_names(node) {
-            Ok(names) if names.iter().any(|n| n == attr) => self
-                .at_top(node, |d, n| xattr::get(d, n, attr))
-                .map(|v| Prot::parse(&v))
-                .unwrap_or_default(),
-            _ => Prot::default(),
+        let listed = node.xattr_names.lock().clone();
+        if listed.is_some_and(|names| !names.iter().any(|n| n == attr)) {
+            return Prot::default();
         }
+        self.at_top(node, |d, n| xattr::get(d, n, attr))
+            .map(|v| Prot::parse(&v))
+            .unwrap_or_default()
     }
 
     /// The protection of `name` in upper directory `dir` (an object no node stands for).
@@ -92,6 +94,30 @@ impl Union {
         xattr::get(dir, name, self.markers.protattr_xattr())
             .map(|v| Prot::parse(&v))
             .unwrap_or_default()
+    }
+
+    /// A copy-up of a lower object carries its own immutable and append-only flags into
+    /// protattr on the staged copy (`work/tmp`), as the kernel does: a lower directory marked
+    /// immutable stays so when a change inside it copies it up.
+    pub(crate) fn copy_protection(
+        &self,
+        src_layer: super::layer::LayerId,
+        src_dir: BorrowedFd<'_>,
+        name: &[u8],
+        (work, tmp): (BorrowedFd<'_>, &[u8]),
+    ) -> SysResult<()> {
+        if src_layer == super::layer::UPPER || src_layer == super::layer::INDEX {
+            return Ok(());
+        }
+        let attrs = fs::attributes_at(src_dir, name).unwrap_or(0);
+        let p = Prot {
+            immutable: attrs & libc::STATX_ATTR_IMMUTABLE as u64 != 0,
+            append: attrs & libc::STATX_ATTR_APPEND as u64 != 0,
+        };
+        if p.any() {
+            xattr::set(work, tmp, self.markers.protattr_xattr(), &p.value(), 0)?;
+        }
+        Ok(())
     }
 
     /// EPERM for an immutable or append-only object: no setattr, xattr change, link,
