@@ -460,8 +460,8 @@ fn format_templates_as_docker_writes_them() {
     assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 2);
 }
 
-/// A command that finds the store in use waits for it and says so on stderr (one line), then
-/// runs once the holder lets go.
+/// A command that finds the store in use for more than a second waits for it and says so on
+/// stderr (one line), then runs once the holder lets go.
 #[test]
 fn a_command_waiting_for_the_store_says_so() {
     let tmp = tempfile::tempdir().unwrap();
@@ -480,7 +480,7 @@ fn a_command_waiting_for_the_store_says_so() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::thread::sleep(std::time::Duration::from_millis(1600));
     holder.unlock().unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", err(&o));

@@ -222,6 +222,9 @@ both!(immutable_and_append_only_flags, |fs| {
     // A lower directory immutable in its layer stays so when a change inside copies it up.
     mkdir(l.l(1).join("ldir"));
     write(l.l(1).join("ldir/f"), "f");
+    mkdir(l.l(1).join("ldir/full"));
+    write(l.l(1).join("ldir/full/x"), "x");
+    mkdir(l.l(1).join("ldir/empty"));
     chattr(&l.l(1).join("ldir"), IMMUTABLE, 0);
     let m = mount(fs, &l, &[]);
     fs::set_permissions(l.m("ldir/f"), fs::Permissions::from_mode(0o600)).unwrap();
@@ -229,6 +232,9 @@ both!(immutable_and_append_only_flags, |fs| {
     assert_eq!(prot.unwrap(), b"i", "copied-up immutable dir");
     assert_eq!(flags(&l.m("ldir")), IMMUTABLE);
     assert_eq!(errno(File::create(l.m("ldir/new"))), libc::EPERM);
+    // EPERM comes before the directory's own state (fstests generic/079).
+    assert_eq!(errno(fs::remove_dir(l.m("ldir/full"))), libc::EPERM);
+    assert_eq!(errno(fs::remove_dir(l.m("ldir/empty"))), libc::EPERM);
     assert_eq!(flags(&l.m("locked")), IMMUTABLE);
     assert_eq!(
         errno(File::options().append(true).open(l.m("locked"))),

@@ -275,17 +275,34 @@ impl Store {
                 .open(&lock_path),
             || format!("cannot open {}", lock_path.display()),
         )?;
-        // One writer at a time: a command that has to wait (a build or a pull holds the lock
-        // for its whole run) says so instead of hanging without a word.
-        if let Err(fs::TryLockError::WouldBlock) = lock.try_lock() {
+        // One writer at a time. Most holders let go within moments (a container's monitor
+        // records a state change); a command that still waits after a second (a build or a
+        // pull holds the lock for its whole run) says so instead of hanging without a word.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        let mut locked = false;
+        while std::time::Instant::now() < deadline {
+            match lock.try_lock() {
+                Ok(()) => {
+                    locked = true;
+                    break;
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(format!("cannot lock {}: {e}", lock_path.display()));
+                }
+            }
+        }
+        if !locked {
             eprintln!(
                 "unionrs: waiting for the store {} (another unionrs command is using it)",
                 root.display()
             );
+            ctx(lock.lock(), || {
+                format!("cannot lock {}", lock_path.display())
+            })?;
         }
-        ctx(lock.lock(), || {
-            format!("cannot lock {}", lock_path.display())
-        })?;
         let store = Store {
             root: root.to_path_buf(),
             _lock: lock,

@@ -37,6 +37,17 @@ impl Union {
         }
     }
 
+    /// An immutable or append-only object, or any name in such a directory, cannot be
+    /// removed: EPERM before any other check, as the VFS's may_delete does it.
+    fn refuse_removal(&self, dir: &Arc<Node>, name: &[u8], f: &Found) -> SysResult<()> {
+        let node = self.nodes.get(self.ino_of(f));
+        self.refuse_protected_name(dir, name, f, node.as_deref())?;
+        if self.protection(dir).any() {
+            return Err(Errno(libc::EPERM));
+        }
+        Ok(())
+    }
+
     /// Finds the child for a removal: (directory node, found object).
     fn removal_target(&self, parent: u64, name: &[u8]) -> SysResult<(Arc<Node>, Found)> {
         self.writable()?;
@@ -50,6 +61,7 @@ impl Union {
 
     pub fn unlink(&self, parent: u64, name: &[u8]) -> SysResult<()> {
         let (dir, f) = self.removal_target(parent, name)?;
+        self.refuse_removal(&dir, name, &f)?;
         if f.is_dir() {
             return Err(Errno::EISDIR);
         }
@@ -59,6 +71,7 @@ impl Union {
 
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> SysResult<()> {
         let (dir, f) = self.removal_target(parent, name)?;
+        self.refuse_removal(&dir, name, &f)?;
         if !f.is_dir() {
             return Err(Errno::ENOTDIR);
         }
@@ -97,10 +110,6 @@ impl Union {
     /// when lower layers hold the name.
     fn remove_entry(&self, dir: &Arc<Node>, name: &[u8], f: &Found, ino: u64) -> SysResult<()> {
         let node = self.nodes.get(ino);
-        self.refuse_protected_name(dir, name, f, node.as_deref())?;
-        if self.protection(dir).any() {
-            return Err(Errno(libc::EPERM));
-        }
         self.entries_change(dir);
         if let Some(n) = &node {
             self.detach_if_open(n, f, &path::join(&dir.path(), name))?;
