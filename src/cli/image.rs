@@ -26,7 +26,8 @@ use std::process::ExitCode;
 
 pub const VERBS: &[&str] = &[
     "pull", "push", "load", "save", "images", "inspect", "history", "tag", "rmi", "create", "ps",
-    "mount", "umount", "diff", "commit", "rm", "run", "prune", "build",
+    "mount", "umount", "diff", "commit", "rm", "run", "prune", "build", "exec", "logs", "start",
+    "stop", "restart", "kill", "wait", "pause", "unpause",
 ];
 
 pub const USAGE: &str = "\
@@ -44,13 +45,14 @@ pub const USAGE: &str = "\
        unionrs [--store DIR] tag SOURCE TARGET
        unionrs [--store DIR] rmi [-f] IMAGE...
        unionrs [--store DIR] create [--name N] IMAGE  (upper+work over the image's layers, mounted)
-       unionrs [--store DIR] ps [--format json]
-       unionrs [--store DIR] mount N | umount N | rm N
+       unionrs [--store DIR] mount N | umount N
        unionrs [--store DIR] diff N                   (A/C/D lines from the upper)
-       unionrs [--store DIR] commit [-a AUTHOR] [-m MSG] [-c CHANGE]... N [REPO[:TAG]]
+       unionrs [--store DIR] commit [-a AUTHOR] [-m MSG] [-c CHANGE]... [-p=false] N [REPO[:TAG]]
        unionrs [--store DIR] prune [-a] [-f]          (unused images, then unused layers and blobs)
-       unionrs [--store DIR] run [--rm] [--name N] [-e KEY=VALUE]... [-w DIR] [-u USER[:GROUP]]
-                                 [--network host|none] [--runtime PATH] [--privileged]
+       unionrs [--store DIR] run [-d] [-i] [-t] [--rm] [--name N] [-e KEY=VALUE]... [-w DIR]
+                                 [-u USER[:GROUP]] [-h HOSTNAME] [--entrypoint CMD]
+                                 [-p [IP:]HOST:CONTAINER[/tcp|udp]]... [-P] [-v HOST:CTR[:ro]]...
+                                 [--network host|none|private] [--runtime PATH] [--privileged]
                                  [--cap-add CAP]... [--cap-drop CAP]...
                                  [--security-opt seccomp=unconfined|FILE]
                                  [--security-opt no-new-privileges[=true|false]]
@@ -62,6 +64,9 @@ pub const USAGE: &str = "\
 
 /// Runs an image verb; `args` starts with `--store` or the verb.
 pub fn run(args: &[OsString]) -> ExitCode {
+    if let Some(code) = super::container::main(args) {
+        return code;
+    }
     if let Some((store_flag, rest)) = split_run(args) {
         return match rest {
             Ok(rest) => super::run::main(store_flag, &rest),
@@ -164,12 +169,10 @@ fn run_inner(args: &[OsString]) -> Res {
         "tag" => tag(&open()?, args),
         "rmi" => rmi(&open()?, args),
         "create" => create(&open()?, args),
-        "ps" => ps(&open()?, args),
         "mount" => mount(&open()?, args),
         "umount" => umount(&open()?, args),
         "diff" => diff(&open()?, args),
         "commit" => commit(&open()?, args),
-        "rm" => rm(&open()?, args),
         "prune" => prune(&open()?, args),
         "build" => super::build::run(&root, args).map_err(|e| match e {
             super::build::Error::Usage(m) => Usage(m),
@@ -827,7 +830,7 @@ fn one_container(
     let [name] = p.pos.as_slice() else {
         return Err(Usage(format!("{verb} takes one container name")));
     };
-    Ok(container::load(st, name)?)
+    Ok(container::find(st, name)?)
 }
 
 fn create(st: &Store, args: &[String]) -> Res {
@@ -844,37 +847,6 @@ fn create(st: &Store, args: &[String]) -> Res {
     Ok(())
 }
 
-fn ps(st: &Store, args: &[String]) -> Res {
-    let p = Parsed::new(args, &[], &["--format"])?;
-    let json = p.json()?;
-    let mut rows = Vec::new();
-    for c in container::list(st)? {
-        let merged = container::dir(st, &c.name).join("merged");
-        let state = if container::is_mounted(&merged) {
-            "mounted"
-        } else {
-            "unmounted"
-        };
-        if json {
-            let line = json!({"Name": c.name, "Image": c.image_name, "ImageID": c.image_id,
-                "CreatedAt": c.created, "State": state, "Mountpoint": merged.display().to_string()});
-            println!("{line}");
-        } else {
-            rows.push(vec![
-                c.name.clone(),
-                c.image_name.clone(),
-                since(&c.created),
-                state.to_string(),
-                merged.display().to_string(),
-            ]);
-        }
-    }
-    if !json {
-        print_table(&["NAME", "IMAGE", "CREATED", "STATE", "MOUNTPOINT"], &rows);
-    }
-    Ok(())
-}
-
 fn mount(st: &Store, args: &[String]) -> Res {
     let c = one_container(st, args, "mount")?;
     println!("{}", container::mount(st, &c)?.display());
@@ -887,13 +859,6 @@ fn umount(st: &Store, args: &[String]) -> Res {
     Ok(())
 }
 
-fn rm(st: &Store, args: &[String]) -> Res {
-    let c = one_container(st, args, "rm")?;
-    container::remove(st, &c)?;
-    println!("{}", c.name);
-    Ok(())
-}
-
 fn diff(st: &Store, args: &[String]) -> Res {
     let c = one_container(st, args, "diff")?;
     for (k, p) in container::diff(st, &c)? {
@@ -903,6 +868,18 @@ fn diff(st: &Store, args: &[String]) -> Res {
 }
 
 fn commit(st: &Store, args: &[String]) -> Res {
+    // -p/--pause[=true|false] (docker's default: pause a running container while its
+    // layer is made), taken out before the generic parse, which has no `=false`.
+    let mut pause = true;
+    let mut rest = Vec::new();
+    for a in args {
+        match a.as_str() {
+            "-p" | "--pause" | "-p=true" | "--pause=true" => pause = true,
+            "-p=false" | "--pause=false" => pause = false,
+            _ => rest.push(a.clone()),
+        }
+    }
+    let args = &rest[..];
     let p = Parsed::new(
         args,
         &[],
@@ -917,7 +894,7 @@ fn commit(st: &Store, args: &[String]) -> Res {
             ));
         }
     };
-    let c = container::load(st, name)?;
+    let c = container::find(st, name)?;
     let changes: Vec<String> = p
         .flags
         .iter()
@@ -929,12 +906,14 @@ fn commit(st: &Store, args: &[String]) -> Res {
         message: p.value(&["-m", "--message"]),
         changes: &changes,
     };
-    let id = container::commit(st, &c, target.as_ref(), &o)?;
+    let id = crate::image::lifecycle::control::paused_for(st, &c, pause, || {
+        container::commit(st, &c, target.as_ref(), &o)
+    })?;
     println!("{id}");
     Ok(())
 }
 
-fn print_table(head: &[&str], rows: &[Vec<String>]) {
+pub fn print_table(head: &[&str], rows: &[Vec<String>]) {
     let mut w: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! Command-line front end: argument parsing and the mount / image commands.
 pub mod build;
 pub mod check;
+pub mod container;
 pub mod help;
 pub mod image;
 pub mod mount;
@@ -22,10 +23,17 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         }
         Some("--help" | "-h" | "help") => {
             help::print_help();
-            println!("\nImage and container commands:\n{}", image::USAGE);
+            println!(
+                "\nImage and container commands:\n{}\n{}",
+                image::USAGE,
+                container::USAGE
+            );
             ExitCode::SUCCESS
         }
         Some("check") => check::run(&rest[1..]),
+        Some(crate::image::lifecycle::monitor::VERB) => {
+            container::main(rest).unwrap_or(ExitCode::from(2))
+        }
         Some("export-layer") => export_layer(&rest[1..]),
         Some("completions") => completions(&rest[1..]),
         Some("stats") => stats(&rest[1..]),

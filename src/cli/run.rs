@@ -3,9 +3,8 @@
 //! The exit status is the command's; unionrs's own failures exit 125, a command missing
 //! from the image 127, one that is not executable 126 (Docker's numbers).
 
-use crate::image::run::{RunError, RunOptions};
+use crate::image::run::{Ran, RunError, RunOptions};
 use crate::image::runtime_spec::Network;
-use crate::image::security::SecurityOptions;
 use crate::image::store;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,18 +17,7 @@ fn parse(
     args: &[String],
 ) -> Result<(Option<PathBuf>, RunOptions), String> {
     let mut store_flag = store_flag;
-    let mut o = RunOptions {
-        image: String::new(),
-        name: None,
-        env: Vec::new(),
-        workdir: None,
-        user: None,
-        runtime: None,
-        network: Network::Host,
-        remove: false,
-        security: SecurityOptions::default(),
-        command: Vec::new(),
-    };
+    let mut o = RunOptions::new("");
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_str();
@@ -37,6 +25,18 @@ fn parse(
             break;
         }
         i += 1;
+        // Docker's short flags without values combine: -it, -dit, -dP.
+        if !a.starts_with("--") && a.len() > 2 && a[1..].chars().all(|ch| "ditP".contains(ch)) {
+            for ch in a[1..].chars() {
+                match ch {
+                    'd' => o.detach = true,
+                    'i' => o.interactive = true,
+                    't' => o.tty = true,
+                    _ => o.publish_all = true,
+                }
+            }
+            continue;
+        }
         let (name, inline) = match a.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
             _ => (a, None),
@@ -46,6 +46,21 @@ fn parse(
                 return Err("--rm takes no value".into());
             }
             o.remove = true;
+            continue;
+        }
+        let switch = match name {
+            "-d" | "--detach" => Some(&mut o.detach),
+            "-i" | "--interactive" => Some(&mut o.interactive),
+            "-t" | "--tty" => Some(&mut o.tty),
+            "-P" | "--publish-all" => Some(&mut o.publish_all),
+            _ => None,
+        };
+        if let Some(flag) = switch {
+            *flag = match inline.as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(v) => return Err(format!("{name}={v}: true or false")),
+            };
             continue;
         }
         if name == "--privileged" {
@@ -75,6 +90,10 @@ fn parse(
             "-w" | "--workdir" => o.workdir = Some(value()?),
             "-u" | "--user" => o.user = Some(value()?),
             "--runtime" => o.runtime = Some(PathBuf::from(value()?)),
+            "-p" | "--publish" => o.publish.push(value()?),
+            "-v" | "--volume" => o.volumes.push(value()?),
+            "-h" | "--hostname" => o.hostname = Some(value()?),
+            "--entrypoint" => o.entrypoint = Some(value()?),
             "--store" => store_flag = Some(PathBuf::from(value()?)),
             "--cap-add" => o.security.cap_add.push(value()?),
             "--cap-drop" => o.security.cap_drop.push(value()?),
@@ -83,7 +102,8 @@ fn parse(
                 o.network = match value()?.as_str() {
                     "host" => Network::Host,
                     "none" => Network::None,
-                    v => return Err(format!("--network {v:?}: host or none")),
+                    "private" | "bridge" => Network::Private,
+                    v => return Err(format!("--network {v:?}: host, none or private")),
                 }
             }
             _ => return Err(format!("unknown option {name}")),
@@ -117,7 +137,11 @@ pub fn main(store_flag: Option<PathBuf>, args: &[String]) -> ExitCode {
         }
     };
     match crate::image::run::run(&root, &o) {
-        Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(FAILED)),
+        Ok(Ran::Exited(status)) => ExitCode::from(u8::try_from(status).unwrap_or(FAILED)),
+        Ok(Ran::Detached(id)) => {
+            println!("{id}");
+            ExitCode::SUCCESS
+        }
         Err(RunError::Failed(m)) => {
             eprintln!("unionrs: run: {m}");
             ExitCode::from(FAILED)
@@ -132,6 +156,7 @@ pub fn main(store_flag: Option<PathBuf>, args: &[String]) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::security::SecurityOptions;
 
     fn p(args: &[&str]) -> Result<(Option<PathBuf>, RunOptions), String> {
         parse(
@@ -214,9 +239,9 @@ mod tests {
                 .contains("unknown option --bogus")
         );
         assert!(
-            p(&["--network", "bridge", "img"])
+            p(&["--network", "overlay", "img"])
                 .unwrap_err()
-                .contains("host or none")
+                .contains("host, none or private")
         );
     }
 }
