@@ -461,6 +461,104 @@ fn rm_f_cleans_up_after_the_monitor_was_killed() {
     assert_nothing_left(&store);
 }
 
+#[test]
+fn a_dead_union_daemon_shows_as_broken_and_rm_f_cleans_up() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store(tmp.path());
+    let _c = Cleanup(store.clone());
+    ok(
+        &store,
+        &["run", "-d", "--name", "b", "bb:1", "sleep", "1000"],
+    );
+    // The union mount's daemon: this binary with the merged dir on its command line.
+    let merged = store.join("containers/b/merged").display().to_string();
+    let daemons: Vec<String> = processes_with(&merged)
+        .into_iter()
+        .filter(|p| p.contains("lowerdir="))
+        .collect();
+    assert_eq!(daemons.len(), 1, "{daemons:?}");
+    let pid = daemons[0].split(':').next().unwrap().to_string();
+    Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    let t = Instant::now();
+    while !ps_line(&store, "b").contains("broken") {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{}",
+            ps_line(&store, "b")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ps_line(&store, "b").contains("Up "));
+    ok(&store, &["rm", "-f", "b"]);
+    assert_nothing_left(&store);
+}
+
+#[test]
+fn commit_without_pause_and_volumes_stay_out_of_the_image() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store(tmp.path());
+    let _c = Cleanup(store.clone());
+    let vol = tmp.path().join("vol");
+    fs::create_dir(&vol).unwrap();
+    let v = format!("{}:/data", vol.display());
+    ok(
+        &store,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "v",
+            "-v",
+            &v,
+            "bb:1",
+            "sh",
+            "-c",
+            "echo from-ctr > /data/x; echo up > /up; sleep 1000",
+        ],
+    );
+    let t = Instant::now();
+    while !vol.join("x").exists() || !store.join("containers/v/upper/up").exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the command did not write"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fs::read(vol.join("x")).unwrap(), b"from-ctr\n");
+    ok(&store, &["commit", "-p=false", "v", "v:1"]);
+    ok(&store, &["commit", "--pause=true", "v", "v:2"]);
+    assert!(ps_line(&store, "v").contains("Up ") && !ps_line(&store, "v").contains("Paused"));
+    for img in ["v:1", "v:2"] {
+        let o = unionrs(
+            &store,
+            &["run", "--rm", img, "sh", "-c", "cat /up; ls -A /data"],
+        );
+        assert_eq!(out(&o), "up\n", "{img}: {}", err(&o));
+    }
+    // A read-only volume is read-only inside.
+    let ro = format!("{}:/ro:ro", vol.display());
+    let o = unionrs(
+        &store,
+        &[
+            "run",
+            "--rm",
+            "-v",
+            &ro,
+            "bb:1",
+            "sh",
+            "-c",
+            "cat /ro/x; touch /ro/y",
+        ],
+    );
+    assert_eq!(out(&o), "from-ctr\n");
+    assert_ne!(code(&o), 0);
+    assert!(!vol.join("y").exists());
+    ok(&store, &["rm", "-f", "v"]);
+    assert_nothing_left(&store);
+}
+
 /// Runs `cmd` under `script` (a real pseudo-terminal of 33 rows, 101 columns); its output.
 fn in_pty(cmd: &str) -> (i32, String) {
     let o = Command::new("script")
@@ -534,5 +632,37 @@ fn tty_for_run_and_exec_with_the_window_size() {
         std::thread::sleep(Duration::from_millis(50));
     }
     ok(&store, &["rm", "-f", "t", "dt"]);
+    assert_nothing_left(&store);
+}
+
+#[test]
+fn attach_with_detach_keys_and_the_exit_status() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store(tmp.path());
+    let _c = Cleanup(store.clone());
+    let bin = env!("CARGO_BIN_EXE_unionrs");
+    let s = store.display();
+    ok(&store, &["run", "-dit", "--name", "a", "bb:1", "sh"]);
+    // Typed input reaches the shell; ctrl-p ctrl-q leaves it running.
+    let (c, o) = in_pty(&format!(
+        "(sleep 0.5; printf 'echo hi-$((40+2))\\n'; sleep 1; printf '\\020\\021') | {bin} --store {s} attach a"
+    ));
+    assert_eq!(c, 0, "{o}");
+    assert!(o.contains("hi-42"), "{o}");
+    assert!(ps_line(&store, "a").contains("Up "));
+    // The shell's exit ends the attach with its status.
+    let (c, o) = in_pty(&format!(
+        "(sleep 0.5; printf 'exit 3\\n'; sleep 3) | {bin} --store {s} attach a"
+    ));
+    assert_eq!(c, 3, "{o}");
+    assert!(ps_line(&store, "a").contains("Exited (3)"));
+    // start -a: attached from the start.
+    let (c, o) = in_pty(&format!(
+        "(sleep 1; printf 'echo again; exit 4\\n'; sleep 3) | {bin} --store {s} start -a a"
+    ));
+    assert_eq!(c, 4, "{o}");
+    assert!(o.contains("again"), "{o}");
+    ok(&store, &["rm", "a"]);
     assert_nothing_left(&store);
 }

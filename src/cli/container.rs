@@ -3,6 +3,7 @@
 //! work is in [`crate::image::lifecycle`]. A container is named by name or ID prefix.
 
 use crate::image::container;
+use crate::image::lifecycle::attach::{self, Ended};
 use crate::image::lifecycle::exec::ExecOptions;
 use crate::image::lifecycle::logs::{self, LogOptions};
 use crate::image::lifecycle::state::{self, Status};
@@ -16,13 +17,16 @@ use std::time::Duration;
 
 pub const VERBS: &[&str] = &[
     "ps", "logs", "exec", "start", "stop", "restart", "kill", "wait", "pause", "unpause", "rm",
+    "attach",
 ];
 
 pub const USAGE: &str = "\
        unionrs [--store DIR] ps [-a] [-q] [--no-trunc] [--format json]
        unionrs [--store DIR] logs [-f] [--tail N] [-t] CONTAINER
        unionrs [--store DIR] exec [-d] [-i] [-t] [-e K=V]... [-w DIR] [-u USER] CONTAINER CMD [ARG...]
-       unionrs [--store DIR] start|restart|pause|unpause|wait CONTAINER...
+       unionrs [--store DIR] attach CONTAINER      (detach: ctrl-p ctrl-q)
+       unionrs [--store DIR] start [-a] CONTAINER...
+       unionrs [--store DIR] restart|pause|unpause|wait CONTAINER...
        unionrs [--store DIR] stop [-t SECS] CONTAINER...
        unionrs [--store DIR] kill [-s SIGNAL] CONTAINER...
        unionrs [--store DIR] rm [-f] CONTAINER...   (CONTAINER: a name or an ID prefix)";
@@ -288,6 +292,25 @@ fn verb_main(root: &Path, verb: &str, args: &[String]) -> Result<ExitCode, Error
             }
             Ok(ExitCode::SUCCESS)
         }
+        "attach" => {
+            let p = parse(args, &[], &[], false)?;
+            let [what] = p.pos.as_slice() else {
+                return Err(Error::Usage("attach takes one container".into()));
+            };
+            attach_to(root, what)
+        }
+        "start"
+            if parse(args, &["-a", "--attach", "-i", "--interactive"], &[], false)
+                .and_then(|p| p.on(&["-a", "--attach"]))
+                .unwrap_or(false) =>
+        {
+            let p = parse(args, &["-a", "--attach", "-i", "--interactive"], &[], false)?;
+            let [what] = p.pos.as_slice() else {
+                return Err(Error::Usage("start -a takes one container".into()));
+            };
+            control::start(root, what)?;
+            attach_to(root, what)
+        }
         "start" | "pause" | "unpause" => {
             let p = parse(args, &[], &[], false)?;
             for what in p.containers(verb)? {
@@ -319,8 +342,27 @@ fn verb_main(root: &Path, verb: &str, args: &[String]) -> Result<ExitCode, Error
     }
 }
 
+/// Attaches to a running container; the container's exit status when it stops, 0 when
+/// detached.
+fn attach_to(root: &Path, what: &str) -> Result<ExitCode, Error> {
+    let f = control::find(root, what)?;
+    if !state::status(&f.dir).is_running() {
+        return Err(Error::Failed(format!(
+            "container {} is not running",
+            f.c.name
+        )));
+    }
+    match attach::attach(&attach::socket_path(&f.c.id))? {
+        Ended::Detached => Ok(ExitCode::SUCCESS),
+        Ended::Stopped => {
+            let code = control::wait(root, what)?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+    }
+}
+
 /// "Up 3 minutes", "Exited (0) 2 seconds ago", "Created", as docker words them.
-fn status_text(s: &Status, mounted: bool) -> String {
+fn status_text(s: &Status, mounted: bool, dead_mount: bool) -> String {
     let ago = |t: &str| super::image::since(t);
     let mut out = match s {
         Status::Created => "Created".to_string(),
@@ -335,8 +377,8 @@ fn status_text(s: &Status, mounted: bool) -> String {
             finished_at.as_deref().map_or_else(String::new, ago)
         ),
     };
-    if s.is_running() && !mounted {
-        // The union's daemon died under a running container: its files are gone.
+    if dead_mount || (s.is_running() && !mounted) {
+        // The union's daemon died: the container's files are gone until rm -f or stop.
         out.push_str(" (broken: union mount gone)");
     } else if !s.is_running() && mounted {
         out.push_str(" (mounted)");
@@ -380,6 +422,7 @@ fn ps(root: &Path, args: &[String]) -> Result<(), Error> {
         }
         let cfg = state::load_run_config(&dir).unwrap_or_default();
         let mounted = container::is_mounted(&merged);
+        let dead = container::is_dead_mount(&merged);
         let id = if no_trunc { &c.id[..] } else { &c.id[..12] };
         let ports: Vec<String> = if s.is_running() {
             cfg.ports.iter().map(|m| m.shown()).collect()
@@ -397,7 +440,7 @@ fn ps(root: &Path, args: &[String]) -> Result<(), Error> {
         } else if json {
             let line = json!({"ID": c.id, "Names": c.name, "Image": c.image_name,
                 "ImageID": c.image_id, "Command": command, "CreatedAt": c.created,
-                "State": s.word(), "Status": status_text(&s, mounted),
+                "State": s.word(), "Status": status_text(&s, mounted, dead),
                 "Ports": ports.join(", "), "Mounted": mounted,
                 "Mountpoint": merged.display().to_string()});
             println!("{line}");
@@ -407,7 +450,7 @@ fn ps(root: &Path, args: &[String]) -> Result<(), Error> {
                 c.image_name.clone(),
                 format!("\"{command}\""),
                 super::image::since(&c.created),
-                status_text(&s, mounted),
+                status_text(&s, mounted, dead),
                 ports.join(", "),
                 c.name.clone(),
             ]);

@@ -269,8 +269,30 @@ pub fn mount(st: &Store, c: &Container) -> Result<PathBuf, String> {
     Ok(merged)
 }
 
+/// True if `path` is a FUSE mount whose daemon is gone (ENOTCONN): still mounted, and in
+/// the way of everything until unmounted.
+pub fn is_dead_mount(path: &Path) -> bool {
+    fs::metadata(path).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
+}
+
 pub fn umount(st: &Store, c: &Container) -> Result<(), String> {
     let merged = dir(st, &c.name).join("merged");
+    if is_dead_mount(&merged) {
+        // Its daemon died: nothing to flush, only the kernel's mount to drop.
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(&merged)
+            .output();
+        return if is_dead_mount(&merged) {
+            Err(format!(
+                "cannot unmount {} (its daemon died)",
+                merged.display()
+            ))
+        } else {
+            Ok(())
+        };
+    }
     if !is_mounted(&merged) {
         return Ok(());
     }

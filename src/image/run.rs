@@ -441,6 +441,7 @@ pub fn run(store_root: &Path, o: &RunOptions) -> Result<Ran, RunError> {
                     ports: maps.clone(),
                     remove: o.remove,
                     tty: o.tty,
+                    interactive: o.interactive,
                     stop_signal: config_string(&img.config, "StopSignal"),
                     missing_mount_points: p.missing_mount_points.clone(),
                 };

@@ -20,8 +20,14 @@ pub fn timestamp() -> String {
     format!("{}.{:09}Z", s.trim_end_matches('Z'), d.subsec_nanos())
 }
 
-/// Copies everything read from `from` into the log as records of `stream`, until EOF.
-pub fn copy(mut from: impl Read, stream: &str, log: Arc<Mutex<File>>) {
+/// Copies everything read from `from` into the log as records of `stream`, and as it is to
+/// the attached `clients`, until EOF.
+pub fn copy(
+    mut from: impl Read,
+    stream: &str,
+    log: Arc<Mutex<File>>,
+    clients: Option<super::attach::Clients>,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -30,6 +36,9 @@ pub fn copy(mut from: impl Read, stream: &str, log: Arc<Mutex<File>>) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
         };
+        if let Some(c) = &clients {
+            c.send(&buf[..n]);
+        }
         let ts = timestamp();
         let mut out = Vec::new();
         let mut rest = &buf[..n];
@@ -185,9 +194,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = path(t.path());
         let log = Arc::new(Mutex::new(File::create(&p).unwrap()));
-        copy(&b"one\ntwo\r\nthr"[..], "stdout", log.clone());
-        copy(&b"ee\n"[..], "stdout", log.clone());
-        copy(&b"oops\n"[..], "stderr", log);
+        copy(&b"one\ntwo\r\nthr"[..], "stdout", log.clone(), None);
+        copy(&b"ee\n"[..], "stdout", log.clone(), None);
+        copy(&b"oops\n"[..], "stderr", log, None);
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let o = LogOptions {
             follow: false,

@@ -3,6 +3,7 @@
 //! its output and records its exit; the other verbs ([`control`], [`exec`]) find it by name
 //! or ID prefix and ask the runtime (runc) for the truth ([`state`]).
 
+pub mod attach;
 pub mod control;
 pub mod exec;
 pub mod logs;

@@ -13,6 +13,7 @@
 //! Nothing of unionrs needs to run for the container to live; `stop` and `rm -f` clean up
 //! by themselves when the monitor was killed.
 
+use super::attach::{self, Clients};
 use super::state::{self, RunConfig, State};
 use super::{logs, network, tty};
 use crate::image::container::{self, now_rfc3339};
@@ -90,6 +91,8 @@ pub fn main(dir: &Path) -> u8 {
 /// A started container, as the monitor holds it.
 struct Running {
     cfg: RunConfig,
+    id: String,
+    clients: Clients,
     pid: i32,
     forwarder: Option<i32>,
     copiers: Vec<JoinHandle<()>>,
@@ -141,6 +144,10 @@ fn start(dir: &Path) -> Result<Running, String> {
     let pid_file = dir.join("container.pid");
     let _ = std::fs::remove_file(&pid_file);
     let mut copiers = Vec::new();
+    let clients = Clients::default();
+    // Where attached clients' keystrokes go, and the terminal that takes their size.
+    let mut input: Option<File> = None;
+    let mut master_for_size: Option<File> = None;
     let created = {
         let mut cmd = runtime::command(&cfg.runtime);
         cmd.arg("create")
@@ -157,10 +164,15 @@ fn start(dir: &Path) -> Result<Running, String> {
             cmd.stdout(Stdio::null()).stderr(Stdio::from(w));
             let l = log.clone();
             copiers.push(std::thread::spawn(move || {
-                logs::copy(File::from(r), "stderr", l)
+                logs::copy(File::from(r), "stderr", l, None)
             }));
             console = Some(c);
         } else {
+            if cfg.interactive {
+                let (r, w) = proc::pipe().map_err(|e| format!("pipe: {e:?}"))?;
+                cmd.stdin(Stdio::from(r));
+                input = Some(File::from(w));
+            }
             for stream in ["stdout", "stderr"] {
                 let (r, w) = proc::pipe().map_err(|e| format!("pipe: {e:?}"))?;
                 if stream == "stdout" {
@@ -168,9 +180,9 @@ fn start(dir: &Path) -> Result<Running, String> {
                 } else {
                     cmd.stderr(Stdio::from(w));
                 }
-                let l = log.clone();
+                let (l, cl) = (log.clone(), clients.clone());
                 copiers.push(std::thread::spawn(move || {
-                    logs::copy(File::from(r), stream, l)
+                    logs::copy(File::from(r), stream, l, Some(cl))
                 }));
             }
         }
@@ -187,8 +199,12 @@ fn start(dir: &Path) -> Result<Running, String> {
         if let Some(m) = master {
             // The copier holds the master for the container's life: closing it would hang
             // up the container's terminal.
-            let l = log.clone();
-            copiers.push(std::thread::spawn(move || logs::copy(m, "stdout", l)));
+            input = m.try_clone().ok();
+            master_for_size = m.try_clone().ok();
+            let (l, cl) = (log.clone(), clients.clone());
+            copiers.push(std::thread::spawn(move || {
+                logs::copy(m, "stdout", l, Some(cl))
+            }));
         }
         status.success()
     };
@@ -222,6 +238,16 @@ fn start(dir: &Path) -> Result<Running, String> {
             copiers,
         ));
     }
+    let sock = attach::socket_path(&id);
+    let _ = std::fs::remove_file(&sock);
+    match std::os::unix::net::UnixListener::bind(&sock) {
+        Ok(l) => {
+            let cl = clients.clone();
+            std::thread::spawn(move || attach::serve(l, cl, input, master_for_size));
+        }
+        // The container runs without attach; say why in the monitor's log.
+        Err(e) => eprintln!("unionrs: {}: {e}", sock.display()),
+    }
     state::save_state(
         dir,
         &State {
@@ -235,6 +261,8 @@ fn start(dir: &Path) -> Result<Running, String> {
     )?;
     Ok(Running {
         cfg,
+        id,
+        clients,
         pid,
         forwarder,
         copiers,
@@ -266,7 +294,10 @@ fn supervise(dir: &Path, r: Running) {
     for c in r.copiers {
         let _ = c.join();
     }
+    let _ = std::fs::remove_file(attach::socket_path(&r.id));
     finish(dir, &r.cfg, r.forwarder, code);
+    // Attached clients learn of the end once the exit status is recorded.
+    r.clients.close_all();
 }
 
 /// Everything after the container's end, by the monitor or (when it was killed) by `stop`

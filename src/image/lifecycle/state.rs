@@ -31,6 +31,9 @@ pub struct RunConfig {
     pub remove: bool,
     #[serde(default)]
     pub tty: bool,
+    /// `-i`: the container's stdin stays open for `attach`.
+    #[serde(default)]
+    pub interactive: bool,
     /// Signal `stop` sends first (the image's StopSignal, else SIGTERM).
     #[serde(default)]
     pub stop_signal: Option<String>,
