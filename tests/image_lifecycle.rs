@@ -289,6 +289,12 @@ fn detached_server_ports_logs_exec_commit_stop_start() {
     let o = unionrs(&store, &["run", "--rm", "web:2", "cat", "/www/index.html"]);
     assert_eq!(out(&o), "changed by exec\n", "{}", err(&o));
 
+    // top: the container's processes, from the host's ps.
+    let top = ok(&store, &["top", "web"]);
+    assert!(
+        top.starts_with("UID") && top.contains("httpd -f -p 8080"),
+        "{top}"
+    );
     // pause / unpause.
     ok(&store, &["pause", "web"]);
     assert!(ps_line(&store, "web").contains("(Paused)"));
@@ -300,7 +306,11 @@ fn detached_server_ports_logs_exec_commit_stop_start() {
     assert!(line.contains("Exited (137)"), "{line}");
     assert!(mounts_of(&store).is_empty(), "{:?}", mounts_of(&store));
     assert!(!netns_exists(id));
-    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still open after stop: {}",
+        String::from_utf8_lossy(&Command::new("ss").args(["-ltnp"]).output().unwrap().stdout)
+    );
     assert!(ok(&store, &["ps"]).lines().count() == 1);
     // exec into a stopped container: one line, 125.
     let o = unionrs(&store, &["exec", "web", "true"]);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 pub const VERBS: &[&str] = &[
     "ps", "logs", "exec", "start", "stop", "restart", "kill", "wait", "pause", "unpause", "rm",
-    "attach",
+    "attach", "top",
 ];
 
 pub const USAGE: &str = "\
@@ -25,6 +25,7 @@ pub const USAGE: &str = "\
        unionrs [--store DIR] logs [-f] [--tail N] [-t] CONTAINER
        unionrs [--store DIR] exec [-d] [-i] [-t] [-e K=V]... [-w DIR] [-u USER] CONTAINER CMD [ARG...]
        unionrs [--store DIR] attach CONTAINER      (detach: ctrl-p ctrl-q)
+       unionrs [--store DIR] top CONTAINER [PS_OPTIONS]
        unionrs [--store DIR] start [-a] CONTAINER...
        unionrs [--store DIR] restart|pause|unpause|wait CONTAINER...
        unionrs [--store DIR] stop [-t SECS] CONTAINER...
@@ -290,6 +291,13 @@ fn verb_main(root: &Path, verb: &str, args: &[String]) -> Result<ExitCode, Error
                 control::kill(root, what, sig)?;
                 println!("{what}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        "top" => {
+            let Some((what, opts)) = args.split_first() else {
+                return Err(Error::Usage("top needs a container".into()));
+            };
+            print!("{}", control::top(root, what, opts)?);
             Ok(ExitCode::SUCCESS)
         }
         "attach" => {

@@ -27,7 +27,7 @@ use std::process::ExitCode;
 pub const VERBS: &[&str] = &[
     "pull", "push", "load", "save", "images", "inspect", "history", "tag", "rmi", "create", "ps",
     "mount", "umount", "diff", "commit", "rm", "run", "prune", "build", "exec", "logs", "start",
-    "stop", "restart", "kill", "wait", "pause", "unpause", "attach",
+    "stop", "restart", "kill", "wait", "pause", "unpause", "attach", "top",
 ];
 
 pub const USAGE: &str = "\

@@ -245,3 +245,27 @@ pub fn paused_for<T>(
     }
     r
 }
+
+/// `top [PS_OPTIONS]`: the container's processes, as `RUNTIME ps` lists them (the host's
+/// `ps`, `-ef` unless options are given, narrowed to the container's cgroup).
+pub fn top(store_root: &Path, what: &str, ps_options: &[String]) -> Result<String, String> {
+    let f = find(store_root, what)?;
+    let cfg = f.cfg()?;
+    if !state::status(&f.dir).is_running() {
+        return Err(format!("container {} is not running", f.c.name));
+    }
+    let out = runtime::command(&cfg.runtime)
+        .arg("ps")
+        .arg(&cfg.runtime_id)
+        .args(if ps_options.is_empty() {
+            vec!["-ef".to_string()]
+        } else {
+            ps_options.to_vec()
+        })
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", cfg.runtime.display()))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

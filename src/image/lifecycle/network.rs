@@ -55,7 +55,18 @@ pub fn down(id: &str, forwarder: Option<i32>) {
     if let Some(pid) = forwarder
         && super::state::process_alive(pid, &["pasta"])
     {
+        // Gone (its ports free) before we return: `stop` promises the port is closed.
         let _ = crate::sys::proc::kill(pid, libc::SIGTERM);
+        let t = std::time::Instant::now();
+        while !super::state::process_gone(pid) {
+            if t.elapsed() > std::time::Duration::from_secs(2) {
+                let _ = crate::sys::proc::kill(pid, libc::SIGKILL);
+            }
+            if t.elapsed() > std::time::Duration::from_secs(5) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
     if netns_path(id).exists() {
         let _ = ip(&["netns", "delete", &netns_name(id)]);

@@ -129,6 +129,20 @@ pub fn process_alive(pid: i32, words: &[&str]) -> bool {
     }) && !cmd.is_empty()
 }
 
+/// True once process `pid` has finished exiting (a zombie, or reaped): its files, sockets
+/// included, are closed then. An exiting process's command line reads empty before that.
+pub fn process_gone(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // "PID (COMM) STATE ...": COMM may hold anything, so look after its last ')'.
+    matches!(
+        stat.rsplit_once(')')
+            .and_then(|(_, r)| r.trim_start().chars().next()),
+        Some('Z' | 'X') | None
+    )
+}
+
 /// What `ps` says about a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
