@@ -886,6 +886,99 @@ fn run_mounts_bind_cache_and_tmpfs() {
     assert_clean(&store);
 }
 
+/// `RUN --mount=type=secret|ssh` with `--secret` and `--ssh`: the command reads the secret
+/// (file with its mode and owner, or env=), sees its agent socket through SSH_AUTH_SOCK, and
+/// nothing of either reaches the image: no file, no value in any layer, config or history.
+/// A changed secret value still hits the cache (BuildKit's rule); a missing `required` one
+/// stops the build before anything runs; a missing optional one is left out.
+#[test]
+fn run_mounts_secret_and_ssh() {
+    preflight();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _guard = UnmountUnder(store.join("containers"));
+    let secret = tmp.path().join("token.txt");
+    fs::write(&secret, "s3cret-value").unwrap();
+    let agent = tmp.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&agent).unwrap();
+    // What the command saw, shown by its hash (the value itself must not reach the image).
+    let sum = {
+        use sha2::Digest;
+        format!("{:x}", sha2::Sha256::digest(b"s3cret-value"))
+    };
+    let df = "FROM bb:1\n\
+              RUN --mount=type=secret,id=tok stat -c '%a %u' /run/secrets/tok > /mode1 && sha256sum < /run/secrets/tok > /sum1\n\
+              RUN --mount=type=secret,id=tok,target=/etc/tok.pem,mode=0440,uid=5,gid=6 stat -c '%a %u %g' /etc/tok.pem > /mode2\n\
+              RUN --mount=type=secret,id=tok,env=TOKEN printf %s \"$TOKEN\" | sha256sum > /sum2 && test ! -e /run/secrets/tok && touch /env-ok\n\
+              RUN --mount=type=secret,id=absent test ! -e /run/secrets/absent && touch /absent-ok\n\
+              RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK $(stat -c %a $SSH_AUTH_SOCK)\" > /ssh.txt\n";
+    let ctx = context(tmp.path(), df, &[]);
+    let c = ctx.to_str().unwrap();
+    let sec = format!("id=tok,src={}", secret.display());
+    let ssh = format!("default={}", agent.display());
+    build_ok(&store, &["--secret", &sec, "--ssh", &ssh, "-t", "s:1", c]);
+    let check = "cat /mode1 /mode2 /ssh.txt /sum1 /sum2; ls /env-ok /absent-ok; \
+                 for p in /run/secrets /etc/tok.pem /run/buildkit; do test -e $p && echo left $p; done; true";
+    let o = unionrs(&store, &["run", "--rm", "s:1", "sh", "-c", check]);
+    assert_eq!(
+        out(&o),
+        format!(
+            "400 0\n440 5 6\n/run/buildkit/ssh_agent.0 600\n{sum}  -\n{sum}  -\n/absent-ok\n/env-ok\n"
+        ),
+        "{}",
+        err(&o)
+    );
+    // The value is nowhere in the store's blobs (layers, config, manifests).
+    for e in fs::read_dir(store.join("blobs/sha256")).unwrap() {
+        let p = e.unwrap().path();
+        let mut data = fs::read(&p).unwrap();
+        if data.starts_with(&[0x1f, 0x8b]) {
+            let mut plain = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&data[..]), &mut plain)
+                .unwrap();
+            data = plain;
+        }
+        assert!(
+            !data.windows(12).any(|w| w == b"s3cret-value"),
+            "the secret is in blob {}",
+            p.display()
+        );
+    }
+    // A changed value hits the cache: secrets are not part of the key.
+    fs::write(&secret, "other-value").unwrap();
+    let (o, _) = build_ok(&store, &["--secret", &sec, "--ssh", &ssh, "-t", "s:1", c]);
+    assert_eq!(o.matches("--> Using cache").count(), 5, "{o}");
+    // A required secret that was not given: a one-line error naming it, nothing run.
+    let df2 = "FROM bb:1\nRUN touch /ran\nRUN --mount=type=secret,id=must,required true\n";
+    let ctx2 = tmp.path().join("ctx2");
+    fs::create_dir(&ctx2).unwrap();
+    fs::write(ctx2.join("Dockerfile"), df2).unwrap();
+    let o = build(&store, &["-t", "s:2", ctx2.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = err(&o);
+    assert!(
+        e.contains("secret \"must\" is required but not given"),
+        "{e}"
+    );
+    assert!(
+        unionrs(&store, &["inspect", "s:2"]).status.code() != Some(0),
+        "s:2 was tagged"
+    );
+    // A bad --secret or --ssh value is a usage error.
+    for bad in [
+        vec!["--secret", "id=a,src=/x,env=Y"],
+        vec!["--ssh", "default=/nonexistent/agent.sock"],
+    ] {
+        let mut a = bad.clone();
+        a.push(c);
+        let o = build(&store, &a);
+        assert!(!o.status.success(), "{bad:?}");
+        let first = err(&o).lines().next().unwrap_or_default().to_string();
+        assert!(first.contains(bad[0]), "{}", err(&o));
+    }
+    assert_clean(&store);
+}
+
 /// ADD of a URL (a server on 127.0.0.1): downloaded, not unpacked, mode 0600, named after
 /// the URL into a directory; a rebuild downloads again and hits the cache.
 #[test]

@@ -43,6 +43,8 @@ pub fn parse(args: &[String]) -> Result<Options, Error> {
         quiet: false,
         network: Network::Host,
         runtime: None,
+        secrets: Vec::new(),
+        ssh: Vec::new(),
     };
     let mut context = None;
     let mut i = 0;
@@ -99,6 +101,12 @@ pub fn parse(args: &[String]) -> Result<Options, Error> {
                     "--platform" => o.platform = Some(v),
                     "--creds" => o.client.creds = Some(Creds::parse(&v).map_err(Error::Usage)?),
                     "--runtime" => o.runtime = Some(PathBuf::from(v)),
+                    "--secret" => o
+                        .secrets
+                        .push(build::secrets::parse_secret(&v).map_err(Error::Usage)?),
+                    "--ssh" => o
+                        .ssh
+                        .push(build::secrets::parse_ssh(&v).map_err(Error::Usage)?),
                     "--network" | "--net" => {
                         o.network = match v.as_str() {
                             "host" | "default" => Network::Host,
@@ -195,6 +203,20 @@ pub fn clap_command() -> Command {
             "Verify registry certificates (true/false)",
         ))
         .arg(val("creds", "creds", "Registry credentials USER:PASS"))
+        .arg(
+            Arg::new("secret")
+                .long("secret")
+                .value_name("id=ID[,src=FILE|env=VAR]")
+                .action(ArgAction::Append)
+                .help("A secret for RUN --mount=type=secret; may repeat"),
+        )
+        .arg(
+            Arg::new("ssh")
+                .long("ssh")
+                .value_name("default|ID[=SOCKET]")
+                .action(ArgAction::Append)
+                .help("An SSH agent socket for RUN --mount=type=ssh; may repeat"),
+        )
         .arg(
             Arg::new("quiet")
                 .short('q')

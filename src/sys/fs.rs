@@ -450,3 +450,89 @@ pub fn minor(dev: u64) -> u32 {
 pub fn makedev(major: u32, minor: u32) -> u64 {
     libc::makedev(major, minor)
 }
+
+/// MAX_HANDLE_SZ of the kernel's exportfs.
+const MAX_HANDLE_SZ: usize = 128;
+
+/// struct file_handle with room for the largest handle.
+#[repr(C)]
+struct Handle {
+    bytes: u32,
+    kind: i32,
+    data: [u8; MAX_HANDLE_SZ],
+}
+
+/// The filesystem's file handle of `name` in `dir` (not followed if a symlink): its type and
+/// bytes, as name_to_handle_at(2) gives them. EOPNOTSUPP where the filesystem has none.
+pub fn file_handle_at(dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<(i32, Vec<u8>)> {
+    let c = cstr(name)?;
+    let mut h = Handle {
+        bytes: MAX_HANDLE_SZ as u32,
+        kind: 0,
+        data: [0; MAX_HANDLE_SZ],
+    };
+    let mut mount_id: libc::c_int = 0;
+    let flags = if name.is_empty() {
+        libc::AT_EMPTY_PATH
+    } else {
+        0
+    };
+    // SAFETY: `h` is laid out as struct file_handle with room for MAX_HANDLE_SZ bytes, as
+    // its `bytes` field says; valid C string and out-pointers.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut h as *mut Handle,
+            &mut mount_id as *mut libc::c_int,
+            flags,
+        ) as libc::c_int
+    })?;
+    let n = (h.bytes as usize).min(MAX_HANDLE_SZ);
+    Ok((h.kind, h.data[..n].to_vec()))
+}
+
+/// The UUID of the filesystem `fd` is on (FS_IOC_GETFSUUID: the superblock's, all zeros for
+/// a filesystem that has none).
+pub fn fs_uuid(fd: BorrowedFd<'_>) -> SysResult<[u8; 16]> {
+    /// _IOR(0x15, 0, struct fsuuid2): struct fsuuid2 { __u8 len; __u8 uuid[16]; }.
+    const FS_IOC_GETFSUUID: libc::c_ulong = 0x8011_1500;
+    let mut buf = [0u8; 17];
+    // SAFETY: the buffer has the size the ioctl number encodes (17 bytes).
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_GETFSUUID, buf.as_mut_ptr()) })?;
+    let len = (buf[0] as usize).min(16);
+    let mut uuid = [0u8; 16];
+    uuid[..len].copy_from_slice(&buf[1..1 + len]);
+    Ok(uuid)
+}
+
+/// Opens the object a file handle (from `file_handle_at`) names on the filesystem `mount_fd`
+/// is on (open_by_handle_at(2); needs CAP_DAC_READ_SEARCH). ESTALE when it no longer exists.
+pub fn open_by_handle(
+    mount_fd: BorrowedFd<'_>,
+    handle_type: i32,
+    handle: &[u8],
+    flags: i32,
+) -> SysResult<OwnedFd> {
+    if handle.len() > MAX_HANDLE_SZ {
+        return Err(super::Errno(libc::EINVAL));
+    }
+    let mut h = Handle {
+        bytes: handle.len() as u32,
+        kind: handle_type,
+        data: [0; MAX_HANDLE_SZ],
+    };
+    h.data[..handle.len()].copy_from_slice(handle);
+    // SAFETY: `h` is laid out as struct file_handle holding `bytes` bytes of handle.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount_fd.as_raw_fd(),
+            &mut h as *mut Handle,
+            flags | libc::O_CLOEXEC,
+        ) as libc::c_int
+    })?;
+    // SAFETY: a new fd we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -24,6 +24,7 @@ pub type SysResult<T> = Result<T, Errno>;
 impl Errno {
     pub const EPERM: Errno = Errno(libc::EPERM);
     pub const ENOENT: Errno = Errno(libc::ENOENT);
+    pub const ESTALE: Errno = Errno(libc::ESTALE);
     pub const EIO: Errno = Errno(libc::EIO);
     pub const EBADF: Errno = Errno(libc::EBADF);
     pub const EEXIST: Errno = Errno(libc::EEXIST);

@@ -46,23 +46,16 @@ impl Union {
             return Ok(at);
         }
         let st = crate::sys::fs::stat_at(at.dir.fd(), &at.name)?;
-        let Some(key) = self.index_key(&st) else {
+        let Some(key) = self.index_key(at.layer, at.dir.fd(), &at.name, &st) else {
             return Ok(at);
         };
-        if self.layer(INDEX).stat(&key).is_err() {
+        let Some((path, _)) = self.existing_index(&key) else {
             return Ok(at);
-        }
-        let loc = Loc {
-            layer: INDEX,
-            path: key.clone(),
         };
+        let loc = Loc { layer: INDEX, path };
+        let index_at = self.lower_at(None, &loc)?;
         node.state.write().lowers.insert(0, loc);
-        let root = self.layer(INDEX).dir(b"")?;
-        Ok(At {
-            dir: DirRef::Owned(root),
-            name: key,
-            layer: INDEX,
-        })
+        Ok(index_at)
     }
 
     /// Where the lower file holding a metacopy node's data is (see `metacopy_data`).

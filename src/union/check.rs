@@ -17,8 +17,8 @@
 //! All layer access goes through the layers' root fds (no symlink inside a layer is followed).
 
 use super::layer::Layer;
-use super::path;
 use super::whiteout::{self, OPAQUE_MARKER, WH_PREFIX};
+use super::{index_format, path};
 use crate::sys::fs::{self, Stat};
 use crate::sys::{Errno, xattr};
 use std::fmt;
@@ -162,7 +162,7 @@ pub fn check(opts: &CheckOptions) -> Result<Report, String> {
 }
 
 impl Checker<'_> {
-    /// W/work and W/unionrs.index. Returns the workdir lock when it could be taken.
+    /// W/work, W/index and W/unionrs.index. Returns the workdir lock when it could be taken.
     fn check_work(&mut self, w: &Path) -> Result<Option<OwnedFd>, String> {
         let lock = match take_lock(w) {
             Ok(l) => l,
@@ -209,14 +209,28 @@ impl Checker<'_> {
                 }
             }
         }
-        let index = w.join("unionrs.index");
-        if let Some(dir) = open_dir_if_exists(&index)? {
+        self.check_index_dir(&w.join(os(index_format::INDEX_DIR)), true)?;
+        self.check_index_dir(&w.join(os(index_format::OWN_INDEX_DIR)), false)?;
+        Ok(Some(lock))
+    }
+
+    /// One index directory: entries that are not regular files, and entries no upper name
+    /// links to (see `check_lone_index`).
+    /// In the kernel's index directory, whiteouts and directories are the kernel's own
+    /// (index entries of deleted files and of directories, kept for NFS export).
+    fn check_index_dir(&mut self, index: &Path, kernels: bool) -> Result<(), String> {
+        if let Some(dir) = open_dir_if_exists(index)? {
             let mut lone = Vec::new();
-            for e in list(dir.as_fd(), &index)? {
+            for e in list(dir.as_fd(), index)? {
                 let p = index.join(os(&e.name));
                 let Ok(st) = fs::stat_at(dir.as_fd(), &e.name) else {
                     continue;
                 };
+                let kernels_own =
+                    kernels && (kind(&st) == libc::S_IFDIR || whiteout::is_device_whiteout(&st));
+                if kernels_own {
+                    continue;
+                }
                 if kind(&st) != libc::S_IFREG {
                     self.report.findings.push(Finding::StrayIndex(p.clone()));
                     if self.opts.repair {
@@ -229,9 +243,9 @@ impl Checker<'_> {
                     lone.push(e.name);
                 }
             }
-            self.check_lone_index(dir.as_fd(), &index, lone);
+            self.check_lone_index(dir.as_fd(), index, lone);
         }
-        Ok(Some(lock))
+        Ok(())
     }
 
     /// Index entries no upper name links to. Such an entry is still in use while a lower
@@ -254,7 +268,7 @@ impl Checker<'_> {
         }
         let mut keys = std::collections::HashSet::new();
         for l in &self.lowers {
-            linked_files(l.root(), &mut keys, 0);
+            linked_files(l.root(), l.fs_uuid().as_ref(), &mut keys, 0);
         }
         for name in lone.into_iter().filter(|n| !keys.contains(n)) {
             let p = index.join(os(&name));
@@ -374,6 +388,11 @@ impl Checker<'_> {
                 "trusted.unionrs.nlink" | "user.unionrs.nlink" => {
                     (value.len() != 8).then_some("nlink must be 8 bytes")
                 }
+                "trusted.overlay.nlink" => index_format::parse_nlink(&value)
+                    .is_none()
+                    .then_some("nlink must be U+N, U-N, L+N or L-N"),
+                "trusted.overlay.origin" => (!index_format::is_origin_fh(&value))
+                    .then_some("origin is not a file handle of the kernel's format"),
                 _ => None,
             };
             let Some(why) = why else { continue };
@@ -653,7 +672,14 @@ fn is_dir_at(l: &Layer, p: &[u8]) -> bool {
 
 /// Index names (`DEV-INO` in hex, as the mount makes them) of the hard-linked regular files
 /// below `dir`, never following symlinks.
-fn linked_files(dir: BorrowedFd<'_>, keys: &mut std::collections::HashSet<Vec<u8>>, depth: usize) {
+/// The index entry names (both formats) of the files with several names below `dir`, on a
+/// filesystem with UUID `uuid`.
+fn linked_files(
+    dir: BorrowedFd<'_>,
+    uuid: Option<&[u8; 16]>,
+    keys: &mut std::collections::HashSet<Vec<u8>>,
+    depth: usize,
+) {
     if depth > 4096 {
         return;
     }
@@ -666,11 +692,17 @@ fn linked_files(dir: BorrowedFd<'_>, keys: &mut std::collections::HashSet<Vec<u8
         };
         match kind(&st) {
             libc::S_IFREG if st.st_nlink > 1 => {
-                keys.insert(format!("{:x}-{:x}", st.st_dev, st.st_ino).into_bytes());
+                keys.insert(index_format::own_index_name(st.st_dev, st.st_ino));
+                if let Some(uuid) = uuid
+                    && let Ok((t, h)) = fs::file_handle_at(dir, &e.name)
+                    && let Some(fh) = index_format::origin_fh(uuid, t, &h)
+                {
+                    keys.insert(index_format::index_name(&fh));
+                }
             }
             libc::S_IFDIR => {
                 if let Ok(sub) = fs::open_at(dir, &e.name, libc::O_PATH | libc::O_DIRECTORY, 0) {
-                    linked_files(sub.as_fd(), keys, depth + 1);
+                    linked_files(sub.as_fd(), uuid, keys, depth + 1);
                 }
             }
             _ => {}

@@ -122,16 +122,13 @@ impl Union {
         // Another name of this file was copied up already: link to that copy. Also when the
         // node was looked up before that copy was made (its lower location is the lower file):
         // a second copy would part this name's data from the other names'.
-        let key = self.index_key(&st);
-        let indexed = match (&key, src.layer) {
-            (_, INDEX) => Some((src_dir, src_name.to_vec())),
-            (Some(k), _) if self.layer(INDEX).stat(k).is_ok() => {
-                Some((self.layer(INDEX).root(), k.clone()))
-            }
-            _ => None,
-        };
-        if let Some((index_dir, index_name)) = indexed {
-            return self.link_index_copy(node, (index_dir, &index_name), (dst_dir.as_fd(), name));
+        let key = self.index_key(src.layer, src_dir, src_name, &st);
+        if src.layer == INDEX {
+            return self.link_index_copy(node, (src_dir, src_name), (dst_dir.as_fd(), name));
+        }
+        if let Some((index_path, _)) = key.as_ref().and_then(|k| self.existing_index(k)) {
+            let (d, n) = self.index_entry(&index_path)?;
+            return self.link_index_copy(node, (d.as_fd(), n), (dst_dir.as_fd(), name));
         }
         // A hard-linked file is copied whole: its index copy is what its other names show.
         let data = if key.is_some() { Data::Full } else { data };
@@ -149,16 +146,19 @@ impl Union {
             return Err(e);
         }
         if let Some(key) = &key {
-            let count = st.st_nlink.to_le_bytes();
-            let _ = xattr::set(work, &tmp, self.markers.nlink_xattr(), &count, 0);
+            // Linked into the index and under its name: two links, one shown per name.
+            if let Err(e) = self.mark_index_copy((work, &tmp), key, st.st_nlink, 2) {
+                remove_staged(work, &tmp, &st);
+                return Err(e);
+            }
             self.index_used.store(true, Ordering::Relaxed);
-            match fs::link_at(work, &tmp, self.layer(INDEX).root(), key) {
+            match fs::link_at(work, &tmp, self.layer(INDEX).root(), &key.path) {
                 Ok(()) => {}
                 // Another name's copy-up got there first: share its copy, drop ours.
                 Err(Errno::EEXIST) => {
                     remove_staged(work, &tmp, &st);
-                    let index = (self.layer(INDEX).root(), key.as_slice());
-                    return self.link_index_copy(node, index, (dst_dir.as_fd(), name));
+                    let (d, n) = self.index_entry(&key.path)?;
+                    return self.link_index_copy(node, (d.as_fd(), n), (dst_dir.as_fd(), name));
                 }
                 Err(e) => {
                     remove_staged(work, &tmp, &st);
@@ -186,6 +186,12 @@ impl Union {
         Ok(())
     }
 
+    /// The directory handle and name of an index entry (a path below the workdir).
+    fn index_entry<'p>(&self, path: &'p [u8]) -> SysResult<(std::os::fd::OwnedFd, &'p [u8])> {
+        let (dir, name) = path::split(path);
+        Ok((self.layer(INDEX).dir(dir)?, name))
+    }
+
     /// Copy-up of a hard-linked lower file whose index copy exists: its upper name becomes
     /// one more link of that copy (the shown link count does not change: no name was added).
     fn link_index_copy(
@@ -194,7 +200,9 @@ impl Union {
         (index_dir, index_name): (BorrowedFd<'_>, &[u8]),
         (dst_dir, name): (BorrowedFd<'_>, &[u8]),
     ) -> SysResult<()> {
+        let before = fs::stat_at(index_dir, index_name)?;
         fs::link_at(index_dir, index_name, dst_dir, name)?;
+        self.keep_count_after_link_up((index_dir, index_name), &before);
         let mut s = node.state.write();
         s.upper = true;
         // The index copy is complete: nothing is read from a lower any more.
@@ -272,7 +280,7 @@ impl Union {
         let (src_parent, src_name) = path::split(&src.path);
         let src_dir = self.layer(src.layer).dir(src_parent)?;
         let st = fs::stat_at(src_dir.as_fd(), src_name)?;
-        let Some(key) = self.index_key(&st) else {
+        let Some(key) = self.index_key(src.layer, src_dir.as_fd(), src_name, &st) else {
             return Ok(());
         };
         let work = self.work()?;
@@ -287,15 +295,10 @@ impl Union {
             )
             .and_then(|_| {
                 let count = (st.st_nlink as i64 + delta).max(0) as u64;
-                xattr::set(
-                    work,
-                    &tmp,
-                    self.markers.nlink_xattr(),
-                    &count.to_le_bytes(),
-                    0,
-                )?;
+                // Only the index link is left once the staged name goes.
+                self.mark_index_copy((work, &tmp), &key, count, 1)?;
                 self.index_used.store(true, Ordering::Relaxed);
-                match fs::link_at(work, &tmp, self.layer(INDEX).root(), &key) {
+                match fs::link_at(work, &tmp, self.layer(INDEX).root(), &key.path) {
                     Ok(()) | Err(Errno::EEXIST) => Ok(()),
                     Err(e) => Err(e),
                 }

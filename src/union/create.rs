@@ -363,7 +363,7 @@ impl Union {
             layer: super::layer::UPPER,
             path: new_path,
         };
-        self.bump_indexed_nlink(&top, &f.st, 1);
+        self.bump_indexed_nlink(&top, &f.st, 1, true);
         // Same object, so the same number even if the upper inode differs from the origin.
         let mut st = f.st;
         self.fix_nlink(&top, &mut st);

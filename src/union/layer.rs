@@ -16,6 +16,8 @@ pub struct Layer {
     pub path: PathBuf,
     root: OwnedFd,
     pub dev: u64,
+    /// The UUID of the layer's filesystem, read once (see `fs_uuid`).
+    uuid: std::sync::OnceLock<Option<[u8; 16]>>,
 }
 
 impl Layer {
@@ -30,6 +32,7 @@ impl Layer {
             path: path.to_path_buf(),
             root,
             dev: st.st_dev,
+            uuid: std::sync::OnceLock::new(),
         })
     }
 
@@ -50,6 +53,20 @@ impl Layer {
 
     pub fn root(&self) -> BorrowedFd<'_> {
         self.root.as_fd()
+    }
+
+    /// The UUID of the layer's filesystem (all zeros when it has none), as origin file
+    /// handles carry it; None where the kernel cannot tell it.
+    pub fn fs_uuid(&self) -> Option<[u8; 16]> {
+        *self
+            .uuid
+            .get_or_init(|| fs::fs_uuid(self.opened_root().ok()?.as_fd()).ok())
+    }
+
+    /// The root opened for reading (the root handle is O_PATH, which ioctls and
+    /// open_by_handle_at do not take).
+    pub fn opened_root(&self) -> SysResult<OwnedFd> {
+        fs::reopen(self.root(), libc::O_RDONLY | libc::O_DIRECTORY)
     }
 
     /// O_PATH handle of a directory below the root.

@@ -4,9 +4,9 @@
 use super::dircache::{LayerDir, LowerDirs};
 use super::layer::{INDEX, LayerId, UPPER};
 use super::node::{Loc, Node, NodeState};
-use super::{Entry, Errno, Stat, SysResult, Union, path, whiteout};
+use super::{Entry, Errno, Stat, SysResult, Union, index_format, path, whiteout};
 use crate::sys::fs;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 /// What a name resolves to, before it becomes a node.
@@ -190,6 +190,13 @@ impl Union {
                                 if marks.may_have(self.markers.origin_xattr()) {
                                     f.ino = self.origin_at(d, name);
                                 }
+                                if f.ino.is_none()
+                                    && super::hardlink::is_hard_linked_file(&st)
+                                    && self.markers == whiteout::MarkerFormat::Kernel
+                                    && marks.may_have(index_format::ORIGIN_XATTR)
+                                {
+                                    f.ino = self.kernel_origin_number(d, name);
+                                }
                                 if st.st_mode & libc::S_IFMT == libc::S_IFREG
                                     && marks.has(d, name, self.markers.metacopy_xattr())
                                 {
@@ -204,7 +211,7 @@ impl Union {
                             }
                             if !is_dir {
                                 if !f.upper {
-                                    self.use_index(&mut f);
+                                    self.use_index(&mut f, loc.layer, d, name);
                                 }
                                 return Ok(Some(f));
                             }
@@ -327,20 +334,17 @@ impl Union {
 
     /// A lower file with several names whose data was already copied up through another name
     /// is shown from the index copy, so all its names stay one file.
-    fn use_index(&self, f: &mut Found) {
-        let Some(key) = self.index_key(&f.st) else {
+    fn use_index(&self, f: &mut Found, layer: LayerId, dir: BorrowedFd<'_>, name: &[u8]) {
+        if !self.index_in_use() {
+            return;
+        }
+        let Some(key) = self.index_key(layer, dir, name, &f.st) else {
             return;
         };
-        if let Ok(st) = self.layer(INDEX).stat(&key) {
+        if let Some((path, st)) = self.existing_index(&key) {
             f.ino = Some(self.inos.map(f.st.st_dev, f.st.st_ino));
             f.st = st;
-            f.lowers.insert(
-                0,
-                Loc {
-                    layer: INDEX,
-                    path: key,
-                },
-            );
+            f.lowers.insert(0, Loc { layer: INDEX, path });
         }
     }
 
@@ -350,11 +354,14 @@ impl Union {
         self.index_used.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The index name of a lower regular file with several names (None for others).
-    pub(crate) fn index_key(&self, st: &Stat) -> Option<Vec<u8>> {
-        let hard_linked = st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_nlink > 1;
-        (hard_linked && self.index.is_some())
-            .then(|| format!("{:x}-{:x}", st.st_dev, st.st_ino).into_bytes())
+    /// The number of a hard-linked file copied up by kernel overlayfs (which records its
+    /// origin as a file handle, not as unionrs's number): its lower file's, as the names
+    /// not copied up show.
+    fn kernel_origin_number(&self, dir: BorrowedFd<'_>, name: &[u8]) -> Option<u64> {
+        let fh = crate::sys::xattr::get(dir, name, index_format::ORIGIN_XATTR).ok()?;
+        let fd = self.open_origin(&fh).ok()?;
+        let st = fs::fstat(fd.as_fd()).ok()?;
+        Some(self.inos.map(st.st_dev, st.st_ino))
     }
 
     /// The number reported for a found object: its origin's for a copied-up object (read

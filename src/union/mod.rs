@@ -11,6 +11,7 @@ mod dircache;
 mod file;
 mod hardlink;
 pub mod idmap;
+pub mod index_format;
 pub mod ino;
 mod inohash;
 pub mod layer;
@@ -33,6 +34,7 @@ use ino::InoMap;
 use layer::{Layer, LayerId, UPPER};
 use node::{Loc, Node, NodeState, NodeTable, ROOT};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -120,8 +122,9 @@ pub struct Union {
     has_upper: bool,
     /// O_PATH handle of W/work, where copy-ups are staged.
     work: Option<OwnedFd>,
-    /// W/unionrs.index: one link per copied-up lower file that has several names, so every
-    /// name keeps sharing one inode after copy-up (the kernel's `index` feature).
+    /// The workdir, holding W/index and W/unionrs.index: one link per copied-up lower file
+    /// that has several names, so every name keeps sharing one inode after copy-up (the
+    /// kernel's `index` feature; see hardlink.rs).
     index: Option<Layer>,
     /// Set once the index holds anything (at mount, or on the first index copy).
     index_used: std::sync::atomic::AtomicBool,
@@ -453,22 +456,31 @@ pub(crate) fn lock_unless_held(fd: std::os::fd::BorrowedFd<'_>) -> SysResult<()>
     }
 }
 
-/// Whether the index directory already holds entries from earlier mounts.
+/// Whether the index directories already hold entries from earlier mounts.
 fn index_nonempty(index: &Option<Layer>) -> bool {
-    index
-        .as_ref()
-        .is_some_and(|l| std::fs::read_dir(&l.path).is_ok_and(|mut d| d.next().is_some()))
+    index.as_ref().is_some_and(|l| {
+        [index_format::INDEX_DIR, index_format::OWN_INDEX_DIR]
+            .iter()
+            .any(|d| {
+                std::fs::read_dir(l.path.join(std::ffi::OsStr::from_bytes(d)))
+                    .is_ok_and(|mut e| e.next().is_some())
+            })
+    })
 }
 
-/// Creates W/unionrs.index (kept across mounts: it ties hard-linked copies together).
+/// The hard-link index: the workdir addressed as a layer, with W/index (the kernel's format)
+/// and W/unionrs.index (unionrs's own, see index_format) made when missing. Kept across
+/// mounts: it ties hard-linked copies together.
 fn prepare_index(w: &std::path::Path) -> Result<Layer, String> {
-    let index = w.join("unionrs.index");
-    match std::fs::DirBuilder::new().mode(0o700).create(&index) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot create {}: {e}", index.display())),
+    for d in [index_format::INDEX_DIR, index_format::OWN_INDEX_DIR] {
+        let index = w.join(std::ffi::OsStr::from_bytes(d));
+        match std::fs::DirBuilder::new().mode(0o700).create(&index) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", index.display())),
+        }
     }
-    Layer::at(&index)
+    Layer::at(w)
 }
 
 /// Kernel format when this process may mknod whiteouts and set trusted.* xattrs, else user.*.

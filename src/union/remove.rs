@@ -73,6 +73,26 @@ impl Union {
         self.remove_entry(&dir, name, &f, ino)
     }
 
+    /// A name of `f` (at `name_path`) is about to go, by unlink or by a rename over it: the
+    /// link count its other names show drops by one. For a hard-linked lower file that has
+    /// no index copy yet, the copy is made now, carrying the new count (a file with one name,
+    /// the common case, has no index copy to make).
+    pub(crate) fn count_name_going(&self, f: &Found, name_path: &[u8], ino: u64) -> SysResult<()> {
+        let Some(top) = f.top(name_path) else {
+            return Ok(());
+        };
+        // An upper name's removal takes a link of the copy itself; a lower name's does not.
+        self.bump_indexed_nlink(&top, &f.st, -1, top.layer == super::layer::UPPER);
+        if top.layer != super::layer::UPPER
+            && top.layer != super::layer::INDEX
+            && super::hardlink::is_hard_linked_file(&f.st)
+            && self.index.is_some()
+        {
+            self.index_lower_file(&top, ino, -1)?;
+        }
+        Ok(())
+    }
+
     /// Removes `name` from the merged view: the upper object goes, and a whiteout is left
     /// when lower layers hold the name.
     fn remove_entry(&self, dir: &Arc<Node>, name: &[u8], f: &Found, ino: u64) -> SysResult<()> {
@@ -83,18 +103,7 @@ impl Union {
         }
         self.copy_up(dir)?;
         let child_path = path::join(&dir.path(), name);
-        if let Some(top) = f.top(&child_path) {
-            self.bump_indexed_nlink(&top, &f.st, -1);
-            // A name of a hard-linked lower file goes: the other names must show one link
-            // less, so the file gets its index copy now, carrying the new count.
-            // (A file with one name, the common case, has no index copy to make.)
-            if top.layer != super::layer::UPPER
-                && top.layer != super::layer::INDEX
-                && self.index_key(&f.st).is_some()
-            {
-                self.index_lower_file(&top, ino, -1)?;
-            }
-        }
+        self.count_name_going(f, &child_path, ino)?;
         let ud = self.upper_dir(dir)?;
         let ud = ud.as_fd();
         let needs_whiteout = !f.lowers.is_empty() || self.lower_has(dir, name)?;

@@ -78,6 +78,9 @@ impl Union {
             && flags & EXCHANGE == 0
         {
             self.detach_if_open(n, d, &dst_path)?;
+            if !d.is_dir() {
+                self.count_name_going(d, &dst_path, n.ino)?;
+            }
         }
         if flags & EXCHANGE != 0 {
             self.prepare_source(dst_node.as_ref().expect("checked"))?;

@@ -8,7 +8,6 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Largest file ADD downloads.
 const MAX_BYTES: u64 = 8 << 30;
@@ -28,17 +27,7 @@ pub fn file_name(url: &str) -> Option<String> {
 
 /// Downloads `url` into a fresh STORE/tmp file (mode 0600); returns its path.
 pub fn download(st: &Store, url: &str, tls_verify: bool) -> Result<PathBuf, String> {
-    let tls = ureq::tls::TlsConfig::builder()
-        .disable_verification(!tls_verify)
-        .build();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .tls_config(tls)
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_per_read(Some(Duration::from_secs(120)))
-        .user_agent(concat!("unionrs/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
+    let agent = crate::image::registry::client::http_agent(tls_verify);
     let mut resp = agent
         .get(url)
         .call()

@@ -7,7 +7,8 @@
 //! - [`copy`]: what COPY/ADD write into a step's rootfs (ADD unpacks local archives).
 //! - [`fetch`]: ADD of a URL (downloaded before the step).
 //! - [`config`]: the metadata instructions as image config edits, and history entries.
-//! - [`mounts`]: `RUN --mount` (bind, cache, tmpfs).
+//! - [`mounts`]: `RUN --mount` (bind, cache, tmpfs, secret, ssh).
+//! - [`secrets`]: `--secret` and `--ssh`: secret files and agent relays for one command.
 //! - [`cache`]: the layer cache (the state after each step, keyed as docker keys it).
 //! - [`step`]: a layer step's container: RUN through the OCI runtime, the commit.
 //! - `run_step`, `copy_step`, `meta_step`: each instruction kind as a build step (its
@@ -28,6 +29,7 @@ mod meta_step;
 pub mod mounts;
 pub mod parse;
 mod run_step;
+pub mod secrets;
 pub mod step;
 pub mod words;
 
@@ -81,6 +83,10 @@ pub struct Options {
     pub quiet: bool,
     pub network: Network,
     pub runtime: Option<PathBuf>,
+    /// `--secret`: id and where its value comes from.
+    pub secrets: Vec<(String, secrets::SecretSource)>,
+    /// `--ssh`: id and the agent socket.
+    pub ssh: Vec<(String, PathBuf)>,
 }
 
 /// The Dockerfile of a build: `-f`, else CONTEXT/Dockerfile, else CONTEXT/Containerfile.

@@ -7,8 +7,15 @@
 //!   defaulting to the target, `mode`/`uid`/`gid` when it is made;
 //! - `type=tmpfs`: a fresh tmpfs (`size` in bytes).
 //!
-//! `secret` and `ssh` are refused. Mount points the runtime has to make in the rootfs are
-//! removed after the command, so they never reach the layer.
+//! - `type=secret`: a secret given to the build with `--secret`, as a read-only file (`target`,
+//!   default `/run/secrets/ID`, `mode` 0400, `uid`, `gid`) and/or an environment variable
+//!   (`env=NAME`; with `env` and no `target`, no file); left out when not given unless
+//!   `required` (see `secrets`);
+//! - `type=ssh`: an agent given with `--ssh`, as a socket (`target`, default
+//!   `/run/buildkit/ssh_agent.N`, `mode` 0600) named by `SSH_AUTH_SOCK`.
+//!
+//! Mount points the runtime has to make in the rootfs are removed after the command, so they
+//! never reach the layer.
 
 use std::path::PathBuf;
 
@@ -27,6 +34,24 @@ pub enum Kind {
     Tmpfs {
         size: Option<u64>,
     },
+    Secret {
+        id: String,
+        /// Shown as this environment variable too.
+        env: Option<String>,
+        /// Shown as a file at the target (false: `env` only).
+        file: bool,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Ssh {
+        id: String,
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +61,25 @@ pub struct RunMount {
     pub readonly: bool,
 }
 
+/// Parses a RUN's `--mount` values (ssh mounts without a target are numbered in order).
+pub fn parse_all<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<RunMount>, String> {
+    let mut ssh = 0;
+    let mut out = Vec::new();
+    for v in values {
+        let m = parse_one(v, ssh)?;
+        ssh += matches!(m.kind, Kind::Ssh { .. }) as usize;
+        out.push(m);
+    }
+    Ok(out)
+}
+
 /// Parses one `--mount` value (`type=cache,target=/x,id=y`).
 pub fn parse(v: &str) -> Result<RunMount, String> {
+    parse_one(v, 0)
+}
+
+/// Parses one `--mount` value; `ssh` is the number of ssh mounts before it.
+fn parse_one(v: &str, ssh: usize) -> Result<RunMount, String> {
     let mut kind = "bind".to_string();
     let mut fields: Vec<(String, Option<String>)> = Vec::new();
     for part in v.split(',').filter(|p| !p.is_empty()) {
@@ -55,8 +97,23 @@ pub fn parse(v: &str) -> Result<RunMount, String> {
             .map(|(_, v)| v.clone().unwrap_or_else(|| "true".into()))
     };
     let flag = |names: &[&str]| get(names).is_some_and(|v| v != "false");
-    let target = get(&["target", "dst", "destination"])
-        .ok_or_else(|| format!("--mount={v}: target=PATH is required"))?;
+    let given_target = get(&["target", "dst", "destination"]);
+    let target = match kind.as_str() {
+        "secret" => {
+            let id = get(&["id"])
+                .or_else(|| given_target.as_deref().map(base_name))
+                .ok_or_else(|| format!("--mount={v}: id=ID or target=PATH is required"))?;
+            given_target
+                .clone()
+                .unwrap_or_else(|| format!("/run/secrets/{id}"))
+        }
+        "ssh" => given_target
+            .clone()
+            .unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{ssh}")),
+        _ => given_target
+            .clone()
+            .ok_or_else(|| format!("--mount={v}: target=PATH is required"))?,
+    };
     if !target.starts_with('/') {
         return Err(format!("--mount={v}: target {target:?} must be absolute"));
     }
@@ -95,8 +152,32 @@ pub fn parse(v: &str) -> Result<RunMount, String> {
             "readonly",
         ],
         "tmpfs" => &["target", "dst", "destination", "size"],
-        "secret" | "ssh" => return Err(format!("--mount=type={kind} is not supported")),
-        k => return Err(format!("--mount: unknown type {k:?} (bind, cache, tmpfs)")),
+        "secret" => &[
+            "target",
+            "dst",
+            "destination",
+            "id",
+            "env",
+            "required",
+            "mode",
+            "uid",
+            "gid",
+        ],
+        "ssh" => &[
+            "target",
+            "dst",
+            "destination",
+            "id",
+            "required",
+            "mode",
+            "uid",
+            "gid",
+        ],
+        k => {
+            return Err(format!(
+                "--mount: unknown type {k:?} (bind, cache, tmpfs, secret, ssh)"
+            ));
+        }
     };
     if let Some((k, _)) = fields.iter().find(|(k, _)| !known.contains(&k.as_str())) {
         return Err(format!("--mount={v}: unknown option {k:?} for type={kind}"));
@@ -134,6 +215,33 @@ pub fn parse(v: &str) -> Result<RunMount, String> {
                 target,
             }
         }
+        "secret" => {
+            let env = get(&["env"]);
+            RunMount {
+                kind: Kind::Secret {
+                    id: get(&["id"]).unwrap_or_else(|| base_name(&target)),
+                    file: given_target.is_some() || env.is_none(),
+                    env,
+                    required: flag(&["required"]),
+                    mode: num("mode", 8, 0o400)?,
+                    uid: num("uid", 10, 0)?,
+                    gid: num("gid", 10, 0)?,
+                },
+                target,
+                readonly: true,
+            }
+        }
+        "ssh" => RunMount {
+            kind: Kind::Ssh {
+                id: get(&["id"]).unwrap_or_else(|| "default".into()),
+                required: flag(&["required"]),
+                mode: num("mode", 8, 0o600)?,
+                uid: num("uid", 10, 0)?,
+                gid: num("gid", 10, 0)?,
+            },
+            target,
+            readonly: true,
+        },
         _ => RunMount {
             kind: Kind::Tmpfs {
                 size: get(&["size"])
@@ -148,6 +256,10 @@ pub fn parse(v: &str) -> Result<RunMount, String> {
         },
     };
     Ok(m)
+}
+
+fn base_name(p: &str) -> String {
+    p.rsplit('/').next().unwrap_or_default().to_string()
 }
 
 /// Where a cache mount's directory lives.
@@ -189,13 +301,53 @@ mod tests {
                 size: Some(1 << 20)
             }
         );
+        assert_eq!(
+            parse("type=secret,id=tok").unwrap(),
+            RunMount {
+                kind: Kind::Secret {
+                    id: "tok".into(),
+                    env: None,
+                    file: true,
+                    required: false,
+                    mode: 0o400,
+                    uid: 0,
+                    gid: 0
+                },
+                target: "/run/secrets/tok".into(),
+                readonly: true
+            }
+        );
+        let m = parse("type=secret,id=tok,env=TOKEN,required").unwrap();
+        assert!(matches!(
+            m.kind,
+            Kind::Secret { file: false, required: true, ref env, .. } if env.as_deref() == Some("TOKEN")
+        ));
+        let m = parse("type=secret,target=/etc/k.pem,mode=0440,uid=5").unwrap();
+        assert!(matches!(
+            m.kind,
+            Kind::Secret { ref id, file: true, mode: 0o440, uid: 5, .. } if id == "k.pem"
+        ));
+        let all = parse_all(["type=ssh", "type=ssh,id=gh,target=/a", "type=ssh,required"]).unwrap();
+        let targets: Vec<&str> = all.iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "/run/buildkit/ssh_agent.0",
+                "/a",
+                "/run/buildkit/ssh_agent.2"
+            ]
+        );
+        assert!(matches!(&all[1].kind, Kind::Ssh { id, mode: 0o600, .. } if id == "gh"));
         for bad in [
-            "type=secret,id=a,target=/s",
+            "type=secret",
+            "type=secret,id=a,src=/x",
+            "type=ssh,env=X",
             "type=cache",
             "type=bind,target=rel",
             "type=bind,target=/x,rw",
             "type=tmpfs,target=/x,bogus=1",
             "type=nfs,target=/x",
+            "type=secret,id=a,mode=9",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

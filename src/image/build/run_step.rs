@@ -3,6 +3,7 @@
 //! run in a container and committed.
 
 use super::parse::{Args, Heredoc, Instruction};
+use super::secrets::{self, AgentRelay, SecretFile};
 use super::step::{self, RunEnv, RunFailure, StepContainer};
 use super::{Builder, Stage, mounts, now_rfc3339, one_line};
 use crate::image::runtime_spec::{Mount, Network};
@@ -11,18 +12,29 @@ use sha2::Digest as _;
 use std::fs;
 use std::path::PathBuf;
 
+/// What a RUN's `--mount`s give its command.
+struct RunMounts<'s> {
+    /// The runtime's mounts.
+    mounts: Vec<Mount>,
+    /// Environment variables set for the command only (secrets with `env=`, SSH_AUTH_SOCK).
+    env: Vec<(String, String)>,
+    /// What they add to the cache key (never a secret's value).
+    key: String,
+    /// The containers holding `from=` sources: kept mounted until the command ends.
+    holders: Vec<StepContainer<'s>>,
+    /// Secret files and agent relays: removed when the command ends.
+    secret_files: Vec<SecretFile>,
+    relays: Vec<AgentRelay>,
+}
+
 impl Builder<'_> {
-    /// RUN's `--mount`s: the runtime's mounts, the containers holding `from=` sources
-    /// (kept mounted until the command ends) and what they add to the cache key.
-    fn run_mounts<'s>(
-        &'s self,
-        ins: &Instruction,
-    ) -> Result<(Vec<Mount>, Vec<StepContainer<'s>>, String), String> {
+    /// RUN's `--mount`s (see `RunMounts`).
+    fn run_mounts<'s>(&'s self, ins: &Instruction) -> Result<RunMounts<'s>, String> {
         let mut out = Vec::new();
         let mut holders = Vec::new();
         let mut key = String::new();
-        for v in ins.flag_all("mount") {
-            let m = mounts::parse(v)?;
+        let (mut env, mut secret_files, mut relays) = (Vec::new(), Vec::new(), Vec::new());
+        for m in mounts::parse_all(ins.flag_all("mount"))? {
             let ro = if m.readonly { "ro" } else { "rw" };
             match &m.kind {
                 mounts::Kind::Bind { source, from } => {
@@ -84,9 +96,82 @@ impl Builder<'_> {
                         options,
                     });
                 }
+                mounts::Kind::Secret {
+                    id,
+                    env: var,
+                    file,
+                    required,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    key.push_str(&format!("secret {id} {} {file} {var:?}\n", m.target));
+                    let Some((_, source)) = self.o.secrets.iter().find(|(i, _)| i == id) else {
+                        if *required {
+                            return Err(format!(
+                                "secret {id:?} is required but not given (--secret id={id},src=FILE)"
+                            ));
+                        }
+                        continue;
+                    };
+                    let value = secrets::read(id, source)?;
+                    if let Some(name) = var {
+                        let text = String::from_utf8(value.clone()).map_err(|_| {
+                            format!("secret {id:?}: env={name} needs a UTF-8 value")
+                        })?;
+                        env.push((name.clone(), text));
+                    }
+                    if *file {
+                        let f =
+                            SecretFile::new(self.st.tmp_path("secret"), &value, *mode, *uid, *gid)?;
+                        out.push(Mount {
+                            destination: m.target.clone(),
+                            kind: "bind".into(),
+                            source: f.path().display().to_string(),
+                            options: vec!["rbind".into(), "ro".into()],
+                        });
+                        secret_files.push(f);
+                    }
+                }
+                mounts::Kind::Ssh {
+                    id,
+                    required,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    key.push_str(&format!("ssh {id} {}\n", m.target));
+                    let Some((_, agent)) = self.o.ssh.iter().find(|(i, _)| i == id) else {
+                        if *required {
+                            return Err(format!(
+                                "ssh agent {id:?} is required but not given (--ssh {id}=SOCKET)"
+                            ));
+                        }
+                        continue;
+                    };
+                    let relay = AgentRelay::new(self.st.tmp_path("ssh"), agent, *mode, *uid, *gid)?;
+                    out.push(Mount {
+                        destination: m.target.clone(),
+                        kind: "bind".into(),
+                        source: relay.path().display().to_string(),
+                        options: vec!["rbind".into(), "rw".into()],
+                    });
+                    // The first ssh mount is the default agent, as in BuildKit.
+                    if !env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK") {
+                        env.push(("SSH_AUTH_SOCK".into(), m.target.clone()));
+                    }
+                    relays.push(relay);
+                }
             }
         }
-        Ok((out, holders, key))
+        Ok(RunMounts {
+            mounts: out,
+            env,
+            key,
+            holders,
+            secret_files,
+            relays,
+        })
     }
 
     pub(super) fn run(
@@ -131,8 +216,9 @@ impl Builder<'_> {
         };
         let created_by = format!("{}{}", Self::args_prefix(s), shown);
         let net = format!("{network:?}");
-        let (mut mounts, holders, mounts_key) = self.run_mounts(ins).map_err(&fail)?;
-        let (key, hit) = self.cached(s, &[&created_by, &net, &mounts_key]);
+        let rm = self.run_mounts(ins).map_err(&fail)?;
+        let mut mounts = rm.mounts;
+        let (key, hit) = self.cached(s, &[&created_by, &net, &rm.key]);
         if hit {
             return Ok(());
         }
@@ -163,9 +249,10 @@ impl Builder<'_> {
                 .expect("found when the Dockerfile has RUN"),
             quiet: self.o.quiet,
             mounts,
+            env: rm.env,
         };
         let res = step::run(self.st, &sc, &s.state, &env);
-        drop(holders);
+        drop((rm.holders, rm.secret_files, rm.relays));
         match res {
             Ok(()) => {}
             Err(RunFailure::Exit(n)) => return Err(fail(format!("exit status {n}"))),

@@ -100,6 +100,8 @@ pub struct RunEnv<'a> {
     pub quiet: bool,
     /// `RUN --mount`s, added to the spec's mounts.
     pub mounts: Vec<runtime_spec::Mount>,
+    /// Set for this command only, over everything else (secrets with `env=`, SSH_AUTH_SOCK).
+    pub env: Vec<(String, String)>,
 }
 
 /// How a RUN ended badly.
@@ -135,7 +137,11 @@ pub fn run(
             image_env.push(format!("{k}={v}"));
         }
     }
-    let env = process_env(&image_env, &[], &sc.c.name, home.as_deref());
+    let mut env = process_env(&image_env, &[], &sc.c.name, home.as_deref());
+    for (k, v) in &r.env {
+        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(ek, _)| ek) != k);
+        env.push(format!("{k}={v}"));
+    }
     let cwd = config::string(&s.config, "WorkingDir").unwrap_or_else(|| "/".into());
     let path = env
         .iter()

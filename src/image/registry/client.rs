@@ -64,19 +64,26 @@ pub struct Client {
     authz: Mutex<Option<String>>,
 }
 
+/// The HTTP agent every request of unionrs goes through (registries, `ADD URL`): status codes
+/// come back as responses, not errors; connect and read time out; TLS verified unless
+/// `--tls-verify=false`.
+pub fn http_agent(tls_verify: bool) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .disable_verification(!tls_verify)
+        .build();
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .tls_config(tls)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_per_read(Some(Duration::from_secs(120)))
+        .user_agent(concat!("unionrs/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
 impl Client {
     pub fn new(r: &RemoteRef, opts: &ClientOptions, push: bool) -> Result<Client, String> {
-        let tls = ureq::tls::TlsConfig::builder()
-            .disable_verification(!opts.tls_verify)
-            .build();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .tls_config(tls)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_per_read(Some(Duration::from_secs(120)))
-            .user_agent(concat!("unionrs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent = http_agent(opts.tls_verify);
         let host = r.api_host();
         let base = if r.is_loopback() {
             format!("http://{host}")
