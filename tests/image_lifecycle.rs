@@ -150,14 +150,23 @@ fn processes_with(needle: &str) -> Vec<String> {
     out
 }
 
-/// The container's ID (64 hex) from its container.json.
+/// The container's ID (64 hex) from its container.json (remembered for the check that its
+/// attach socket goes with it).
 fn id_of(store: &Path, name: &str) -> String {
     let v: serde_json::Value = serde_json::from_slice(
         &fs::read(store.join("containers").join(name).join("container.json")).unwrap(),
     )
     .unwrap();
-    v["id"].as_str().unwrap().to_string()
+    let id = v["id"].as_str().unwrap().to_string();
+    STARTED
+        .lock()
+        .unwrap()
+        .push((store.to_path_buf(), id.clone()));
+    id
 }
+
+/// IDs of the containers the tests looked at.
+static STARTED: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
 
 fn netns_exists(id: &str) -> bool {
     Path::new("/run/netns")
@@ -165,8 +174,14 @@ fn netns_exists(id: &str) -> bool {
         .exists()
 }
 
-/// Nothing of the store's containers is left: no dir, mount, monitor or forwarder.
+/// Nothing of the store's containers is left: no dir, mount, monitor, forwarder or attach
+/// socket.
 fn assert_nothing_left(store: &Path) {
+    let ids = STARTED.lock().unwrap().clone();
+    for (_, id) in ids.iter().filter(|(s, _)| s == store) {
+        let sock = format!("/run/unionrs/attach-{}.sock", &id[..12]);
+        assert!(!Path::new(&sock).exists(), "{sock} left");
+    }
     let left: Vec<_> = fs::read_dir(store.join("containers"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -654,6 +669,7 @@ fn attach_with_detach_keys_and_the_exit_status() {
     let bin = env!("CARGO_BIN_EXE_unionrs");
     let s = store.display();
     ok(&store, &["run", "-dit", "--name", "a", "bb:1", "sh"]);
+    id_of(&store, "a");
     // Typed input reaches the shell; ctrl-p ctrl-q leaves it running.
     let (c, o) = in_pty(&format!(
         "(sleep 0.5; printf 'echo hi-$((40+2))\\n'; sleep 1; printf '\\020\\021') | {bin} --store {s} attach a"

@@ -213,6 +213,8 @@ pub fn remove(store_root: &Path, what: &str, force: bool) -> Result<Container, S
             .stderr(Stdio::null())
             .status();
         network::down(&f.c.id, s.forwarder_pid);
+        // A killed monitor could not remove its socket.
+        let _ = std::fs::remove_file(super::attach::socket_path(&f.c.id));
     }
     container::remove(&st, &f.c)?;
     Ok(f.c)

@@ -307,6 +307,7 @@ pub fn finish(dir: &Path, cfg: &RunConfig, forwarder: Option<i32>, code: Option<
     delete(cfg);
     if let Ok(id) = load_container_id(dir) {
         network::down(&id, forwarder);
+        let _ = std::fs::remove_file(attach::socket_path(&id));
     }
     let Some(root) = store_root_of(dir) else {
         return;
