@@ -345,6 +345,22 @@ fn detached_server_ports_logs_exec_commit_stop_start() {
     assert_eq!(ok(&store, &["wait", "web"]), "137\n");
     ok(&store, &["rm", "web"]);
     assert_nothing_left(&store);
+
+    // -p in the foreground: served while the command runs, gone with --rm.
+    let fg_port = free_port();
+    let fg_publish = format!("127.0.0.1:{fg_port}:8080");
+    let child = Command::new(env!("CARGO_BIN_EXE_unionrs"))
+        .arg("--store")
+        .arg(&store)
+        .args(["run", "--rm", "-p", &fg_publish, "bb:1", "sh", "-c"])
+        .arg("httpd -p 8080 -h /www; sleep 2; exit 6")
+        .spawn()
+        .unwrap();
+    assert_eq!(http_get(fg_port), "hello from the image\n");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 6);
+    assert!(TcpStream::connect(("127.0.0.1", fg_port)).is_err());
+    assert_nothing_left(&store);
 }
 
 #[test]

@@ -376,7 +376,10 @@ fn status_text(s: &Status, mounted: bool, dead_mount: bool) -> String {
         Status::Created => "Created".to_string(),
         Status::Running { started_at, paused } => {
             let up = ago(started_at);
-            let up = up.strip_suffix(" ago").unwrap_or(&up);
+            let up = match up.strip_suffix(" ago").unwrap_or(&up) {
+                "0 seconds" => "Less than a second",
+                u => u,
+            };
             format!("Up {up}{}", if *paused { " (Paused)" } else { "" })
         }
         Status::Exited { code, finished_at } => format!(
