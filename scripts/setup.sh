@@ -138,7 +138,7 @@ log "installed $sbin/mount.fuse.unionrs (mount -t fuse.unionrs)"
 
 man1="$PREFIX/share/man/man1"
 "$PREFIX/bin/unionrs" generate-man "$man1"
-log "installed man pages in $man1 (man unionrs)"
+log "installed man pages in $man1 (man unionrs, man unionrs-VERB)"
 
 "$PREFIX/bin/unionrs" completions bash | install -D -m 0644 /dev/stdin "$PREFIX/share/bash-completion/completions/unionrs"
 "$PREFIX/bin/unionrs" completions zsh | install -D -m 0644 /dev/stdin "$PREFIX/share/zsh/site-functions/_unionrs"

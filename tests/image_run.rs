@@ -128,9 +128,11 @@ fn exit_status_and_output_pass_through_and_rm_leaves_nothing() {
         err(&o).trim(),
         "unionrs: run: --runtime /nonexistent/runc: not an executable file"
     );
+    // A usage error: docker's two lines, what is wrong and where the help is.
     let o = unionrs(&store, &["run", "--rm"]);
     assert_eq!(status(&o), 125);
-    assert_eq!(err(&o).lines().count(), 1, "{}", err(&o));
+    assert_eq!(err(&o).lines().count(), 2, "{}", err(&o));
+    assert_eq!(err(&o).lines().last(), Some("See 'unionrs run --help'."));
     let o = unionrs(&store, &["run", "-w", "rel", "bb:1"]);
     assert_eq!(status(&o), 125);
     assert!(err(&o).contains("must be absolute"), "{}", err(&o));

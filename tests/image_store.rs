@@ -368,3 +368,94 @@ fn skopeo_and_umoci_read_the_store() {
     ok(&s2, &["load", "-i", out.to_str().unwrap()]);
     assert_eq!(image_id(&s2, "copied:1"), format!("sha256:{}", sha(&cfg)));
 }
+
+// docker's --format Go templates on images, inspect, history and ps, beside --format json.
+#[test]
+fn format_templates_as_docker_writes_them() {
+    assert!(can_mount(), "needs root, /dev/fuse and fusermount3");
+    let tmp = tempfile::tempdir().unwrap();
+    let store = store_with_busybox(tmp.path());
+    let _unmount = UnmountUnder(store.clone());
+    let v: serde_json::Value = serde_json::from_str(&ok(&store, &["inspect", "bb:1"])).unwrap();
+    let id = v[0]["Id"].as_str().unwrap().to_string();
+
+    let line = ok(
+        &store,
+        &["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
+    );
+    assert_eq!(line, format!("bb:1 {}\n", &id[7..19]));
+    let line = ok(
+        &store,
+        &["images", "--no-trunc", "--format", "{{.ID}}|{{json .Tag}}"],
+    );
+    assert_eq!(line, format!("{id}|\"1\"\n"));
+    let table = ok(
+        &store,
+        &[
+            "images",
+            "--format",
+            "table {{.Repository}}\\t{{.ID}}\\t{{.Size}}",
+        ],
+    );
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 2, "{table}");
+    assert!(
+        lines[0].starts_with("REPOSITORY   IMAGE ID       SIZE"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("bb           {}   ", &id[7..19])),
+        "{table}"
+    );
+
+    assert_eq!(
+        ok(&store, &["inspect", "--format", "{{.Id}}", "bb:1"]),
+        format!("{id}\n")
+    );
+    assert_eq!(
+        ok(
+            &store,
+            &[
+                "inspect",
+                "-f",
+                "{{json .Config.Env}} {{.Config.Env}}",
+                "bb:1"
+            ]
+        ),
+        "[\"PATH=/bin\"] [PATH=/bin]\n"
+    );
+    let whole: serde_json::Value =
+        serde_json::from_str(&ok(&store, &["inspect", "--format", "{{json .}}", "bb:1"])).unwrap();
+    assert_eq!(whole, v[0]);
+
+    let h = ok(
+        &store,
+        &["history", "--format", "{{.ID}} {{.SizeBytes}}", "bb:1"],
+    );
+    assert!(h.starts_with(&format!("{} ", &id[7..19])), "{h}");
+    assert_eq!(
+        ok(&store, &["history", "--format", "table {{.ID}}", "bb:1"])
+            .lines()
+            .next(),
+        Some("IMAGE")
+    );
+
+    ok(&store, &["create", "--name", "fmt1", "bb:1"]);
+    let line = ok(&store, &["ps", "--format", "{{.ID}} {{.Image}} {{.State}}"]);
+    assert_eq!(line, "fmt1 bb:1 mounted\n");
+    let table = ok(&store, &["ps", "--format", "table {{.ID}}\\t{{.Names}}"]);
+    assert_eq!(table.lines().next(), Some("CONTAINER ID   NAMES"));
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&store, &["ps", "--format", "json"])).unwrap();
+    assert_eq!(j["Name"], "fmt1");
+    ok(&store, &["rm", "fmt1"]);
+
+    // A field that is not there fails (exit 1); a template that does not parse is a usage
+    // error (exit 2, two lines).
+    let o = unionrs(&store, &["images", "--format", "{{.Nope}}"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("can't evaluate field Nope"));
+    let o = unionrs(&store, &["images", "--format", "{{.ID"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 2);
+}

@@ -1,7 +1,8 @@
 //! Registry credentials against a real `docker-registry` on 127.0.0.1 with Basic auth
 //! (htpasswd): `--password-stdin` with `-u USER` or `--creds USER` logs in for push and
 //! pull, as `docker login --password-stdin` reads the password; a wrong or missing
-//! password fails clearly; and no output, error or debug log ever holds the password.
+//! password fails clearly; docker's credential helpers (`credHelpers`, `credsStore`) log in
+//! too; and no output, error or debug log ever holds the password.
 
 mod image_util;
 mod registry_util;
@@ -197,4 +198,144 @@ fn password_stdin_usage_errors() {
             .to_string();
         assert!(first.contains(want), "{args:?}: {first}");
     }
+}
+
+/// `unionrs --store STORE ARGS` with DOCKER_CONFIG=`config` and `bin` first on PATH.
+fn with_docker_config(store: &Path, config: &Path, bin: &Path, args: &[&str]) -> Output {
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new(env!("CARGO_BIN_EXE_unionrs"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env("DOCKER_CONFIG", config)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env("PATH", path)
+        .env("RUST_LOG", "trace")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// docker's credential helpers: `credHelpers` names one for the registry, `credsStore` is
+/// the default; each is `docker-credential-NAME get`, the server on stdin, JSON on stdout.
+/// The helper here is a shell script that knows the test registry and logs what it is asked.
+#[test]
+fn docker_credential_helpers_log_in_for_push_and_pull() {
+    use std::os::unix::fs::PermissionsExt;
+    let reg = Registry::start_with_htpasswd(Some(HTPASSWD));
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let l = layer(&[file("hello", b"helper")], Comp::Gzip);
+    load_image(
+        &store,
+        tmp.path(),
+        "img:2",
+        &[&l],
+        config(&[&l], "2024-01-02T00:00:00Z"),
+    );
+    let dest = format!("{}/helped/img:2", reg.addr);
+    let bin = tmp.path().join("bin");
+    let asked = tmp.path().join("asked");
+    std::fs::create_dir(&bin).unwrap();
+    let helper = |name: &str, script: String| {
+        let p = bin.join(format!("docker-credential-{name}"));
+        std::fs::write(&p, script).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    helper(
+        "unionrs-test",
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 3\nread -r server\n\
+             echo \"$server\" >> {asked}\n\
+             if [ \"$server\" = {addr} ]; then\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}\\n' \"$server\"\n\
+             else echo 'credentials not found in native keychain'; exit 1; fi\n",
+            asked = asked.display(),
+            addr = reg.addr,
+        ),
+    );
+    helper(
+        "knows-nothing",
+        "#!/bin/sh\necho 'credentials not found in native keychain'\nexit 1\n".into(),
+    );
+    helper(
+        "broken",
+        "#!/bin/sh\necho 'keychain locked' >&2\nexit 2\n".into(),
+    );
+    let cfg = |name: &str, json: String| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("config.json"), json).unwrap();
+        d
+    };
+
+    // credHelpers names the helper for this registry (credsStore would say nothing).
+    let named = cfg(
+        "named",
+        format!(
+            r#"{{"credsStore":"knows-nothing","credHelpers":{{"{}":"unionrs-test"}}}}"#,
+            reg.addr
+        ),
+    );
+    let o = with_docker_config(&store, &named, &bin, &["push", "img:2", &dest]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_no_secret(&o, PASSWORD);
+    assert_eq!(
+        std::fs::read_to_string(&asked).unwrap(),
+        format!("{}\n", reg.addr)
+    );
+
+    // credsStore serves every registry without its own helper: pull into another store.
+    let default = cfg("default", r#"{"credsStore":"unionrs-test"}"#.into());
+    let store2 = tmp.path().join("store2");
+    let o = with_docker_config(&store2, &default, &bin, &["pull", &dest]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_no_secret(&o, PASSWORD);
+    let image_id = |s: &Path, name: &str| {
+        let v: serde_json::Value = serde_json::from_str(&ok(s, &["inspect", name])).unwrap();
+        v[0]["Id"].as_str().unwrap().to_string()
+    };
+    assert_eq!(image_id(&store, "img:2"), image_id(&store2, &dest));
+
+    // A helper with nothing for the registry: no credentials, so the registry's 401.
+    let none = cfg("none", r#"{"credsStore":"knows-nothing"}"#.into());
+    let o = with_docker_config(&store, &none, &bin, &["pull", &dest]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("asks for a user name and password"),
+        "{}",
+        text(&o)
+    );
+    // A helper that fails, or is not there, is an error that names it.
+    let broken = cfg("broken", r#"{"credsStore":"broken"}"#.into());
+    let o = with_docker_config(&store, &broken, &bin, &["pull", &dest]);
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("docker-credential-broken") && t.contains("keychain locked"),
+        "{t}"
+    );
+    let missing = cfg(
+        "missing",
+        format!(r#"{{"credHelpers":{{"{}":"absent"}}}}"#, reg.addr),
+    );
+    let o = with_docker_config(&store, &missing, &bin, &["push", "img:2", &dest]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("docker-credential-absent cannot run"),
+        "{}",
+        text(&o)
+    );
+    // --creds still wins over any helper.
+    let o = with_docker_config(
+        &store,
+        &broken,
+        &bin,
+        &["pull", "--creds", &format!("{USER}:{PASSWORD}"), &dest],
+    );
+    assert!(o.status.success(), "{}", text(&o));
 }

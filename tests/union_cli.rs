@@ -145,6 +145,41 @@ unionrs_only!(background_mode_returns_once_live, |_fs| {
     assert!(wait_unmounted(&l.mnt));
 });
 
+// mount.fuse3's form `unionrs SOURCE MNT -o OPTS` stays a mount when SOURCE is a verb's name:
+// a second positional that is a directory and a `-o` make it one.
+unionrs_only!(mount_fuse_form_with_a_verb_as_source, |_fs| {
+    let l = Layers::read_only(1);
+    write(l.l(1).join("f"), "src");
+    let lowers = format!("lowerdir={}", l.l(1).display());
+    let out = Command::new(unionrs_bin())
+        .arg("pull")
+        .arg(&l.mnt)
+        .args(["-o", &lowers])
+        .output()
+        .unwrap();
+    let fstype = mounted_fstype(&l.mnt);
+    let content = std::fs::read_to_string(l.m("f"));
+    if fstype.is_some() {
+        let ok = Command::new("umount")
+            .arg(&l.mnt)
+            .status()
+            .unwrap()
+            .success();
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&l.mnt).status();
+        }
+    }
+    assert!(
+        out.status.success(),
+        "unionrs pull MNT -o ...: {} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fstype.as_deref(), Some("fuse.unionrs"));
+    assert_eq!(content.unwrap(), "src");
+    assert!(wait_unmounted(&l.mnt));
+});
+
 // A second mount of the same upper/workdir is refused while the first is live (the kernel
 // refuses it too).
 unionrs_only!(second_mount_of_same_workdir_is_refused, |fs| {

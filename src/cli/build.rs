@@ -1,262 +1,185 @@
-//! `unionrs build [OPTIONS] CONTEXT`: docker's and buildah's flag names, parsed into
-//! [`crate::image::build::Options`]; the clap description of the same flags feeds the man
-//! page and the shell completions.
+//! `unionrs build [OPTIONS] CONTEXT`: docker's and buildah's flag names, parsed by clap into
+//! [`crate::image::build::Options`].
 
+use super::{CliError, Res};
 use crate::image::build::{self, Options};
 use crate::image::registry::auth::Creds;
 use crate::image::registry::client::ClientOptions;
 use crate::image::runtime_spec::Network;
-use clap::{Arg, ArgAction, Command, ValueHint};
-use std::path::{Path, PathBuf};
+use CliError::{Failed, Usage};
+use clap::{Args, ValueHint};
+use std::path::PathBuf;
 
-pub enum Error {
-    Usage(String),
-    Failed(String),
+/// Build an image from a Dockerfile/Containerfile (docker's flags)
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Tag the image; may repeat
+    #[arg(short, long, value_name = "NAME[:TAG]")]
+    tag: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/Containerfile)
+    #[arg(short, long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    file: Option<PathBuf>,
+    /// Set a build arg (KEY=VALUE, or KEY to take it from the environment); may repeat
+    #[arg(long, value_name = "KEY[=VALUE]")]
+    build_arg: Vec<String>,
+    /// Build up to this stage
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+    /// Run every step (no layer cache)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true")]
+    no_cache: bool,
+    /// Pull base images even when the store has them (always|missing|never, true|false)
+    #[arg(long, value_name = "POLICY", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pull: Option<String>,
+    /// Platform of pulled base images (OS/ARCH[/VARIANT])
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+    /// Set a label (KEY=VALUE) on the image; may repeat
+    #[arg(long, value_name = "KEY=VALUE")]
+    label: Vec<String>,
+    /// Verify registry certificates (--tls-verify=false to skip)
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "true", default_missing_value = "true")]
+    tls_verify: bool,
+    /// Registry credentials USER:PASSWORD
+    #[arg(long, value_name = "USER:PASSWORD")]
+    creds: Option<String>,
+    /// A secret for RUN --mount=type=secret; may repeat
+    #[arg(long, value_name = "id=ID[,src=FILE|env=VAR]")]
+    secret: Vec<String>,
+    /// An SSH agent socket for RUN --mount=type=ssh; may repeat
+    #[arg(long, value_name = "default|ID[=SOCKET]")]
+    ssh: Vec<String>,
+    /// Print only the image ID
+    #[arg(short, long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true")]
+    quiet: bool,
+    /// Network of RUN steps: host (the default) or none
+    #[arg(long, alias = "net", value_name = "host|none", default_value = "host")]
+    network: String,
+    /// OCI runtime (default: runc, else crun)
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::ExecutablePath)]
+    runtime: Option<PathBuf>,
+    /// The build context directory
+    #[arg(value_name = "CONTEXT", value_hint = ValueHint::DirPath)]
+    context: PathBuf,
 }
 
-fn kv(flag: &str, v: &str, from_env: bool) -> Result<(String, String), Error> {
+fn kv(flag: &str, v: &str, from_env: bool) -> Result<(String, String), CliError> {
     match v.split_once('=') {
         Some((k, val)) if !k.is_empty() => Ok((k.to_string(), val.to_string())),
         None if from_env && !v.is_empty() => {
             Ok((v.to_string(), std::env::var(v).unwrap_or_default()))
         }
-        _ => Err(Error::Usage(format!("{flag} {v:?}: expected KEY=VALUE"))),
+        _ => Err(Usage(format!("{flag} {v:?}: expected KEY=VALUE"))),
     }
 }
 
-/// Parses the arguments after `build`.
-pub fn parse(args: &[String]) -> Result<Options, Error> {
-    let mut o = Options {
-        context: PathBuf::new(),
-        file: None,
-        tags: Vec::new(),
-        build_args: Vec::new(),
-        target: None,
-        no_cache: false,
-        pull: false,
-        platform: None,
-        labels: Vec::new(),
-        client: ClientOptions {
-            tls_verify: true,
-            creds: None,
-        },
-        quiet: false,
-        network: Network::Host,
-        runtime: None,
-        secrets: Vec::new(),
-        ssh: Vec::new(),
+/// The build's options from its command line.
+fn options(a: BuildArgs) -> Result<Options, CliError> {
+    let pull = match a.pull.as_deref() {
+        None | Some("missing" | "never" | "false") => false,
+        Some("always" | "true") => true,
+        Some(x) => {
+            return Err(Usage(format!(
+                "--pull={x}: always, missing, never, true or false"
+            )));
+        }
     };
-    let mut context = None;
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_str();
-        i += 1;
-        if !a.starts_with('-') || a == "-" {
-            if context.replace(a.to_string()).is_some() {
-                return Err(Error::Usage("build takes one CONTEXT directory".into()));
-            }
-            continue;
-        }
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (a, None),
-        };
-        // Booleans (docker accepts --no-cache=true too).
-        let boolean = |v: &Option<String>| -> Result<bool, Error> {
-            match v.as_deref() {
-                None | Some("true") => Ok(true),
-                Some("false") => Ok(false),
-                Some(x) => Err(Error::Usage(format!("{name}={x}: true or false"))),
-            }
-        };
-        match name {
-            "--no-cache" => o.no_cache = boolean(&inline)?,
-            "--pull" => {
-                o.pull = match inline.as_deref() {
-                    Some("always") => true,
-                    Some("missing") | Some("never") => false,
-                    _ => boolean(&inline)?,
-                }
-            }
-            "-q" | "--quiet" => o.quiet = boolean(&inline)?,
-            "--tls-verify" => o.client.tls_verify = boolean(&inline)?,
-            _ => {
-                let v = match inline {
-                    Some(v) => v,
-                    None => {
-                        let v = args
-                            .get(i)
-                            .cloned()
-                            .ok_or_else(|| Error::Usage(format!("{name} needs a value")))?;
-                        i += 1;
-                        v
-                    }
-                };
-                match name {
-                    "-t" | "--tag" => o.tags.push(v),
-                    "-f" | "--file" => o.file = Some(PathBuf::from(v)),
-                    "--build-arg" => o.build_args.push(kv(name, &v, true)?),
-                    "--label" => o.labels.push(kv(name, &v, false)?),
-                    "--target" => o.target = Some(v),
-                    "--platform" => o.platform = Some(v),
-                    "--creds" => o.client.creds = Some(Creds::parse(&v).map_err(Error::Usage)?),
-                    "--runtime" => o.runtime = Some(PathBuf::from(v)),
-                    "--secret" => o
-                        .secrets
-                        .push(build::secrets::parse_secret(&v).map_err(Error::Usage)?),
-                    "--ssh" => o
-                        .ssh
-                        .push(build::secrets::parse_ssh(&v).map_err(Error::Usage)?),
-                    "--network" | "--net" => {
-                        o.network = match v.as_str() {
-                            "host" | "default" => Network::Host,
-                            "none" => Network::None,
-                            _ => {
-                                return Err(Error::Usage(format!("--network {v:?}: host or none")));
-                            }
-                        }
-                    }
-                    _ => return Err(Error::Usage(format!("build: unknown option {name}"))),
-                }
-            }
-        }
-    }
-    let context = context.ok_or_else(|| Error::Usage("build needs a CONTEXT directory".into()))?;
-    o.context = PathBuf::from(context);
-    if !o.context.is_dir() {
-        return Err(Error::Failed(format!(
+    let network = match a.network.as_str() {
+        "host" | "default" => Network::Host,
+        "none" => Network::None,
+        v => return Err(Usage(format!("--network {v:?}: host or none"))),
+    };
+    let build_args = a
+        .build_arg
+        .iter()
+        .map(|v| kv("--build-arg", v, true))
+        .collect::<Result<_, _>>()?;
+    let labels = a
+        .label
+        .iter()
+        .map(|v| kv("--label", v, false))
+        .collect::<Result<_, _>>()?;
+    let creds = a
+        .creds
+        .as_deref()
+        .map(Creds::parse)
+        .transpose()
+        .map_err(Usage)?;
+    let secrets = a
+        .secret
+        .iter()
+        .map(|v| build::secrets::parse_secret(v))
+        .collect::<Result<_, _>>()
+        .map_err(Usage)?;
+    let ssh = a
+        .ssh
+        .iter()
+        .map(|v| build::secrets::parse_ssh(v))
+        .collect::<Result<_, _>>()
+        .map_err(Usage)?;
+    if !a.context.is_dir() {
+        return Err(Failed(format!(
             "build context {}: not a directory",
-            o.context.display()
+            a.context.display()
         )));
     }
-    Ok(o)
+    Ok(Options {
+        context: a.context,
+        file: a.file,
+        tags: a.tag,
+        build_args,
+        target: a.target,
+        no_cache: a.no_cache,
+        pull,
+        platform: a.platform,
+        labels,
+        client: ClientOptions {
+            tls_verify: a.tls_verify,
+            creds,
+        },
+        quiet: a.quiet,
+        network,
+        runtime: a.runtime,
+        secrets,
+        ssh,
+    })
 }
 
 /// `unionrs build`: prints the steps (unless -q) and the image ID last.
-pub fn run(store_root: &Path, args: &[String]) -> Result<(), Error> {
-    let o = parse(args)?;
-    let id = build::build(store_root, &o).map_err(Error::Failed)?;
+pub fn run(store: Option<PathBuf>, a: BuildArgs) -> Res {
+    let o = options(a)?;
+    let root = crate::image::store::default_root(store.as_deref())?;
+    let id = build::build(&root, &o)?;
     println!("{id}");
     Ok(())
-}
-
-/// The flags for --help, the man page and completions.
-pub fn clap_command() -> Command {
-    let val = |name: &'static str, long: &'static str, help: &'static str| {
-        Arg::new(name).long(long).value_name("VALUE").help(help)
-    };
-    Command::new("build")
-        .about("Build an image from a Dockerfile/Containerfile (docker's flags)")
-        .arg(
-            Arg::new("tag")
-                .short('t')
-                .long("tag")
-                .value_name("NAME[:TAG]")
-                .action(ArgAction::Append)
-                .help("Tag the image; may repeat"),
-        )
-        .arg(
-            Arg::new("file")
-                .short('f')
-                .long("file")
-                .value_name("FILE")
-                .value_hint(ValueHint::FilePath)
-                .help("The Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/Containerfile)"),
-        )
-        .arg(
-            val(
-                "build-arg",
-                "build-arg",
-                "Set a build arg (K=V); may repeat",
-            )
-            .action(ArgAction::Append),
-        )
-        .arg(val("target", "target", "Build up to this stage"))
-        .arg(
-            Arg::new("no-cache")
-                .long("no-cache")
-                .action(ArgAction::SetTrue)
-                .help("Run every step (no layer cache)"),
-        )
-        .arg(
-            Arg::new("pull")
-                .long("pull")
-                .action(ArgAction::SetTrue)
-                .help("Pull base images even when the store has them"),
-        )
-        .arg(val(
-            "platform",
-            "platform",
-            "Platform of pulled base images (OS/ARCH[/VARIANT])",
-        ))
-        .arg(
-            val(
-                "label",
-                "label",
-                "Set a label (K=V) on the image; may repeat",
-            )
-            .action(ArgAction::Append),
-        )
-        .arg(val(
-            "tls-verify",
-            "tls-verify",
-            "Verify registry certificates (true/false)",
-        ))
-        .arg(val("creds", "creds", "Registry credentials USER:PASS"))
-        .arg(
-            Arg::new("secret")
-                .long("secret")
-                .value_name("id=ID[,src=FILE|env=VAR]")
-                .action(ArgAction::Append)
-                .help("A secret for RUN --mount=type=secret; may repeat"),
-        )
-        .arg(
-            Arg::new("ssh")
-                .long("ssh")
-                .value_name("default|ID[=SOCKET]")
-                .action(ArgAction::Append)
-                .help("An SSH agent socket for RUN --mount=type=ssh; may repeat"),
-        )
-        .arg(
-            Arg::new("quiet")
-                .short('q')
-                .long("quiet")
-                .action(ArgAction::SetTrue)
-                .help("Print only the image ID"),
-        )
-        .arg(val(
-            "network",
-            "network",
-            "Network of RUN steps: host (default) or none",
-        ))
-        .arg(
-            Arg::new("runtime")
-                .long("runtime")
-                .value_name("PATH")
-                .value_hint(ValueHint::ExecutablePath)
-                .help("OCI runtime (default: runc, else crun)"),
-        )
-        .arg(
-            Arg::new("context")
-                .value_name("CONTEXT")
-                .required(true)
-                .value_hint(ValueHint::DirPath),
-        )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        build: BuildArgs,
+    }
+
+    fn parse(v: &[&str]) -> Result<Options, CliError> {
+        let t = T::try_parse_from(std::iter::once("build").chain(v.iter().copied()))
+            .map_err(|e| Usage(e.to_string()))?;
+        options(t.build)
     }
 
     #[test]
     fn flags_parse_as_docker_spells_them() {
         let d = tempfile::tempdir().unwrap();
         let ctx = d.path().to_str().unwrap();
-        let o = match parse(&s(&[
+        let o = match parse(&[
             "-t",
             "a:1",
             "--tag=b",
@@ -276,7 +199,7 @@ mod tests {
             "--target",
             "t",
             ctx,
-        ])) {
+        ]) {
             Ok(o) => o,
             Err(_) => panic!("parse failed"),
         };
@@ -289,13 +212,16 @@ mod tests {
         assert!(o.no_cache && o.pull && o.quiet && !o.client.tls_verify);
         assert_eq!(o.network, Network::None);
         assert_eq!(o.target.as_deref(), Some("t"));
+        let o = parse(&["--pull=missing", "--no-cache=false", ctx]).unwrap();
+        assert!(!o.pull && !o.no_cache);
         for bad in [
             &["--bogus", ctx][..],
             &[ctx, ctx],
             &["--label", "x", ctx],
+            &["--pull=sometimes", ctx],
             &[],
         ] {
-            assert!(matches!(parse(&s(bad)), Err(Error::Usage(_))), "{bad:?}");
+            assert!(matches!(parse(bad), Err(Usage(_))), "{bad:?}");
         }
     }
 }

@@ -293,20 +293,39 @@ EXAMPLES:
 
 See unionrs(1) and docs/mounting.md.";
 
-/// The command line as clap describes it. The mount form is parsed by
-/// `options::parse_mount_argv`, not by this: this feeds --help, the man page and completions.
-pub fn command() -> Command {
-    Command::new("unionrs")
+/// The verbs alone, as clap parses them: `--store DIR` (before the verb or among its
+/// options) and one subcommand per verb, from the derive definitions in [`super::Verb`].
+pub fn verbs_command() -> Command {
+    let cmd = Command::new("unionrs")
         .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .subcommand_help_heading("Image, container and other commands (unionrs help COMMAND)")
+        .arg(
+            Arg::new("store")
+                .long("store")
+                .value_name("DIR")
+                .global(true)
+                .value_parser(clap::value_parser!(std::path::PathBuf))
+                .value_hint(ValueHint::DirPath)
+                .help("The image store (default: $UNIONRS_STORE, else /var/lib/unionrs as root, else $XDG_DATA_HOME/unionrs)"),
+        );
+    <super::Verb as clap::Subcommand>::augment_subcommands(cmd)
         .about(ABOUT)
         .long_about(LONG_ABOUT)
+}
+
+/// The whole command line as clap describes it: the verbs, and the mount form, which
+/// `options::parse_mount_argv` parses (not clap). This feeds --help, the man page and
+/// completions.
+pub fn command() -> Command {
+    verbs_command()
+        .subcommand_required(false)
         .override_usage(
             "unionrs [-f] [-d] [-s] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR][,OPTS] MOUNTPOINT\n       \
              unionrs [-f] [-d] [-s] SOURCE MOUNTPOINT -o OPTS\n       \
-             unionrs <COMMAND>",
+             unionrs [--store DIR] <COMMAND> [ARGS]",
         )
         .args_conflicts_with_subcommands(true)
-        .disable_help_subcommand(true)
         .arg(
             Arg::new("foreground")
                 .short('f')
@@ -345,44 +364,15 @@ pub fn command() -> Command {
                 .value_hint(ValueHint::DirPath)
                 .help("Where to mount"),
         )
-        .subcommand(
-            Command::new("export-layer")
-                .about("Write an upper directory as an OCI layer tar; prints its diff ID")
-                .arg(
-                    Arg::new("upper")
-                        .value_name("UPPER_DIR")
-                        .required(true)
-                        .value_hint(ValueHint::DirPath),
-                )
-                .arg(
-                    Arg::new("out")
-                        .value_name("OUT.tar")
-                        .required(true)
-                        .value_hint(ValueHint::FilePath),
-                ),
-        )
-        .subcommand(super::build::clap_command())
-        .subcommand(
-            Command::new("completions")
-                .about("Print a shell completion script")
-                .arg(
-                    Arg::new("shell")
-                        .value_name("SHELL")
-                        .required(true)
-                        .value_parser(clap::value_parser!(clap_complete::Shell)),
-                ),
-        )
-        .subcommand(
-            Command::new("generate-man")
-                .about("Write the unionrs.1 man page into DIR")
-                .hide(true)
-                .arg(
-                    Arg::new("dir")
-                        .value_name("DIR")
-                        .required(true)
-                        .value_hint(ValueHint::DirPath),
-                ),
-        )
+}
+
+/// What a bare `unionrs` prints (to stderr, exit 2).
+pub fn short_usage() -> String {
+    let mut cmd = command();
+    format!(
+        "{}\nSee 'unionrs --help'.",
+        cmd.render_usage().to_string().trim_end()
+    )
 }
 
 /// `unionrs --help`: the clap help with the full -o option list.
@@ -390,16 +380,133 @@ pub fn print_help() {
     let text = command()
         .after_long_help(format!("{}\n{EXAMPLES}", options_text()))
         .render_long_help();
-    if std::io::IsTerminal::is_terminal(&io::stdout()) {
-        print!("{}", text.ansi());
+    // A reader that stops early (`| head`) is no error: the write's result is dropped.
+    let _ = if std::io::IsTerminal::is_terminal(&io::stdout()) {
+        write!(io::stdout(), "{}", text.ansi())
     } else {
-        print!("{text}");
-    }
+        write!(io::stdout(), "{text}")
+    };
 }
 
 /// `unionrs completions SHELL`.
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
     clap_complete::generate(shell, &mut command(), "unionrs", out);
+    let _ = match shell {
+        clap_complete::Shell::Bash => out.write_all(bash_names().as_bytes()),
+        clap_complete::Shell::Fish => out.write_all(fish_names().as_bytes()),
+        _ => Ok(()),
+    };
+}
+
+/// What a verb's first positional names, for completing it from the store: images (IMAGE,
+/// and tag's SOURCE) or containers (CONTAINER), as the clap definitions call them.
+fn name_kinds() -> (Vec<String>, Vec<String>) {
+    let (mut images, mut containers) = (Vec::new(), Vec::new());
+    for v in verbs() {
+        let first = v
+            .get_positionals()
+            .next()
+            .and_then(|a| a.get_value_names()?.first().map(|n| n.to_string()));
+        match first.as_deref() {
+            Some(n) if n.starts_with("IMAGE") || n == "SOURCE" => {
+                images.push(v.get_name().to_string())
+            }
+            Some("CONTAINER") => containers.push(v.get_name().to_string()),
+            _ => {}
+        }
+    }
+    (images, containers)
+}
+
+/// The commands that list names, as completion scripts run them.
+const LIST_IMAGES: &str = "images --format '{{.Repository}}:{{.Tag}}'";
+const LIST_CONTAINERS: &str = "ps -a --format '{{.Names}}'";
+
+/// Bash: after clap's completion, the first positional of an image or container verb
+/// completes to the names in the store (the one `--store` names, if given).
+fn bash_names() -> String {
+    let (images, containers) = name_kinds();
+    // Per verb, the options that take the next word as their value.
+    let mut valued = String::new();
+    for v in verbs() {
+        let mut flags: Vec<String> = Vec::new();
+        for a in v
+            .get_arguments()
+            .filter(|a| a.get_action().takes_values() && !a.is_require_equals_set())
+        {
+            flags.extend(a.get_long().map(|l| format!("--{l}")));
+            flags.extend(
+                a.get_all_aliases()
+                    .into_iter()
+                    .flatten()
+                    .map(|l| format!("--{l}")),
+            );
+            flags.extend(a.get_short().map(|s| format!("-{s}")));
+        }
+        valued += &format!(
+            "        {}) echo \"{}\" ;;\n",
+            v.get_name(),
+            flags.join(" ")
+        );
+    }
+    format!(
+        r#"
+# Image and container names from the store, for the verbs that take them.
+_unionrs_valued() {{
+    case "$1" in
+{valued}    esac
+}}
+_unionrs_names() {{
+    _unionrs "$@"
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" prev="${{COMP_WORDS[COMP_CWORD-1]}}"
+    local i=1 w verb="" positionals=0 store=() valued=""
+    while [ "$i" -lt "$COMP_CWORD" ]; do
+        w="${{COMP_WORDS[i]}}"
+        case "$w" in
+            --store) store=(--store "${{COMP_WORDS[i+1]}}"); i=$((i+1)) ;;
+            --store=*) store=(--store "${{w#--store=}}") ;;
+            -*) [[ "$valued" == *" $w "* ]] && i=$((i+1)) ;;
+            *)
+                if [ -z "$verb" ]; then
+                    verb="$w"
+                    valued=" $(_unionrs_valued "$verb") "
+                else
+                    positionals=$((positionals+1))
+                fi
+                ;;
+        esac
+        i=$((i+1))
+    done
+    [[ "$cur" == -* || "$positionals" -gt 0 || "$valued" == *" $prev "* ]] && return
+    local names
+    case "$verb" in
+        {images}) names=$(unionrs "${{store[@]}}" {list_images} 2>/dev/null | grep -v '<none>') ;;
+        {containers}) names=$(unionrs "${{store[@]}}" {list_containers} 2>/dev/null) ;;
+        *) return ;;
+    esac
+    COMPREPLY=($(compgen -W "$names" -- "$cur"))
+}}
+complete -F _unionrs_names -o bashdefault -o default unionrs
+"#,
+        images = images.join("|"),
+        containers = containers.join("|"),
+        list_images = LIST_IMAGES,
+        list_containers = LIST_CONTAINERS,
+    )
+}
+
+/// Fish: the same names for the same verbs (from the default store).
+fn fish_names() -> String {
+    let (images, containers) = name_kinds();
+    format!(
+        "\n# Image and container names from the store, for the verbs that take them.\n\
+         complete -c unionrs -n \"__fish_seen_subcommand_from {}\" -f -a \"(unionrs {} 2>/dev/null | string match -v '*<none>*')\"\n\
+         complete -c unionrs -n \"__fish_seen_subcommand_from {}\" -f -a \"(unionrs {} 2>/dev/null)\"\n",
+        images.join(" "),
+        LIST_IMAGES,
+        containers.join(" "),
+        LIST_CONTAINERS,
+    )
 }
 
 /// Escapes text for a roff line: backslashes, hyphens, and a leading `.` or `'`.
@@ -494,24 +601,81 @@ pub fn man_page(w: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-/// `unionrs generate-man DIR`: writes DIR/unionrs.1 and a page per visible subcommand
-/// (unionrs-export-layer.1, ...), which unionrs.1 refers to.
-pub fn generate_man(dir: &Path) -> io::Result<()> {
+/// The verbs a user can call, as clap sees them once built (with `--store` and `--help`):
+/// every subcommand but the hidden ones and `help`.
+pub fn verbs() -> Vec<Command> {
+    let mut cmd = command();
+    cmd.build();
+    cmd.get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        .cloned()
+        .collect()
+}
+
+/// A verb's exit statuses, for its man page.
+fn exit_status(verb: &str) -> &'static str {
+    match verb {
+        "run" => {
+            "The command's own status (128+N if it died of signal N); 125 when unionrs fails \
+             or the command line is wrong, 126 when the command cannot be executed, 127 when \
+             it is not found (docker's numbers)."
+        }
+        "check" => {
+            "0 when the upper is clean (or everything found was repaired), 1 when something \
+             was found, 2 on a usage or I/O error."
+        }
+        _ => "0 on success, 1 when the command failed, 2 on a usage error.",
+    }
+}
+
+/// Every man page: unionrs.1 and one per verb (unionrs-pull.1, ...), by file name.
+pub fn man_pages() -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut page = Vec::new();
     man_page(&mut page)?;
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("unionrs.1"), page)?;
-    for sub in command().get_subcommands().filter(|s| !s.is_hide_set()) {
+    let mut pages = vec![("unionrs.1".to_string(), page)];
+    for sub in verbs() {
         // clap names are &'static str without its "string" feature; this runs once per page.
         let name: &'static str = format!("unionrs-{}", sub.get_name()).leak();
-        let man = clap_mangen::Man::new(sub.clone().name(name).version(env!("CARGO_PKG_VERSION")))
+        let verb = sub.get_name().to_string();
+        let man = clap_mangen::Man::new(sub.name(name))
             .date("")
             .source(format!("unionrs {}", env!("CARGO_PKG_VERSION")));
         let mut page = Vec::new();
-        man.render(&mut page)?;
-        std::fs::write(dir.join(format!("{name}.1")), page)?;
+        let w: &mut dyn Write = &mut page;
+        man.render_title(w)?;
+        man.render_name_section(w)?;
+        man.render_synopsis_section(w)?;
+        man.render_description_section(w)?;
+        man.render_options_section(w)?;
+        writeln!(w, ".SH \"EXIT STATUS\"")?;
+        writeln!(w, "{}", roff(exit_status(&verb)))?;
+        writeln!(w, ".SH \"SEE ALSO\"")?;
+        writeln!(w, "unionrs(1), \\fBunionrs {verb} \\-\\-help\\fR")?;
+        pages.push((format!("{name}.1"), page));
+    }
+    Ok(pages)
+}
+
+/// `unionrs generate-man DIR`: writes every page of [`man_pages`] into DIR.
+pub fn generate_man(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, page) in man_pages()? {
+        std::fs::write(dir.join(name), page)?;
     }
     Ok(())
+}
+
+/// The README's list of verbs: each one's usage line and what it does.
+pub fn readme_verbs() -> String {
+    let mut s = String::from("```text\n");
+    for mut sub in verbs() {
+        let usage = sub.render_usage().to_string();
+        let usage = usage.trim().trim_start_matches("Usage: ");
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        s += &format!("{usage}\n    {about}\n");
+    }
+    s += "```\n";
+    s
 }
 
 fn peer_cell(p: Peer) -> &'static str {
@@ -647,6 +811,51 @@ mod tests {
             assert!(text.contains(o.key), "--help lacks {}", o.key);
         }
         command().debug_assert();
+    }
+
+    /// The README carries the verb list this module renders, between two markers.
+    /// `UNIONRS_UPDATE_DOCS=1 cargo test` rewrites it.
+    #[test]
+    fn readme_verbs_are_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let doc = std::fs::read_to_string(path).expect("README.md");
+        let (begin, end) = ("<!-- verbs:begin -->\n", "<!-- verbs:end -->");
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let stop = doc.find(end).expect("end marker");
+        let want = readme_verbs();
+        if doc[start..stop] != want {
+            if std::env::var_os("UNIONRS_UPDATE_DOCS").is_some() {
+                let new = format!("{}{want}{}", &doc[..start], &doc[stop..]);
+                std::fs::write(path, new).unwrap();
+            } else {
+                panic!(
+                    "README.md's verb list is stale: run UNIONRS_UPDATE_DOCS=1 cargo test readme_verbs"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_verb_has_a_man_page_and_the_main_page_lists_it() {
+        let pages = man_pages().unwrap();
+        let main = String::from_utf8(pages[0].1.clone()).unwrap();
+        for v in verbs() {
+            let name = format!("unionrs-{}.1", v.get_name());
+            let (_, page) = pages
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("no {name}"));
+            let page = String::from_utf8_lossy(page);
+            assert!(page.contains("EXIT STATUS"), "{name}");
+            assert!(
+                main.contains(&format!(
+                    "unionrs\\-{}(1)",
+                    v.get_name().replace('-', "\\-")
+                )),
+                "unionrs.1 does not list {}",
+                v.get_name()
+            );
+        }
     }
 
     #[test]

@@ -1,448 +1,170 @@
-//! The image verbs: `pull`, `push`, `load`, `save`, `images`, `inspect`, `history`, `tag`,
-//! `rmi`, `prune`, the container verbs, and `run` (parsed in [`super::run`]).
-//! `--store DIR` may come before the verb or among its arguments (for `run`: among its
-//! options, never in the command).
+//! The image verbs on the store: `load`, `save`, `images`, `inspect`, `history`, `tag`, `rmi`,
+//! `prune`, and the table, size and time helpers the other verb groups share. To add a verb: a
+//! variant with its arguments in [`Verb`], a line in [`Verb::name`] and an arm in [`Verb::run`].
 
+use super::template::{self, Format};
+use super::{CliError, Res};
 use crate::image::archive;
 use crate::image::container;
 use crate::image::digest::Digest;
 use crate::image::layout::ANN_REF_NAME;
 use crate::image::progress::Bars;
 use crate::image::reference::Reference;
-use crate::image::registry;
-use crate::image::registry::auth::Creds;
-use crate::image::registry::client::ClientOptions;
-use crate::image::registry::pull::{Platform, PullOptions};
-use crate::image::registry::push::PushOptions;
-use crate::image::registry::reference::RemoteRef;
 use crate::image::store::{self, Image, Store};
 use crate::image::unpack::{Limits, Options};
+use CliError::{Failed, Usage};
+use clap::{Args, Subcommand, ValueHint};
 use serde_json::{Value, json};
-use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
-pub const VERBS: &[&str] = &[
-    "pull", "push", "load", "save", "images", "inspect", "history", "tag", "rmi", "create", "ps",
-    "mount", "umount", "diff", "commit", "rm", "run", "prune", "build", "exec", "logs", "start",
-    "stop", "restart", "kill", "wait", "pause", "unpause", "attach", "top",
-];
-
-pub const USAGE: &str = "\
-       unionrs [--store DIR] pull [-q] [--platform OS/ARCH[/VARIANT]] [--creds USER:PASS]
-                                  [--tls-verify=false] REF   (ubuntu, host:port/name:tag, name@sha256:..)
-       unionrs [--store DIR] push [-q] [--creds USER:PASS] [--tls-verify=false]
-                                  [--chunk-size BYTES] IMAGE [DEST-REF]
-                  (pull, push: -u USER --password-stdin, or --creds USER --password-stdin,
-                   reads the password from stdin as docker login does)
-       unionrs [--store DIR] load [-i FILE] [-q]        (docker-archive or OCI layout tar)
-       unionrs [--store DIR] save -o FILE IMAGE...      (docker-archive + OCI layout tar)
-       unionrs [--store DIR] images [--format json] [--no-trunc]
-       unionrs [--store DIR] inspect IMAGE...
-       unionrs [--store DIR] history [--no-trunc] [--format json] IMAGE
-       unionrs [--store DIR] tag SOURCE TARGET
-       unionrs [--store DIR] rmi [-f] IMAGE...
-       unionrs [--store DIR] create [--name N] IMAGE  (upper+work over the image's layers, mounted)
-       unionrs [--store DIR] mount N | umount N
-       unionrs [--store DIR] diff N                   (A/C/D lines from the upper)
-       unionrs [--store DIR] commit [-a AUTHOR] [-m MSG] [-c CHANGE]... [-p=false] N [REPO[:TAG]]
-       unionrs [--store DIR] prune [-a] [-f]          (unused images, then unused layers and blobs)
-       unionrs [--store DIR] run [-d] [-i] [-t] [--rm] [--name N] [-e KEY=VALUE]... [-w DIR]
-                                 [-u USER[:GROUP]] [-h HOSTNAME] [--entrypoint CMD]
-                                 [-p [IP:]HOST:CONTAINER[/tcp|udp]]... [-P] [-v HOST:CTR[:ro]]...
-                                 [--network host|none|private] [--runtime PATH] [--privileged]
-                                 [--cap-add CAP]... [--cap-drop CAP]...
-                                 [--security-opt seccomp=unconfined|FILE]
-                                 [--security-opt no-new-privileges[=true|false]]
-                                 IMAGE [--] [COMMAND [ARG...]]
-       unionrs [--store DIR] build [-t NAME[:TAG]]... [-f FILE] [--build-arg K=V]... [--target STAGE]
-                                   [--no-cache] [--pull] [--platform OS/ARCH] [--label K=V]...
-                                   [--tls-verify=false] [--creds USER:PASS] [-q]
-                                   [--network host|none] [--runtime PATH] CONTEXT";
-
-/// Runs an image verb; `args` starts with `--store` or the verb.
-pub fn run(args: &[OsString]) -> ExitCode {
-    if let Some(code) = super::container::main(args) {
-        return code;
-    }
-    if let Some((store_flag, rest)) = split_run(args) {
-        return match rest {
-            Ok(rest) => super::run::main(store_flag, &rest),
-            Err(m) => {
-                eprintln!("unionrs: run: {m}");
-                ExitCode::from(125)
-            }
-        };
-    }
-    match run_inner(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Usage(m)) => {
-            eprintln!("unionrs: {m}\nusage:\n{USAGE}");
-            ExitCode::from(2)
-        }
-        Err(Failed(m)) => {
-            eprintln!("unionrs: {m}");
-            ExitCode::from(1)
-        }
-    }
+#[derive(Subcommand)]
+pub enum Verb {
+    /// Load images from a docker-archive or OCI layout tar (stdin or -i FILE)
+    Load(LoadArgs),
+    /// Save images as one tar (docker-archive and OCI layout at once)
+    Save(SaveArgs),
+    /// List the images in the store
+    Images(ImagesArgs),
+    /// Show images' configuration and layers as JSON
+    Inspect(InspectArgs),
+    /// Show an image's history, newest layer first
+    History(HistoryArgs),
+    /// Give an image another name
+    Tag(TagArgs),
+    /// Remove images (their unused layers go too)
+    Rmi(RmiArgs),
+    /// Remove unused images, then unused layers and blobs
+    Prune(PruneArgs),
 }
 
-/// The `--store` given before `run`, and the arguments after it (or why they are unusable).
-type RunArgs = (Option<PathBuf>, Result<Vec<String>, String>);
-
-/// For the `run` verb: the `--store` given before it and the arguments after it, left
-/// untouched (they end with the container's command, which may hold `--store` itself).
-fn split_run(args: &[OsString]) -> Option<RunArgs> {
-    let mut store_flag = None;
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        if a == "--store" {
-            store_flag = args.get(i + 1).map(PathBuf::from);
-            i += 2;
-        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--store=")) {
-            store_flag = Some(PathBuf::from(v));
-            i += 1;
-        } else if a == "run" {
-            let rest = args[i + 1..]
-                .iter()
-                .map(|a| {
-                    a.to_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| format!("argument {a:?} is not UTF-8"))
-                })
-                .collect();
-            return Some((store_flag, rest));
-        } else {
-            return None;
-        }
-    }
-    None
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Read the archive from FILE instead of stdin
+    #[arg(short, long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    input: Option<String>,
+    /// Print nothing
+    #[arg(short, long)]
+    quiet: bool,
 }
 
-enum CliError {
-    Usage(String),
-    Failed(String),
-}
-use CliError::{Failed, Usage};
-
-impl From<String> for CliError {
-    fn from(s: String) -> CliError {
-        Failed(s)
-    }
+#[derive(Args)]
+pub struct SaveArgs {
+    /// Write the archive to FILE instead of stdout
+    #[arg(short, long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    output: Option<String>,
+    #[arg(value_name = "IMAGE", required = true)]
+    images: Vec<String>,
 }
 
-type Res = Result<(), CliError>;
+#[derive(Args)]
+pub struct ImagesArgs {
+    /// json (JSON lines), or a Go template: '{{.ID}} {{.Repository}}:{{.Tag}}', 'table ...'
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    /// Show full image IDs
+    #[arg(long)]
+    no_trunc: bool,
+}
 
-fn run_inner(args: &[OsString]) -> Res {
-    let mut store_flag: Option<PathBuf> = None;
-    let mut rest: Vec<String> = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--store" {
-            let v = it.next().ok_or(Usage("--store needs a directory".into()))?;
-            store_flag = Some(PathBuf::from(v));
-        } else if let Some(v) = a.to_str().and_then(|s| s.strip_prefix("--store=")) {
-            store_flag = Some(PathBuf::from(v));
-        } else {
-            let s = a
-                .to_str()
-                .ok_or_else(|| Usage(format!("argument {a:?} is not UTF-8")))?;
-            rest.push(s.to_string());
+#[derive(Args)]
+pub struct InspectArgs {
+    /// json (the default), or a Go template per image: '{{.Id}}', '{{json .Config.Env}}'
+    #[arg(short, long, value_name = "FORMAT")]
+    format: Option<String>,
+    #[arg(value_name = "IMAGE", required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    /// Show full image IDs and commands
+    #[arg(long)]
+    no_trunc: bool,
+    /// Print only the image IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// json (JSON lines), or a Go template: '{{.CreatedBy}}', 'table {{.ID}}\t{{.Size}}'
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<String>,
+    #[arg(value_name = "IMAGE")]
+    image: String,
+}
+
+#[derive(Args)]
+pub struct TagArgs {
+    #[arg(value_name = "SOURCE")]
+    source: String,
+    #[arg(value_name = "TARGET")]
+    target: String,
+}
+
+#[derive(Args)]
+pub struct RmiArgs {
+    /// Remove every tag of an image named by ID
+    #[arg(short, long)]
+    force: bool,
+    #[arg(value_name = "IMAGE", required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Remove every image no container uses, not only untagged ones
+    #[arg(short, long)]
+    all: bool,
+    /// Do not ask (prune never asks; docker's flag)
+    #[arg(short, long)]
+    force: bool,
+}
+
+impl Verb {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verb::Load(_) => "load",
+            Verb::Save(_) => "save",
+            Verb::Images(_) => "images",
+            Verb::Inspect(_) => "inspect",
+            Verb::History(_) => "history",
+            Verb::Tag(_) => "tag",
+            Verb::Rmi(_) => "rmi",
+            Verb::Prune(_) => "prune",
         }
     }
-    let Some((verb, args)) = rest.split_first() else {
-        return Err(Usage("no command given".into()));
-    };
-    let root = store::default_root(store_flag.as_deref())?;
-    let open = || Store::open(&root).map_err(Failed);
-    match verb.as_str() {
-        "pull" => pull(&open()?, args),
-        "push" => push(&open()?, args),
-        "load" => load(&open()?, args),
-        "save" => save(&open()?, args),
-        "images" => images(&open()?, args),
-        "inspect" => inspect(&open()?, args),
-        "history" => history(&open()?, args),
-        "tag" => tag(&open()?, args),
-        "rmi" => rmi(&open()?, args),
-        "create" => create(&open()?, args),
-        "mount" => mount(&open()?, args),
-        "umount" => umount(&open()?, args),
-        "diff" => diff(&open()?, args),
-        "commit" => commit(&open()?, args),
-        "prune" => prune(&open()?, args),
-        "build" => super::build::run(&root, args).map_err(|e| match e {
-            super::build::Error::Usage(m) => Usage(m),
-            super::build::Error::Failed(m) => Failed(m),
-        }),
-        v => Err(Usage(format!("unknown command {v:?}"))),
-    }
-}
 
-/// Splits `args` into flags (with the value of those in `with_value`) and positionals.
-struct Parsed {
-    flags: Vec<(String, Option<String>)>,
-    pos: Vec<String>,
-}
-
-impl Parsed {
-    fn new(args: &[String], known: &[&str], with_value: &[&str]) -> Result<Parsed, CliError> {
-        let mut p = Parsed {
-            flags: Vec::new(),
-            pos: Vec::new(),
-        };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            if a.starts_with('-') && a.len() > 1 {
-                let (name, inline) = match a.split_once('=') {
-                    Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                    None => (a.clone(), None),
-                };
-                if !known.contains(&name.as_str()) && !with_value.contains(&name.as_str()) {
-                    return Err(Usage(format!("unknown option {name}")));
-                }
-                let v = if with_value.contains(&name.as_str()) {
-                    Some(match inline {
-                        Some(v) => v,
-                        None => it
-                            .next()
-                            .cloned()
-                            .ok_or_else(|| Usage(format!("{name} needs a value")))?,
-                    })
-                } else {
-                    None
-                };
-                p.flags.push((name, v));
-            } else {
-                p.pos.push(a.clone());
-            }
-        }
-        Ok(p)
-    }
-
-    fn has(&self, names: &[&str]) -> bool {
-        self.flags.iter().any(|(n, _)| names.contains(&n.as_str()))
-    }
-
-    fn value(&self, names: &[&str]) -> Option<&str> {
-        self.flags
-            .iter()
-            .rev()
-            .find(|(n, _)| names.contains(&n.as_str()))
-            .and_then(|(_, v)| v.as_deref())
-    }
-
-    fn json(&self) -> Result<bool, CliError> {
-        match self.value(&["--format"]) {
-            None => Ok(false),
-            Some("json") => Ok(true),
-            Some(f) => Err(Usage(format!("--format {f:?}: only 'json' is supported"))),
+    pub fn run(self, store: Option<PathBuf>) -> Res {
+        let st = open_store(store)?;
+        match self {
+            Verb::Load(a) => load(&st, a),
+            Verb::Save(a) => save(&st, a),
+            Verb::Images(a) => images(&st, a),
+            Verb::Inspect(a) => inspect(&st, a),
+            Verb::History(a) => history(&st, a),
+            Verb::Tag(a) => tag(&st, a),
+            Verb::Rmi(a) => rmi(&st, a),
+            Verb::Prune(a) => prune(&st, a),
         }
     }
 }
 
-fn unpack_options() -> Options {
+/// The store at `--store DIR`, else the default one.
+pub fn open_store(flag: Option<PathBuf>) -> Result<Store, CliError> {
+    let root = store::default_root(flag.as_deref())?;
+    Ok(Store::open(&root)?)
+}
+
+pub fn unpack_options() -> Options {
     Options {
         limits: Limits::default(),
         as_root: store::is_root(),
     }
 }
 
-/// Takes `--tls-verify[=BOOL]` out of `args` (a boolean flag whose value must be attached,
-/// as skopeo and podman spell it).
-fn take_tls_verify(args: &[String]) -> Result<(bool, Vec<String>), CliError> {
-    let mut verify = true;
-    let mut rest = Vec::new();
-    for a in args {
-        match a.as_str() {
-            "--tls-verify" | "--tls-verify=true" => verify = true,
-            "--tls-verify=false" => verify = false,
-            a if a.starts_with("--tls-verify=") => {
-                return Err(Usage(format!("{a}: --tls-verify takes true or false")));
-            }
-            _ => rest.push(a.clone()),
-        }
-    }
-    Ok((verify, rest))
-}
-
-/// Flags of `pull` and `push` that say how to log in.
-const CRED_FLAGS: &[&str] = &["--creds", "-u", "--username"];
-
-/// Credentials from `--creds USER:PASS`, or a user (`--creds USER`, `-u USER`) with the
-/// password on stdin (`--password-stdin`, read as `docker login` reads it: all of stdin,
-/// one trailing newline dropped). No message here ever holds the password.
-fn client_options(p: &Parsed, tls_verify: bool) -> Result<ClientOptions, CliError> {
-    let creds = p.value(&["--creds"]);
-    let user = p.value(&["-u", "--username"]);
-    let creds = if p.has(&["--password-stdin"]) {
-        let user = match (creds, user) {
-            (Some(_), Some(_)) => {
-                return Err(Usage(
-                    "give the user once: --creds USER or --username USER".into(),
-                ));
-            }
-            (Some(c), None) if c.contains(':') => {
-                return Err(Usage(
-                    "--password-stdin takes the password from stdin: give --creds USER \
-                     without :PASSWORD"
-                        .into(),
-                ));
-            }
-            (Some(u), None) | (None, Some(u)) if !u.is_empty() => u,
-            _ => {
-                return Err(Usage(
-                    "--password-stdin needs a user: --username USER or --creds USER".into(),
-                ));
-            }
-        };
-        Some(Creds {
-            user: user.to_string(),
-            pass: password_from(io::stdin().lock())?,
-        })
-    } else if user.is_some() {
-        return Err(Usage(
-            "--username goes with --password-stdin (or give --creds USER:PASSWORD)".into(),
-        ));
-    } else {
-        creds
-            .map(|c| {
-                Creds::parse(c).map_err(|_| {
-                    "--creds takes USER:PASSWORD (or --creds USER with --password-stdin)"
-                        .to_string()
-                })
-            })
-            .transpose()
-            .map_err(Usage)?
-    };
-    Ok(ClientOptions { tls_verify, creds })
-}
-
-/// The password piped in: everything up to EOF but one trailing newline (and a CR before
-/// it), as `docker login --password-stdin`.
-fn password_from(r: impl io::Read) -> Result<String, CliError> {
-    use std::io::Read as _;
-    const MAX: u64 = 64 << 10;
-    let mut raw = Vec::new();
-    r.take(MAX + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| Failed(format!("--password-stdin: cannot read stdin: {e}")))?;
-    if raw.len() as u64 > MAX {
-        return Err(Usage(format!(
-            "--password-stdin: stdin holds more than {MAX} bytes; a password is expected"
-        )));
-    }
-    let mut pass = String::from_utf8(raw)
-        .map_err(|_| Usage("--password-stdin: the password is not UTF-8".into()))?;
-    if pass.ends_with('\n') {
-        pass.pop();
-        if pass.ends_with('\r') {
-            pass.pop();
-        }
-    }
-    if pass.is_empty() {
-        return Err(Usage("--password-stdin: stdin held no password".into()));
-    }
-    Ok(pass)
-}
-
-fn pull(st: &Store, args: &[String]) -> Res {
-    let (tls_verify, args) = take_tls_verify(args)?;
-    let p = Parsed::new(
-        &args,
-        &["-q", "--quiet", "--password-stdin"],
-        &[&["--platform"], CRED_FLAGS].concat(),
-    )?;
-    let [what] = p.pos.as_slice() else {
-        return Err(Usage("pull takes one image reference".into()));
-    };
-    let r = RemoteRef::parse(what).map_err(Usage)?;
-    let quiet = p.has(&["-q", "--quiet"]);
-    let opts = PullOptions {
-        client: client_options(&p, tls_verify)?,
-        platform: p
-            .value(&["--platform"])
-            .map(Platform::parse)
-            .transpose()
-            .map_err(Usage)?,
-        unpack: unpack_options(),
-        progress: !quiet && io::stderr().is_terminal(),
-    };
-    let rep = registry::pull::pull(st, &r, &opts)?;
-    if !quiet {
-        eprintln!(
-            "{}: {} layers, {} downloaded ({}), {} already in the store",
-            rep.tag.as_deref().unwrap_or(&r.to_string()),
-            rep.layers,
-            rep.downloaded,
-            human_size(rep.bytes),
-            rep.layers - rep.downloaded
-        );
-        eprintln!("Digest: {}", rep.manifest_digest);
-    }
-    println!("{}", rep.id);
-    Ok(())
-}
-
-fn push(st: &Store, args: &[String]) -> Res {
-    let (tls_verify, args) = take_tls_verify(args)?;
-    let p = Parsed::new(
-        &args,
-        &["-q", "--quiet", "--password-stdin"],
-        &[&["--chunk-size"], CRED_FLAGS].concat(),
-    )?;
-    let (src, dst) = match p.pos.as_slice() {
-        [one] => (one, one),
-        [src, dst] => (src, dst),
-        _ => return Err(Usage("push takes IMAGE [DESTINATION]".into())),
-    };
-    let img = st.resolve(src)?;
-    let r = RemoteRef::parse(dst).map_err(Usage)?;
-    let quiet = p.has(&["-q", "--quiet"]);
-    let chunk_size = p
-        .value(&["--chunk-size"])
-        .map(|v| {
-            v.parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| Usage(format!("--chunk-size {v:?}: a positive byte count")))
-        })
-        .transpose()?;
-    let opts = PushOptions {
-        client: client_options(&p, tls_verify)?,
-        chunk_size,
-    };
-    let verbose = !quiet && io::stderr().is_terminal();
-    let log = move |line: String| {
-        if verbose {
-            eprintln!("{line}");
-        }
-    };
-    let rep = registry::push::push(st, &img, &r, &opts, &log)?;
-    if !quiet {
-        eprintln!(
-            "{r}: {} blobs pushed ({}), {} already there, {} mounted",
-            rep.uploaded,
-            human_size(rep.bytes),
-            rep.existed,
-            rep.mounted
-        );
-    }
-    println!("{}", img.manifest_digest);
-    Ok(())
-}
-
-fn load(st: &Store, args: &[String]) -> Res {
-    let p = Parsed::new(args, &["-q", "--quiet"], &["-i", "--input"])?;
-    if !p.pos.is_empty() {
-        return Err(Usage("load takes no positional arguments".into()));
-    }
+fn load(st: &Store, a: LoadArgs) -> Res {
     // Bars on a terminal, as docker load draws them; -q or a pipe keeps stderr quiet.
-    let bars = Bars::new(!p.has(&["-q", "--quiet"]) && io::stderr().is_terminal());
-    let loaded = match p.value(&["-i", "--input"]) {
+    let bars = Bars::new(!a.quiet && io::stderr().is_terminal());
+    let loaded = match a.input.as_deref() {
         Some(f) if f != "-" => {
             let file = File::open(f).map_err(|e| format!("cannot open {f}: {e}"))?;
             let input = io::BufReader::with_capacity(1 << 20, file);
@@ -456,7 +178,7 @@ fn load(st: &Store, args: &[String]) -> Res {
         }
     }
     .map_err(|m| format!("load: {m}"))?;
-    if !p.has(&["-q", "--quiet"]) {
+    if !a.quiet {
         for (id, tags) in loaded {
             if tags.is_empty() {
                 println!("Loaded image ID: {id}");
@@ -469,12 +191,8 @@ fn load(st: &Store, args: &[String]) -> Res {
     Ok(())
 }
 
-fn save(st: &Store, args: &[String]) -> Res {
-    let p = Parsed::new(args, &[], &["-o", "--output"])?;
-    if p.pos.is_empty() {
-        return Err(Usage("save needs at least one image".into()));
-    }
-    match p.value(&["-o", "--output"]) {
+fn save(st: &Store, a: SaveArgs) -> Res {
+    match a.output.as_deref() {
         Some(f) if f != "-" => {
             let out = Path::new(f);
             let tmp = PathBuf::from(format!("{f}.tmp-{}", std::process::id()));
@@ -482,7 +200,7 @@ fn save(st: &Store, args: &[String]) -> Res {
                 let file = File::create_new(&tmp)
                     .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
                 let mut w = io::BufWriter::with_capacity(1 << 20, file);
-                archive::save(st, &p.pos, &mut w)?;
+                archive::save(st, &a.images, &mut w)?;
                 let file = w
                     .into_inner()
                     .map_err(|e| format!("cannot write {f}: {}", e.error()))?;
@@ -502,7 +220,7 @@ fn save(st: &Store, args: &[String]) -> Res {
                 ));
             }
             let mut out = io::stdout().lock();
-            archive::save(st, &p.pos, &mut out)?;
+            archive::save(st, &a.images, &mut out)?;
         }
     }
     Ok(())
@@ -526,18 +244,15 @@ fn created(img: &Image) -> String {
         .to_string()
 }
 
-fn images(st: &Store, args: &[String]) -> Res {
-    let p = Parsed::new(args, &["--no-trunc"], &["--format"])?;
-    let json = p.json()?;
-    if !p.pos.is_empty() {
-        return Err(Usage("images takes no positional arguments".into()));
-    }
+fn images(st: &Store, a: ImagesArgs) -> Res {
+    let format = Format::parse(a.format.as_deref()).map_err(Usage)?;
     let mut imgs = st.images()?;
     imgs.sort_by_key(|i| std::cmp::Reverse(parse_time(&created(i)).unwrap_or(i64::MIN)));
     let mut rows = Vec::new();
+    let mut objects = Vec::new();
     for img in &imgs {
         let size = image_size(st, img);
-        let id = if p.has(&["--no-trunc"]) {
+        let id = if a.no_trunc {
             img.id().to_string()
         } else {
             img.id().hex()[..12].to_string()
@@ -554,39 +269,53 @@ fn images(st: &Store, args: &[String]) -> Res {
                 .collect()
         };
         for (repo, tag) in pairs {
+            let c = created(img);
+            if let Format::Default = format {
+                rows.push(vec![repo, tag, id.clone(), since(&c), human_size(size)]);
+                continue;
+            }
+            // `--format json` has always carried the full ID; a template's {{.ID}} is the
+            // table's (12 hex digits unless --no-trunc), as docker's.
+            let json = matches!(format, Format::Json);
+            let shown = if json {
+                img.id().to_string()
+            } else {
+                id.clone()
+            };
+            let line = json!({
+                "Repository": repo, "Tag": tag, "ID": shown,
+                "Digest": img.manifest_digest.to_string(), "CreatedAt": c,
+                "CreatedSince": since(&c), "Size": human_size(size), "SizeBytes": size,
+            });
             if json {
-                let c = created(img);
-                let line = json!({
-                    "Repository": repo, "Tag": tag, "ID": img.id().to_string(),
-                    "Digest": img.manifest_digest.to_string(), "CreatedAt": c,
-                    "CreatedSince": since(&c), "Size": human_size(size), "SizeBytes": size,
-                });
                 println!("{line}");
             } else {
-                rows.push(vec![
-                    repo,
-                    tag,
-                    id.clone(),
-                    since(&created(img)),
-                    human_size(size),
-                ]);
+                objects.push(line);
             }
         }
     }
-    if !json {
-        print_table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows);
+    match format {
+        Format::Default => {
+            print_table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows);
+        }
+        Format::Json => {}
+        Format::Template(t) => {
+            let header = |f: &str| match f {
+                "ID" => "IMAGE ID".to_string(),
+                "CreatedSince" => "CREATED".to_string(),
+                f => template::default_header(f),
+            };
+            print!("{}", t.render_all(&objects, &header)?);
+        }
     }
     Ok(())
 }
 
-fn inspect(st: &Store, args: &[String]) -> Res {
-    let p = Parsed::new(args, &[], &["--format"])?;
-    p.json()?;
-    if p.pos.is_empty() {
-        return Err(Usage("inspect needs at least one image".into()));
-    }
+fn inspect(st: &Store, a: InspectArgs) -> Res {
+    // `json` (and none) print docker's pretty array; a template is applied to each image.
+    let format = Format::parse(a.format.as_deref()).map_err(Usage)?;
     let mut out = Vec::new();
-    for name in &p.pos {
+    for name in &a.images {
         let img = st.resolve(name)?;
         let diffs = img.diff_ids()?;
         let lower: Vec<String> = diffs
@@ -612,18 +341,20 @@ fn inspect(st: &Store, args: &[String]) -> Res {
             "GraphDriver": {"Name": "unionrs", "Data": {"LowerDir": lower.join(":")}},
         }));
     }
+    if let Format::Template(t) = format {
+        print!("{}", t.render_all(&out, &template::default_header)?);
+        return Ok(());
+    }
     let s = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
     println!("{s}");
     Ok(())
 }
 
-fn history(st: &Store, args: &[String]) -> Res {
-    let p = Parsed::new(args, &["--no-trunc", "-q", "--quiet"], &["--format"])?;
-    let json = p.json()?;
-    let [name] = p.pos.as_slice() else {
-        return Err(Usage("history takes one image".into()));
-    };
-    let img = st.resolve(name)?;
+fn history(st: &Store, a: HistoryArgs) -> Res {
+    let format = Format::parse(a.format.as_deref()).map_err(Usage)?;
+    let json = !matches!(format, Format::Default);
+    let mut objects = Vec::new();
+    let img = st.resolve(&a.image)?;
     let diffs = img.diff_ids()?;
     let hist: Vec<Value> = match img.config.get("history").and_then(Value::as_array) {
         Some(h) if !h.is_empty() => h.clone(),
@@ -659,7 +390,7 @@ fn history(st: &Store, args: &[String]) -> Res {
         ));
     }
     rows.reverse();
-    let trunc = !p.has(&["--no-trunc"]);
+    let trunc = !a.no_trunc;
     let mut table = Vec::new();
     for (i, (created, by, comment, size, _)) in rows.iter().enumerate() {
         let id = if i == 0 {
@@ -675,8 +406,12 @@ fn history(st: &Store, args: &[String]) -> Res {
             let line = json!({"ID": id, "CreatedAt": created, "CreatedSince": since(created),
                 "CreatedBy": by, "Size": human_size(size.unwrap_or(0)),
                 "SizeBytes": size.unwrap_or(0), "Comment": comment});
-            println!("{line}");
-        } else if p.has(&["-q", "--quiet"]) {
+            if let Format::Json = format {
+                println!("{line}");
+            } else {
+                objects.push(line);
+            }
+        } else if a.quiet {
             println!("{id}");
         } else {
             let by = if trunc && by.chars().count() > 45 {
@@ -693,7 +428,14 @@ fn history(st: &Store, args: &[String]) -> Res {
             ]);
         }
     }
-    if !json && !p.has(&["-q", "--quiet"]) {
+    if let Format::Template(t) = format {
+        let header = |f: &str| match f {
+            "ID" => "IMAGE".to_string(),
+            "CreatedSince" => "CREATED".to_string(),
+            f => template::default_header(f),
+        };
+        print!("{}", t.render_all(&objects, &header)?);
+    } else if !json && !a.quiet {
         print_table(
             &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
             &table,
@@ -702,13 +444,9 @@ fn history(st: &Store, args: &[String]) -> Res {
     Ok(())
 }
 
-fn tag(st: &Store, args: &[String]) -> Res {
-    let p = Parsed::new(args, &[], &[])?;
-    let [src, dst] = p.pos.as_slice() else {
-        return Err(Usage("tag takes SOURCE and TARGET".into()));
-    };
-    let img = st.resolve(src)?;
-    let r = Reference::parse(dst)?;
+fn tag(st: &Store, a: TagArgs) -> Res {
+    let img = st.resolve(&a.source)?;
+    let r = Reference::parse(&a.target)?;
     let mut index = st.read_index()?;
     let desc = index
         .manifests
@@ -721,15 +459,10 @@ fn tag(st: &Store, args: &[String]) -> Res {
     Ok(())
 }
 
-fn rmi(st: &Store, args: &[String]) -> Res {
-    let p = Parsed::new(args, &["-f", "--force"], &[])?;
-    if p.pos.is_empty() {
-        return Err(Usage("rmi needs at least one image".into()));
-    }
-    let force = p.has(&["-f", "--force"]);
+fn rmi(st: &Store, a: RmiArgs) -> Res {
     let mut first_err = None;
-    for name in &p.pos {
-        if let Err(m) = rmi_one(st, name, force) {
+    for name in &a.images {
+        if let Err(m) = rmi_one(st, name, a.force) {
             eprintln!("unionrs: rmi {name}: {m}");
             first_err.get_or_insert(m);
         }
@@ -791,13 +524,10 @@ fn rmi_one(st: &Store, name: &str, force: bool) -> Result<(), String> {
     st.write_index(&index)
 }
 
-fn prune(st: &Store, args: &[String]) -> Res {
+fn prune(st: &Store, a: PruneArgs) -> Res {
     // -f is Docker's "do not ask"; prune never asks.
-    let p = Parsed::new(args, &["-a", "--all", "-f", "--force"], &[])?;
-    if !p.pos.is_empty() {
-        return Err(Usage("prune takes no positional arguments".into()));
-    }
-    let r = crate::image::prune::prune(st, p.has(&["-a", "--all"]))?;
+    let _ = a.force;
+    let r = crate::image::prune::prune(st, a.all)?;
     if !r.untagged.is_empty() || !r.images.is_empty() {
         println!("Deleted Images:");
         for t in &r.untagged {
@@ -818,98 +548,6 @@ fn prune(st: &Store, args: &[String]) -> Res {
         r.freed.layers.len(),
         r.freed.blobs.len()
     );
-    Ok(())
-}
-
-fn one_container(
-    st: &Store,
-    args: &[String],
-    verb: &str,
-) -> Result<container::Container, CliError> {
-    let p = Parsed::new(args, &[], &[])?;
-    let [name] = p.pos.as_slice() else {
-        return Err(Usage(format!("{verb} takes one container name")));
-    };
-    Ok(container::find(st, name)?)
-}
-
-fn create(st: &Store, args: &[String]) -> Res {
-    let p = Parsed::new(args, &[], &["--name"])?;
-    let [image] = p.pos.as_slice() else {
-        return Err(Usage("create takes one image".into()));
-    };
-    let c = container::create(st, image, p.value(&["--name"]))?;
-    if let Err(m) = container::mount(st, &c) {
-        let _ = container::remove(st, &c);
-        return Err(Failed(m));
-    }
-    println!("{}", c.name);
-    Ok(())
-}
-
-fn mount(st: &Store, args: &[String]) -> Res {
-    let c = one_container(st, args, "mount")?;
-    println!("{}", container::mount(st, &c)?.display());
-    Ok(())
-}
-
-fn umount(st: &Store, args: &[String]) -> Res {
-    let c = one_container(st, args, "umount")?;
-    container::umount(st, &c)?;
-    Ok(())
-}
-
-fn diff(st: &Store, args: &[String]) -> Res {
-    let c = one_container(st, args, "diff")?;
-    for (k, p) in container::diff(st, &c)? {
-        println!("{k} {p}");
-    }
-    Ok(())
-}
-
-fn commit(st: &Store, args: &[String]) -> Res {
-    // -p/--pause[=true|false] (docker's default: pause a running container while its
-    // layer is made), taken out before the generic parse, which has no `=false`.
-    let mut pause = true;
-    let mut rest = Vec::new();
-    for a in args {
-        match a.as_str() {
-            "-p" | "--pause" | "-p=true" | "--pause=true" => pause = true,
-            "-p=false" | "--pause=false" => pause = false,
-            _ => rest.push(a.clone()),
-        }
-    }
-    let args = &rest[..];
-    let p = Parsed::new(
-        args,
-        &[],
-        &["-a", "--author", "-m", "--message", "-c", "--change"],
-    )?;
-    let (name, target) = match p.pos.as_slice() {
-        [n] => (n, None),
-        [n, t] => (n, Some(Reference::parse(t)?)),
-        _ => {
-            return Err(Usage(
-                "commit takes a container and an optional REPO[:TAG]".into(),
-            ));
-        }
-    };
-    let c = container::find(st, name)?;
-    let changes: Vec<String> = p
-        .flags
-        .iter()
-        .filter(|(n, _)| n == "-c" || n == "--change")
-        .filter_map(|(_, v)| v.clone())
-        .collect();
-    let o = container::CommitOpts {
-        author: p.value(&["-a", "--author"]),
-        message: p.value(&["-m", "--message"]),
-        changes: &changes,
-    };
-    let id = crate::image::lifecycle::control::paused_for(st, &c, pause, || {
-        container::commit(st, &c, target.as_ref(), &o)
-    })?;
-    println!("{id}");
     Ok(())
 }
 
@@ -1024,36 +662,6 @@ pub fn since(created: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn password_from_stdin_as_docker_login_reads_it() {
-        let pw = |s: &[u8]| {
-            password_from(s).map_err(|e| match e {
-                Usage(m) | Failed(m) => m,
-            })
-        };
-        assert_eq!(pw(b"s3cret\n").unwrap(), "s3cret");
-        assert_eq!(pw(b"s3cret\r\n").unwrap(), "s3cret");
-        assert_eq!(pw(b"a:b c\n\n").unwrap(), "a:b c\n");
-        assert_eq!(pw(b"nonl").unwrap(), "nonl");
-        assert!(pw(b"\n").unwrap_err().contains("no password"));
-        assert!(pw(b"").unwrap_err().contains("no password"));
-    }
-
-    #[test]
-    fn tls_verification_stays_on_unless_turned_off() {
-        let v = |a: &[&str]| {
-            take_tls_verify(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .map(|(verify, rest)| (verify, rest.len()))
-                .map_err(|_| ())
-        };
-        assert_eq!(v(&["ref"]), Ok((true, 1)));
-        assert_eq!(v(&["--tls-verify", "ref"]), Ok((true, 1)));
-        assert_eq!(v(&["--tls-verify=false", "ref"]), Ok((false, 1)));
-        assert_eq!(v(&["--tls-verify=no", "ref"]), Err(()));
-        let p = Parsed::new(&[], &[], &[]).map_err(|_| ()).unwrap();
-        assert!(client_options(&p, true).map_err(|_| ()).unwrap().tls_verify);
-    }
 
     #[test]
     fn sizes_and_times() {

@@ -1,19 +1,78 @@
-//! Command-line front end: argument parsing and the mount / image commands.
+//! Command-line front end: the fuse-overlayfs compatible mount command line (parsed by hand in
+//! [`options`], as fuse-overlayfs and mount.fuse3 spell it) and the verbs (clap, derive).
+//!
+//! Adding a verb: give it an `#[derive(clap::Args)]` struct and a variant in the `Verb` enum of
+//! its group's module (registry.rs: pull/push; image.rs: images, inspect ...; container.rs:
+//! create, ps, mount ...; tools.rs: export-layer, stats ...), and handle the variant in that
+//! module's `run`. A new group is one more `#[command(flatten)]` variant of [`Verb`] here. The
+//! doc comments are the help text; `--help`, `unionrs help VERB`, the man pages, the shell
+//! completions and the README's verb list all come from these definitions. A verb that sets
+//! its own exit status (`run`, `check`) returns an `ExitCode` and has its own arm in `verbs`;
+//! one whose usage errors exit 125 as docker's run-like verbs do goes into [`RUN_LIKE`].
+//! tests/cli_help.rs then checks its --help, its usage errors, completions and man page.
+//!
+//! Exit codes: 0 success; 1 a verb failed (`check`: it found something); 2 a usage error
+//! (`check`: also an I/O error); `run`: 125 when unionrs fails or the command line is wrong,
+//! 126/127 when the command cannot be run, else the command's own status (docker's numbers).
 pub mod build;
 pub mod check;
 pub mod container;
 pub mod help;
 pub mod image;
+pub mod lifecycle;
 pub mod mount;
 pub mod options;
+pub mod registry;
 pub mod run;
+pub mod template;
+pub mod tools;
 pub mod validate;
 
+use clap::{ArgMatches, FromArgMatches, Subcommand};
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Dispatches on the first argument: image subcommands by name, anything else is the
-/// fuse-overlayfs compatible mount command line.
+// Every verb, grouped by module (a doc comment here would become the top-level help).
+#[derive(Subcommand)]
+pub enum Verb {
+    #[command(flatten)]
+    Registry(registry::Verb),
+    #[command(flatten)]
+    Image(image::Verb),
+    #[command(flatten)]
+    Container(container::Verb),
+    #[command(flatten)]
+    Lifecycle(lifecycle::Verb),
+    Run(run::RunArgs),
+    Build(build::BuildArgs),
+    Check(check::CheckArgs),
+    #[command(flatten)]
+    Tools(tools::Verb),
+}
+
+/// Verbs whose usage errors exit 125, as docker's `run` (its own failures, too, are 125).
+pub const RUN_LIKE: &[&str] = &["run", "exec"];
+
+/// A verb's failure: a wrong command line (exit 2, with a pointer to the verb's help) or a
+/// failure while doing it (exit 1).
+#[derive(Debug)]
+pub enum CliError {
+    Usage(String),
+    Failed(String),
+}
+
+impl From<String> for CliError {
+    fn from(s: String) -> CliError {
+        CliError::Failed(s)
+    }
+}
+
+/// What a verb's `run` returns.
+pub type Res = Result<(), CliError>;
+
+/// Dispatches on the first argument: a verb (or `--store`) goes to clap, anything else is
+/// the fuse-overlayfs compatible mount command line.
 pub fn main(argv: Vec<OsString>) -> ExitCode {
     let rest = &argv[1.min(argv.len())..];
     match rest.first().and_then(|a| a.to_str()) {
@@ -21,150 +80,189 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             println!("unionrs {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Some("--help" | "-h" | "help") => {
+        Some("--help" | "-h") => {
             help::print_help();
-            println!(
-                "\nImage and container commands:\n{}\n{}",
-                image::USAGE,
-                container::USAGE
-            );
             ExitCode::SUCCESS
         }
-        Some("check") => check::run(&rest[1..]),
-        Some(crate::image::lifecycle::monitor::VERB) => {
-            container::main(rest).unwrap_or(ExitCode::from(2))
+        Some("help") if rest.len() == 1 => {
+            help::print_help();
+            ExitCode::SUCCESS
         }
-        Some("export-layer") => export_layer(&rest[1..]),
-        Some("completions") => completions(&rest[1..]),
-        Some("stats") => stats(&rest[1..]),
-        Some("generate-man") => generate_man(&rest[1..]),
-        Some(v) if v == "--store" || image::VERBS.contains(&v) => image::run(rest),
-        Some(s) if s.starts_with("--store=") => image::run(rest),
+        // Hidden: a detached container's monitor, which `run -d` and `start` re-run us as.
+        Some(crate::image::lifecycle::monitor::VERB) => match rest {
+            [_, dir] => ExitCode::from(crate::image::lifecycle::monitor::main(
+                std::path::Path::new(dir),
+            )),
+            _ => ExitCode::from(2),
+        },
         None => {
-            eprintln!("{USAGE}{}", image::USAGE);
+            eprintln!("{}", help::short_usage());
             ExitCode::from(2)
         }
+        _ if verb_of(rest).is_some() => verbs(rest),
         _ => mount::run(rest),
     }
 }
 
-/// `unionrs stats MNT`: the live counters of the unionrs mount at MNT.
-fn stats(args: &[OsString]) -> ExitCode {
-    use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
-    let [mnt] = args else {
-        eprintln!("usage: unionrs stats MOUNTPOINT");
-        return ExitCode::from(2);
-    };
-    let dev = match std::fs::metadata(mnt) {
-        Ok(m) => m.dev(),
-        Err(e) => {
-            eprintln!("unionrs: cannot stat {}: {e}", mnt.to_string_lossy());
-            return ExitCode::from(1);
+/// The verb a command line names (after a leading `--store DIR`), unless it is the mount.fuse
+/// form `SOURCE MNT -o OPTS` whose SOURCE happens to be a verb's name: a second positional
+/// that is a directory and a `-o` make it a mount.
+fn verb_of(args: &[OsString]) -> Option<String> {
+    let mut i = 0;
+    let mut store_given = false;
+    while let Some(a) = args.get(i).and_then(|a| a.to_str()) {
+        if a == "--store" {
+            (i, store_given) = (i + 2, true);
+        } else if a.starts_with("--store=") {
+            (i, store_given) = (i + 1, true);
+        } else {
+            break;
         }
+    }
+    let Some(first) = args.get(i).and_then(|a| a.to_str()) else {
+        // `--store DIR` and nothing more: clap says what is missing.
+        return store_given.then(String::new);
     };
-    let (major, minor) = (crate::sys::fs::major(dev), crate::sys::fs::minor(dev));
-    let path = crate::fuse::control::socket_path(major, minor);
-    let mut out = String::new();
-    match std::os::unix::net::UnixStream::connect(&path)
-        .and_then(|mut s| s.read_to_string(&mut out))
-    {
-        Ok(_) => {
-            print!("{out}");
-            ExitCode::SUCCESS
+    let known = first == "help"
+        || help::command()
+            .get_subcommands()
+            .any(|s| s.get_name() == first || s.get_all_aliases().any(|a| a == first));
+    if !known {
+        return store_given.then(|| first.to_string());
+    }
+    let mount_shaped = i == 0
+        && args.get(1).is_some_and(|mnt| {
+            !mnt.to_string_lossy().starts_with('-') && std::path::Path::new(mnt).is_dir()
+        })
+        && args
+            .iter()
+            .any(|a| a.to_str().is_some_and(|s| s.starts_with("-o")));
+    (!mount_shaped).then(|| first.to_string())
+}
+
+/// Parses and runs a verb's command line (`args` without argv[0]).
+fn verbs(args: &[OsString]) -> ExitCode {
+    let verb = verb_of(args).unwrap_or_default();
+    let argv = std::iter::once(OsString::from("unionrs")).chain(args.iter().cloned());
+    let matches = match help::verbs_command().try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) => return clap_error(&e, &verb),
+    };
+    let store = store_flag(&matches);
+    let parsed = match Verb::from_arg_matches(&matches) {
+        Ok(v) => v,
+        Err(e) => return clap_error(&e, &verb),
+    };
+    let (verb, code) = match parsed {
+        Verb::Run(a) => return run::main(store, a),
+        Verb::Check(a) => return check::run(a),
+        Verb::Lifecycle(v) => return v.run(store),
+        Verb::Registry(v) => (v.name(), v.run(store)),
+        Verb::Image(v) => (v.name(), v.run(store)),
+        Verb::Container(v) => (v.name(), v.run(store)),
+        Verb::Build(a) => ("build", build::run(store, a)),
+        Verb::Tools(v) => (v.name(), v.run()),
+    };
+    match code {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(m)) => {
+            eprintln!("unionrs {verb}: {}\n{}", one_line(&m), see_help(verb));
+            ExitCode::from(2)
         }
-        Err(e) => {
-            eprintln!(
-                "unionrs: {} is not a live unionrs mount of this user ({}: {e})",
-                mnt.to_string_lossy(),
-                path.display()
-            );
+        Err(CliError::Failed(m)) => {
+            eprintln!("unionrs: {m}");
             ExitCode::from(1)
         }
     }
 }
 
-/// `unionrs completions SHELL`: a completion script for bash, zsh, fish, elvish or powershell.
-fn completions(args: &[OsString]) -> ExitCode {
-    let usage = "usage: unionrs completions bash|zsh|fish|elvish|powershell";
-    match args {
-        [flag] if flag == "--help" || flag == "-h" => {
-            println!("{usage}");
-            ExitCode::SUCCESS
+/// `--store DIR`, wherever it was given (before the verb or among its options).
+fn store_flag(m: &ArgMatches) -> Option<PathBuf> {
+    let mut m = m;
+    let mut found = m.get_one::<PathBuf>("store").cloned();
+    while let Some((_, sub)) = m.subcommand() {
+        m = sub;
+        if let Some(s) = m.get_one::<PathBuf>("store") {
+            found = Some(s.clone());
         }
-        [shell] => match shell
-            .to_str()
-            .and_then(|s| s.parse::<clap_complete::Shell>().ok())
-        {
-            Some(shell) => {
-                help::completions(shell, &mut std::io::stdout());
-                ExitCode::SUCCESS
-            }
-            None => {
-                eprintln!(
-                    "unionrs: unknown shell {:?}; {usage}",
-                    shell.to_string_lossy()
-                );
-                ExitCode::from(2)
-            }
-        },
-        _ => {
-            eprintln!("{usage}");
-            ExitCode::from(2)
-        }
+    }
+    found
+}
+
+/// "See 'unionrs VERB --help'." (docker's last line of a usage error).
+pub fn see_help(verb: &str) -> String {
+    if verb.is_empty() {
+        "See 'unionrs --help'.".to_string()
+    } else {
+        format!("See 'unionrs {verb} --help'.")
     }
 }
 
-/// `unionrs generate-man DIR`: writes DIR/unionrs.1 (hidden; scripts/setup.sh runs it).
-fn generate_man(args: &[OsString]) -> ExitCode {
-    match args {
-        [dir] if dir != "--help" && dir != "-h" => {
-            match help::generate_man(std::path::Path::new(dir)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!(
-                        "unionrs: cannot write {}/unionrs.1: {e}",
-                        dir.to_string_lossy()
-                    );
-                    ExitCode::from(1)
-                }
-            }
-        }
-        _ => {
-            eprintln!("usage: unionrs generate-man DIR");
-            ExitCode::from(2)
-        }
-    }
+/// A message folded into one line.
+fn one_line(m: &str) -> String {
+    m.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// `unionrs export-layer UPPER OUT.tar`: the upper dir as an OCI layer tar; prints its diff ID.
-fn export_layer(args: &[OsString]) -> ExitCode {
-    match args {
-        [flag] if flag == "--help" || flag == "-h" => {
-            println!("usage: unionrs export-layer UPPER_DIR OUT.tar");
-            ExitCode::SUCCESS
-        }
-        [upper, out] => {
-            match crate::image::layer_export::run_export_layer(upper.as_ref(), out.as_ref()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("unionrs: {e}");
-                    ExitCode::from(1)
-                }
-            }
-        }
-        _ => {
-            eprintln!("usage: unionrs export-layer UPPER_DIR OUT.tar");
-            ExitCode::from(2)
-        }
+/// Help and version go to stdout (exit 0); an error is two lines on stderr, as docker's:
+/// what is wrong, then where the verb's help is. Exit 2, or 125 for [`RUN_LIKE`] verbs.
+fn clap_error(e: &clap::Error, verb: &str) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
     }
+    let verb = if verb == "help" { "" } else { verb };
+    let text = e.render().to_string();
+    // clap's text: "error: WHAT\n\n  tip: ...\n\nUsage: ...": keep WHAT.
+    let what = text.split("\n\n").next().unwrap_or(&text);
+    let what = one_line(what.strip_prefix("error: ").unwrap_or(what));
+    let name = if verb.is_empty() {
+        "unionrs".to_string()
+    } else {
+        format!("unionrs {verb}")
+    };
+    eprintln!("{name}: {what}\n{}", see_help(verb));
+    ExitCode::from(if RUN_LIKE.contains(&verb) {
+        run::FAILED
+    } else {
+        2
+    })
 }
 
-const USAGE: &str =
-    "usage: unionrs [-f] [-d] -o lowerdir=L1:L2[,upperdir=U,workdir=W][,OPTS] MOUNTPOINT
-       unionrs SOURCE MOUNTPOINT -o OPTS        (mount.fuse form)
-       unionrs export-layer UPPER_DIR OUT.tar   (upper dir -> OCI layer tar; prints its diff ID)
-       unionrs check UPPER_DIR [--work W] [--lower L1:L2] [--repair]   (fsck of an upper dir)
-       unionrs completions SHELL                (shell completion script)
-       unionrs --help                           (every mount option)
-";
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn verbs_and_mounts_are_told_apart() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().to_str().unwrap();
+        assert_eq!(verb_of(&os(&["pull", "x"])).as_deref(), Some("pull"));
+        assert_eq!(
+            verb_of(&os(&["--store", "/s", "images"])).as_deref(),
+            Some("images")
+        );
+        assert_eq!(verb_of(&os(&["--store=/s", "x"])).as_deref(), Some("x"));
+        assert_eq!(verb_of(&os(&["help", "pull"])).as_deref(), Some("help"));
+        assert_eq!(verb_of(&os(&["-o", "lowerdir=/l", dir])), None);
+        assert_eq!(verb_of(&os(&["unionrs", dir, "-o", "lowerdir=/l"])), None);
+        // mount.fuse3's `SOURCE MNT -o OPTS` with a SOURCE that is a verb's name.
+        assert_eq!(verb_of(&os(&["pull", dir, "-o", "lowerdir=/l"])), None);
+        assert_eq!(verb_of(&os(&["run", dir, "-olowerdir=/l"])), None);
+        // Not a directory, or no -o: the verb.
+        assert_eq!(
+            verb_of(&os(&["pull", "/nonexistent", "-o", "x"])).as_deref(),
+            Some("pull")
+        );
+        assert_eq!(verb_of(&os(&["build", dir])).as_deref(), Some("build"));
+    }
+
+    #[test]
+    fn the_clap_definitions_hold_together() {
+        help::command().debug_assert();
+    }
+}

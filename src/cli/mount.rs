@@ -136,9 +136,10 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         let fs = UnionFs::new(union, !o.noacl, passthrough);
         let report = fs.reporter();
         let hook = fs.union.listing_hook();
+        let whiteout_cleanup = fs.union.whiteout_cleanup();
         session::mount(fs, &spec, io_uring).map(|c| {
             session::drop_listings_on_change(&c, &hook);
-            ((c, threads), spec, report)
+            ((c, threads, whiteout_cleanup), spec, report)
         })
     });
     let (session, spec, report) = match result {
@@ -157,8 +158,9 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         let _ = std::fs::File::from(tx).write_all(b"OK");
     }
     let control = crate::fuse::control::start(&spec.mountpoint, report);
-    let (conn, threads) = session;
+    let (conn, threads, whiteout_cleanup) = session;
     let served = session::serve(conn, spec.mountpoint, threads);
+    whiteout_cleanup();
     if let Some(path) = control {
         let _ = std::fs::remove_file(path);
     }

@@ -5,127 +5,143 @@
 
 use crate::image::run::{Ran, RunError, RunOptions};
 use crate::image::runtime_spec::Network;
+use crate::image::security::SecurityOptions;
 use crate::image::store;
+use clap::{Args, ValueHint};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Exit status of `run` when unionrs itself fails (Docker's).
-const FAILED: u8 = 125;
+/// Exit status of `run` when unionrs itself fails or the command line is wrong (docker's).
+pub const FAILED: u8 = 125;
 
-fn parse(
-    store_flag: Option<PathBuf>,
-    args: &[String],
-) -> Result<(Option<PathBuf>, RunOptions), String> {
-    let mut store_flag = store_flag;
-    let mut o = RunOptions::new("");
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_str();
-        if !a.starts_with('-') || a == "-" {
-            break;
-        }
-        i += 1;
-        // Docker's short flags without values combine: -it, -dit, -dP.
-        if !a.starts_with("--") && a.len() > 2 && a[1..].chars().all(|ch| "ditP".contains(ch)) {
-            for ch in a[1..].chars() {
-                match ch {
-                    'd' => o.detach = true,
-                    'i' => o.interactive = true,
-                    't' => o.tty = true,
-                    _ => o.publish_all = true,
-                }
-            }
-            continue;
-        }
-        let (name, inline) = match a.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (a, None),
-        };
-        if name == "--rm" {
-            if inline.is_some() {
-                return Err("--rm takes no value".into());
-            }
-            o.remove = true;
-            continue;
-        }
-        let switch = match name {
-            "-d" | "--detach" => Some(&mut o.detach),
-            "-i" | "--interactive" => Some(&mut o.interactive),
-            "-t" | "--tty" => Some(&mut o.tty),
-            "-P" | "--publish-all" => Some(&mut o.publish_all),
-            _ => None,
-        };
-        if let Some(flag) = switch {
-            *flag = match inline.as_deref() {
-                None | Some("true") => true,
-                Some("false") => false,
-                Some(v) => return Err(format!("{name}={v}: true or false")),
-            };
-            continue;
-        }
-        if name == "--privileged" {
-            o.security.privileged = match inline.as_deref() {
-                None | Some("true") => true,
-                Some("false") => false,
-                Some(v) => return Err(format!("--privileged={v}: true or false")),
-            };
-            continue;
-        }
-        let mut value = || -> Result<String, String> {
-            match inline.clone() {
-                Some(v) => Ok(v),
-                None => {
-                    let v = args
-                        .get(i)
-                        .cloned()
-                        .ok_or_else(|| format!("{name} needs a value"))?;
-                    i += 1;
-                    Ok(v)
-                }
-            }
-        };
-        match name {
-            "--name" => o.name = Some(value()?),
-            "-e" | "--env" => o.env.push(value()?),
-            "-w" | "--workdir" => o.workdir = Some(value()?),
-            "-u" | "--user" => o.user = Some(value()?),
-            "--runtime" => o.runtime = Some(PathBuf::from(value()?)),
-            "-p" | "--publish" => o.publish.push(value()?),
-            "-v" | "--volume" => o.volumes.push(value()?),
-            "-h" | "--hostname" => o.hostname = Some(value()?),
-            "--entrypoint" => o.entrypoint = Some(value()?),
-            "--store" => store_flag = Some(PathBuf::from(value()?)),
-            "--cap-add" => o.security.cap_add.push(value()?),
-            "--cap-drop" => o.security.cap_drop.push(value()?),
-            "--security-opt" => o.security.security_opt(&value()?)?,
-            "--network" | "--net" => {
-                o.network = match value()?.as_str() {
-                    "host" => Network::Host,
-                    "none" => Network::None,
-                    "private" | "bridge" => Network::Private,
-                    v => return Err(format!("--network {v:?}: host, none or private")),
-                }
-            }
-            _ => return Err(format!("unknown option {name}")),
-        }
-    }
-    let Some(image) = args.get(i) else {
-        return Err("no image given".into());
-    };
-    o.image = image.clone();
-    let mut rest = &args[i + 1..];
-    if rest.first().is_some_and(|a| a == "--") {
-        rest = &rest[1..];
-    }
-    o.command = rest.to_vec();
-    Ok((store_flag, o))
+/// Run a command in a new container (through runc or crun)
+#[derive(Args)]
+#[command(override_usage = "unionrs run [OPTIONS] IMAGE [--] [COMMAND [ARG...]]")]
+pub struct RunArgs {
+    /// Run in the background under a monitor; print the container's ID
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep stdin open (in the foreground: ours goes to the command)
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give the command a pseudo-terminal (ours, relayed, with our window size)
+    #[arg(short, long)]
+    tty: bool,
+    /// Publish a port: [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp] (implies --network private); may repeat
+    #[arg(short, long, value_name = "[IP:]HOST:CONTAINER[/PROTO]")]
+    publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port
+    #[arg(short = 'P', long)]
+    publish_all: bool,
+    /// Bind-mount HOST_PATH at CONTAINER_PATH (not part of a commit); may repeat
+    #[arg(short, long, value_name = "HOST:CONTAINER[:ro]")]
+    volume: Vec<String>,
+    /// The container's hostname (default: its name)
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// Replace the image's Entrypoint ("" clears it; the image's Cmd is then not used)
+    #[arg(long, value_name = "CMD")]
+    entrypoint: Option<String>,
+    /// Remove the container when the command exits
+    #[arg(long)]
+    rm: bool,
+    /// The container's name
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Set an environment variable (KEY=VALUE); may repeat
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// The command's working directory
+    #[arg(short, long, value_name = "DIR")]
+    workdir: Option<String>,
+    /// Run as USER[:GROUP] (names from the image or numbers)
+    #[arg(short, long, value_name = "USER[:GROUP]")]
+    user: Option<String>,
+    /// Network: host (the default), none, or private (a namespace of its own served by pasta)
+    #[arg(
+        long,
+        alias = "net",
+        value_name = "host|none|private",
+        default_value = "host"
+    )]
+    network: String,
+    /// OCI runtime (default: runc, else crun)
+    #[arg(long, value_name = "PATH", value_hint = ValueHint::ExecutablePath)]
+    runtime: Option<PathBuf>,
+    /// All capabilities, no seccomp filter, every device
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true")]
+    privileged: bool,
+    /// Add a capability (CHOWN, CAP_NET_ADMIN, ALL); may repeat
+    #[arg(long, value_name = "CAP")]
+    cap_add: Vec<String>,
+    /// Drop a capability; may repeat
+    #[arg(long, value_name = "CAP")]
+    cap_drop: Vec<String>,
+    /// seccomp=unconfined|FILE or no-new-privileges[=true|false]; may repeat
+    #[arg(long, value_name = "OPT")]
+    security_opt: Vec<String>,
+    /// The image, then the command and its arguments, passed as they are (default: the
+    /// image's). Options end at the image, as in docker: a word after it that looks like
+    /// an option is the command's.
+    #[arg(
+        value_name = "IMAGE [COMMAND [ARG...]]",
+        required = true,
+        trailing_var_arg = true
+    )]
+    image_and_command: Vec<String>,
 }
 
-pub fn main(store_flag: Option<PathBuf>, args: &[String]) -> ExitCode {
-    let (store_flag, o) = match parse(store_flag, args) {
-        Ok(p) => p,
+/// The options `run` hands to [`crate::image::run::run`], or what is wrong with them.
+fn options(a: RunArgs) -> Result<RunOptions, String> {
+    let mut security = SecurityOptions {
+        privileged: a.privileged,
+        cap_add: a.cap_add,
+        cap_drop: a.cap_drop,
+        ..SecurityOptions::default()
+    };
+    for o in &a.security_opt {
+        security.security_opt(o)?;
+    }
+    let network = match a.network.as_str() {
+        "host" => Network::Host,
+        "none" => Network::None,
+        "private" | "bridge" => Network::Private,
+        v => return Err(format!("--network {v:?}: host, none or private")),
+    };
+    let mut words = a.image_and_command.into_iter();
+    let image = words.next().ok_or("no image given")?;
+    let mut command: Vec<String> = words.collect();
+    if command.first().is_some_and(|c| c == "--") {
+        command.remove(0);
+    }
+    Ok(RunOptions {
+        name: a.name,
+        env: a.env,
+        workdir: a.workdir,
+        user: a.user,
+        runtime: a.runtime,
+        network,
+        remove: a.rm,
+        security,
+        command,
+        detach: a.detach,
+        interactive: a.interactive,
+        tty: a.tty,
+        publish: a.publish,
+        publish_all: a.publish_all,
+        hostname: a.hostname,
+        entrypoint: a.entrypoint,
+        volumes: a.volume,
+        ..RunOptions::new(&image)
+    })
+}
+
+pub fn main(store_flag: Option<PathBuf>, args: RunArgs) -> ExitCode {
+    let o = match options(args) {
+        Ok(o) => o,
         Err(m) => {
-            eprintln!("unionrs: run: {m} (usage: unionrs --help)");
+            eprintln!("unionrs: run: {m}");
             return ExitCode::from(FAILED);
         }
     };
@@ -156,18 +172,23 @@ pub fn main(store_flag: Option<PathBuf>, args: &[String]) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::security::SecurityOptions;
+    use clap::Parser;
 
-    fn p(args: &[&str]) -> Result<(Option<PathBuf>, RunOptions), String> {
-        parse(
-            None,
-            &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn p(args: &[&str]) -> Result<RunOptions, String> {
+        let t = T::try_parse_from(std::iter::once("run").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        options(t.run)
     }
 
     #[test]
     fn options_stop_at_the_image() {
-        let (store, o) = p(&[
+        let o = p(&[
             "--rm",
             "--name=c",
             "-e",
@@ -177,15 +198,12 @@ mod tests {
             "/w",
             "--user",
             "1:2",
-            "--store",
-            "/s",
             "img:1",
             "sh",
             "-c",
             "echo --rm",
         ])
         .unwrap();
-        assert_eq!(store, Some(PathBuf::from("/s")));
         assert!(o.remove);
         assert_eq!(o.name.as_deref(), Some("c"));
         assert_eq!(o.env, ["A=1", "B=2"]);
@@ -196,15 +214,24 @@ mod tests {
         assert_eq!(o.image, "img:1");
         assert_eq!(o.command, ["sh", "-c", "echo --rm"]);
         assert_eq!(o.network, Network::Host);
-        let (_, o) = p(&["--network", "none", "img", "--", "--x"]).unwrap();
+        let o = p(&["--network", "none", "img", "--", "--x"]).unwrap();
         assert_eq!(
             (o.network, o.command),
             (Network::None, vec!["--x".to_string()])
         );
-        let (_, o) = p(&["img"]).unwrap();
+        // After the image every word is the command's, even one that looks like a flag.
+        let o = p(&["img", "--rm", "--name", "x"]).unwrap();
+        assert!(!o.remove);
+        assert_eq!(o.command, ["--rm", "--name", "x"]);
+        let o = p(&["--net=none", "img", "-x"]).unwrap();
+        assert_eq!(
+            (o.network, o.command),
+            (Network::None, vec!["-x".to_string()])
+        );
+        let o = p(&["img"]).unwrap();
         assert!(o.command.is_empty());
         assert_eq!(o.security, SecurityOptions::default());
-        let (_, o) = p(&[
+        let o = p(&[
             "--privileged",
             "--cap-add",
             "SYS_ADMIN",
@@ -221,23 +248,40 @@ mod tests {
             (vec!["SYS_ADMIN".to_string()], vec!["ALL".to_string()])
         );
         assert!(
-            p(&["--privileged=no", "img"])
-                .unwrap_err()
-                .contains("true or false")
+            !p(&["--privileged=false", "img"])
+                .unwrap()
+                .security
+                .privileged
         );
+        assert!(p(&["--privileged=no", "img"]).is_err());
         assert!(p(&["--security-opt", "apparmor=x", "img"]).is_err());
+        let o = p(&[
+            "-dit",
+            "-p",
+            "127.0.0.1:8080:80",
+            "-P",
+            "-v",
+            "/a:/b:ro",
+            "img",
+        ])
+        .unwrap();
+        assert!(o.detach && o.interactive && o.tty && o.publish_all);
+        assert_eq!(
+            (o.publish, o.volumes),
+            (
+                vec!["127.0.0.1:8080:80".to_string()],
+                vec!["/a:/b:ro".to_string()]
+            )
+        );
     }
 
     #[test]
     fn bad_command_lines() {
-        assert!(p(&[]).unwrap_err().contains("no image given"));
-        assert!(p(&["--rm"]).unwrap_err().contains("no image given"));
-        assert!(p(&["--name"]).unwrap_err().contains("--name needs a value"));
-        assert!(
-            p(&["--bogus", "img"])
-                .unwrap_err()
-                .contains("unknown option --bogus")
-        );
+        assert!(p(&[]).is_err());
+        assert!(p(&["--rm"]).is_err());
+        assert!(p(&["--name"]).is_err());
+        assert!(p(&["--bogus", "img"]).unwrap_err().contains("--bogus"));
+        assert!(p(&["--rm=yes", "img"]).is_err());
         assert!(
             p(&["--network", "overlay", "img"])
                 .unwrap_err()

@@ -154,6 +154,8 @@ fn serve_entry(
                     if let Some((_, res)) = ring.pop() {
                         break res;
                     }
+                    // Submits a queued COMMIT_AND_FETCH too; after EINTR it stays queued
+                    // (`to_submit`) and goes with the next call.
                     match ring.submit_and_wait(1) {
                         Ok(()) => {}
                         Err(e) if e.0 == libc::EINTR => {}
@@ -180,11 +182,9 @@ fn serve_entry(
                 &cmd_req(q, commit_id),
                 0,
             );
-            match ring.submit_and_wait(0) {
-                Ok(()) => {}
-                Err(e) if e.0 == libc::EINTR => {}
-                Err(e) => return Err(format!("io_uring_enter: {e}")),
-            }
+            // Submitted by the wait at the top of the loop: one io_uring_enter commits this
+            // answer, fetches the next request and sleeps until it comes (a separate submit
+            // cost a second system call per request).
         }
     };
     let r = result();

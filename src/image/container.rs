@@ -515,7 +515,7 @@ pub fn stage_layer(st: &Store, c: &Container) -> Result<StagedLayer, String> {
         w.into_inner()
             .map_err(|e| format!("write: {}", e.error()))?;
         let staged = st.stage_blob(File::open(&gz_path).map_err(|e| e.to_string())?, None)?;
-        let diff_id = Digest::parse(&info.diff_id)?;
+        let diff_id = info.diff_id;
         // Unpack the new layer so containers of the new image can use it.
         let mut fresh = None;
         if !st.has_layer(&diff_id) {

@@ -1,7 +1,6 @@
 //! sha256 content digests (`sha256:<64 hex>`): parsing, and a `Read` adapter that hashes
 //! and counts what flows through it, so a blob is verified on the stream.
 
-use super::hash_writer::hex;
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::{self, Read};
@@ -34,7 +33,12 @@ impl Digest {
 
     /// The digest of `data`.
     pub fn of(data: &[u8]) -> Digest {
-        Digest(format!("sha256:{}", hex(&Sha256::digest(data))))
+        Digest(format!("sha256:{:x}", Sha256::digest(data)))
+    }
+
+    /// What `hasher` has taken in, as a digest.
+    pub fn from_hasher(hasher: Sha256) -> Digest {
+        Digest(format!("sha256:{:x}", hasher.finalize()))
     }
 
     /// The 64 hex digits.
@@ -85,10 +89,7 @@ impl<R: Read> HashingReader<R> {
     /// digest and the total byte count.
     pub fn finish(mut self) -> io::Result<(Digest, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((
-            Digest(format!("sha256:{}", hex(&self.hasher.finalize()))),
-            self.read,
-        ))
+        Ok((Digest::from_hasher(self.hasher), self.read))
     }
 }
 

@@ -1,7 +1,8 @@
 //! A `Write` adapter that hashes (sha256) and counts every byte on its way through, so a
 //! layer's diff ID is known the moment its tar is written, without reading it back.
 
-use sha2::{Digest, Sha256};
+use super::digest::Digest;
+use sha2::{Digest as _, Sha256};
 use std::io::{self, Write};
 
 /// Passes writes to `inner` and feeds exactly the bytes `inner` accepted to sha256.
@@ -25,10 +26,9 @@ impl<W: Write> HashingWriter<W> {
         self.written
     }
 
-    /// Returns the inner writer, the `sha256:<hex>` digest and the byte count.
-    pub fn finish(self) -> (W, String, u64) {
-        let digest = self.hasher.finalize();
-        (self.inner, format!("sha256:{}", hex(&digest)), self.written)
+    /// Returns the inner writer, the digest and the byte count.
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, Digest::from_hasher(self.hasher), self.written)
     }
 }
 
@@ -43,17 +43,6 @@ impl<W: Write> Write for HashingWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    s
 }
 
 #[cfg(test)]
@@ -78,7 +67,7 @@ mod tests {
     fn empty_input_is_the_sha256_of_nothing() {
         let (_, d, n) = HashingWriter::new(Vec::new()).finish();
         assert_eq!(
-            d,
+            d.as_str(),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(n, 0);
@@ -100,13 +89,8 @@ mod tests {
         };
         assert_eq!(d, d2);
         assert_eq!(
-            d,
+            d.as_str(),
             "sha256:9c56cc51b374c3ba189210d5b6d4bf57790d351c96c47c02190ecf1e430635ab"
         );
-    }
-
-    #[test]
-    fn hex_is_lower_case() {
-        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
     }
 }

@@ -37,6 +37,7 @@
 //! mis-archive. Without `src/sys` (openat2) the walk uses paths with lstat and
 //! O_NOFOLLOW opens, which is enough for a quiescent directory but not for a hostile one.
 
+use super::digest::Digest;
 use super::hash_writer::HashingWriter;
 use super::pax::{EntrySpec, append_entry};
 use super::xattr::{SysXattrs, XattrSource, Xattrs};
@@ -57,8 +58,8 @@ use tar::{Builder, EntryType};
 /// What an exported layer is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerInfo {
-    /// `sha256:<hex>` of the uncompressed tar (the OCI diff ID).
-    pub diff_id: String,
+    /// The digest of the uncompressed tar (the OCI diff ID).
+    pub diff_id: Digest,
     /// Bytes of the uncompressed tar.
     pub size: u64,
     /// Archive entries written (whiteouts and opaque markers included, pax headers not).

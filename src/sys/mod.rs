@@ -33,6 +33,7 @@ impl Errno {
     pub const EISDIR: Errno = Errno(libc::EISDIR);
     pub const EINVAL: Errno = Errno(libc::EINVAL);
     pub const ENOSPC: Errno = Errno(libc::ENOSPC);
+    pub const EDQUOT: Errno = Errno(libc::EDQUOT);
     pub const EROFS: Errno = Errno(libc::EROFS);
     pub const ERANGE: Errno = Errno(libc::ERANGE);
     pub const ENOSYS: Errno = Errno(libc::ENOSYS);

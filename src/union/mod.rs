@@ -22,6 +22,7 @@ pub mod path;
 mod readdir;
 mod remove;
 mod rename;
+mod shared_whiteout;
 pub mod whiteout;
 
 pub use crate::sys::fs::{Stat, TimeSpec};
@@ -148,6 +149,8 @@ pub struct Union {
     noatime: bool,
     pub stats: Arc<Stats>,
     tmp_seq: AtomicU64,
+    /// The inode whiteouts are links to (shared_whiteout.rs).
+    shared_whiteout: Arc<parking_lot::Mutex<shared_whiteout::SharedWhiteout>>,
     /// Upper files are opened read-write (passthrough backs them; see file::backing_fd).
     backing_rdwr: std::sync::atomic::AtomicBool,
     /// The daemon's effective ids: what a new upper inode gets without a chown.
@@ -225,6 +228,7 @@ impl Union {
             noatime: cfg.noatime,
             stats: Arc::new(Stats::default()),
             tmp_seq: AtomicU64::new(0),
+            shared_whiteout: Default::default(),
             backing_rdwr: std::sync::atomic::AtomicBool::new(false),
             own_ids: (crate::sys::proc::geteuid(), crate::sys::proc::getegid()),
         };

@@ -23,7 +23,7 @@ impl Union {
     /// Writes a whiteout for `name` into an upper directory, in the mount's marker format.
     pub(crate) fn make_whiteout(&self, upper_dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<()> {
         match self.markers {
-            whiteout::MarkerFormat::Kernel => fs::mknod_at(upper_dir, name, libc::S_IFCHR, 0),
+            whiteout::MarkerFormat::Kernel => self.put_device_whiteout(upper_dir, name),
             whiteout::MarkerFormat::User => {
                 let wh = whiteout::wh_name(name);
                 drop(fs::open_at(
@@ -112,7 +112,7 @@ impl Union {
                 // Swap the object for a whiteout in one step, then drop the object.
                 let work = self.work()?;
                 let tmp = self.temp_name();
-                fs::rename_at(ud, name, work, &tmp, libc::RENAME_WHITEOUT)?;
+                self.swap_for_whiteout(ud, name, &tmp)?;
                 let _ = fs::unlink_at(work, &tmp, f.is_dir());
             } else {
                 fs::unlink_at(ud, name, f.is_dir())?;

@@ -1,9 +1,12 @@
 //! Registry credentials and `WWW-Authenticate` challenges.
 //!
-//! Credentials come from `--creds USER:PASS`, else from the `auths` of
-//! `$DOCKER_CONFIG/config.json` (default ~/.docker/config.json) or `$REGISTRY_AUTH_FILE`
-//! (podman's auth.json, same shape): `{"auths": {"HOST": {"auth": base64(USER:PASS)}}}`,
-//! Docker Hub's key being `https://index.docker.io/v1/`.
+//! Credentials come from `--creds USER:PASS`, else from `$DOCKER_CONFIG/config.json`
+//! (default ~/.docker/config.json) or `$REGISTRY_AUTH_FILE` (podman's auth.json, same shape),
+//! as docker reads them: a credential helper named for the registry in `credHelpers`, else
+//! the default helper `credsStore`, else `{"auths": {"HOST": {"auth": base64(USER:PASS)}}}`,
+//! Docker Hub's key being `https://index.docker.io/v1/`. A helper NAME is the program
+//! `docker-credential-NAME` on PATH, asked with `get` and the server on stdin; it answers
+//! `{"ServerURL": .., "Username": .., "Secret": ..}` (or fails saying "credentials not found").
 //!
 //! A challenge is `Bearer realm="..",service="..",scope=".."` (fetch a token from the realm,
 //! with the credentials as Basic auth if there are any, then retry) or `Basic realm=".."`
@@ -59,30 +62,130 @@ fn auth_files() -> Vec<PathBuf> {
     v
 }
 
-/// Credentials for `registry` (`docker.io` or `host[:port]`) from the auth files.
-pub fn lookup(registry: &str) -> Option<Creds> {
-    auth_files()
-        .iter()
-        .find_map(|p| lookup_in(&std::fs::read(p).ok()?, registry))
+/// Credentials for `registry` (`docker.io` or `host[:port]`) from the first auth file that
+/// has a helper or an entry for it. A configured helper is authoritative, as in docker: what
+/// it answers (nothing included) is the answer; one that cannot run is an error.
+pub fn lookup(registry: &str) -> Result<Option<Creds>, String> {
+    for p in auth_files() {
+        let Ok(json) = std::fs::read(&p) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(&json) else {
+            continue;
+        };
+        if let Some(helper) = helper_for(&v, registry) {
+            return run_helper(&helper, registry)
+                .map_err(|e| format!("{e} (configured in {})", p.display()));
+        }
+        if let Some(c) = lookup_value(&v, registry) {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
 }
 
-/// Credentials for `registry` from the JSON of one auth file.
-pub fn lookup_in(json: &[u8], registry: &str) -> Option<Creds> {
-    let v: Value = serde_json::from_slice(json).ok()?;
-    let auths = v.get("auths")?.as_object()?;
-    let norm = |k: &str| -> String {
-        let k = k
-            .trim_start_matches("https://")
-            .trim_start_matches("http://");
-        let k = k.split('/').next().unwrap_or(k);
-        match k {
-            "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
-            k => k.to_string(),
-        }
+/// A registry key of an auth file as unionrs names registries (`https://index.docker.io/v1/`
+/// is `docker.io`).
+fn norm_key(k: &str) -> String {
+    let k = k
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let k = k.split('/').next().unwrap_or(k);
+    match k {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
+        k => k.to_string(),
+    }
+}
+
+/// The credential helper for `registry`: its `credHelpers` entry, else `credsStore`.
+fn helper_for(v: &Value, registry: &str) -> Option<String> {
+    let named = v
+        .get("credHelpers")
+        .and_then(Value::as_object)
+        .and_then(|h| h.iter().find(|(k, _)| norm_key(k) == registry))
+        .and_then(|(_, n)| n.as_str());
+    named
+        .or_else(|| v.get("credsStore").and_then(Value::as_str))
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+}
+
+/// Runs `docker-credential-NAME get` for `registry`. The secret never reaches a message.
+fn run_helper(name: &str, registry: &str) -> Result<Option<Creds>, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let prog = format!("docker-credential-{name}");
+    if name.contains('/') {
+        return Err(format!("credential helper {prog:?}: a name, not a path"));
+    }
+    // The server as docker hands it to helpers: Docker Hub by its old index URL.
+    let server = match registry {
+        "docker.io" => "https://index.docker.io/v1/",
+        r => r,
     };
+    let mut child = Command::new(&prog)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("credential helper {prog} cannot run: {e}"))?;
+    // A helper that exits without reading its stdin answers anyway.
+    let _ = child
+        .stdin
+        .take()
+        .map(|mut s| s.write_all(format!("{server}\n").as_bytes()));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("credential helper {prog}: {e}"))?;
+    let first_line = |b: &[u8]| -> String {
+        let s = String::from_utf8_lossy(b);
+        s.lines().next().unwrap_or("").chars().take(200).collect()
+    };
+    if !out.status.success() {
+        let said = first_line(&out.stdout);
+        if said.contains("credentials not found") {
+            log::debug!("{prog}: no credentials for {server}");
+            return Ok(None);
+        }
+        let err = first_line(&out.stderr);
+        return Err(format!(
+            "credential helper {prog} get {server} failed ({}): {}",
+            out.status,
+            if err.is_empty() { said } else { err }
+        ));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|_| format!("credential helper {prog} get {server}: its answer is not JSON"))?;
+    let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("");
+    match (field("Username"), field("Secret")) {
+        (_, "") => Err(format!(
+            "credential helper {prog} get {server}: no Secret in its answer"
+        )),
+        ("<token>", _) => Err(format!(
+            "credential helper {prog} get {server}: an identity token (Username <token>), \
+             which unionrs does not support; log in with a user and password"
+        )),
+        ("", _) => Err(format!(
+            "credential helper {prog} get {server}: no Username in its answer"
+        )),
+        (user, secret) => Ok(Some(Creds {
+            user: user.to_string(),
+            pass: secret.to_string(),
+        })),
+    }
+}
+
+/// Credentials for `registry` from the `auths` of one auth file's JSON.
+pub fn lookup_in(json: &[u8], registry: &str) -> Option<Creds> {
+    lookup_value(&serde_json::from_slice(json).ok()?, registry)
+}
+
+fn lookup_value(v: &Value, registry: &str) -> Option<Creds> {
+    let auths = v.get("auths")?.as_object()?;
     let entry = auths
         .iter()
-        .find(|(k, _)| norm(k) == registry)
+        .find(|(k, _)| norm_key(k) == registry)
         .map(|(_, e)| e)?;
     if let Some(a) = entry.get("auth").and_then(Value::as_str) {
         let raw = base64_decode(a)?;
@@ -183,50 +286,25 @@ pub fn token_from_json(body: &[u8]) -> Result<String, String> {
         .ok_or_else(|| "token endpoint answered without a token".to_string())
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
+/// Base64 as registries and auth files write it: standard alphabet, padded.
 pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for (k, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if k <= c.len() {
-                out.push(B64[(n >> shift) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
+/// Base64 as auth files may hold it: standard or URL-safe alphabet, padded or not, stray
+/// low bits tolerated (as Go's decoder, which wrote most of them).
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in s.trim().as_bytes() {
-        if c == b'=' {
-            break;
-        }
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    use base64::Engine;
+    use base64::alphabet;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    const STD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+    const URL: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+    let s = s.trim();
+    STD.decode(s).or_else(|_| URL.decode(s)).ok()
 }
 
 #[cfg(test)]
@@ -242,6 +320,10 @@ mod tests {
             );
         }
         assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
+        assert_eq!(base64_decode("dXNlcjpwYXNz\n").unwrap(), b"user:pass");
+        assert_eq!(base64_decode("dXNlcjpwYXM").unwrap(), b"user:pas");
+        assert_eq!(base64_decode("-_8").unwrap(), [0xfb, 0xff]);
+        assert_eq!(base64_decode("a$b"), None);
     }
 
     #[test]
@@ -283,5 +365,20 @@ mod tests {
         );
         assert_eq!(lookup_in(j, "127.0.0.1:5000").unwrap().pass, "b:c");
         assert_eq!(lookup_in(j, "quay.io"), None);
+    }
+
+    #[test]
+    fn helpers_as_docker_chooses_them() {
+        let v: Value = serde_json::from_str(
+            r#"{"credsStore":"desktop","credHelpers":{"127.0.0.1:5000":"pass",
+                "https://index.docker.io/v1/":"hub"},"auths":{"quay.io":{}}}"#,
+        )
+        .unwrap();
+        assert_eq!(helper_for(&v, "127.0.0.1:5000").as_deref(), Some("pass"));
+        assert_eq!(helper_for(&v, "docker.io").as_deref(), Some("hub"));
+        assert_eq!(helper_for(&v, "quay.io").as_deref(), Some("desktop"));
+        let v: Value = serde_json::from_str(r#"{"credsStore":"","auths":{}}"#).unwrap();
+        assert_eq!(helper_for(&v, "quay.io"), None);
+        assert!(run_helper("../x", "quay.io").is_err());
     }
 }

@@ -97,7 +97,10 @@ impl Client {
         } else {
             format!("https://{host}")
         };
-        let creds = opts.creds.clone().or_else(|| auth::lookup(&r.registry));
+        let creds = match &opts.creds {
+            Some(c) => Some(c.clone()),
+            None => auth::lookup(&r.registry)?,
+        };
         Ok(Client {
             agent,
             base,
@@ -331,19 +334,34 @@ pub fn header<'a>(resp: &'a Response<RespBody>, name: &str) -> Option<&'a str> {
     resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A query value as registries expect it: everything but `A-Za-z0-9-_.~/:` percent-encoded.
 pub fn query_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/')
+        .remove(b':');
+    utf8_percent_encode(s, QUERY).to_string()
 }
 
 /// A URL without its query (upload URLs carry state tokens).
 fn redact(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_keep_what_registries_read_plainly() {
+        assert_eq!(
+            query_escape("repository:lib/ubuntu:pull,push"),
+            "repository:lib/ubuntu:pull%2Cpush"
+        );
+        assert_eq!(query_escape("a b&c=é~"), "a%20b%26c%3D%C3%A9~");
+    }
 }

@@ -18,7 +18,6 @@ use super::read_ahead::read_ahead;
 use super::reference::RemoteRef;
 use super::{ACCEPT_MANIFESTS, MAX_MANIFEST, PARALLEL, parallel};
 use crate::image::digest::Digest;
-use crate::image::hash_writer::hex;
 use crate::image::layout::{
     Descriptor, Index, MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_LAYER,
     MT_OCI_LAYER_GZIP, MT_OCI_LAYER_ZSTD, MT_OCI_MANIFEST, Manifest, config_diff_ids,
@@ -508,7 +507,7 @@ fn receive(
         }
     });
     let n = tee.n;
-    let digest = Digest::from_hex(&hex(&tee.hasher.finalize()))?;
+    let digest = Digest::from_hasher(tee.hasher);
     if n < l.size {
         let why = match (&unpacked, &drained) {
             (Err(m), _) => format!(" ({m})"),
