@@ -473,3 +473,35 @@ fn format_templates_as_docker_writes_them() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&o.stderr).lines().count(), 2);
 }
+
+/// A command that finds the store in use waits for it and says so on stderr (one line), then
+/// runs once the holder lets go.
+#[test]
+fn a_command_waiting_for_the_store_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    assert!(unionrs(&store, &["images"]).status.success());
+    let holder = fs::OpenOptions::new()
+        .write(true)
+        .open(store.join("lock"))
+        .unwrap();
+    holder.lock().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_unionrs"))
+        .arg("--store")
+        .arg(&store)
+        .arg("images")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    holder.unlock().unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    let e = err(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.starts_with("unionrs: waiting for the store ") && e.contains("another unionrs command"),
+        "{e}"
+    );
+}

@@ -637,6 +637,39 @@ both!(posix_acls_inherited_and_kept, |fs| {
     assert!(acl.contains("user:65534:r--"), "{acl}");
 });
 
+// A minimal default ACL (no named entries, no mask) shapes new modes by itself: the
+// requested mode masked by it, with umask 0 (fstests generic/099). unionrs made the object as
+// asked, then its chmod after the chown put the requested mode back.
+both!(minimal_default_acl_masks_new_modes, |fs| {
+    let l = Layers::new(1);
+    let _m = mount(fs, &l, &[]);
+    fs::create_dir(l.m("d")).unwrap();
+    let st = std::process::Command::new("setfacl")
+        .args(["-d", "-m", "u::r-x,g::r--,o::---"])
+        .arg(l.m("d"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let old = sys::umask(0);
+    let r = std::panic::catch_unwind(|| {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o666)
+            .open(l.m("d/f"))
+            .unwrap();
+        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o777)
+            .create(l.m("d/sub"))
+            .unwrap();
+    });
+    sys::umask(old);
+    r.unwrap();
+    let mode = |p: &str| fs::metadata(l.m(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("d/f"), 0o440, "{fs:?}: file");
+    assert_eq!(mode("d/sub"), 0o540, "{fs:?}: directory");
+});
+
 // futimens on a deleted-but-open file works through its fd (the kernel sends no handle).
 both!(deleted_open_file_set_times, |fs| {
     let l = Layers::new(1);

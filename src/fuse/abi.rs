@@ -54,6 +54,7 @@ pub const FALLOCATE: u32 = 43;
 pub const READDIRPLUS: u32 = 44;
 pub const RENAME2: u32 = 45;
 pub const LSEEK: u32 = 46;
+pub const TMPFILE: u32 = 51;
 
 // INIT flags (flags | flags2 << 32).
 pub const FUSE_ASYNC_READ: u64 = 1 << 0;
@@ -71,7 +72,16 @@ pub const FUSE_SETXATTR_EXT: u64 = 1 << 29;
 pub const FUSE_INIT_EXT: u64 = 1 << 30;
 pub const FUSE_DIRECT_IO_ALLOW_MMAP: u64 = 1 << 36;
 pub const FUSE_PASSTHROUGH: u64 = 1 << 37;
+pub const FUSE_NO_EXPORT_SUPPORT: u64 = 1 << 38;
 pub const FUSE_OVER_IO_URING: u64 = 1 << 41;
+
+// The ioctls served (through the kernel's fileattr operations: lsattr, chattr).
+pub const FS_IOC_GETFLAGS: u32 = 0x8008_6601;
+pub const FS_IOC_SETFLAGS: u32 = 0x4008_6602;
+pub const FS_IOC32_GETFLAGS: u32 = 0x8004_6601;
+pub const FS_IOC32_SETFLAGS: u32 = 0x4004_6602;
+pub const FS_IOC_FSGETXATTR: u32 = 0x801c_581f;
+pub const FS_IOC_FSSETXATTR: u32 = 0x401c_5820;
 
 // SETATTR valid bits.
 pub const FATTR_MODE: u32 = 1 << 0;
@@ -330,7 +340,20 @@ pub enum Request<'a> {
         umask: u32,
         name: &'a [u8],
     },
-    Ioctl,
+    /// O_TMPFILE: an unnamed file in directory `nodeid`, created and opened (the request
+    /// carries the name "/", which is no name).
+    Tmpfile {
+        flags: u32,
+        mode: u32,
+        umask: u32,
+    },
+    /// struct fuse_ioctl_in, restricted (the kernel sized `data` and the reply from the
+    /// command's _IOC encoding).
+    Ioctl {
+        cmd: u32,
+        out_size: u32,
+        data: &'a [u8],
+    },
     Fallocate {
         fh: u64,
         offset: u64,
@@ -563,7 +586,24 @@ pub fn decode<'a>(
                 name: c.name()?,
             }
         }
-        IOCTL => R::Ioctl,
+        TMPFILE => {
+            let (flags, mode, umask, _open_flags) = (c.u32()?, c.u32()?, c.u32()?, c.u32()?);
+            R::Tmpfile { flags, mode, umask }
+        }
+        IOCTL => {
+            let (_fh, _flags, cmd, _arg) = (c.u64()?, c.u32()?, c.u32()?, c.u64()?);
+            let (in_size, out_size) = (c.u32()?, c.u32()?);
+            let data = if in_size == 0 {
+                &[][..]
+            } else {
+                c.take(in_size as usize)?
+            };
+            R::Ioctl {
+                cmd,
+                out_size,
+                data,
+            }
+        }
         FALLOCATE => {
             let (fh, offset, length, mode) = (c.u64()?, c.u64()?, c.u64()?, c.u32()?);
             R::Fallocate {
@@ -857,7 +897,33 @@ mod tests {
             ),
             (INTERRUPT, u64b(77), R::Interrupt { unique: 77 }),
             (DESTROY, vec![], R::Destroy),
-            (IOCTL, vec![0u8; 32], R::Ioctl),
+            (
+                TMPFILE,
+                le(&[
+                    &u32b(0o20000002),
+                    &u32b(0o100600),
+                    &u32b(0o22),
+                    &u32b(0),
+                    b"/\0",
+                ]),
+                R::Tmpfile {
+                    flags: 0o20000002,
+                    mode: 0o100600,
+                    umask: 0o22,
+                },
+            ),
+            (
+                IOCTL,
+                le(&[&u64b(3), &u32b(0), &u32b(FS_IOC_SETFLAGS), &u64b(0)])
+                    .into_iter()
+                    .chain(le(&[&u32b(4), &u32b(0), &u32b(0x10)]))
+                    .collect(),
+                R::Ioctl {
+                    cmd: FS_IOC_SETFLAGS,
+                    out_size: 0,
+                    data: &[0x10, 0, 0, 0],
+                },
+            ),
             (
                 FALLOCATE,
                 le(&[&u64b(7), &u64b(1), &u64b(2), &u32b(3), &u32b(0)]),

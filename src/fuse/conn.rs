@@ -9,7 +9,7 @@
 
 use super::abi::{self, Body, InHeader, Malformed, Out, Request, SetTime};
 use super::abi::{decode_dev, encode_dev};
-use super::ops::{EntryOut, FOPEN_PASSTHROUGH, Opened, TTL, XattrOut};
+use super::ops::{EntryOut, FOPEN_PASSTHROUGH, Opened, XattrOut};
 use super::state::UnionFs;
 use crate::sys::fuse_dev::Backing;
 use crate::union::attr::SetAttr;
@@ -17,6 +17,7 @@ use crate::union::{Ctx, Errno, Stat, TimeSpec};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Largest write (and read) the kernel may send: 256 pages, the kernel's default cap on
 /// max_pages (fuse_max_pages_limit), so asking for more changes nothing but the io_uring
@@ -72,18 +73,19 @@ fn attr(o: &mut Out<'_>, st: &Stat) {
 /// struct fuse_entry_out
 fn entry(o: &mut Out<'_>, e: &EntryOut) {
     let (s, ns) = (e.ttl.as_secs(), e.ttl.subsec_nanos());
+    let (attr_s, attr_ns) = (e.attr_ttl.as_secs(), e.attr_ttl.subsec_nanos());
     o.u64(e.ino())
         .u64(e.generation)
         .u64(s)
-        .u64(s)
+        .u64(attr_s)
         .u32(ns)
-        .u32(ns);
+        .u32(attr_ns);
     attr(o, &e.st);
 }
 
-/// struct fuse_attr_out
-fn attr_out(o: &mut Out<'_>, st: &Stat) {
-    o.u64(TTL.as_secs()).u32(TTL.subsec_nanos()).u32(0);
+/// struct fuse_attr_out, valid for `ttl`.
+fn attr_out(o: &mut Out<'_>, st: &Stat, ttl: Duration) {
+    o.u64(ttl.as_secs()).u32(ttl.subsec_nanos()).u32(0);
     attr(o, st);
 }
 
@@ -156,7 +158,12 @@ impl Conn {
             | abi::FUSE_ATOMIC_O_TRUNC
             | abi::FUSE_PARALLEL_DIROPS
             | abi::FUSE_CACHE_SYMLINKS
-            | abi::FUSE_EXPORT_SUPPORT
+            // No NFS export, as kernel overlayfs with its default nfs_export=off:
+            // name_to_handle_at answers EOPNOTSUPP (fanotify's AT_HANDLE_FID handles still
+            // work). A handle the kernel would hand out (node id + generation) could not be
+            // opened once the kernel forgot the node: node ids are inode numbers, which
+            // nothing maps back to a path (docs/architecture.md, section 9).
+            | abi::FUSE_NO_EXPORT_SUPPORT
             | abi::FUSE_DONT_MASK
             | abi::FUSE_DIRECT_IO_ALLOW_MMAP
             | abi::FUSE_DO_READDIRPLUS
@@ -269,7 +276,9 @@ impl Conn {
                 return None;
             }
             R::Lookup { name } => fs.op_lookup(ino, name).map(|e| entry(o, &e)),
-            R::Getattr { fh } => fs.op_getattr(ino, fh).map(|st| attr_out(o, &st)),
+            R::Getattr { fh } => fs
+                .op_getattr(ino, fh)
+                .map(|st| attr_out(o, &st, fs.attr_ttl(ino))),
             R::Setattr(a) => {
                 let set = SetAttr {
                     mode: a.mode,
@@ -280,7 +289,7 @@ impl Conn {
                     mtime: a.mtime.map(time),
                 };
                 fs.op_setattr(&Self::ctx(h, 0), ino, a.fh, set)
-                    .map(|st| attr_out(o, &st))
+                    .map(|st| attr_out(o, &st, fs.attr_ttl(ino)))
             }
             R::Readlink => fs.op_readlink(ino).map(|t| {
                 o.bytes(&t);
@@ -310,9 +319,14 @@ impl Conn {
             R::Link { oldnodeid, newname } => {
                 fs.op_link(oldnodeid, ino, newname).map(|e| entry(o, &e))
             }
-            R::Open { flags } => fs
-                .op_open(ino, flags as i32, make)
-                .map(|op| open_out(o, &op)),
+            R::Open { flags } => fs.op_open(ino, flags as i32, make).map(|op| {
+                // A writer may map the file shared: drop the attributes the kernel cached
+                // before (see `UnionFs::attr_ttl`).
+                if flags as i32 & libc::O_ACCMODE != libc::O_RDONLY && op.backing.is_some() {
+                    let _ = self.inval_attrs(ino);
+                }
+                open_out(o, &op)
+            }),
             R::Read { fh, offset, size } => fs.op_read(fh, offset, size).map(|d| {
                 o.bytes(&d);
             }),
@@ -383,7 +397,21 @@ impl Conn {
                     entry(o, &e);
                     open_out(o, &op);
                 }),
-            R::Ioctl => fs.op_ioctl(),
+            R::Tmpfile { flags, mode, umask } => fs
+                .op_tmpfile(&Self::ctx(h, umask), ino, mode, flags as i32, make)
+                .map(|(e, op)| {
+                    entry(o, &e);
+                    open_out(o, &op);
+                }),
+            R::Ioctl {
+                cmd,
+                out_size,
+                data,
+            } => fs.op_ioctl(ino, cmd, data).map(|out| {
+                // struct fuse_ioctl_out (result 0, no retry), then what fits of the data.
+                o.zeros(16);
+                o.bytes(&out[..out.len().min(out_size as usize)]);
+            }),
             R::Fallocate {
                 fh,
                 offset,
@@ -403,6 +431,15 @@ impl Conn {
         Some(r)
     }
 
+    /// FUSE_NOTIFY_INVAL_INODE for the attributes of an inode only (offset -1: no page is
+    /// dropped), over /dev/fuse.
+    pub fn inval_attrs(&self, ino: u64) -> Result<(), Errno> {
+        let mut body = Vec::with_capacity(24);
+        Out(&mut body).u64(ino).u64(-1i64 as u64).u64(0);
+        let h = abi::out_header(0, abi::FUSE_NOTIFY_INVAL_INODE, body.len());
+        crate::sys::fuse_dev::write_reply(self.dev.as_fd(), &[&h, &body]).map(|_| ())
+    }
+
     /// FUSE_NOTIFY_INVAL_INODE for a whole inode (its cached pages and listing). Always over
     /// /dev/fuse: io_uring carries no notifications.
     pub fn inval_inode(&self, ino: u64) -> Result<(), Errno> {
@@ -415,6 +452,7 @@ impl Conn {
 
 #[cfg(test)]
 mod tests {
+    use super::super::ops::TTL;
     use super::*;
     use crate::union::{Union, UnionConfig};
 

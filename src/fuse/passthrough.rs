@@ -84,6 +84,9 @@ pub struct Passthrough<B> {
     enabled: Arc<AtomicBool>,
     by_inode: DashMap<u64, Mode<B>>,
     by_handle: DashMap<u64, (u64, HandleMode<B>)>,
+    /// Passthrough handles open for writing (handle -> inode), and their count per inode.
+    writer_handles: DashMap<u64, u64>,
+    writers: DashMap<u64, u64>,
     /// Serialises decisions and releases, so an inode's mode changes in one place at a time.
     lock: Mutex<()>,
 }
@@ -94,6 +97,8 @@ impl<B> Passthrough<B> {
             enabled: Arc::new(AtomicBool::new(enabled)),
             by_inode: DashMap::new(),
             by_handle: DashMap::new(),
+            writer_handles: DashMap::new(),
+            writers: DashMap::new(),
             lock: Mutex::new(()),
         }
     }
@@ -147,6 +152,7 @@ impl<B> Passthrough<B> {
             }
             self.by_handle
                 .insert(fh, (ino, HandleMode::Passthrough(b.clone())));
+            self.note_writer(ino, fh, wants_write);
             return Decision::Passthrough(b);
         }
         // Cached opens are still there: a passthrough open would be refused.
@@ -169,6 +175,7 @@ impl<B> Passthrough<B> {
                 );
                 self.by_handle
                     .insert(fh, (ino, HandleMode::Passthrough(b.clone())));
+                self.note_writer(ino, fh, wants_write);
                 Decision::Passthrough(b)
             }
             // The kernel refused this backing file: serve this open through the daemon with
@@ -178,6 +185,21 @@ impl<B> Passthrough<B> {
                 self.count_cached(ino, fh);
                 Decision::DirectIo
             }
+        }
+    }
+
+    /// Whether inode `ino` has a passthrough open for writing: then writes through a shared
+    /// mapping of it reach the layer file without a word to the kernel's FUSE inode or to
+    /// the daemon, so its attributes must not be cached (see `UnionFs::attr_ttl`).
+    pub fn has_writer(&self, ino: u64) -> bool {
+        self.writers.contains_key(&ino)
+    }
+
+    /// Counts passthrough handle `fh` of `ino` as a writer until its release.
+    fn note_writer(&self, ino: u64, fh: u64, wants_write: bool) {
+        if wants_write {
+            self.writer_handles.insert(fh, ino);
+            *self.writers.entry(ino).or_insert(0) += 1;
         }
     }
 
@@ -209,6 +231,12 @@ impl<B> Passthrough<B> {
     /// A handle closed: drop what it held (and the inode's entry when it was the last).
     pub fn release(&self, fh: u64) {
         let _g = self.lock.lock();
+        if let Some((_, ino)) = self.writer_handles.remove(&fh) {
+            self.writers.remove_if_mut(&ino, |_, n| {
+                *n -= 1;
+                *n == 0
+            });
+        }
         let Some((_, (ino, held))) = self.by_handle.remove(&fh) else {
             return;
         };

@@ -33,7 +33,8 @@ const HEADER_LEN: usize = 288;
 /// rest of the request is in the payload buffer.
 fn op_header_len(opcode: u32, setxattr_ext: bool) -> usize {
     match opcode {
-        abi::GETATTR | abi::MKNOD | abi::FSYNC | abi::FSYNCDIR | abi::CREATE | abi::RENAME2 => 16,
+        abi::GETATTR | abi::MKNOD | abi::FSYNC | abi::FSYNCDIR | abi::CREATE | abi::TMPFILE => 16,
+        abi::RENAME2 => 16,
         abi::SETATTR => 88,
         abi::MKDIR
         | abi::RENAME

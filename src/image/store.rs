@@ -275,6 +275,14 @@ impl Store {
                 .open(&lock_path),
             || format!("cannot open {}", lock_path.display()),
         )?;
+        // One writer at a time: a command that has to wait (a build or a pull holds the lock
+        // for its whole run) says so instead of hanging without a word.
+        if let Err(fs::TryLockError::WouldBlock) = lock.try_lock() {
+            eprintln!(
+                "unionrs: waiting for the store {} (another unionrs command is using it)",
+                root.display()
+            );
+        }
         ctx(lock.lock(), || {
             format!("cannot lock {}", lock_path.display())
         })?;

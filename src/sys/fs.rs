@@ -189,6 +189,31 @@ pub fn symlink_at(target: &[u8], dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<
     check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) }).map(drop)
 }
 
+/// A new name `new` in `new_dir` for the file open as `fd` (an O_TMPFILE file): linkat with
+/// AT_EMPTY_PATH, which needs CAP_DAC_READ_SEARCH, else through /proc/self/fd.
+pub fn link_fd(fd: BorrowedFd<'_>, new_dir: BorrowedFd<'_>, new: &[u8]) -> SysResult<()> {
+    match link_at(fd, b"", new_dir, new) {
+        Err(e) if e == Errno::ENOENT || e.0 == libc::EPERM => {
+            let (p, n) = (
+                cstr(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_bytes())?,
+                cstr(new)?,
+            );
+            // SAFETY: valid C strings.
+            check(unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    p.as_ptr(),
+                    new_dir.as_raw_fd(),
+                    n.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            })
+            .map(drop)
+        }
+        r => r,
+    }
+}
+
 pub fn link_at(
     old_dir: BorrowedFd<'_>,
     old: &[u8],
@@ -535,4 +560,59 @@ pub fn open_by_handle(
     })?;
     // SAFETY: a new fd we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (the kernel moves an int, whatever the encoding says)
+/// and FS_IOC_FSGETXATTR / FS_IOC_FSSETXATTR (struct fsxattr, 28 bytes).
+const FS_IOC_GETFLAGS: libc::c_ulong = 0x8008_6601;
+const FS_IOC_SETFLAGS: libc::c_ulong = 0x4008_6602;
+const FS_IOC_FSGETXATTR: libc::c_ulong = 0x801c_581f;
+const FS_IOC_FSSETXATTR: libc::c_ulong = 0x401c_5820;
+
+/// The inode flags (`lsattr`) of an open file.
+pub fn inode_flags(fd: BorrowedFd<'_>) -> SysResult<u32> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int to the pointer, which is live and writable.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_GETFLAGS, &mut v as *mut libc::c_int) })?;
+    Ok(v as u32)
+}
+
+/// Sets the inode flags (`chattr`) of an open file.
+pub fn set_inode_flags(fd: BorrowedFd<'_>, flags: u32) -> SysResult<()> {
+    let v = flags as libc::c_int;
+    // SAFETY: FS_IOC_SETFLAGS reads one int from the pointer, which is live.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_SETFLAGS, &v as *const libc::c_int) })
+        .map(drop)
+}
+
+/// struct fsxattr of an open file, as 7 u32 (xflags, extsize, nextents, projid, cowextsize,
+/// padding).
+pub fn fsxattr(fd: BorrowedFd<'_>) -> SysResult<[u32; 7]> {
+    let mut v = [0u32; 7];
+    // SAFETY: FS_IOC_FSGETXATTR writes a 28-byte struct fsxattr into the live array.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FSGETXATTR, v.as_mut_ptr()) })?;
+    Ok(v)
+}
+
+pub fn set_fsxattr(fd: BorrowedFd<'_>, v: &[u32; 7]) -> SysResult<()> {
+    // SAFETY: FS_IOC_FSSETXATTR reads a 28-byte struct fsxattr from the live array.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), FS_IOC_FSSETXATTR, v.as_ptr()) }).map(drop)
+}
+
+/// The statx attributes (`STATX_ATTR_*`: immutable, append-only, ...) of `dir/name`,
+/// without following a final symlink (an empty name: `dir` itself).
+pub fn attributes_at(dir: BorrowedFd<'_>, name: &[u8]) -> SysResult<u64> {
+    let mut buf = [0u8; 256];
+    let c = super::cstr_in(&mut buf, name)?;
+    let flags = libc::AT_SYMLINK_NOFOLLOW
+        | if name.is_empty() {
+            libc::AT_EMPTY_PATH
+        } else {
+            0
+        };
+    // SAFETY: statx is plain old data; zeroed is a valid value.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid C string and a writable struct statx.
+    check(unsafe { libc::statx(dir.as_raw_fd(), c.as_ptr(), flags, 0, &mut st) })?;
+    Ok(st.stx_attributes & st.stx_attributes_mask)
 }

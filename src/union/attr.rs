@@ -62,8 +62,9 @@ impl Union {
                 None => detached.ok_or(Errno::ENOENT)?,
             };
             let mut st = fs::fstat(fd.as_fd())?;
-            // A whited-out lower object still has its links in the lower layer.
-            if !upper {
+            // A whited-out lower file still has its links in the lower layer. A directory
+            // shows them as the kernel does (a merged one 1, below).
+            if !upper && !node.is_dir() {
                 st.st_nlink = 0;
             } else {
                 self.apply_override(UPPER, fd.as_fd(), b"", &mut st);
@@ -104,6 +105,7 @@ impl Union {
     pub fn setattr(&self, ctx: &Ctx, ino: u64, fh: Option<u64>, a: SetAttr) -> SysResult<Stat> {
         self.writable()?;
         let node = self.node(ino)?;
+        self.refuse_protected(&node)?;
         // chown, chmod and truncate may drop security.capability; chmod rewrites an ACL's
         // mask. No other name comes or goes, so a remembered list without those two stays
         // right (tar's fchown, fchmod, futimens then cost one listing per file, not three).
@@ -305,7 +307,7 @@ impl Union {
     }
 
     /// Runs `f` on the directory fd + name of the node's shown object.
-    fn at_top<T>(
+    pub(crate) fn at_top<T>(
         &self,
         node: &Node,
         f: impl FnOnce(std::os::fd::BorrowedFd<'_>, &[u8]) -> SysResult<T>,
@@ -408,6 +410,7 @@ impl Union {
         }
         self.refuse_mount_xattr(name)?;
         let node = self.node(ino)?;
+        self.refuse_protected(&node)?;
         if !node.state.read().unlinked && !on_index_copy(&node) {
             self.copy_up_meta(&node)?;
         }
@@ -423,6 +426,7 @@ impl Union {
         }
         self.refuse_mount_xattr(name)?;
         let node = self.node(ino)?;
+        self.refuse_protected(&node)?;
         // Absent everywhere: nothing to copy up.
         self.at_top(&node, |d, n| xattr::get(d, n, name))?;
         if !node.state.read().unlinked && !on_index_copy(&node) {

@@ -381,6 +381,7 @@ impl Union {
             Err(e) if e != Errno::EPERM && e != Errno::ENOTSUP => return Err(e),
             _ => {}
         }
+        self.copy_protection(src_layer, src_dir, name, (work, tmp))?;
         let at = fs::TimeSpec::At(st.st_atime, st.st_atime_nsec);
         let mt = fs::TimeSpec::At(st.st_mtime, st.st_mtime_nsec);
         fs::utimes_at(work, tmp, at, mt)

@@ -51,6 +51,7 @@ impl Union {
         if dir.state.read().unlinked {
             return Err(Errno::ENOENT);
         }
+        self.refuse_create_in(&dir)?;
         self.entries_change(&dir);
         let upper_only = {
             let s = dir.state.read();
@@ -96,6 +97,23 @@ impl Union {
         match self.xattr_names(dir) {
             Ok(names) => names.iter().any(|n| n == DEFAULT_ACL),
             Err(_) => xattr::has(upper_dir, b"", DEFAULT_ACL),
+        }
+    }
+
+    /// The permission bits a new object made in place must keep after its chown (which drops
+    /// set-id bits): `perm`, or under a default ACL the mode the upper filesystem gave it (the
+    /// requested mode masked by the ACL, which a chmod to `perm` would undo).
+    fn created_perm(
+        &self,
+        slot: &Slot,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        perm: u32,
+    ) -> SysResult<u32> {
+        if slot.default_acl {
+            Ok(fs::stat_at(dir, name)?.st_mode & 0o7777)
+        } else {
+            Ok(perm)
         }
     }
 
@@ -163,10 +181,25 @@ impl Union {
         kind: u32,
         perm: Option<u32>,
     ) -> SysResult<()> {
-        let parent = fs::fstat(dir)?;
+        self.set_owner_under(ctx, dir, dir, name, kind, perm)
+    }
+
+    /// `set_owner` of `dir/name` whose parent directory is `parent` (an unnamed file is
+    /// `fd` + "" under the directory it was made in).
+    fn set_owner_under(
+        &self,
+        ctx: &Ctx,
+        parent: BorrowedFd<'_>,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        kind: u32,
+        perm: Option<u32>,
+    ) -> SysResult<()> {
+        let parent_fd = parent;
+        let parent = fs::fstat(parent_fd)?;
         let mut parent_owner = super::override_stat::Owner::of(&parent);
         if let Some(attr) = self.upper_override()
-            && let Some(o) = super::override_stat::read(dir, b"", attr)
+            && let Some(o) = super::override_stat::read(parent_fd, b"", attr)
         {
             parent_owner = o;
         }
@@ -238,6 +271,7 @@ impl Union {
             fs::mknod_at(d, name, kind | perm, rdev)?;
         }
         let kind = if kind == 0 { libc::S_IFREG } else { kind };
+        let perm = self.created_perm(&slot, d, name, perm)?;
         self.own_and_finish(ctx, &slot, name, kind, Some(perm))
     }
 
@@ -283,6 +317,7 @@ impl Union {
                 return Ok(self.finish_create(&slot, name)?.1);
             }
         }
+        let perm = self.created_perm(&slot, d, name, perm)?;
         let parent_st = self.shown_upper_dir_stat(d)?;
         let keep_sgid = parent_st.st_mode & libc::S_ISGID != 0;
         let perm = if keep_sgid {
@@ -328,7 +363,9 @@ impl Union {
         };
         let fd = fs::open_at(d, name, open_flags | libc::O_CREAT | libc::O_EXCL, perm)?;
         if !self.made_as_caller(ctx, &slot) {
-            let r = self.set_owner(ctx, d, name, libc::S_IFREG, Some(perm));
+            let r = self
+                .created_perm(&slot, d, name, perm)
+                .and_then(|perm| self.set_owner(ctx, d, name, libc::S_IFREG, Some(perm)));
             if let Err(e) = r {
                 let _ = fs::unlink_at(d, name, false);
                 return Err(e);
@@ -342,6 +379,92 @@ impl Union {
         Ok((entry, fh))
     }
 
+    /// O_TMPFILE: an unnamed regular file in the upper copy of directory `parent` (copied up
+    /// first), created as `create` makes a file (owner, umask or default ACL) and opened;
+    /// returns its entry and handle. As kernel overlayfs does, it is made where a link(2)
+    /// gives it its name: in the upper directory, never in the work dir. Its node has no
+    /// name (unlinked) and keeps the fd, until a link names it (`link_unnamed`).
+    pub fn tmpfile(
+        &self,
+        ctx: &Ctx,
+        parent: u64,
+        mode: u32,
+        flags: i32,
+    ) -> SysResult<(Entry, u64)> {
+        self.writable()?;
+        let dir = self.node(parent)?;
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if dir.state.read().unlinked {
+            return Err(Errno::ENOENT);
+        }
+        self.refuse_create_in(&dir)?;
+        self.copy_up(&dir)?;
+        let upper_dir = self.upper_dir(&dir)?;
+        let default_acl = self.has_default_acl(&dir, upper_dir.as_fd());
+        let slot = Slot {
+            dir: dir.clone(),
+            upper_dir,
+            covers_lower: false,
+            default_acl,
+        };
+        let perm = slot.perm(ctx, mode);
+        let d = slot.upper_dir.as_fd();
+        let status = flags & (libc::O_APPEND | libc::O_SYNC | libc::O_DSYNC);
+        let backing_ready = status == 0 && self.backing_upper_rdwr();
+        // Read-write whatever was asked, as `create` does when passthrough wants a backing
+        // (an O_TMPFILE open must ask for write access anyway). Without O_EXCL: the kernel
+        // keeps O_EXCL's "never linked" promise itself, on its own inode.
+        let fd = fs::open_at(d, b".", libc::O_TMPFILE | libc::O_RDWR | status, perm)?;
+        if !self.made_as_caller(ctx, &slot) {
+            self.set_owner_under(ctx, d, fd.as_fd(), b"", libc::S_IFREG, Some(perm))?;
+        }
+        let st = fs::fstat(fd.as_fd())?;
+        let fd = Arc::new(fd);
+        let mut state = super::node::NodeState::new(Some(dir), b"", true, Vec::new());
+        state.unlinked = true;
+        let node = self.nodes.remember(
+            self.inos.map(st.st_dev, st.st_ino),
+            libc::S_IFREG,
+            state,
+            || self.inos.fresh(),
+        );
+        node.state.write().detached = Some(fd.clone());
+        let fh = self.handles.insert(super::file::FileHandle {
+            fd,
+            node: node.clone(),
+            writable: true,
+            layer: super::layer::UPPER,
+            backing_ready,
+            exec: false,
+        });
+        Ok((self.stat_node(&node, Some(fh))?, fh))
+    }
+
+    /// link(2) of an unnamed upper file (O_TMPFILE; the kernel refuses to link any other
+    /// object without names): the kept fd gets the name, and the node lives there from now on.
+    fn link_unnamed(&self, node: &Arc<Node>, new_parent: u64, new_name: &[u8]) -> SysResult<Entry> {
+        let fd = {
+            let s = node.state.read();
+            match (&s.detached, s.upper) {
+                (Some(fd), true) => fd.clone(),
+                _ => return Err(Errno::ENOENT),
+            }
+        };
+        let slot = self.prepare_slot(new_parent, new_name)?;
+        fs::link_fd(fd.as_fd(), slot.upper_dir.as_fd(), new_name)?;
+        {
+            let mut s = node.state.write();
+            s.parent = Some(slot.dir.clone());
+            s.name = new_name.to_vec();
+            s.unlinked = false;
+            s.detached = None;
+        }
+        node.lookup_more();
+        self.stat_node(node, None)
+    }
+
     /// A hard link: the source is copied up and linked in the upper.
     pub fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> SysResult<Entry> {
         let node = self.node(ino)?;
@@ -349,8 +472,9 @@ impl Union {
             return Err(Errno::EPERM);
         }
         if node.state.read().unlinked {
-            return Err(Errno::ENOENT);
+            return self.link_unnamed(&node, new_parent, new_name);
         }
+        self.refuse_protected(&node)?;
         let slot = self.prepare_slot(new_parent, new_name)?;
         self.copy_up_to_link(&node)?;
         let src = node.path();

@@ -102,6 +102,9 @@ impl Union {
         {
             return Err(Errno::ETXTBSY);
         }
+        if write {
+            self.refuse_protected_open(&node, flags)?;
+        }
         if node.state.read().unlinked {
             let fd = node.state.read().detached.clone().ok_or(Errno::ENOENT)?;
             // A deleted object kept from a lower layer is never written: layers are read-only.

@@ -19,6 +19,7 @@ mod lookup;
 pub mod node;
 pub mod override_stat;
 pub mod path;
+pub mod protect;
 mod readdir;
 mod remove;
 mod rename;

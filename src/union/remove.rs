@@ -96,8 +96,12 @@ impl Union {
     /// Removes `name` from the merged view: the upper object goes, and a whiteout is left
     /// when lower layers hold the name.
     fn remove_entry(&self, dir: &Arc<Node>, name: &[u8], f: &Found, ino: u64) -> SysResult<()> {
-        self.entries_change(dir);
         let node = self.nodes.get(ino);
+        self.refuse_protected_name(dir, name, f, node.as_deref())?;
+        if self.protection(dir).any() {
+            return Err(Errno(libc::EPERM));
+        }
+        self.entries_change(dir);
         if let Some(n) = &node {
             self.detach_if_open(n, f, &path::join(&dir.path(), name))?;
         }
@@ -129,6 +133,29 @@ impl Union {
         Ok(())
     }
 
+    /// EPERM when `name` in `dir` (found as `f`, its node `node` if the kernel knows it) is
+    /// immutable or append-only.
+    pub(crate) fn refuse_protected_name(
+        &self,
+        dir: &Node,
+        name: &[u8],
+        f: &Found,
+        node: Option<&Node>,
+    ) -> SysResult<()> {
+        let protected = match node {
+            Some(n) => self.protection(n).any(),
+            None if f.upper => {
+                let ud = self.upper_dir(dir)?;
+                self.protection_at(ud.as_fd(), name).any()
+            }
+            None => false,
+        };
+        if protected {
+            return Err(Errno(libc::EPERM));
+        }
+        Ok(())
+    }
+
     /// Keeps a handle on an object whose name is about to go while it stays reachable: open
     /// files (deleted-but-open must keep working) and hard links (other names remain).
     /// Not upper files the kernel merely still knows: a handle would pin their inode number
@@ -144,8 +171,11 @@ impl Union {
         f: &Found,
         merged_path: &[u8],
     ) -> SysResult<()> {
+        if f.is_dir() {
+            return self.detach_dir(node, f, merged_path);
+        }
         let open = node.open_count.load(std::sync::atomic::Ordering::Relaxed) > 0;
-        if f.is_dir() || !(open || f.st.st_nlink > 1) {
+        if !(open || f.st.st_nlink > 1) {
             return Ok(());
         }
         // The kept handle is all that will be left of it: a metacopy file gets its data
@@ -156,6 +186,24 @@ impl Union {
         let top = f.top(merged_path).ok_or(Errno::ENOENT)?;
         let fd = self.layer(top.layer).open(&top.path, libc::O_PATH)?;
         node.state.write().detached = Some(Arc::new(fd));
+        Ok(())
+    }
+
+    /// Keeps a handle on a directory whose name is about to go (rmdir, or a rename over it),
+    /// so that a process holding it open still gets fstat (st_nlink 0 for an upper one, as on
+    /// the kernel: fstests generic/035), fchmod and an empty listing. The kernel does not say
+    /// whether a directory is open (OPENDIR is answered ENOSYS), so every directory node gets
+    /// one: its cached upper handle where it has one (no syscall), else an O_PATH open. An
+    /// empty directory pins one block until the kernel's FORGET, which follows the removal.
+    fn detach_dir(&self, node: &Node, f: &Found, merged_path: &[u8]) -> SysResult<()> {
+        let fd = match node.upper_fd.lock().clone() {
+            Some(fd) if f.upper => fd,
+            _ => {
+                let top = f.top(merged_path).ok_or(Errno::ENOENT)?;
+                Arc::new(self.layer(top.layer).open(&top.path, libc::O_PATH)?)
+            }
+        };
+        node.state.write().detached = Some(fd);
         Ok(())
     }
 

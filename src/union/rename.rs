@@ -52,6 +52,16 @@ impl Union {
             return Ok(());
         }
         let src_node = self.node_for(&dir, name, &src)?;
+        // Protected objects stay where they are; an append-only directory loses no name, an
+        // immutable one gains none.
+        self.refuse_protected(&src_node)?;
+        if let Some(d) = &dst {
+            self.refuse_protected_name(&new_dir, new_name, d, None)?;
+        }
+        let (from, to) = (self.protection(&dir), self.protection(&new_dir));
+        if from.any() || to.immutable || (to.append && dst.is_some()) {
+            return Err(Errno(libc::EPERM));
+        }
         if let Some(d) = &dst {
             let dst_ino = self.ino_of(d);
             if dst_ino == src_node.ino && flags & EXCHANGE == 0 {

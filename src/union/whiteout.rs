@@ -93,6 +93,14 @@ impl MarkerFormat {
             MarkerFormat::User => b"user.overlay.metacopy",
         }
     }
+    /// Immutable and append-only flags of an upper object (kernel overlayfs keeps them here,
+    /// not on the upper inode): "a", "i" or "ai".
+    pub fn protattr_xattr(self) -> &'static [u8] {
+        match self {
+            MarkerFormat::Kernel => b"trusted.overlay.protattr",
+            MarkerFormat::User => b"user.overlay.protattr",
+        }
+    }
     pub fn nlink_xattr(self) -> &'static [u8] {
         match self {
             MarkerFormat::Kernel => b"trusted.unionrs.nlink",

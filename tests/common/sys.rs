@@ -193,3 +193,116 @@ pub fn mmap_write(f: &File, data: &[u8]) -> io::Result<()> {
         check(r as _).map(drop)
     }
 }
+
+/// statx(2) of `p` asking for `mask` only (as `stat --printf=%Y` does): (mtime, ctime) as
+/// (seconds, nanoseconds). A FUSE inode refreshes only the fields asked for that it knows
+/// to be stale, so this sees what a full stat may not.
+pub fn statx_times(p: &Path, mask: u32) -> io::Result<((i64, u32), (i64, u32))> {
+    let c = cpath(p);
+    // SAFETY: statx is plain old data; zeroed is a valid value.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: valid string and a writable struct statx.
+    check(unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, mask, &mut st) } as _)?;
+    let t = |t: libc::statx_timestamp| (t.tv_sec, t.tv_nsec);
+    Ok((t(st.stx_mtime), t(st.stx_ctime)))
+}
+
+/// Writes `data` at offset 0 through a MAP_SHARED mapping of `f`, as `xfs_io -c 'mmap'
+/// -c 'mwrite'` does: no msync; `during` runs while the mapping is still there.
+pub fn mmap_write_then(f: &File, data: &[u8], during: impl FnOnce()) -> io::Result<()> {
+    // SAFETY: a fresh shared mapping of len bytes of an fd opened read-write; unmapped below,
+    // after `during`, which does not touch it.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            data.len(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        std::ptr::copy_nonoverlapping(data.as_ptr(), p.cast::<u8>(), data.len());
+        during();
+        libc::munmap(p, data.len());
+    }
+    Ok(())
+}
+
+/// linkat(2) of an open file (an O_TMPFILE one) to `new`, with AT_EMPTY_PATH (root).
+pub fn link_fd(f: &File, new: &Path) -> io::Result<()> {
+    let (e, n) = (CString::new("").unwrap(), cpath(new));
+    // SAFETY: valid NUL-terminated strings; an open fd.
+    let r = unsafe {
+        libc::linkat(
+            f.as_raw_fd(),
+            e.as_ptr(),
+            libc::AT_FDCWD,
+            n.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    check(r as _).map(drop)
+}
+
+pub fn fsetxattr(f: &File, name: &str, value: &[u8]) -> io::Result<()> {
+    let n = CString::new(name).unwrap();
+    // SAFETY: a valid NUL-terminated name and a buffer of the given length; an open fd.
+    let r = unsafe {
+        libc::fsetxattr(
+            f.as_raw_fd(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    check(r as _).map(drop)
+}
+
+/// name_to_handle_at(2) of `p` with `flags` (0, or `libc::AT_HANDLE_FID`): the handle's
+/// bytes, or the error.
+pub fn name_to_handle(p: &Path, flags: i32) -> io::Result<Vec<u8>> {
+    let c = cpath(p);
+    // struct file_handle (handle_bytes, handle_type) followed by room for 128 bytes.
+    let mut buf = [0u32; 2 + 32];
+    buf[0] = 128;
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: buf is a writable, aligned file_handle with 128 bytes of f_handle room, as
+    // handle_bytes says; valid string and out-pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            buf.as_mut_ptr(),
+            &mut mount_id as *mut libc::c_int,
+            flags,
+        )
+    };
+    check(r as _)?;
+    let n = buf[0] as usize;
+    Ok(buf[2..]
+        .iter()
+        .flat_map(|w| w.to_ne_bytes())
+        .take(n)
+        .collect())
+}
+
+/// FS_IOC_GETFLAGS (`lsattr`) of an open file.
+pub fn getflags(f: &File) -> io::Result<u32> {
+    let mut v: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int through the live pointer.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), 0x8008_6601, &mut v as *mut libc::c_int) } as _)?;
+    Ok(v as u32)
+}
+
+/// FS_IOC_SETFLAGS (`chattr`) of an open file.
+pub fn setflags(f: &File, flags: u32) -> io::Result<()> {
+    let v = flags as libc::c_int;
+    // SAFETY: FS_IOC_SETFLAGS reads one int through the live pointer.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), 0x4008_6602, &v as *const libc::c_int) } as _)
+        .map(drop)
+}
