@@ -278,6 +278,12 @@ fn detached_server_ports_logs_exec_commit_stop_start() {
     );
     assert_eq!(code(&o), 7, "{}", err(&o));
     assert_eq!(http_get(port), "changed by exec\n");
+    // Docker's statuses for a command that is missing or not executable.
+    let o = unionrs(&store, &["exec", "web", "nosuchcmd"]);
+    assert_eq!(code(&o), 127, "{}", err(&o));
+    assert_eq!(err(&o).lines().count(), 1, "{}", err(&o));
+    let o = unionrs(&store, &["exec", "web", "/www/index.html"]);
+    assert_eq!(code(&o), 126, "{}", err(&o));
     let o = unionrs(
         &store,
         &[

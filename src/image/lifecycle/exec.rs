@@ -5,7 +5,7 @@
 use super::control;
 use super::state;
 use super::tty::{self, ConsoleSocket};
-use crate::image::rootfs::Rootfs;
+use crate::image::rootfs::{CommandError, Rootfs};
 use crate::image::runtime;
 use serde_json::json;
 use std::path::Path;
@@ -51,6 +51,28 @@ pub fn exec(store_root: &Path, what: &str, o: &ExecOptions) -> Result<i32, Strin
         return Err(format!("container {} is not running", f.c.name));
     }
     let process = process_json(&f.dir, o)?;
+    // Docker's 127 and 126 for a command that is missing or not executable, said in one
+    // line before the runtime would fail with its own words and 255.
+    let p: serde_json::Value = serde_json::from_slice(&process).map_err(|e| e.to_string())?;
+    let path = p["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str()?.strip_prefix("PATH="))
+        .next_back()
+        .unwrap_or(crate::image::run::DEFAULT_PATH);
+    let cwd = p["cwd"].as_str().unwrap_or("/");
+    match Rootfs::open(&f.dir.join("merged"))?.find_command(&o.command[0], cwd, path) {
+        Ok(()) => {}
+        Err(CommandError::NotFound(c)) => {
+            eprintln!("unionrs: exec: command {c:?} not found in the container (PATH={path})");
+            return Ok(127);
+        }
+        Err(CommandError::NotExecutable(c)) => {
+            eprintln!("unionrs: exec: {c} in the container is not an executable file");
+            return Ok(126);
+        }
+    }
     runtime::ensure_state_root(&cfg.runtime)?;
     // Beside the runtime's state: private (0700), as the environment may hold secrets.
     let file = Removed(std::path::PathBuf::from(format!(
