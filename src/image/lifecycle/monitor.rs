@@ -141,6 +141,11 @@ fn start(dir: &Path) -> Result<Running, String> {
         true => Some(network::up(&id, &cfg.ports, dir)?),
         false => None,
     };
+    // Whatever fails from here on takes the network down again.
+    let undo = |e: String| -> String {
+        network::down(&id, forwarder);
+        e
+    };
     let pid_file = dir.join("container.pid");
     let _ = std::fs::remove_file(&pid_file);
     let mut copiers = Vec::new();
@@ -157,10 +162,10 @@ fn start(dir: &Path) -> Result<Running, String> {
             .arg(&pid_file);
         let mut console = None;
         if cfg.tty {
-            let c = tty::ConsoleSocket::new()?;
+            let c = tty::ConsoleSocket::new().map_err(undo)?;
             cmd.arg("--console-socket").arg(c.path());
             // runc's own errors still need somewhere to go.
-            let (r, w) = proc::pipe().map_err(|e| format!("pipe: {e:?}"))?;
+            let (r, w) = proc::pipe().map_err(|e| undo(format!("pipe: {e:?}")))?;
             cmd.stdout(Stdio::null()).stderr(Stdio::from(w));
             let l = log.clone();
             copiers.push(std::thread::spawn(move || {
@@ -169,12 +174,12 @@ fn start(dir: &Path) -> Result<Running, String> {
             console = Some(c);
         } else {
             if cfg.interactive {
-                let (r, w) = proc::pipe().map_err(|e| format!("pipe: {e:?}"))?;
+                let (r, w) = proc::pipe().map_err(|e| undo(format!("pipe: {e:?}")))?;
                 cmd.stdin(Stdio::from(r));
                 input = Some(File::from(w));
             }
             for stream in ["stdout", "stderr"] {
-                let (r, w) = proc::pipe().map_err(|e| format!("pipe: {e:?}"))?;
+                let (r, w) = proc::pipe().map_err(|e| undo(format!("pipe: {e:?}")))?;
                 if stream == "stdout" {
                     cmd.stdout(Stdio::from(w));
                 } else {
@@ -189,13 +194,13 @@ fn start(dir: &Path) -> Result<Running, String> {
         cmd.arg(&cfg.runtime_id);
         let mut child = cmd
             .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", cfg.runtime.display()))?;
+            .map_err(|e| undo(format!("cannot run {}: {e}", cfg.runtime.display())))?;
         // Our copies of the pipes' write ends go with `cmd`, so the copiers see EOF once
         // the container (and the runtime) closed theirs.
         drop(cmd);
         // Not received: the runtime failed, and says why in the log.
         let master = console.as_ref().and_then(|c| c.receive(&mut child).ok());
-        let status = child.wait().map_err(|e| e.to_string())?;
+        let status = child.wait().map_err(|e| undo(e.to_string()))?;
         if let Some(m) = master {
             // The copier holds the master for the container's life: closing it would hang
             // up the container's terminal.
@@ -227,10 +232,13 @@ fn start(dir: &Path) -> Result<Running, String> {
         Some(p) => p,
         None => return Err(fail("the runtime wrote no PID file".into(), copiers)),
     };
-    let out = runtime::command(&cfg.runtime)
+    let out = match runtime::command(&cfg.runtime)
         .args(["start", &cfg.runtime_id])
         .output()
-        .map_err(|e| e.to_string())?;
+    {
+        Ok(o) => o,
+        Err(e) => return Err(fail(e.to_string(), copiers)),
+    };
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(fail(
@@ -248,17 +256,18 @@ fn start(dir: &Path) -> Result<Running, String> {
         // The container runs without attach; say why in the monitor's log.
         Err(e) => eprintln!("unionrs: {}: {e}", sock.display()),
     }
-    state::save_state(
-        dir,
-        &State {
-            monitor_pid: Some(std::process::id() as i32),
-            pid: Some(pid),
-            forwarder_pid: forwarder,
-            started_at: Some(now_rfc3339()),
-            finished_at: None,
-            exit_code: None,
-        },
-    )?;
+    let st = State {
+        monitor_pid: Some(std::process::id() as i32),
+        pid: Some(pid),
+        forwarder_pid: forwarder,
+        started_at: Some(now_rfc3339()),
+        finished_at: None,
+        exit_code: None,
+    };
+    if let Err(m) = state::save_state(dir, &st) {
+        // The container runs: failing now would leave it unwatched. ps still asks runc.
+        eprintln!("unionrs: {m}");
+    }
     Ok(Running {
         cfg,
         id,
