@@ -484,7 +484,10 @@ pub fn run(store_root: &Path, o: &RunOptions) -> Result<Ran, RunError> {
         started_at: Some(container::now_rfc3339()),
         ..Default::default()
     };
-    lstate::save_state(&dir, &state)?;
+    if let Err(m) = lstate::save_state(&dir, &state) {
+        // Only ps's "Exited" needs it: not worth failing the run (and its clean-up) for.
+        eprintln!("unionrs: run: {m}");
+    }
     let status = if o.tty {
         lifecycle::tty::run_foreground(&rt, &prepared.bundle, &prepared.id, o.interactive)
     } else {
