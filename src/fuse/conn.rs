@@ -320,9 +320,9 @@ impl Conn {
                 fs.op_link(oldnodeid, ino, newname).map(|e| entry(o, &e))
             }
             R::Open { flags } => fs.op_open(ino, flags as i32, make).map(|op| {
-                // A writer may map the file shared: drop the attributes the kernel cached
+                // A read-write open may map the file shared: drop the attributes the kernel cached
                 // before (see `UnionFs::attr_ttl`).
-                if flags as i32 & libc::O_ACCMODE != libc::O_RDONLY && op.backing.is_some() {
+                if flags as i32 & libc::O_ACCMODE == libc::O_RDWR && op.backing.is_some() {
                     let _ = self.inval_attrs(ino);
                 }
                 open_out(o, &op)

@@ -106,12 +106,13 @@ impl<B> UnionFs<B> {
     }
 
     /// How long the kernel may keep node `ino`'s attributes: `TTL`, except while the node has
-    /// a passthrough open for writing. A write through a shared writable mapping of such a
+    /// a passthrough open read-write (a shared writable mapping needs one; O_WRONLY writers
+    /// such as cp and tar keep the cache). A write through a shared writable mapping of such a
     /// file changes the layer file's mtime and ctime without the daemon or the FUSE inode
     /// hearing of it (the kernel invalidates attributes after a passthrough write(2), never
     /// after a mapped one), so the kernel asks again on every stat while one may exist, and
-    /// once more after (the last answer expired at once). fstests generic/215. The open for
-    /// writing that makes a mapping possible drops the attributes cached before it
+    /// once more after (the last answer expired at once). fstests generic/215. The read-write
+    /// open that makes a mapping possible drops the attributes cached before it
     /// (`Conn::inval_attrs`).
     pub fn attr_ttl(&self, ino: u64) -> Duration {
         if self.passthrough.has_writer(ino) {
@@ -129,7 +130,6 @@ impl<B> UnionFs<B> {
         flags: i32,
         make: impl FnOnce(&OwnedFd) -> std::io::Result<B>,
     ) -> Decision<B> {
-        let wants_write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let candidate = match self.union.backing_fd(fh) {
             // A lower file's backing is read-only: a later open that needs the upper copy
             // moves the object to a new inode (passthrough.rs, `Decision::Stale`).
@@ -147,7 +147,8 @@ impl<B> UnionFs<B> {
                 make: None,
             },
         };
-        self.passthrough.decide(ino, fh, wants_write, candidate)
+        self.passthrough
+            .decide(ino, fh, flags & libc::O_ACCMODE, candidate)
     }
 
     /// Drops a handle whose open the kernel would refuse in every form (`Decision::Busy`).

@@ -121,9 +121,14 @@ impl<B> Passthrough<B> {
         &self,
         ino: u64,
         fh: u64,
-        wants_write: bool,
+        access: i32,
         candidate: Candidate<impl FnOnce() -> std::io::Result<B>>,
     ) -> Decision<B> {
+        let wants_write = access != libc::O_RDONLY;
+        // Only a read-write open can map the file shared and writable (mmap(2): EACCES
+        // otherwise), so only those make its attributes uncachable: `cp` and `tar` write
+        // through O_WRONLY opens and keep the attribute cache.
+        let may_map_writable = access == libc::O_RDWR;
         let _g = self.lock.lock();
         // An inode already in passthrough mode must stay so (the kernel refuses every other
         // open of it), even after passthrough was turned off for new inodes.
@@ -152,7 +157,7 @@ impl<B> Passthrough<B> {
             }
             self.by_handle
                 .insert(fh, (ino, HandleMode::Passthrough(b.clone())));
-            self.note_writer(ino, fh, wants_write);
+            self.note_writer(ino, fh, may_map_writable);
             return Decision::Passthrough(b);
         }
         // Cached opens are still there: a passthrough open would be refused.
@@ -175,7 +180,7 @@ impl<B> Passthrough<B> {
                 );
                 self.by_handle
                     .insert(fh, (ino, HandleMode::Passthrough(b.clone())));
-                self.note_writer(ino, fh, wants_write);
+                self.note_writer(ino, fh, may_map_writable);
                 Decision::Passthrough(b)
             }
             // The kernel refused this backing file: serve this open through the daemon with
@@ -188,14 +193,16 @@ impl<B> Passthrough<B> {
         }
     }
 
-    /// Whether inode `ino` has a passthrough open for writing: then writes through a shared
-    /// mapping of it reach the layer file without a word to the kernel's FUSE inode or to
-    /// the daemon, so its attributes must not be cached (see `UnionFs::attr_ttl`).
+    /// Whether inode `ino` has a passthrough open read-write (the only kind a shared writable
+    /// mapping can be made from): then writes through such a mapping reach the layer file
+    /// without a word to the kernel's FUSE inode or to the daemon, so its attributes must not
+    /// be cached (see `UnionFs::attr_ttl`).
     pub fn has_writer(&self, ino: u64) -> bool {
         self.writers.contains_key(&ino)
     }
 
-    /// Counts passthrough handle `fh` of `ino` as a writer until its release.
+    /// Counts passthrough handle `fh` of `ino` as one that may map it writable, until its
+    /// release.
     fn note_writer(&self, ino: u64, fh: u64, wants_write: bool) {
         if wants_write {
             self.writer_handles.insert(fh, ino);
