@@ -23,7 +23,7 @@ MIN_RUST_MINOR=85 # Rust 1.85: edition 2024
 # Image tests: skopeo, umoci, docker-registry (a loopback registry). Container tests: podman,
 # buildah, runc, uidmap, busybox-static (the test images' rootfs). strace: the independent
 # witness of the daemon's disk syncs (tests/union_options.rs).
-PACKAGES=(fuse3 attr acl build-essential pkg-config ca-certificates curl fuse-overlayfs skopeo umoci docker-registry podman buildah runc uidmap busybox-static strace)
+PACKAGES=(fuse3 attr acl build-essential pkg-config ca-certificates curl fuse-overlayfs skopeo umoci docker-registry podman buildah runc uidmap busybox-static strace passt)
 
 log() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }

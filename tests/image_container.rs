@@ -44,9 +44,9 @@ fn create_diff_commit_rm() {
     fs::write(merged.join("etc/a"), b"changed").unwrap();
     fs::remove_file(merged.join("etc/b")).unwrap();
     fs::write(merged.join("new"), b"new").unwrap();
-    let ps = ok(&store, &["ps"]);
+    let ps = ok(&store, &["ps", "-a"]);
     assert!(
-        ps.contains("c1") && ps.contains("base:1") && ps.contains("mounted"),
+        ps.contains(" c1\n") && ps.contains("base:1") && ps.contains("Created (mounted)"),
         "{ps}"
     );
     let diff = ok(&store, &["diff", "c1"]);
@@ -103,7 +103,7 @@ fn create_diff_commit_rm() {
     ok(&store, &["rm", "c2"]);
     ok(&store, &["rm", "c1"]);
     drop((guard, guard2));
-    assert!(ok(&store, &["ps"]).lines().count() == 1);
+    assert!(ok(&store, &["ps", "-a"]).lines().count() == 1);
     ok(&store, &["rmi", "derived:2"]);
     ok(&store, &["rmi", "base:1"]);
     assert_eq!(fs::read_dir(store.join("layers")).unwrap().count(), 0);
@@ -214,10 +214,10 @@ fn umoci_unpack_of_a_commit_matches_the_union_mount() {
     // Committed unmounted: commit mounts it to read the renamed dir, and unmounts again.
     ok(&store, &["umount", "c"]);
     ok(&store, &["commit", "c", "committed:1"]);
-    let ps = ok(&store, &["ps"]);
+    let ps = ok(&store, &["ps", "-a"]);
     assert!(
         ps.lines()
-            .any(|l| l.starts_with("c ") && l.contains("unmounted")),
+            .any(|l| l.ends_with(" c") && !l.contains("(mounted)")),
         "{ps}"
     );
     ok(&store, &["create", "--name", "c2", "committed:1"]);

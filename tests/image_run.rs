@@ -180,9 +180,12 @@ fn what_the_command_writes_is_in_diff_survives_commit_and_runs() {
     );
     assert_eq!(status(&o), 0, "{}", err(&o));
     // Without --rm the container stays, mounted, listed by ps.
-    let ps = ok(&store, &["ps"]);
+    let ps = ok(&store, &["ps", "-a"]);
     assert!(
-        ps.contains("keep") && ps.contains("bb:1") && ps.contains("mounted"),
+        ps.contains(" keep\n")
+            && ps.contains("bb:1")
+            && ps.contains("Exited (0)")
+            && ps.contains("(mounted)"),
         "{ps}"
     );
     assert_eq!(
@@ -325,8 +328,8 @@ fn a_signal_to_unionrs_reaches_the_command_and_rm_still_cleans_up() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // The store is not locked while the command runs.
-    let ps = ok(&store, &["ps"]);
-    assert!(ps.contains("sig") && ps.contains("mounted"), "{ps}");
+    let ps = ok(&store, &["ps", "-a"]);
+    assert!(ps.contains(" sig\n") && ps.contains("Up "), "{ps}");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -441,13 +441,27 @@ fn format_templates_as_docker_writes_them() {
     );
 
     ok(&store, &["create", "--name", "fmt1", "bb:1"]);
-    let line = ok(&store, &["ps", "--format", "{{.ID}} {{.Image}} {{.State}}"]);
-    assert_eq!(line, "fmt1 bb:1 mounted\n");
-    let table = ok(&store, &["ps", "--format", "table {{.ID}}\\t{{.Names}}"]);
+    // ps lists running containers; -a all (a created one is docker's "created").
+    assert_eq!(ok(&store, &["ps", "--format", "{{.Names}}"]), "");
+    let line = ok(
+        &store,
+        &[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}} {{.Image}} {{.State}} {{.Mounted}}",
+        ],
+    );
+    assert_eq!(line, "fmt1 bb:1 created true\n");
+    let table = ok(
+        &store,
+        &["ps", "-a", "--format", "table {{.ID}}\\t{{.Names}}"],
+    );
     assert_eq!(table.lines().next(), Some("CONTAINER ID   NAMES"));
     let j: serde_json::Value =
-        serde_json::from_str(&ok(&store, &["ps", "--format", "json"])).unwrap();
+        serde_json::from_str(&ok(&store, &["ps", "-a", "--format", "json"])).unwrap();
     assert_eq!(j["Name"], "fmt1");
+    assert_eq!(j["ID"].as_str().map(str::len), Some(12));
     ok(&store, &["rm", "fmt1"]);
 
     // A field that is not there fails (exit 1); a template that does not parse is a usage

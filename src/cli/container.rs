@@ -1,12 +1,15 @@
 //! The container verbs: `create`, `ps`, `mount`, `umount`, `diff`, `commit`, `rm` (`run` has
 //! its own module). To add one: a variant with its arguments in [`Verb`] (a verb that takes
 //! only a container reuses [`ContainerArg`]), a line in [`Verb::name`] and an arm in
-//! [`Verb::run`].
+//! [`Verb::run`]. The verbs of containers that run (`logs`, `exec`, `start`, `stop`, ...)
+//! are in [`super::lifecycle`]. A container is named by its name or an ID prefix.
 
 use super::image::{open_store, print_table, since};
 use super::template::{self, Format};
 use super::{CliError, Res};
 use crate::image::container;
+use crate::image::lifecycle::control;
+use crate::image::lifecycle::state::{self, Status};
 use crate::image::reference::Reference;
 use crate::image::store::Store;
 use clap::{Args, Subcommand};
@@ -27,8 +30,17 @@ pub enum Verb {
     Diff(ContainerArg),
     /// Make an image of a container's changes
     Commit(CommitArgs),
-    /// Remove a container
-    Rm(ContainerArg),
+    /// Remove containers (-f: running ones too)
+    Rm(RmArgs),
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Kill a running container (and its monitor) first
+    #[arg(short, long)]
+    force: bool,
+    #[arg(value_name = "CONTAINER", required = true)]
+    containers: Vec<String>,
 }
 
 #[derive(Args)]
@@ -48,6 +60,15 @@ pub struct CreateArgs {
 
 #[derive(Args)]
 pub struct PsArgs {
+    /// All containers (default: the running ones)
+    #[arg(short, long)]
+    all: bool,
+    /// Only the IDs
+    #[arg(short, long)]
+    quiet: bool,
+    /// Full IDs and commands
+    #[arg(long)]
+    no_trunc: bool,
     /// json (JSON lines), or a Go template: '{{.ID}} {{.Image}}', 'table {{.Names}}\t{{.State}}'
     #[arg(long, value_name = "FORMAT")]
     format: Option<String>,
@@ -64,6 +85,10 @@ pub struct CommitArgs {
     /// A Dockerfile instruction to apply to the config (CMD, ENV, ...); may repeat
     #[arg(short, long, value_name = "CHANGE")]
     change: Vec<String>,
+    /// Pause a running container while its layer is made (-p=false: do not)
+    #[arg(short, long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_value = "true", default_missing_value = "true")]
+    pause: bool,
     #[arg(value_name = "CONTAINER")]
     container: String,
     /// The new image's name
@@ -85,21 +110,22 @@ impl Verb {
     }
 
     pub fn run(self, store: Option<PathBuf>) -> Res {
+        let root = crate::image::store::default_root(store.as_deref())?;
         let st = open_store(store)?;
         match self {
             Verb::Create(a) => create(&st, a),
             Verb::Ps(a) => ps(&st, a),
             Verb::Mount(a) => {
-                let c = container::load(&st, &a.name)?;
+                let c = container::find(&st, &a.name)?;
                 println!("{}", container::mount(&st, &c)?.display());
                 Ok(())
             }
             Verb::Umount(a) => {
-                let c = container::load(&st, &a.name)?;
+                let c = container::find(&st, &a.name)?;
                 Ok(container::umount(&st, &c)?)
             }
             Verb::Diff(a) => {
-                let c = container::load(&st, &a.name)?;
+                let c = container::find(&st, &a.name)?;
                 for (k, p) in container::diff(&st, &c)? {
                     println!("{k} {p}");
                 }
@@ -107,9 +133,12 @@ impl Verb {
             }
             Verb::Commit(a) => commit(&st, a),
             Verb::Rm(a) => {
-                let c = container::load(&st, &a.name)?;
-                container::remove(&st, &c)?;
-                println!("{}", c.name);
+                // The lifecycle takes the store lock itself (and lets go before waiting).
+                drop(st);
+                for what in &a.containers {
+                    control::remove(&root, what, a.force)?;
+                    println!("{what}");
+                }
                 Ok(())
             }
         }
@@ -126,31 +155,84 @@ fn create(st: &Store, a: CreateArgs) -> Res {
     Ok(())
 }
 
+/// "Up 3 minutes", "Exited (0) 2 seconds ago", "Created", as docker words them; a stopped
+/// container whose union is still mounted adds "(mounted)", one whose union daemon died
+/// "(broken: union mount gone)".
+fn status_text(s: &Status, mounted: bool, dead_mount: bool) -> String {
+    let mut out = match s {
+        Status::Created => "Created".to_string(),
+        Status::Running { started_at, paused } => {
+            let up = since(started_at);
+            let up = match up.strip_suffix(" ago").unwrap_or(&up) {
+                "0 seconds" => "Less than a second",
+                u => u,
+            };
+            format!("Up {up}{}", if *paused { " (Paused)" } else { "" })
+        }
+        Status::Exited { code, finished_at } => format!(
+            "Exited ({}) {}",
+            code.map_or_else(|| "unknown".to_string(), |c| c.to_string()),
+            finished_at.as_deref().map_or_else(String::new, since)
+        ),
+    };
+    if dead_mount || (s.is_running() && !mounted) {
+        out.push_str(" (broken: union mount gone)");
+    } else if !s.is_running() && mounted {
+        out.push_str(" (mounted)");
+    }
+    out.trim_end().to_string()
+}
+
 fn ps(st: &Store, a: PsArgs) -> Res {
     let format = Format::parse(a.format.as_deref()).map_err(CliError::Usage)?;
     let mut rows = Vec::new();
     let mut objects = Vec::new();
-    for c in container::list(st)? {
-        let merged = container::dir(st, &c.name).join("merged");
-        let state = if container::is_mounted(&merged) {
-            "mounted"
+    let mut list = container::list(st)?;
+    // Newest first, as docker lists them.
+    list.sort_by(|x, y| y.created.cmp(&x.created).then(x.name.cmp(&y.name)));
+    for c in list {
+        let dir = container::dir(st, &c.name);
+        let merged = dir.join("merged");
+        let s = state::status(&dir);
+        if !a.all && !s.is_running() {
+            continue;
+        }
+        let cfg = state::load_run_config(&dir).unwrap_or_default();
+        let mounted = container::is_mounted(&merged);
+        let dead = container::is_dead_mount(&merged);
+        let id = if a.no_trunc { &c.id[..] } else { &c.id[..12] };
+        if a.quiet {
+            println!("{id}");
+            continue;
+        }
+        let ports: Vec<String> = if s.is_running() {
+            cfg.ports.iter().map(|m| m.shown()).collect()
         } else {
-            "unmounted"
+            Vec::new()
         };
+        let command = cfg.command.join(" ");
+        let status = status_text(&s, mounted, dead);
         if let Format::Default = format {
+            let shown = if a.no_trunc || command.chars().count() <= 20 {
+                command
+            } else {
+                format!("{}…", command.chars().take(19).collect::<String>())
+            };
             rows.push(vec![
-                c.name.clone(),
+                id.to_string(),
                 c.image_name.clone(),
+                format!("\"{shown}\""),
                 since(&c.created),
-                state.to_string(),
-                merged.display().to_string(),
+                status,
+                ports.join(", "),
+                c.name.clone(),
             ]);
             continue;
         }
-        // A container is known by its name: docker's ID and Names are both it.
-        let line = json!({"ID": c.name, "Names": c.name, "Name": c.name,
-            "Image": c.image_name, "ImageID": c.image_id, "CreatedAt": c.created,
-            "CreatedSince": since(&c.created), "State": state,
+        let line = json!({"ID": id, "Names": c.name, "Name": c.name,
+            "Image": c.image_name, "ImageID": c.image_id, "Command": command,
+            "CreatedAt": c.created, "CreatedSince": since(&c.created), "State": s.word(),
+            "Status": status, "Ports": ports.join(", "), "Mounted": mounted,
             "Mountpoint": merged.display().to_string()});
         if let Format::Json = format {
             println!("{line}");
@@ -158,9 +240,23 @@ fn ps(st: &Store, a: PsArgs) -> Res {
             objects.push(line);
         }
     }
+    if a.quiet {
+        return Ok(());
+    }
     match format {
         Format::Default => {
-            print_table(&["NAME", "IMAGE", "CREATED", "STATE", "MOUNTPOINT"], &rows);
+            print_table(
+                &[
+                    "CONTAINER ID",
+                    "IMAGE",
+                    "COMMAND",
+                    "CREATED",
+                    "STATUS",
+                    "PORTS",
+                    "NAMES",
+                ],
+                &rows,
+            );
         }
         Format::Json => {}
         Format::Template(t) => {
@@ -177,13 +273,15 @@ fn ps(st: &Store, a: PsArgs) -> Res {
 
 fn commit(st: &Store, a: CommitArgs) -> Res {
     let target = a.target.as_deref().map(Reference::parse).transpose()?;
-    let c = container::load(st, &a.container)?;
+    let c = container::find(st, &a.container)?;
     let o = container::CommitOpts {
         author: a.author.as_deref(),
         message: a.message.as_deref(),
         changes: &a.change,
     };
-    let id = container::commit(st, &c, target.as_ref(), &o)?;
+    let id = control::paused_for(st, &c, a.pause, || {
+        container::commit(st, &c, target.as_ref(), &o)
+    })?;
     println!("{id}");
     Ok(())
 }

@@ -420,7 +420,7 @@ fn name_kinds() -> (Vec<String>, Vec<String>) {
 
 /// The commands that list names, as completion scripts run them.
 const LIST_IMAGES: &str = "images --format '{{.Repository}}:{{.Tag}}'";
-const LIST_CONTAINERS: &str = "ps --format '{{.Names}}'";
+const LIST_CONTAINERS: &str = "ps -a --format '{{.Names}}'";
 
 /// Bash: after clap's completion, the first positional of an image or container verb
 /// completes to the names in the store (the one `--store` names, if given).

@@ -19,6 +19,7 @@ pub mod check;
 pub mod container;
 pub mod help;
 pub mod image;
+pub mod lifecycle;
 pub mod mount;
 pub mod options;
 pub mod registry;
@@ -41,6 +42,8 @@ pub enum Verb {
     Image(image::Verb),
     #[command(flatten)]
     Container(container::Verb),
+    #[command(flatten)]
+    Lifecycle(lifecycle::Verb),
     Run(run::RunArgs),
     Build(build::BuildArgs),
     Check(check::CheckArgs),
@@ -49,7 +52,7 @@ pub enum Verb {
 }
 
 /// Verbs whose usage errors exit 125, as docker's `run` (its own failures, too, are 125).
-pub const RUN_LIKE: &[&str] = &["run"];
+pub const RUN_LIKE: &[&str] = &["run", "exec"];
 
 /// A verb's failure: a wrong command line (exit 2, with a pointer to the verb's help) or a
 /// failure while doing it (exit 1).
@@ -85,6 +88,13 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             help::print_help();
             ExitCode::SUCCESS
         }
+        // Hidden: a detached container's monitor, which `run -d` and `start` re-run us as.
+        Some(crate::image::lifecycle::monitor::VERB) => match rest {
+            [_, dir] => ExitCode::from(crate::image::lifecycle::monitor::main(
+                std::path::Path::new(dir),
+            )),
+            _ => ExitCode::from(2),
+        },
         None => {
             eprintln!("{}", help::short_usage());
             ExitCode::from(2)
@@ -146,6 +156,7 @@ fn verbs(args: &[OsString]) -> ExitCode {
     let (verb, code) = match parsed {
         Verb::Run(a) => return run::main(store, a),
         Verb::Check(a) => return check::run(a),
+        Verb::Lifecycle(v) => return v.run(store),
         Verb::Registry(v) => (v.name(), v.run(store)),
         Verb::Image(v) => (v.name(), v.run(store)),
         Verb::Container(v) => (v.name(), v.run(store)),

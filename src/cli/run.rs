@@ -3,7 +3,7 @@
 //! The exit status is the command's; unionrs's own failures exit 125, a command missing
 //! from the image 127, one that is not executable 126 (Docker's numbers).
 
-use crate::image::run::{RunError, RunOptions};
+use crate::image::run::{Ran, RunError, RunOptions};
 use crate::image::runtime_spec::Network;
 use crate::image::security::SecurityOptions;
 use crate::image::store;
@@ -18,6 +18,30 @@ pub const FAILED: u8 = 125;
 #[derive(Args)]
 #[command(override_usage = "unionrs run [OPTIONS] IMAGE [--] [COMMAND [ARG...]]")]
 pub struct RunArgs {
+    /// Run in the background under a monitor; print the container's ID
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep stdin open (in the foreground: ours goes to the command)
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give the command a pseudo-terminal (ours, relayed, with our window size)
+    #[arg(short, long)]
+    tty: bool,
+    /// Publish a port: [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp] (implies --network private); may repeat
+    #[arg(short, long, value_name = "[IP:]HOST:CONTAINER[/PROTO]")]
+    publish: Vec<String>,
+    /// Publish every port the image exposes on a free host port
+    #[arg(short = 'P', long)]
+    publish_all: bool,
+    /// Bind-mount HOST_PATH at CONTAINER_PATH (not part of a commit); may repeat
+    #[arg(short, long, value_name = "HOST:CONTAINER[:ro]")]
+    volume: Vec<String>,
+    /// The container's hostname (default: its name)
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// Replace the image's Entrypoint ("" clears it; the image's Cmd is then not used)
+    #[arg(long, value_name = "CMD")]
+    entrypoint: Option<String>,
     /// Remove the container when the command exits
     #[arg(long)]
     rm: bool,
@@ -33,8 +57,13 @@ pub struct RunArgs {
     /// Run as USER[:GROUP] (names from the image or numbers)
     #[arg(short, long, value_name = "USER[:GROUP]")]
     user: Option<String>,
-    /// Network: host (the default) or none
-    #[arg(long, alias = "net", value_name = "host|none", default_value = "host")]
+    /// Network: host (the default), none, or private (a namespace of its own served by pasta)
+    #[arg(
+        long,
+        alias = "net",
+        value_name = "host|none|private",
+        default_value = "host"
+    )]
     network: String,
     /// OCI runtime (default: runc, else crun)
     #[arg(long, value_name = "PATH", value_hint = ValueHint::ExecutablePath)]
@@ -77,7 +106,8 @@ fn options(a: RunArgs) -> Result<RunOptions, String> {
     let network = match a.network.as_str() {
         "host" => Network::Host,
         "none" => Network::None,
-        v => return Err(format!("--network {v:?}: host or none")),
+        "private" | "bridge" => Network::Private,
+        v => return Err(format!("--network {v:?}: host, none or private")),
     };
     let mut words = a.image_and_command.into_iter();
     let image = words.next().ok_or("no image given")?;
@@ -86,7 +116,6 @@ fn options(a: RunArgs) -> Result<RunOptions, String> {
         command.remove(0);
     }
     Ok(RunOptions {
-        image,
         name: a.name,
         env: a.env,
         workdir: a.workdir,
@@ -96,6 +125,15 @@ fn options(a: RunArgs) -> Result<RunOptions, String> {
         remove: a.rm,
         security,
         command,
+        detach: a.detach,
+        interactive: a.interactive,
+        tty: a.tty,
+        publish: a.publish,
+        publish_all: a.publish_all,
+        hostname: a.hostname,
+        entrypoint: a.entrypoint,
+        volumes: a.volume,
+        ..RunOptions::new(&image)
     })
 }
 
@@ -115,7 +153,11 @@ pub fn main(store_flag: Option<PathBuf>, args: RunArgs) -> ExitCode {
         }
     };
     match crate::image::run::run(&root, &o) {
-        Ok(status) => ExitCode::from(u8::try_from(status).unwrap_or(FAILED)),
+        Ok(Ran::Exited(status)) => ExitCode::from(u8::try_from(status).unwrap_or(FAILED)),
+        Ok(Ran::Detached(id)) => {
+            println!("{id}");
+            ExitCode::SUCCESS
+        }
         Err(RunError::Failed(m)) => {
             eprintln!("unionrs: run: {m}");
             ExitCode::from(FAILED)
@@ -213,6 +255,24 @@ mod tests {
         );
         assert!(p(&["--privileged=no", "img"]).is_err());
         assert!(p(&["--security-opt", "apparmor=x", "img"]).is_err());
+        let o = p(&[
+            "-dit",
+            "-p",
+            "127.0.0.1:8080:80",
+            "-P",
+            "-v",
+            "/a:/b:ro",
+            "img",
+        ])
+        .unwrap();
+        assert!(o.detach && o.interactive && o.tty && o.publish_all);
+        assert_eq!(
+            (o.publish, o.volumes),
+            (
+                vec!["127.0.0.1:8080:80".to_string()],
+                vec!["/a:/b:ro".to_string()]
+            )
+        );
     }
 
     #[test]
@@ -223,9 +283,9 @@ mod tests {
         assert!(p(&["--bogus", "img"]).unwrap_err().contains("--bogus"));
         assert!(p(&["--rm=yes", "img"]).is_err());
         assert!(
-            p(&["--network", "bridge", "img"])
+            p(&["--network", "overlay", "img"])
                 .unwrap_err()
-                .contains("host or none")
+                .contains("host, none or private")
         );
     }
 }

@@ -23,6 +23,10 @@ use std::process::Command;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Container {
+    /// Docker-style: 64 hex digits, shown as 12. Containers made before IDs existed get one
+    /// the first time they are loaded.
+    #[serde(default)]
+    pub id: String,
     pub name: String,
     pub image_id: String,
     pub image_name: String,
@@ -54,7 +58,51 @@ pub fn load(st: &Store, name: &str) -> Result<Container, String> {
     check_name(name)?;
     let p = dir(st, name).join("container.json");
     let data = fs::read(&p).map_err(|_| format!("no such container: {name}"))?;
-    serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))
+    let mut c: Container =
+        serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))?;
+    if c.id.is_empty() {
+        // Made before containers had IDs: give it one now (the store lock is held).
+        c.id = new_id()?;
+        write_atomic(
+            &p,
+            &serde_json::to_vec_pretty(&c).map_err(|e| e.to_string())?,
+        )?;
+    }
+    Ok(c)
+}
+
+/// A fresh container ID: 32 random bytes from the kernel, as 64 hex digits.
+pub fn new_id() -> Result<String, String> {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The container called `what`, else the one whose ID starts with `what` (docker's rule:
+/// a name wins; an ID prefix must match exactly one container).
+pub fn find(st: &Store, what: &str) -> Result<Container, String> {
+    if check_name(what).is_ok() && dir(st, what).join("container.json").exists() {
+        return load(st, what);
+    }
+    let hex = !what.is_empty() && what.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut hits: Vec<Container> = if hex {
+        list(st)?
+            .into_iter()
+            .filter(|c| c.id.starts_with(&what.to_ascii_lowercase()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match hits.len() {
+        0 => Err(format!("no such container: {what}")),
+        1 => Ok(hits.remove(0)),
+        n => Err(format!(
+            "{what} is the start of {n} container IDs: give more digits"
+        )),
+    }
 }
 
 pub fn list(st: &Store) -> Result<Vec<Container>, String> {
@@ -84,6 +132,11 @@ pub fn now_rfc3339() -> String {
     let s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    rfc3339(s)
+}
+
+/// `s` seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn rfc3339(s: i64) -> String {
     let (days, rem) = (s.div_euclid(86400), s.rem_euclid(86400));
     // Civil from days (Howard Hinnant's algorithm).
     let z = days + 719468;
@@ -127,18 +180,10 @@ pub fn create_over(
     diff_ids: Vec<String>,
     name: Option<&str>,
 ) -> Result<Container, String> {
-    let image = image_name;
+    let id = new_id()?;
     let name = match name {
         Some(n) => n.to_string(),
-        None => {
-            let seed = format!(
-                "{}-{}-{:?}",
-                std::process::id(),
-                image,
-                std::time::SystemTime::now()
-            );
-            Digest::of(seed.as_bytes()).hex()[..12].to_string()
-        }
+        None => super::lifecycle::names::unused(st, &id),
     };
     check_name(&name)?;
     let d = dir(st, &name);
@@ -146,6 +191,7 @@ pub fn create_over(
         return Err(format!("container {name} already exists"));
     }
     let c = Container {
+        id,
         name: name.clone(),
         image_id: image_id.to_string(),
         image_name: image_name.to_string(),
@@ -223,8 +269,30 @@ pub fn mount(st: &Store, c: &Container) -> Result<PathBuf, String> {
     Ok(merged)
 }
 
+/// True if `path` is a FUSE mount whose daemon is gone (ENOTCONN): still mounted, and in
+/// the way of everything until unmounted.
+pub fn is_dead_mount(path: &Path) -> bool {
+    fs::metadata(path).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
+}
+
 pub fn umount(st: &Store, c: &Container) -> Result<(), String> {
     let merged = dir(st, &c.name).join("merged");
+    if is_dead_mount(&merged) {
+        // Its daemon died: nothing to flush, only the kernel's mount to drop.
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(&merged)
+            .output();
+        return if is_dead_mount(&merged) {
+            Err(format!(
+                "cannot unmount {} (its daemon died)",
+                merged.display()
+            ))
+        } else {
+            Ok(())
+        };
+    }
     if !is_mounted(&merged) {
         return Ok(());
     }

@@ -26,6 +26,7 @@ pub mod dir_stack;
 pub mod hash_writer;
 pub mod layer_export;
 pub mod layout;
+pub mod lifecycle;
 pub mod pax;
 pub mod progress;
 pub mod prune;

@@ -76,6 +76,24 @@ fn private_dirs(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// [`state_root`], made (private) if missing.
+pub fn ensure_state_root(runtime: &Path) -> Result<PathBuf, String> {
+    let state = state_root(runtime);
+    std::fs::create_dir_all(&state)
+        .map_err(|e| format!("cannot create {}: {e}", state.display()))?;
+    private_dirs(&state)?;
+    Ok(state)
+}
+
+/// `RUNTIME --root STATE`, ready for a subcommand; its stdin is /dev/null.
+pub fn command(runtime: &Path) -> Command {
+    let mut c = Command::new(runtime);
+    c.arg("--root")
+        .arg(state_root(runtime))
+        .stdin(Stdio::null());
+    c
+}
+
 /// Signals unionrs passes on to the runtime (which passes them to the container) while it
 /// waits. SIGCHLD is only waited for: it says the runtime exited.
 const FORWARDED: &[i32] = &[libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP];
@@ -106,10 +124,7 @@ pub fn run_foreground_with(
     stdio: [Stdio; 3],
 ) -> Result<i32, String> {
     let [stdin, stdout, stderr] = stdio;
-    let state = state_root(runtime);
-    std::fs::create_dir_all(&state)
-        .map_err(|e| format!("cannot create {}: {e}", state.display()))?;
-    private_dirs(&state)?;
+    let state = ensure_state_root(runtime)?;
     let _ = Command::new(runtime)
         .arg("--root")
         .arg(&state)

@@ -3,10 +3,10 @@
 //! long compile for a dozen fields).
 //!
 //! What a container gets, and why:
-//! - namespaces mount, pid, ipc, uts; no network namespace: the command shares the host's
-//!   network (`docker run --network host`), since unionrs sets up no network of its own; a
-//!   fresh network namespace would hold only a loopback interface that is down. `--network
-//!   none` asks for that isolated namespace instead.
+//! - namespaces mount, pid, ipc, uts; by default no network namespace: the command shares
+//!   the host's network (`docker run --network host`). `--network none` asks for an
+//!   isolated namespace with only loopback; `--network private` (and `-p`) for a named one
+//!   that pasta serves ([`super::lifecycle::network`]).
 //! - mounts /proc, /dev (tmpfs), /dev/pts, /dev/shm, /dev/mqueue, /sys (read-only), as
 //!   runc's and Docker's defaults; the runtime adds the standard device nodes.
 //! - Docker's confinement ([`super::security`]): its default capability set and seccomp
@@ -60,6 +60,9 @@ pub struct Spec {
 #[serde(rename_all = "camelCase")]
 pub struct Process {
     pub terminal: bool,
+    /// The terminal's size from the start (a resize after the process started races it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub console_size: Option<ConsoleSize>,
     pub user: User,
     pub args: Vec<String>,
     pub env: Vec<String>,
@@ -68,6 +71,12 @@ pub struct Process {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rlimits: Vec<Rlimit>,
     pub no_new_privileges: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ConsoleSize {
+    pub height: u16,
+    pub width: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -140,6 +149,9 @@ pub struct Device {
 pub struct Namespace {
     #[serde(rename = "type")]
     pub kind: String,
+    /// Join this namespace rather than make a new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -160,6 +172,9 @@ pub enum Network {
     Host,
     /// A network namespace of its own, with only a loopback interface.
     None,
+    /// A network namespace of its own, with an interface and outbound access through a
+    /// user-space forwarder (pasta), which also publishes ports (`-p`).
+    Private,
 }
 
 /// What differs between containers; the rest of the spec is fixed.
@@ -255,11 +270,14 @@ pub fn build_with(i: SpecInput, c: Confinement) -> Spec {
         .iter()
         .map(|k| Namespace {
             kind: k.to_string(),
+            path: None,
         })
         .collect();
-    if i.network == Network::None {
+    if i.network != Network::Host {
+        // Private: `run` points it at the named namespace pasta serves.
         namespaces.push(Namespace {
             kind: "network".into(),
+            path: None,
         });
     }
     let rlimits = i
@@ -277,6 +295,7 @@ pub fn build_with(i: SpecInput, c: Confinement) -> Spec {
         oci_version: OCI_VERSION.into(),
         process: Process {
             terminal: false,
+            console_size: None,
             user: i.user,
             args: i.args,
             env: i.env,

@@ -8,6 +8,7 @@ pub mod fs;
 pub mod fuse_dev;
 pub mod io;
 pub mod proc;
+pub mod tty;
 pub mod uring;
 pub mod xattr;
 

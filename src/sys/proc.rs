@@ -228,3 +228,67 @@ pub fn kill(pid: i32, sig: i32) -> SysResult<()> {
     // SAFETY: kill has no memory effects.
     check(unsafe { libc::kill(pid, sig) }).map(drop)
 }
+
+/// Makes this process the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER), so
+/// a container's init, left by the runtime that created it, becomes our child to wait for.
+pub fn set_child_subreaper() -> SysResult<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }).map(drop)
+}
+
+/// How a reaped child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildExit {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl ChildExit {
+    /// The shell's number for it: the exit code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            ChildExit::Exited(c) => c,
+            ChildExit::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// waitpid(-1): reaps any child, blocking; None when there is no child left (ECHILD).
+pub fn wait_any_child() -> Option<(i32, ChildExit)> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid with a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid < 0 {
+            if Errno::last().0 == libc::EINTR {
+                continue;
+            }
+            return None;
+        }
+        let how = if libc::WIFEXITED(status) {
+            ChildExit::Exited(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            ChildExit::Signaled(libc::WTERMSIG(status))
+        } else {
+            continue;
+        };
+        return Some((pid, how));
+    }
+}
+
+/// waitpid(pid, WNOHANG): how the child `pid` ended, None while it runs.
+pub fn try_wait_pid(pid: i32) -> SysResult<Option<ChildExit>> {
+    let mut status = 0;
+    // SAFETY: waitpid with a valid out-pointer.
+    let r = check(unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) })?;
+    if r == 0 {
+        return Ok(None);
+    }
+    Ok(if libc::WIFEXITED(status) {
+        Some(ChildExit::Exited(libc::WEXITSTATUS(status)))
+    } else if libc::WIFSIGNALED(status) {
+        Some(ChildExit::Signaled(libc::WTERMSIG(status)))
+    } else {
+        None
+    })
+}
