@@ -105,7 +105,19 @@ impl Union {
     pub fn setattr(&self, ctx: &Ctx, ino: u64, fh: Option<u64>, a: SetAttr) -> SysResult<Stat> {
         self.writable()?;
         let node = self.node(ino)?;
-        self.refuse_protected(&node)?;
+        // An append-only object may still have its times set to now (`touch`), as the VFS
+        // allows; any other change of a protected object is refused.
+        let only_times_now = a.mode.is_none()
+            && a.uid.is_none()
+            && a.gid.is_none()
+            && a.size.is_none()
+            && [a.atime, a.mtime]
+                .iter()
+                .all(|t| matches!(t, None | Some(TimeSpec::Now) | Some(TimeSpec::Omit)));
+        let p = self.protection(&node);
+        if p.immutable || (p.append && !only_times_now) {
+            return Err(Errno(libc::EPERM));
+        }
         // chown, chmod and truncate may drop security.capability; chmod rewrites an ACL's
         // mask. No other name comes or goes, so a remembered list without those two stays
         // right (tar's fchown, fchmod, futimens then cost one listing per file, not three).
