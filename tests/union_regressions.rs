@@ -388,3 +388,25 @@ fn setxattr_through_another_name_of_a_copied_up_lower_hardlink() {
         ],
     });
 }
+
+/// Seeds 127 and 170 (CI of 2026-12-07, after the kernel index format): a hard-linked lower
+/// file's copy, reached through an exchanged name, opened, then unlinked: its last name went,
+/// so fstat of the open file shows nlink 0. The relative count ("U-1" on a copy with one link
+/// left) came to 0, which was read as "no count" and fell back to the copy's own link (1).
+#[test]
+fn last_name_of_an_index_copy_unlinked_while_open_shows_nlink_0() {
+    run(Case {
+        every_step: false,
+        lowers: vec![
+            LFile(1, "a", "rrrrrrrrrrrrrrrrrr1", M(0o644)),
+            LLink(1, "a", "c"),
+        ],
+        ops: vec![
+            Unlink("a"),
+            Rename("c", "b"),
+            Create("a", M(0o640)),
+            Exchange("b", "a"),
+            OpenUnlinkUse("a", "s2", 50),
+        ],
+    });
+}

@@ -117,11 +117,12 @@ pub fn parse_nlink(v: &[u8]) -> Option<(NlinkBase, i64)> {
     Some((base, rest.parse().ok()?))
 }
 
-/// The shown count from a parsed value and the base it counts from; None when not positive
-/// (the kernel then falls back to the inode's own count).
+/// The shown count from a parsed value and the base it counts from; None when negative (a
+/// broken value: the inode's own count is shown then, as the kernel falls back). 0 is a
+/// copy whose every name is gone, held only by open files: they show nlink 0.
 pub fn shown_nlink(add: i64, base_links: u64) -> Option<u64> {
     let n = base_links as i64 + add;
-    (n > 0).then_some(n as u64)
+    (n >= 0).then_some(n as u64)
 }
 
 /// unionrs's own count value: an absolute little-endian u64.
@@ -166,7 +167,8 @@ mod tests {
             assert_eq!(parse_nlink(bad), None, "{bad:?}");
         }
         assert_eq!(shown_nlink(-1, 4), Some(3));
-        assert_eq!(shown_nlink(-2, 2), None);
+        assert_eq!(shown_nlink(-1, 1), Some(0));
+        assert_eq!(shown_nlink(-3, 2), None);
         assert_eq!(parse_own_nlink(&own_nlink_value(7)), Some(7));
         assert_eq!(own_index_path(0x803, 0x1f), b"unionrs.index/803-1f");
     }
