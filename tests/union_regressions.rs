@@ -410,3 +410,20 @@ fn last_name_of_an_index_copy_unlinked_while_open_shows_nlink_0() {
         ],
     });
 }
+
+/// Seed 1057 (a run beyond CI's seeds, 2026-12-07): a lower file with names `b/a` and `d`,
+/// `d` copied up (opened for writing), then a walk looks `b/a` up and the node follows that
+/// name; the next open for writing through `d`, whose cached entry the kernel kept, copied up
+/// `b/a` (and its directory) as well. Names of an indexed file are now looked up on every
+/// walk, as those of a lower file with several names already were.
+#[test]
+fn open_through_a_cached_upper_name_copies_up_no_other_name() {
+    run(Case {
+        every_step: true,
+        lowers: vec![
+            LFile(2, "b/a", "ssssssssssssssssss6", M(0o644)),
+            LLink(2, "b/a", "d"),
+        ],
+        ops: vec![Create("d", M(0o640)), Append("d", "uuuuuuuuuuuuu2")],
+    });
+}

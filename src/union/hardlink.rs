@@ -47,10 +47,15 @@ impl Union {
     /// names the node, which all the names share, so a copy-up materialises the name looked
     /// up last; a fresh lookup before each open or xattr change makes that the name the
     /// caller walked, the one kernel overlayfs copies up.
+    /// Once a lower file of several names has an index copy, an upper name of it counts too:
+    /// the node follows the name looked up last, so a walk through a lower name would leave
+    /// the next open through a cached upper name copying up that lower name instead.
     pub fn name_picks_copy_up(&self, st: &Stat) -> bool {
         is_hard_linked_file(st)
             && !self.read_only()
-            && self.node(st.st_ino).is_ok_and(|n| !n.is_upper())
+            && self
+                .node(st.st_ino)
+                .is_ok_and(|n| !n.is_upper() || self.index_in_use())
     }
 
     /// The index key of lower regular file `name` in `dir` of `layer` (stat `st`), if it
