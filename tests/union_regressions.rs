@@ -427,3 +427,22 @@ fn open_through_a_cached_upper_name_copies_up_no_other_name() {
         ops: vec![Create("d", M(0o640)), Append("d", "uuuuuuuuuuuuu2")],
     });
 }
+
+/// Seed 1451 (beyond CI's seeds, passthrough off; pre-existing): a lower file with names
+/// `b/a` and `b/b/d` opened read-write through `b/a` (copied up), `b/a` unlinked, then
+/// ftruncate through the open file: the node had moved on to the name `b/b/d`, and the
+/// truncate copied that name (and `b/b`) up. It now changes the index copy the file has open.
+#[test]
+fn ftruncate_of_an_open_copy_whose_name_went_copies_up_no_other_name() {
+    run(Case {
+        every_step: true,
+        lowers: vec![
+            LFile(2, "b/a", "u*6831+9", M(0o444)),
+            LLink(2, "b/a", "b/b/d"),
+        ],
+        ops: vec![
+            Mkdir("d/d", M(0o700)),
+            OpenUnlinkUse("b/a", "rrrrrrrrrr9", 7),
+        ],
+    });
+}

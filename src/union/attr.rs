@@ -132,7 +132,7 @@ impl Union {
             node.forget_xattr_names();
         }
         let _ = ctx;
-        if node.state.read().unlinked {
+        if node.state.read().unlinked || self.open_copy_outlived_its_name(&node, fh) {
             return self.setattr_detached(&node, fh, a);
         }
         // Only a size change needs the data; the rest is metadata (metacopy=on copies none).
@@ -241,6 +241,20 @@ impl Union {
     }
 
     /// Deleted-but-open: apply the change through the kept handle.
+    /// A hard-linked file opened for writing through an upper name that is gone since: the
+    /// node now goes by one of its lower names, whose data is the index copy the handle has
+    /// open. A change through the handle (ftruncate, fchmod, futimens) is a change of that
+    /// copy, as on the kernel, where the open file keeps its own name: copying the lower name
+    /// up for it would add a name (and its directories) to the upper.
+    fn open_copy_outlived_its_name(&self, node: &Node, fh: Option<u64>) -> bool {
+        self.upper_override().is_none()
+            && !node.is_upper()
+            && node.top().is_some_and(|l| l.layer == INDEX)
+            && fh
+                .and_then(|h| self.handles.get(h))
+                .is_some_and(|h| h.writable && h.layer == UPPER)
+    }
+
     fn setattr_detached(&self, node: &Node, fh: Option<u64>, a: SetAttr) -> SysResult<Stat> {
         let fd = match fh.and_then(|h| self.handles.get(h)) {
             Some(h) => h.fd.clone(),
