@@ -46,6 +46,17 @@ const KNOWN: &[&str] = &[
     "export-layer",
     "stats",
     "completions",
+    "logs",
+    "exec",
+    "attach",
+    "start",
+    "stop",
+    "restart",
+    "kill",
+    "wait",
+    "pause",
+    "unpause",
+    "top",
 ];
 
 /// Every verb with its flags as `--long` / `-s` spellings.
