@@ -12,11 +12,12 @@
 #   UNIONRS     unionrs binary                 (default: this checkout's target/release/unionrs)
 #   FO2         fuse-overlayfs 2.0 binary      (default /var/tmp/unionrs-bench-tools/bin/fuse-overlayfs)
 #   FO1         fuse-overlayfs 1.x binary      (default /usr/bin/fuse-overlayfs)
-#   CANDIDATES  space separated subset of: kernel unionrs unionrs_dev fo2 fo1 unionfs
+#   CANDIDATES  space separated subset of: kernel unionrs unionrs_dev unionrs_normal fo2 fo1 unionfs
 #               (default "kernel unionrs fo2 fo1"; unionfs-fuse has no overlay whiteout
 #               semantics, so it is opt-in). unionrs uses FUSE over io_uring when the
 #               kernel offers it (enable_uring=Y); unionrs_dev is the same binary with
-#               -o io_uring=off (/dev/fuse)
+#               -o io_uring=off (/dev/fuse), unionrs_normal with -o queue_sched=normal
+#               (io_uring queue threads at SCHED_OTHER instead of SCHED_IDLE)
 #   WORKLOADS   space separated subset of the workload names below (default: all)
 #   UNIONRS_OPTS  extra -o options for unionrs in every workload, e.g. "metacopy=on"
 #               (default none; the report's header says which were used)
@@ -177,7 +178,7 @@ check_candidates() {
         case $c in
             kernel)  grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null
                      grep -qw overlay /proc/filesystems || SKIP[$c]="overlay not in /proc/filesystems" ;;
-            unionrs|unionrs_dev) [ -x "$UNIONRS" ] || SKIP[$c]="$UNIONRS not built" ;;
+            unionrs|unionrs_dev|unionrs_normal) [ -x "$UNIONRS" ] || SKIP[$c]="$UNIONRS not built" ;;
             fo2)     [ -x "$FO2" ] || SKIP[$c]="$FO2 missing (cargo install fuse-overlayfs failed or not run)" ;;
             fo1)     [ -x "$FO1" ] || SKIP[$c]="$FO1 missing" ;;
             unionfs) [ -n "$UNIONFS" ] && [ -x "$UNIONFS" ] || SKIP[$c]="unionfs-fuse not installed" ;;
@@ -196,6 +197,7 @@ version_of() {
         kernel)  echo "overlay $(uname -r)" ;;
         unionrs) echo "unionrs $(cd "$(dirname "$0")/.." 2>/dev/null && git rev-parse --short HEAD 2>/dev/null)${UNIONRS_OPTS:+ (mounted with -o $UNIONRS_OPTS)}, io_uring if enable_uring=$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" ;;
         unionrs_dev) echo "unionrs over /dev/fuse (-o io_uring=off${UNIONRS_OPTS:+,$UNIONRS_OPTS})" ;;
+        unionrs_normal) echo "unionrs over io_uring, queue threads at SCHED_OTHER (-o queue_sched=normal${UNIONRS_OPTS:+,$UNIONRS_OPTS})" ;;
         fo2)     "$FO2" --version 2>/dev/null | head -1 ;;
         fo1)     "$FO1" --version 2>/dev/null | grep -m1 -i overlayfs ;;
         unionfs) "$UNIONFS" --version 2>/dev/null | head -1 ;;
@@ -233,6 +235,7 @@ do_mount() { # candidate lowerdirs extra-options
         kernel)  mount -t overlay overlay -o "$opts" "$m" ;;
         unionrs) "$UNIONRS" -o "$opts${UNIONRS_OPTS:+,$UNIONRS_OPTS}" "$m" ;;
         unionrs_dev) "$UNIONRS" -o "$opts,io_uring=off${UNIONRS_OPTS:+,$UNIONRS_OPTS}" "$m" ;;
+        unionrs_normal) "$UNIONRS" -o "$opts,queue_sched=normal${UNIONRS_OPTS:+,$UNIONRS_OPTS}" "$m" ;;
         fo2)     "$FO2" -o "$opts" "$m" ;;
         fo1)     "$FO1" -o "$opts" "$m" ;;
         unionfs) "$UNIONFS" -o cow,hide_meta_files,max_files=65536 "$u=RW:$(echo "$lower" | sed 's/:/=RO:/g')=RO" "$m" ;;

@@ -3,6 +3,7 @@
 
 use super::options::{MountArgs, parse_mount_argv};
 use super::validate::validate;
+use crate::fuse::conn::Transport;
 use crate::fuse::session::{self, MountSpec};
 use crate::fuse::state::UnionFs;
 use crate::sys::{fs, proc};
@@ -137,7 +138,11 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         let report = fs.reporter();
         let hook = fs.union.listing_hook();
         let whiteout_cleanup = fs.union.whiteout_cleanup();
-        session::mount(fs, &spec, io_uring).map(|c| {
+        let transport = Transport {
+            uring: io_uring,
+            idle_queues: o.queue_sched_idle,
+        };
+        session::mount(fs, &spec, transport).map(|c| {
             session::drop_listings_on_change(&c, &hook);
             ((c, threads, whiteout_cleanup), spec, report)
         })

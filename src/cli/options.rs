@@ -85,6 +85,9 @@ pub struct MountOptions {
     /// `io_uring=on` (the default): FUSE over io_uring when the kernel offers it at INIT
     /// (FUSE_OVER_IO_URING), else /dev/fuse; `off`: always /dev/fuse.
     pub io_uring: Option<bool>,
+    /// `queue_sched=idle` (the default): io_uring queue threads wait for requests at
+    /// SCHED_IDLE, so a woken caller stays on its CPU; `normal`: SCHED_OTHER throughout.
+    pub queue_sched_idle: bool,
     pub context: Option<String>,
     pub fsname: Option<String>,
     pub subtype: Option<String>,
@@ -118,6 +121,7 @@ impl Default for MountOptions {
             xattr_permissions: None,
             metacopy: false,
             io_uring: None,
+            queue_sched_idle: true,
             context: None,
             fsname: None,
             subtype: None,
@@ -361,6 +365,18 @@ impl OptionParser {
                         )));
                     }
                 })
+            }
+            "queue_sched" => {
+                o.queue_sched_idle = match val()? {
+                    b"idle" => true,
+                    b"normal" => false,
+                    _ => {
+                        return Err(OptionError::new(format!(
+                            "bad {}: use queue_sched=idle or queue_sched=normal",
+                            shown()
+                        )));
+                    }
+                }
             }
             "context" => o.context = Some(unquote(string_value(val()?))),
             "fsname" => o.fsname = Some(string_value(val()?)),
@@ -650,6 +666,8 @@ mod tests {
         ("later metacopy=off wins", "-o metacopy=on,metacopy=off,lowerdir=l,upperdir=u,workdir=w /mnt", |_| {}),
         ("io_uring=on", "-o io_uring=on,lowerdir=l,upperdir=u,workdir=w /mnt", |a| a.opts.io_uring = Some(true)),
         ("io_uring=off", "-o io_uring=off,lowerdir=l,upperdir=u,workdir=w /mnt", |a| a.opts.io_uring = Some(false)),
+        ("queue_sched=normal", "-o queue_sched=normal,lowerdir=l,upperdir=u,workdir=w /mnt", |a| a.opts.queue_sched_idle = false),
+        ("later queue_sched=idle wins", "-o queue_sched=normal,queue_sched=idle,lowerdir=l,upperdir=u,workdir=w /mnt", |_| {}),
         ("id mappings, repeats add", "-o uidmapping=0:1000:1:1:100000:65536,gidmapping=0:1000:1,gidmapping=5:6:7,lowerdir=l,upperdir=u,workdir=w /mnt", |a| {
             a.opts.uid_mappings = vec![map(0, 1000, 1), map(1, 100000, 65536)];
             a.opts.gid_mappings = vec![map(0, 1000, 1), map(5, 6, 7)];
@@ -714,6 +732,7 @@ mod tests {
         ("bad fsync", "-o lowerdir=l,fsync=yes /mnt", "bad fsync=yes: use fsync=0 or fsync=1"),
         ("bad metacopy", "-o lowerdir=l,metacopy=yes /mnt", "bad metacopy=yes: use metacopy=on or metacopy=off"),
         ("bad io_uring", "-o lowerdir=l,io_uring=yes /mnt", "bad io_uring=yes: use io_uring=on or io_uring=off"),
+        ("bad queue_sched", "-o lowerdir=l,queue_sched=low /mnt", "bad queue_sched=low: use queue_sched=idle or queue_sched=normal"),
         ("bad xattr_permissions", "-o lowerdir=l,xattr_permissions=3 /mnt", "bad xattr_permissions=3"),
         ("flag with value", "-o lowerdir=l,ro=1 /mnt", "mount option \"ro\" takes no value"),
         ("ignored flag with value", "-o lowerdir=l,kernel_cache=1 /mnt", "\"kernel_cache\" takes no value"),

@@ -32,13 +32,21 @@ pub struct Negotiated {
     pub flags: u64,
 }
 
+/// How requests reach the daemon (mount options `io_uring=` and `queue_sched=`).
+#[derive(Clone, Copy, Debug)]
+pub struct Transport {
+    /// Ask for FUSE_OVER_IO_URING when the kernel offers it.
+    pub uring: bool,
+    /// io_uring queue threads wait and answer at SCHED_IDLE (why: `uring.rs`).
+    pub idle_queues: bool,
+}
+
 pub struct Conn {
     pub fs: UnionFs<Backing>,
     /// The session's /dev/fuse fd: backing files are registered on it, notifications go
     /// through it.
     pub dev: Arc<OwnedFd>,
-    /// Ask for FUSE_OVER_IO_URING when the kernel offers it.
-    pub want_uring: bool,
+    pub transport: Transport,
     setxattr_ext: AtomicBool,
     flags: AtomicU64,
 }
@@ -121,11 +129,11 @@ fn xattr(o: &mut Out<'_>, x: XattrOut) {
 }
 
 impl Conn {
-    pub fn new(fs: UnionFs<Backing>, dev: Arc<OwnedFd>, want_uring: bool) -> Conn {
+    pub fn new(fs: UnionFs<Backing>, dev: Arc<OwnedFd>, transport: Transport) -> Conn {
         Conn {
             fs,
             dev,
-            want_uring,
+            transport,
             setxattr_ext: AtomicBool::new(false),
             flags: AtomicU64::new(0),
         }
@@ -174,7 +182,7 @@ impl Conn {
         if self.fs.passthrough.enabled() {
             want |= abi::FUSE_PASSTHROUGH;
         }
-        if self.want_uring {
+        if self.transport.uring {
             want |= abi::FUSE_OVER_IO_URING;
         }
         let flags = want & offered;
@@ -469,7 +477,17 @@ mod tests {
         .unwrap();
         let fs = UnionFs::new(union, true, false);
         let dev = crate::sys::fs::open_path(c"/dev/null", libc::O_RDWR).unwrap();
-        (dir, Conn::new(fs, Arc::new(dev), false))
+        (
+            dir,
+            Conn::new(
+                fs,
+                Arc::new(dev),
+                Transport {
+                    uring: false,
+                    idle_queues: false,
+                },
+            ),
+        )
     }
 
     fn header(opcode: u32, nodeid: u64) -> InHeader {

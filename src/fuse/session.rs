@@ -2,7 +2,7 @@
 //! our helper and findmnt shows the type), run the FUSE session on several threads, and
 //! unmount on SIGTERM/SIGINT/SIGHUP.
 
-use super::conn::Conn;
+use super::conn::{Conn, Transport};
 use super::state::UnionFs;
 use crate::sys::{fs, proc};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -44,10 +44,10 @@ pub fn mount_dev(spec: &MountSpec) -> Result<OwnedFd, String> {
 pub fn mount(
     fs: UnionFs<crate::sys::fuse_dev::Backing>,
     spec: &MountSpec,
-    want_uring: bool,
+    transport: Transport,
 ) -> Result<std::sync::Arc<Conn>, String> {
     let dev = std::sync::Arc::new(mount_dev(spec)?);
-    let conn = std::sync::Arc::new(Conn::new(fs, dev, want_uring));
+    let conn = std::sync::Arc::new(Conn::new(fs, dev, transport));
     match super::devloop::handshake(&conn) {
         Ok(n) => {
             log::info!(

@@ -354,6 +354,19 @@ pub fn pin_to_cpu(cpu: usize) -> SysResult<()> {
     Ok(())
 }
 
+/// Sets the calling thread's scheduling policy: SCHED_IDLE (`idle`) or SCHED_OTHER.
+pub fn set_idle_policy(idle: bool) -> SysResult<()> {
+    let policy = if idle {
+        libc::SCHED_IDLE
+    } else {
+        libc::SCHED_OTHER
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; param is a valid sched_param.
+    check(unsafe { libc::sched_setscheduler(0, policy, &param) })?;
+    Ok(())
+}
+
 /// The kernel's possible CPUs (one FUSE queue each), from /sys/devices/system/cpu/possible.
 pub fn possible_cpus() -> usize {
     let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
