@@ -356,6 +356,56 @@ fn stats_name_the_transport() {
     assert!(value("requests.lookup").parse::<u64>().unwrap() >= 2);
 }
 
+/// The scheduling policy of each io_uring queue thread (`unionrs-qCPU.N`) of a daemon, from
+/// field 41 of /proc/PID/task/TID/stat (0 SCHED_OTHER, 5 SCHED_IDLE).
+fn queue_thread_policies(pid: u32) -> Vec<u32> {
+    let mut policies = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let comm = fs::read_to_string(t.join("comm")).unwrap_or_default();
+        if !comm.starts_with("unionrs-q") {
+            continue;
+        }
+        let stat = fs::read_to_string(t.join("stat")).unwrap();
+        let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy = after_comm.split(' ').nth(41 - 3).unwrap();
+        policies.push(policy.parse().unwrap());
+    }
+    policies
+}
+
+/// Over io_uring the queue threads wait at SCHED_IDLE (so an answer leaves the caller on the
+/// queue's CPU, issue 14), at SCHED_OTHER with -o queue_sched=normal; over /dev/fuse there
+/// are no queue threads. Requests still get answered either way, and a copy-up (served at
+/// SCHED_OTHER) leaves the thread at SCHED_IDLE again.
+#[test]
+fn queue_threads_wait_at_idle_priority() {
+    for (opts, want) in [(&[][..], 5), (&["queue_sched=normal"][..], 0)] {
+        let l = Layers::new(2);
+        write(l.l(2).join("d/f"), "lower");
+        let m = mount(Fs::Unionrs, &l, opts);
+        assert_eq!(fs::read_to_string(m.mnt.join("d/f")).unwrap(), "lower");
+        fs::write(m.mnt.join("d/f"), "copied up").unwrap();
+        assert_eq!(fs::read_to_string(m.mnt.join("d/f")).unwrap(), "copied up");
+        let out = std::process::Command::new(unionrs_bin())
+            .arg("stats")
+            .arg(&m.mnt)
+            .output()
+            .unwrap();
+        let uring = String::from_utf8_lossy(&out.stdout).contains("transport uring");
+        let policies = queue_thread_policies(m.pid().unwrap());
+        if uring {
+            assert!(!policies.is_empty(), "io_uring mount without queue threads");
+            assert!(
+                policies.iter().all(|&p| p == want),
+                "{opts:?}: queue thread policies {policies:?}, want all {want}"
+            );
+        } else {
+            assert_eq!(policies, Vec::<u32>::new(), "queue threads over /dev/fuse");
+        }
+    }
+}
+
 /// The request counters of `unionrs stats` (`requests.OP N` lines).
 fn request_counts(mnt: &Path) -> std::collections::BTreeMap<String, u64> {
     let out = std::process::Command::new(unionrs_bin())
