@@ -206,6 +206,30 @@ version_of() {
 
 mnt_of() { echo "$RUN/$1/mnt"; }
 
+# FUSE requests a unionrs mount has served so far (the sum of `unionrs stats`'s requests.*
+# lines; stats travel over the daemon's control socket, not FUSE); "-" for the others.
+requests_of() { # candidate mountpoint
+    case $1 in
+        unionrs*) "$UNIONRS" stats "$2" 2>/dev/null | awk '$1 ~ /^requests\./ {n += $2} END {print n + 0}' ;;
+        *) echo - ;;
+    esac
+}
+
+# Entries a workload touches, to show requests per entry: what it lists, stats, removes,
+# writes or reads (counted in the data, not in a run).
+entries_of() { # workload
+    case $1 in
+        find_warm|stat_warm|find_cold|rss_walk) find "$L/big" "$L/mid" "$L/base" 2>/dev/null | wc -l ;;
+        lsR_usr_warm|cat_usr_cold) find "$L/base/usr" | wc -l ;;
+        chmod_R_etc) find "$L/base/etc" | wc -l ;;
+        rm_rf_usr_share) find "$L/base/usr/share" | wc -l ;;
+        untar_doc_sync) tar -tf "$BENCH_DIR/doc.tar" | wc -l ;;
+        lookup64|lookup2) wc -l < "$BENCH_DIR/deep-names.lst" ;;
+        cp_a_src|grep_r_src) find "$SRC" | wc -l ;;
+        *) echo 1 ;;
+    esac
+}
+
 # The lower layers of a workload (top first, colon separated).
 lower_of() {
     case $1 in
@@ -262,6 +286,11 @@ do_umount() {
 cpu_ticks() { # utime+stime of pid, in ticks (all threads)
     [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || { echo 0; return; }
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+cpu_ns() { # time on a CPU of all of pid's threads, in ns (/proc/PID/task/*/schedstat); - without
+    [ -n "${1:-}" ] && [ -d "/proc/$1/task" ] || { echo -; return; }
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{n += $1} END {print n + 0}'
 }
 
 # "rchar wchar read_bytes write_bytes" of pid (all threads), zeros without a daemon
@@ -371,10 +400,16 @@ for w in $WORKLOADS; do
             "prep_$w" "$m" 2>>"$ERRLOG.tmp"
             SECS_OUT=$RES/secs.$c  # a workload that times itself writes its seconds here
             rm -f "$OUT" "$SECS_OUT"; : > "$RES/err.$c"
+            req0=$(requests_of "$c" "$m"); ns0=$(cpu_ns "$DPID")
             rss0=$(vm_kib "$DPID" VmRSS); io0=$(proc_io "$DPID"); c0=$(cpu_ticks "$DPID"); t0=$(now_ns)
             "run_$w" "$m" 2> "$RES/err.$c"; rc=$?
             t1=$(now_ns); c1=$(cpu_ticks "$DPID"); io1=$(proc_io "$DPID")
             hwm=$(vm_kib "$DPID" VmHWM)
+            req1=$(requests_of "$c" "$m"); ns1=$(cpu_ns "$DPID")
+            cpuns=-
+            [ "$ns0" != - ] && [ "$ns1" != - ] && cpuns=$((ns1 - ns0))
+            reqs=-
+            [ "$req0" != - ] && [ "$req1" != - ] && reqs=$((req1 - req0))
             nodes=-
             case $c in unionrs*) ;; *) false ;; esac && nodes=$("$UNIONRS" stats "$m" 2>/dev/null | awk '$1=="cached_inodes" {print $2}')
             do_umount "$c"
@@ -391,8 +426,8 @@ for w in $WORKLOADS; do
                 status=ERR
             else status=ok; fi
             # columns: workload cand run secs cpu status out rchar wchar read_bytes write_bytes
-            # hwm_kib nodes rss_before_kib
-            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$c" "$r" "$secs" "$cpu" "$status" "$out" "$io" "$hwm" "${nodes:--}" "$rss0" >> "$RAW"
+            # hwm_kib nodes rss_before_kib requests cpu_ns
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$w" "$c" "$r" "$secs" "$cpu" "$status" "$out" "$io" "$hwm" "${nodes:--}" "$rss0" "$reqs" "$cpuns" >> "$RAW"
             log "$w run $r $c: ${secs}s cpu=$cpu io(MB rchar wchar rd wr)=$(echo "$io" | tr '\t' ' ') hwm=${hwm}KiB $status out=$out"
         done
     done
@@ -452,6 +487,26 @@ DAEMONS=$(for c in $ACTIVE; do [ "$c" = kernel ] || printf '%s ' "$c"; done)
             printf '| %s |' "$w"
             for c in $DAEMONS; do
                 printf ' %s | %s | %s |' "$(col "$w" "$c" 8 | median)" "$(col "$w" "$c" 10 | median)" "$(col "$w" "$c" 11 | median)"
+            done
+            echo
+        done
+    fi
+    UNIONRS_RUNS=$(for c in $ACTIVE; do case $c in unionrs*) printf '%s ' "$c" ;; esac; done)
+    if [ -n "$UNIONRS_RUNS" ]; then
+        echo
+        echo "FUSE requests of the timed part (medians; from \`unionrs stats\`; entries: what the workload lists, stats, removes or writes, counted in the data — for find the three layers' entries, so a little more than the merged tree) and the daemon's CPU per request:"
+        echo
+        printf '| workload | entries |'; for c in $UNIONRS_RUNS; do printf ' %s requests | per entry | daemon CPU µs per request |' "$c"; done; echo
+        printf '|---|---:|'; for c in $UNIONRS_RUNS; do printf -- '---:|---:|---:|'; done; echo
+        for w in $WORKLOADS; do
+            ent=$(entries_of "$w")
+            printf '| %s | %s |' "$w" "$ent"
+            for c in $UNIONRS_RUNS; do
+                rq=$(col "$w" "$c" 15 | median); ns=$(col "$w" "$c" 16 | median)
+                awk -v r="$rq" -v e="$ent" -v c="$ns" 'BEGIN{
+                    if (r=="-") { printf " - | - | - |"; exit }
+                    printf " %d | %.2f |", r, (e > 0 ? r/e : 0)
+                    if (c=="-" || r+0<=0) printf " - |"; else printf " %.1f |", c/1e3/r }'
             done
             echo
         done
