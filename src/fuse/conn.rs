@@ -58,9 +58,9 @@ fn time(t: SetTime) -> TimeSpec {
     }
 }
 
-/// struct fuse_attr
-fn attr(o: &mut Out<'_>, st: &Stat) {
-    o.u64(st.st_ino)
+/// struct fuse_attr; `st.st_ino` is the node id, `shown` the number users see.
+fn attr(o: &mut Out<'_>, st: &Stat, shown: u64) {
+    o.u64(shown)
         .u64(st.st_size as u64)
         .u64(st.st_blocks as u64)
         .u64(st.st_atime as u64)
@@ -79,7 +79,7 @@ fn attr(o: &mut Out<'_>, st: &Stat) {
 }
 
 /// struct fuse_entry_out
-fn entry(o: &mut Out<'_>, e: &EntryOut) {
+fn entry(o: &mut Out<'_>, e: &EntryOut, fs: &UnionFs<Backing>) {
     let (s, ns) = (e.ttl.as_secs(), e.ttl.subsec_nanos());
     let (attr_s, attr_ns) = (e.attr_ttl.as_secs(), e.attr_ttl.subsec_nanos());
     o.u64(e.ino())
@@ -88,13 +88,13 @@ fn entry(o: &mut Out<'_>, e: &EntryOut) {
         .u64(attr_s)
         .u32(ns)
         .u32(attr_ns);
-    attr(o, &e.st);
+    attr(o, &e.st, fs.union.shown_ino(e.ino()));
 }
 
 /// struct fuse_attr_out, valid for `ttl`.
-fn attr_out(o: &mut Out<'_>, st: &Stat, ttl: Duration) {
+fn attr_out(o: &mut Out<'_>, st: &Stat, ttl: Duration, fs: &UnionFs<Backing>) {
     o.u64(ttl.as_secs()).u32(ttl.subsec_nanos()).u32(0);
-    attr(o, st);
+    attr(o, st, fs.union.shown_ino(st.st_ino));
 }
 
 /// struct fuse_open_out
@@ -283,10 +283,10 @@ impl Conn {
                 }
                 return None;
             }
-            R::Lookup { name } => fs.op_lookup(ino, name).map(|e| entry(o, &e)),
+            R::Lookup { name } => fs.op_lookup(ino, name).map(|e| entry(o, &e, fs)),
             R::Getattr { fh } => fs
                 .op_getattr(ino, fh)
-                .map(|st| attr_out(o, &st, fs.attr_ttl(ino))),
+                .map(|st| attr_out(o, &st, fs.attr_ttl(ino), fs)),
             R::Setattr(a) => {
                 let set = SetAttr {
                     mode: a.mode,
@@ -297,14 +297,14 @@ impl Conn {
                     mtime: a.mtime.map(time),
                 };
                 fs.op_setattr(&Self::ctx(h, 0), ino, a.fh, set)
-                    .map(|st| attr_out(o, &st, fs.attr_ttl(ino)))
+                    .map(|st| attr_out(o, &st, fs.attr_ttl(ino), fs))
             }
             R::Readlink => fs.op_readlink(ino).map(|t| {
                 o.bytes(&t);
             }),
             R::Symlink { name, target } => fs
                 .op_symlink(&Self::ctx(h, 0), ino, name, target)
-                .map(|e| entry(o, &e)),
+                .map(|e| entry(o, &e, fs)),
             R::Mknod {
                 mode,
                 rdev,
@@ -312,10 +312,10 @@ impl Conn {
                 name,
             } => fs
                 .op_mknod(&Self::ctx(h, umask), ino, name, mode, decode_dev(rdev))
-                .map(|e| entry(o, &e)),
+                .map(|e| entry(o, &e, fs)),
             R::Mkdir { mode, umask, name } => fs
                 .op_mkdir(&Self::ctx(h, umask), ino, name, mode)
-                .map(|e| entry(o, &e)),
+                .map(|e| entry(o, &e, fs)),
             R::Unlink { name } => fs.op_unlink(ino, name),
             R::Rmdir { name } => fs.op_rmdir(ino, name),
             R::Rename {
@@ -324,9 +324,9 @@ impl Conn {
                 name,
                 newname,
             } => fs.op_rename(ino, name, newdir, newname, flags),
-            R::Link { oldnodeid, newname } => {
-                fs.op_link(oldnodeid, ino, newname).map(|e| entry(o, &e))
-            }
+            R::Link { oldnodeid, newname } => fs
+                .op_link(oldnodeid, ino, newname)
+                .map(|e| entry(o, &e, fs)),
             R::Open { flags } => fs.op_open(ino, flags as i32, make).map(|op| {
                 // A read-write open may map the file shared: drop the attributes the kernel cached
                 // before (see `UnionFs::attr_ttl`).
@@ -381,11 +381,12 @@ impl Conn {
                     if o.0.len() + need > limit {
                         return true;
                     }
-                    entry(o, e);
+                    entry(o, e, fs);
+                    // d_ino: the shown number, as the entry's attributes carry it.
                     dirent(
                         o,
                         limit,
-                        e.ino(),
+                        fs.union.shown_ino(e.ino()),
                         off,
                         (e.st.st_mode & libc::S_IFMT) >> 12,
                         name,
@@ -402,13 +403,13 @@ impl Conn {
             } => fs
                 .op_create(&Self::ctx(h, umask), ino, name, mode, flags as i32, make)
                 .map(|(e, op)| {
-                    entry(o, &e);
+                    entry(o, &e, fs);
                     open_out(o, &op);
                 }),
             R::Tmpfile { flags, mode, umask } => fs
                 .op_tmpfile(&Self::ctx(h, umask), ino, mode, flags as i32, make)
                 .map(|(e, op)| {
-                    entry(o, &e);
+                    entry(o, &e, fs);
                     open_out(o, &op);
                 }),
             R::Ioctl {

@@ -185,7 +185,7 @@ fn serve_entry(
                     std::io::Error::from_raw_os_error(-res)
                 ));
             }
-            let raise = idle && may_copy_data(header.as_slice());
+            let raise = idle && may_copy_data(conn, header.as_slice());
             if raise {
                 let _ = uring::set_idle_policy(false);
             }
@@ -211,33 +211,30 @@ fn serve_entry(
     r
 }
 
-/// Whether the request in an entry's header buffer may copy file data (a copy-up, a write
-/// the daemon serves itself) or wait on the disk: such requests are served at SCHED_OTHER.
-fn may_copy_data(header: &[u8]) -> bool {
+/// Whether the request in an entry's header buffer may copy file data: a copy-up of a file
+/// with no full upper copy yet, or a read or write the daemon serves itself (passthrough
+/// off). Such requests are served at SCHED_OTHER. Creations copy up parent directories only
+/// (metadata), and a wait on the disk (fsync) needs no CPU share.
+fn may_copy_data(conn: &Conn, header: &[u8]) -> bool {
     let Ok(h) = InHeader::parse(&header[..abi::IN_HEADER_LEN]) else {
         return false;
     };
+    let op_in = &header[OP_IN..OP_IN + 8];
+    let copies_up = |nodeid: u64| !conn.fs.union.has_full_upper_copy(nodeid);
     match h.opcode {
         // struct fuse_open_in starts with the open flags.
         abi::OPEN => {
-            let f = &header[OP_IN..OP_IN + 4];
-            let flags = i32::from_le_bytes([f[0], f[1], f[2], f[3]]);
-            flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
+            let flags = i32::from_le_bytes([op_in[0], op_in[1], op_in[2], op_in[3]]);
+            let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+            writes && copies_up(h.nodeid)
         }
-        abi::SETATTR
-        | abi::SETXATTR
-        | abi::REMOVEXATTR
-        | abi::LINK
-        | abi::RENAME
-        | abi::RENAME2
-        | abi::READ
-        | abi::WRITE
-        | abi::FALLOCATE
-        | abi::FSYNC
-        | abi::FSYNCDIR
-        | abi::IOCTL
-        | abi::CREATE
-        | abi::TMPFILE => true,
+        abi::SETATTR | abi::SETXATTR | abi::REMOVEXATTR | abi::FALLOCATE | abi::IOCTL => {
+            copies_up(h.nodeid)
+        }
+        // struct fuse_link_in: the node linked to.
+        abi::LINK => copies_up(le_u64(op_in)),
+        // The renamed node is only known by name here.
+        abi::RENAME | abi::RENAME2 | abi::READ | abi::WRITE => true,
         _ => false,
     }
 }

@@ -138,7 +138,7 @@ impl Union {
             (src.layer, src_dir, src_name),
             &st,
             (work, &tmp),
-            node.ino,
+            node.number,
             data,
         );
         if let Err(e) = staged {

@@ -371,7 +371,7 @@ impl Union {
     }
 
     /// The inode number of a found object (`ino_of` is the node id it answers under).
-    fn number_of(&self, f: &Found) -> u64 {
+    pub(crate) fn number_of(&self, f: &Found) -> u64 {
         f.ino
             .unwrap_or_else(|| self.inos.map(f.st.st_dev, f.st.st_ino))
     }

@@ -289,6 +289,24 @@ impl Union {
         self.nodes.get(ino).ok_or(Errno::ENOENT)
     }
 
+    /// The inode number shown for node `ino` (st_ino, d_ino): its object's number. A node id
+    /// differs from it only once the number moved on (`NodeTable::remember`,
+    /// `move_to_new_id`): the object keeps its st_ino under either id, as on the kernel.
+    pub fn shown_ino(&self, ino: u64) -> u64 {
+        if ino == 0 || ino == node::ROOT {
+            return ino;
+        }
+        self.nodes.get(ino).map_or(ino, |n| n.number)
+    }
+
+    /// Whether node `ino` has a full upper copy (upper, not metacopy): a change to it copies
+    /// no file data. False for an unknown node.
+    pub fn has_full_upper_copy(&self, ino: u64) -> bool {
+        self.nodes
+            .get(ino)
+            .is_some_and(|n| n.is_upper() && n.metacopy_data().is_none())
+    }
+
     fn writable(&self) -> SysResult<()> {
         if self.has_upper {
             Ok(())

@@ -89,10 +89,11 @@ impl NodeState {
 }
 
 pub struct Node {
-    /// The FUSE node id, and the st_ino shown: the object's number, unless the number was
-    /// moved (see `NodeTable::remember`).
+    /// The FUSE node id: the object's number, unless the number was moved (see
+    /// `NodeTable::remember`).
     pub ino: u64,
-    /// The object's inode number (see `InoMap`), which the node id stands for.
+    /// The object's inode number (see `InoMap`), which the node id stands for: the st_ino
+    /// and d_ino shown under either id (`Union::shown_ino`).
     pub number: u64,
     /// File type bits (S_IFMT) — fixed for the node's life.
     pub kind: u32,

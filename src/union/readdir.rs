@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 /// directory offset just past it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntryOut {
+    /// d_ino: the object's number (as its st_ino), not a node id.
     pub ino: u64,
     pub kind: u32,
     pub name: Vec<u8>,
@@ -82,12 +83,13 @@ impl Union {
         node.listed.store(true, Ordering::Release);
         // Read before listing: a change while listing makes the next readdir list again.
         let version = node.listing_version.load(Ordering::Acquire);
-        let parent_ino = node
-            .state
-            .read()
-            .parent
-            .as_ref()
-            .map_or(node.ino, |p| p.ino);
+        let parent_ino = self.shown_ino(
+            node.state
+                .read()
+                .parent
+                .as_ref()
+                .map_or(node.ino, |p| p.ino),
+        );
         // `..` is checked: the layers do not make it, and a rename of the directory itself
         // changes it without changing the directory's entries.
         if let Some((v, e)) = &*node.listing.lock()
@@ -119,7 +121,7 @@ impl Union {
     fn list_dir(&self, node: &Arc<Node>, parent_ino: u64) -> SysResult<Arc<Vec<DirEntryOut>>> {
         let mut entries = vec![
             DirEntryOut {
-                ino: node.ino,
+                ino: self.shown_ino(node.ino),
                 kind: libc::S_IFDIR,
                 name: b".".to_vec(),
                 cookie: 1,
@@ -214,8 +216,8 @@ impl Union {
                 } else {
                     None
                 };
-                let number = origin.unwrap_or_else(|| self.inos.map(layer.dev, e.ino));
-                let ino = self.nodes.id_of(number);
+                // d_ino == st_ino: the object's number, whatever node id it answers under.
+                let ino = origin.unwrap_or_else(|| self.inos.map(layer.dev, e.ino));
                 seen.insert(e.name.clone());
                 out.push(DirEntryOut {
                     ino,

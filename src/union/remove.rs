@@ -90,7 +90,7 @@ impl Union {
     /// link count its other names show drops by one. For a hard-linked lower file that has
     /// no index copy yet, the copy is made now, carrying the new count (a file with one name,
     /// the common case, has no index copy to make).
-    pub(crate) fn count_name_going(&self, f: &Found, name_path: &[u8], ino: u64) -> SysResult<()> {
+    pub(crate) fn count_name_going(&self, f: &Found, name_path: &[u8]) -> SysResult<()> {
         let Some(top) = f.top(name_path) else {
             return Ok(());
         };
@@ -101,7 +101,7 @@ impl Union {
             && super::hardlink::is_hard_linked_file(&f.st)
             && self.index.is_some()
         {
-            self.index_lower_file(&top, ino, -1)?;
+            self.index_lower_file(&top, self.number_of(f), -1)?;
         }
         Ok(())
     }
@@ -116,7 +116,7 @@ impl Union {
         }
         self.copy_up(dir)?;
         let child_path = path::join(&dir.path(), name);
-        self.count_name_going(f, &child_path, ino)?;
+        self.count_name_going(f, &child_path)?;
         let ud = self.upper_dir(dir)?;
         let ud = ud.as_fd();
         let needs_whiteout = !f.lowers.is_empty() || self.lower_has(dir, name)?;

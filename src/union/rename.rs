@@ -63,8 +63,7 @@ impl Union {
             return Err(Errno(libc::EPERM));
         }
         if let Some(d) = &dst {
-            let dst_ino = self.ino_of(d);
-            if dst_ino == src_node.ino && flags & EXCHANGE == 0 {
+            if self.number_of(d) == src_node.number && flags & EXCHANGE == 0 {
                 // Two names of one file: rename(2) does nothing.
                 return Ok(());
             }
@@ -89,7 +88,7 @@ impl Union {
         {
             self.detach_if_open(n, d, &dst_path)?;
             if !d.is_dir() {
-                self.count_name_going(d, &dst_path, n.ino)?;
+                self.count_name_going(d, &dst_path)?;
             }
         }
         if flags & EXCHANGE != 0 {
