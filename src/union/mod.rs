@@ -296,7 +296,7 @@ impl Union {
         if ino == 0 || ino == node::ROOT {
             return ino;
         }
-        self.nodes.get(ino).map_or(ino, |n| n.number)
+        self.nodes.number_of_id(ino)
     }
 
     /// Whether node `ino` has a full upper copy (upper, not metacopy): a change to it copies

@@ -275,6 +275,15 @@ impl NodeTable {
         self.map.get(&ino).map(|n| n.clone())
     }
 
+    /// The inode number of the object node `id` stands for: `id` itself unless a number
+    /// moved (then one map lookup; none on the common path).
+    pub fn number_of_id(&self, id: u64) -> u64 {
+        if !self.any_moved.load(Ordering::Acquire) {
+            return id;
+        }
+        self.map.get(&id).map_or(id, |n| n.number)
+    }
+
     /// The node id an object with inode number `number` answers under.
     pub fn id_of(&self, number: u64) -> u64 {
         if !self.any_moved.load(Ordering::Acquire) {
