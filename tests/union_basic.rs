@@ -328,12 +328,7 @@ fn stats_name_the_transport() {
     write(l.l(2).join("d/f"), "lower");
     let m = mount(Fs::Unionrs, &l, &[]);
     assert_eq!(fs::read_to_string(m.mnt.join("d/f")).unwrap(), "lower");
-    let out = std::process::Command::new(unionrs_bin())
-        .arg("stats")
-        .arg(&m.mnt)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stats(&m.mnt);
     let value = |key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
@@ -387,12 +382,7 @@ fn queue_threads_wait_at_idle_priority() {
         assert_eq!(fs::read_to_string(m.mnt.join("d/f")).unwrap(), "lower");
         fs::write(m.mnt.join("d/f"), "copied up").unwrap();
         assert_eq!(fs::read_to_string(m.mnt.join("d/f")).unwrap(), "copied up");
-        let out = std::process::Command::new(unionrs_bin())
-            .arg("stats")
-            .arg(&m.mnt)
-            .output()
-            .unwrap();
-        let uring = String::from_utf8_lossy(&out.stdout).contains("transport uring");
+        let uring = stats(&m.mnt).contains("transport uring");
         let policies = queue_thread_policies(m.pid().unwrap());
         if uring {
             assert!(!policies.is_empty(), "io_uring mount without queue threads");
@@ -406,16 +396,20 @@ fn queue_threads_wait_at_idle_priority() {
     }
 }
 
-/// The request counters of `unionrs stats` (`requests.OP N` lines).
-fn request_counts(mnt: &Path) -> std::collections::BTreeMap<String, u64> {
+/// What `unionrs stats MNT` prints (it must succeed).
+fn stats(mnt: &Path) -> String {
     let out = std::process::Command::new(unionrs_bin())
         .arg("stats")
         .arg(mnt)
         .output()
         .unwrap();
     assert!(out.status.success(), "unionrs stats failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The request counters of `unionrs stats` (`requests.OP N` lines).
+fn request_counts(mnt: &Path) -> std::collections::BTreeMap<String, u64> {
+    stats(mnt)
         .lines()
         .filter_map(|l| {
             let (k, v) = l.strip_prefix("requests.")?.split_once(' ')?;

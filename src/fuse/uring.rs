@@ -185,14 +185,14 @@ fn serve_entry(
                     std::io::Error::from_raw_os_error(-res)
                 ));
             }
-            let raise = idle && may_copy_data(conn, header.as_slice());
-            if raise {
-                let _ = uring::set_idle_policy(false);
-            }
-            let commit_id = answer(conn, &mut header, &mut payload, setxattr_ext, &mut out);
-            if raise {
-                let _ = uring::set_idle_policy(true);
-            }
+            let commit_id = answer(
+                conn,
+                &mut header,
+                &mut payload,
+                setxattr_ext,
+                idle,
+                &mut out,
+            );
             ring.push_uring_cmd(
                 dev,
                 FUSE_IO_URING_CMD_COMMIT_AND_FETCH,
@@ -211,20 +211,17 @@ fn serve_entry(
     r
 }
 
-/// Whether the request in an entry's header buffer may copy file data: a copy-up of a file
-/// with no full upper copy yet, or a read or write the daemon serves itself (passthrough
-/// off). Such requests are served at SCHED_OTHER. Creations copy up parent directories only
-/// (metadata), and a wait on the disk (fsync) needs no CPU share.
-fn may_copy_data(conn: &Conn, header: &[u8]) -> bool {
-    let Ok(h) = InHeader::parse(&header[..abi::IN_HEADER_LEN]) else {
-        return false;
-    };
-    let op_in = &header[OP_IN..OP_IN + 8];
+/// Whether request `h` (its per-opcode header `op_in`) may copy file data: a copy-up of a
+/// file with no full upper copy yet, or a read or write the daemon serves itself
+/// (passthrough off). Such requests are served at SCHED_OTHER. Creations copy up parent
+/// directories only (metadata), and a wait on the disk (fsync) needs no CPU share.
+fn may_copy_data(conn: &Conn, h: &InHeader, op_in: &[u8]) -> bool {
+    let field = |at: usize| op_in.get(at..at + 8).map_or(0, le_u64);
     let copies_up = |nodeid: u64| !conn.fs.union.has_full_upper_copy(nodeid);
     match h.opcode {
         // struct fuse_open_in starts with the open flags.
         abi::OPEN => {
-            let flags = i32::from_le_bytes([op_in[0], op_in[1], op_in[2], op_in[3]]);
+            let flags = field(0) as u32 as i32;
             let writes = flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
             writes && copies_up(h.nodeid)
         }
@@ -232,7 +229,7 @@ fn may_copy_data(conn: &Conn, header: &[u8]) -> bool {
             copies_up(h.nodeid)
         }
         // struct fuse_link_in: the node linked to.
-        abi::LINK => copies_up(le_u64(op_in)),
+        abi::LINK => copies_up(field(0)),
         // The renamed node is only known by name here.
         abi::RENAME | abi::RENAME2 | abi::READ | abi::WRITE => true,
         _ => false,
@@ -240,12 +237,14 @@ fn may_copy_data(conn: &Conn, header: &[u8]) -> bool {
 }
 
 /// Serves the request in the entry's buffers and leaves the reply there; returns the commit
-/// id to answer with.
+/// id to answer with. `idle`: the thread waits at SCHED_IDLE and serves a request that may
+/// copy data at SCHED_OTHER.
 fn answer(
     conn: &Conn,
     header: &mut KernelBuf,
     payload: &mut KernelBuf,
     setxattr_ext: bool,
+    idle: bool,
     out: &mut Vec<u8>,
 ) -> u64 {
     let hb = header.as_slice();
@@ -257,7 +256,15 @@ fn answer(
             let op_len = op_header_len(h.opcode, setxattr_ext);
             let op_in = &hb[OP_IN..OP_IN + op_len];
             let data = &payload.as_slice()[..payload_sz.min(MAX_WRITE as usize)];
-            match conn.handle(&h, Body::two(op_in, data), out) {
+            let raise = idle && may_copy_data(conn, &h, op_in);
+            if raise {
+                let _ = uring::set_idle_policy(false);
+            }
+            let handled = conn.handle(&h, Body::two(op_in, data), out);
+            if raise {
+                let _ = uring::set_idle_policy(true);
+            }
+            match handled {
                 // No reply is due (FORGET, INTERRUPT: never sent here), but an entry must
                 // be committed to be fetched again.
                 None => (-libc::ENOSYS, 0),
