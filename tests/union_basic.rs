@@ -462,3 +462,81 @@ fn a_tree_walked_twice_sends_no_request_on_the_third_walk() {
         "the third walk of {names} names sent requests"
     );
 }
+
+/// A limit line of /proc/PID/limits: (soft, hard), "unlimited" as u64::MAX.
+fn open_file_limits(pid: &str) -> (u64, u64) {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let n = |v: &str| v.parse().unwrap_or(u64::MAX);
+    let v: Vec<&str> = line.split_whitespace().collect();
+    (n(v[3]), n(v[4]))
+}
+
+/// The daemon lifts its soft open-file limit to the hard one and sizes its descriptor table
+/// before any thread starts (issue 14: growing a multi-threaded process's table waits for an
+/// RCU grace period, 10-15 ms in the middle of a request). So a walk that keeps a handle per
+/// cached directory copy works when a service manager hands out a low soft limit.
+#[test]
+fn walks_a_large_tree_under_a_low_soft_open_file_limit() {
+    let (_, hard) = open_file_limits("self");
+    let l = Layers::new(2);
+    // Directories present in both lower layers: the walk caches two handles per directory.
+    let dirs = 400;
+    for i in 0..dirs {
+        write(l.l(1).join(format!("d{i}/top")), &format!("top {i}"));
+        write(l.l(2).join(format!("d{i}/bottom")), &format!("bottom {i}"));
+    }
+    let soft_low = 256;
+    let nofile = format!(
+        "--nofile={soft_low}:{}",
+        if hard == u64::MAX {
+            "unlimited".into()
+        } else {
+            hard.to_string()
+        }
+    );
+    let m = mount_via(Fs::Unionrs, &l, &l.mnt, &[], &["prlimit", &nofile]);
+    let pid = m.pid().unwrap().to_string();
+    assert_eq!(
+        open_file_limits(&pid),
+        (hard, hard),
+        "the daemon's soft limit stays below its hard one"
+    );
+    for i in 0..dirs {
+        let d = m.mnt.join(format!("d{i}"));
+        assert_eq!(
+            fs::read_to_string(d.join("top")).unwrap(),
+            format!("top {i}")
+        );
+        assert_eq!(
+            fs::read_to_string(d.join("bottom")).unwrap(),
+            format!("bottom {i}")
+        );
+        assert_eq!(
+            fs::read_dir(&d).unwrap().count(),
+            2,
+            "listing of {}",
+            d.display()
+        );
+    }
+    let open = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64;
+    assert!(
+        open > soft_low,
+        "the walk held {open} descriptors: not enough to prove anything above {soft_low}"
+    );
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let table: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("FDSize:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        table >= hard.min(16384),
+        "descriptor table of {table} slots: not reserved up front"
+    );
+}

@@ -120,6 +120,53 @@ pub fn can_mknod_whiteout(dir: BorrowedFd<'_>, probe_name: &[u8]) -> bool {
     ok
 }
 
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit and returns the limit now in
+/// force. A mount daemon holds a handle per cached directory copy and per open file, and the
+/// soft limit a service manager hands out (often 1024) would turn a large tree walk into EMFILE
+/// errors for the caller.
+pub fn raise_open_file_limit() -> u64 {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
+        return 1024;
+    }
+    if l.rlim_cur < l.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: l.rlim_max,
+            rlim_max: l.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur;
+        }
+    }
+    l.rlim_cur
+}
+
+/// Grows this process's file descriptor table to `slots` entries now. The kernel grows the
+/// table by doubling, and every growth in a multi-threaded process waits for an RCU grace
+/// period (`expand_fdtable` calls `synchronize_rcu` when the table is shared): 10-15 ms each on
+/// this VM, paid in the middle of a request. Done once while the process is single-threaded,
+/// it costs nothing (tables never shrink, so the size stays when the probe fd is closed).
+pub fn reserve_fd_table(slots: u64) {
+    let Ok(highest) = libc::c_int::try_from(slots.saturating_sub(1)) else {
+        return;
+    };
+    let Ok(null) = super::fs::open_path(c"/dev/null", libc::O_RDONLY) else {
+        return;
+    };
+    // SAFETY: F_DUPFD_CLOEXEC duplicates our own fd into a new descriptor at or above
+    // `highest`, which is closed at once.
+    let probe = unsafe { libc::fcntl(null.as_raw_fd(), libc::F_DUPFD_CLOEXEC, highest) };
+    if probe >= 0 {
+        // SAFETY: `probe` is the descriptor just created, owned by nobody else.
+        unsafe { libc::close(probe) };
+    }
+}
+
 /// The current process's resident set size in bytes (from /proc/self/statm).
 pub fn rss_bytes() -> u64 {
     let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();

@@ -353,6 +353,12 @@ pub fn mount(fs: Fs, l: &Layers, opts: &[&str]) -> MountGuard {
 }
 
 pub fn mount_at(fs: Fs, l: &Layers, mnt: &Path, opts: &[&str]) -> MountGuard {
+    mount_via(fs, l, mnt, opts, &[])
+}
+
+/// Same, the unionrs daemon started through `launcher` (a command and its arguments that run
+/// the rest of the command line, e.g. `prlimit --nofile=256:`).
+pub fn mount_via(fs: Fs, l: &Layers, mnt: &Path, opts: &[&str], launcher: &[&str]) -> MountGuard {
     let mut o = layer_opts(l);
     let (own, other) = match fs {
         Fs::KernelOverlay => ("kernel:", "unionrs:"),
@@ -405,7 +411,15 @@ pub fn mount_at(fs: Fs, l: &Layers, mnt: &Path, opts: &[&str]) -> MountGuard {
         }
         Fs::Unionrs => {
             let logf = fs::File::create(&g.log).unwrap();
-            let child = Command::new(unionrs_bin())
+            let mut cmd = match launcher.split_first() {
+                Some((program, args)) => {
+                    let mut c = Command::new(program);
+                    c.args(args).arg(unionrs_bin());
+                    c
+                }
+                None => Command::new(unionrs_bin()),
+            };
+            let child = cmd
                 .args(["-f", "-o", &o])
                 .arg(mnt)
                 .stdin(Stdio::null())
