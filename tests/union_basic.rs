@@ -540,3 +540,56 @@ fn walks_a_large_tree_under_a_low_soft_open_file_limit() {
         "descriptor table of {table} slots: not reserved up front"
     );
 }
+
+/// Once the io_uring queues carry every request, the /dev/fuse reader pauses after a FORGET
+/// so the kernel hands it the next ones in one BATCH_FORGET (issue 14: `rm -rf` woke a reader
+/// thread per removed entry). Every node is still forgotten.
+#[test]
+fn forgets_of_a_removal_arrive_in_batches_over_io_uring() {
+    let l = Layers::new(2);
+    let files = 2000;
+    fs::create_dir_all(l.l(2).join("d")).unwrap();
+    for i in 0..files {
+        fs::write(l.l(2).join(format!("d/f{i}")), "x").unwrap();
+    }
+    let m = mount(Fs::Unionrs, &l, &[]);
+    let before = request_counts(&m.mnt);
+    let cached = |mnt: &Path| -> u64 {
+        let s = stats(mnt);
+        let v = s.lines().find_map(|l| l.strip_prefix("cached_inodes "));
+        v.unwrap().parse().unwrap()
+    };
+    let start_nodes = cached(&m.mnt);
+    let started = std::time::Instant::now();
+    for i in 0..files {
+        fs::remove_file(m.mnt.join(format!("d/f{i}"))).unwrap();
+    }
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    // Every removed file's node goes (the directory `d` stays looked up).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while cached(&m.mnt) > start_nodes + 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        cached(&m.mnt) <= start_nodes + 1,
+        "nodes left after removing {files} files: {} (started with {start_nodes})",
+        cached(&m.mnt)
+    );
+    let after = request_counts(&m.mnt);
+    let delta = |k: &str| after.get(k).unwrap_or(&0) - before.get(k).unwrap_or(&0);
+    let messages = delta("forget") + delta("batch_forget");
+    assert!(messages > 0, "no FORGET reached the daemon");
+    if stats(&m.mnt).contains("transport uring") {
+        // One reader, at most one FORGET message per pause, plus one per clone reader
+        // that stops on its first request.
+        let bound = elapsed_ms + 8;
+        assert!(
+            files as u64 > 2 * bound,
+            "{files} removals took {elapsed_ms} ms: too slow to tell batches from single FORGETs"
+        );
+        assert!(
+            messages <= bound,
+            "{messages} FORGET messages for {files} removals in {elapsed_ms} ms"
+        );
+    }
+}

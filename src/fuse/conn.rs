@@ -274,13 +274,11 @@ impl Conn {
             R::Destroy => Ok(()),
             R::Interrupt { .. } => return None,
             R::Forget { nlookup } => {
-                fs.op_forget(ino, nlookup);
+                fs.op_forget(std::iter::once((ino, nlookup)), false);
                 return None;
             }
             R::BatchForget { raw } => {
-                for (node, n) in abi::forgets(raw) {
-                    fs.op_forget(node, n);
-                }
+                fs.op_forget(abi::forgets(raw), true);
                 return None;
             }
             R::Lookup { name } => fs.op_lookup(ino, name).map(|e| entry(o, &e, fs)),

@@ -42,10 +42,11 @@ pub enum Op {
     Create,
     Fallocate,
     Lseek,
+    BatchForget,
     Other,
 }
 
-const NAMES: [&str; 31] = [
+const NAMES: [&str; 32] = [
     "lookup",
     "forget",
     "getattr",
@@ -76,12 +77,13 @@ const NAMES: [&str; 31] = [
     "create",
     "fallocate",
     "lseek",
+    "batch_forget",
     "other",
 ];
 
 /// Request counters, one per kind; relaxed atomics, no lock on the request path.
 #[derive(Default)]
-pub struct Requests([AtomicU64; 31]);
+pub struct Requests([AtomicU64; 32]);
 
 impl Requests {
     pub fn count(&self, op: Op) {

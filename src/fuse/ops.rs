@@ -185,9 +185,13 @@ impl<B> UnionFs<B> {
         }
     }
 
-    pub fn op_forget(&self, ino: u64, nlookup: u64) {
-        self.requests.count(Op::Forget);
-        self.union.forget(ino, nlookup);
+    /// A FORGET (`batch` false) or a BATCH_FORGET: counted as one request either way.
+    pub fn op_forget(&self, forgets: impl Iterator<Item = (u64, u64)>, batch: bool) {
+        self.requests
+            .count(if batch { Op::BatchForget } else { Op::Forget });
+        for (ino, nlookup) in forgets {
+            self.union.forget(ino, nlookup);
+        }
     }
 
     pub fn op_getattr(&self, ino: u64, fh: Option<u64>) -> OpResult<Stat> {
