@@ -11,8 +11,10 @@
 #   1. conformance.sh: pjdfstest and fsx (fsx with passthrough on and off), bounded time-outs;
 #   2. cargo test --profile ci-debug: the whole suite with debug assertions and overflow
 #      checks on (Cargo.toml), over the /dev/fuse transport (UNIONRS_IO_URING=off);
-#   3. UNIONRS_NO_PASSTHROUGH=1: the differential tests again with FUSE passthrough off, so
-#      the daemon's own read/write/mmap path is compared with the kernel too;
+#   3. UNIONRS_NO_PASSTHROUGH=1 UNIONRS_DIR_HANDLES=0: the differential tests again with FUSE
+#      passthrough off and no directory handle kept, so the daemon's own read/write/mmap path
+#      and its uncached lookups and listings (what a mount past its handle budget does) are
+#      compared with the kernel too;
 #   (the random differential test runs 100 other seeds in each of 2-4)
 #   4. cargo test --release: the whole suite as shipped, over FUSE io_uring (setup.sh enables
 #      the kernel's parameter). It runs last, so its summary lines
@@ -41,7 +43,7 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets --all-features -- -D warnings"
 cargo clippy --all-targets --all-features -- -D warnings
 # Never set in CI: it would leave the tests of one filesystem out (scripts/test-only.sh).
-unset UNIONRS_TEST_ONLY UNIONRS_NO_PASSTHROUGH UNIONRS_IO_URING
+unset UNIONRS_TEST_ONLY UNIONRS_NO_PASSTHROUGH UNIONRS_IO_URING UNIONRS_DIR_HANDLES
 FAILED=()
 
 step "conformance: pjdfstest and fsx, unionrs against kernel overlayfs (bounded runs)"
@@ -58,8 +60,8 @@ step "cargo test --profile ci-debug --no-fail-fast, /dev/fuse transport (debug a
 UNIONRS_IO_URING=off UNIONRS_DIFF_FIRST_SEED=100 cargo test --profile ci-debug --all-features --no-fail-fast "$@" \
   || FAILED+=("ci-debug tests (/dev/fuse)")
 
-step "passthrough off: cargo test --release --no-fail-fast --test differential_random --test differential"
-UNIONRS_NO_PASSTHROUGH=1 UNIONRS_DIFF_FIRST_SEED=200 \
+step "passthrough off, no kept directory handles: cargo test --release --no-fail-fast --test differential_random --test differential"
+UNIONRS_NO_PASSTHROUGH=1 UNIONRS_DIR_HANDLES=0 UNIONRS_DIFF_FIRST_SEED=200 \
   cargo test --release --all-features --no-fail-fast --test differential_random --test differential \
   || FAILED+=("passthrough-off differential tests")
 

@@ -482,13 +482,8 @@ fn open_file_limits(pid: &str) -> (u64, u64) {
 #[test]
 fn walks_a_large_tree_under_a_low_soft_open_file_limit() {
     let (_, hard) = open_file_limits("self");
-    let l = Layers::new(2);
-    // Directories present in both lower layers: the walk caches two handles per directory.
     let dirs = 400;
-    for i in 0..dirs {
-        write(l.l(1).join(format!("d{i}/top")), &format!("top {i}"));
-        write(l.l(2).join(format!("d{i}/bottom")), &format!("bottom {i}"));
-    }
+    let l = merged_directories(dirs);
     let soft_low = 256;
     let nofile = format!(
         "--nofile={soft_low}:{}",
@@ -505,23 +500,7 @@ fn walks_a_large_tree_under_a_low_soft_open_file_limit() {
         (hard, hard),
         "the daemon's soft limit stays below its hard one"
     );
-    for i in 0..dirs {
-        let d = m.mnt.join(format!("d{i}"));
-        assert_eq!(
-            fs::read_to_string(d.join("top")).unwrap(),
-            format!("top {i}")
-        );
-        assert_eq!(
-            fs::read_to_string(d.join("bottom")).unwrap(),
-            format!("bottom {i}")
-        );
-        assert_eq!(
-            fs::read_dir(&d).unwrap().count(),
-            2,
-            "listing of {}",
-            d.display()
-        );
-    }
+    walk_merged_directories(&m.mnt, dirs);
     let open = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64;
     assert!(
         open > soft_low,
@@ -592,4 +571,59 @@ fn forgets_of_a_removal_arrive_in_batches_over_io_uring() {
             "{messages} FORGET messages for {files} removals in {elapsed_ms} ms"
         );
     }
+}
+
+/// `dirs` directories d0.. present in both lower layers of a 2-layer union, each with a file
+/// of its own in each layer: a walk caches two lower handles per directory.
+fn merged_directories(dirs: usize) -> Layers {
+    let l = Layers::new(2);
+    for i in 0..dirs {
+        write(l.l(1).join(format!("d{i}/top")), &format!("top {i}"));
+        write(l.l(2).join(format!("d{i}/bottom")), &format!("bottom {i}"));
+    }
+    l
+}
+
+/// Reads both files and lists every directory made by `merged_directories`.
+fn walk_merged_directories(mnt: &Path, dirs: usize) {
+    for i in 0..dirs {
+        let d = mnt.join(format!("d{i}"));
+        assert_eq!(
+            fs::read_to_string(d.join("top")).unwrap(),
+            format!("top {i}")
+        );
+        assert_eq!(
+            fs::read_to_string(d.join("bottom")).unwrap(),
+            format!("bottom {i}")
+        );
+        assert_eq!(
+            fs::read_dir(&d).unwrap().count(),
+            2,
+            "listing of {}",
+            d.display()
+        );
+    }
+}
+
+/// With a hard open-file limit below what caching every directory would take, the daemon
+/// keeps handles up to a share of it and opens the rest per use: the walk still works,
+/// twice, and new files can still be made and opened.
+#[test]
+fn walks_more_directories_than_the_open_file_limit_allows() {
+    let dirs = 400;
+    let l = merged_directories(dirs);
+    let limit = 200;
+    let nofile = format!("--nofile={limit}:{limit}");
+    let m = mount_via(Fs::Unionrs, &l, &l.mnt, &[], &["prlimit", &nofile]);
+    let pid = m.pid().unwrap().to_string();
+    assert_eq!(open_file_limits(&pid), (limit, limit));
+    walk_merged_directories(&m.mnt, dirs);
+    walk_merged_directories(&m.mnt, dirs);
+    for i in (0..dirs).step_by(7) {
+        let f = m.mnt.join(format!("d{i}/new"));
+        fs::write(&f, format!("new {i}")).unwrap();
+        assert_eq!(fs::read_to_string(&f).unwrap(), format!("new {i}"));
+    }
+    let open = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64;
+    assert!(open < limit, "{open} descriptors open, limit {limit}");
 }

@@ -80,6 +80,15 @@ fn wait_for_child(rx: OwnedFd) -> ExitCode {
 /// of a walk over tens of thousands of entries (1,132 fds after `find` over 6,643 entries).
 const FD_TABLE_RESERVED: u64 = 16384;
 
+/// How many directory handles the daemon's caches may keep: a share of the open-file limit,
+/// or UNIONRS_DIR_HANDLES (lets the tests run the uncached paths: 0 keeps none).
+fn dir_handle_budget(open_files: u64) -> usize {
+    std::env::var("UNIONRS_DIR_HANDLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| crate::union::HandleBudget::share_of(open_files))
+}
+
 fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), String> {
     // Before any thread exists, so every thread inherits the mask and one waits for signals.
     proc::block_termination_signals();
@@ -102,6 +111,7 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         selinux_context: o.context.as_ref().map(|c| c.as_bytes().to_vec()),
         noatime: o.noatime,
         volatile: o.volatile,
+        dir_handles: Some(dir_handle_budget(open_files)),
     };
     let result = Union::new(&cfg).and_then(|union| {
         log::info!("upper markers: {:?}", union.markers);

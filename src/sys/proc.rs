@@ -125,14 +125,9 @@ pub fn can_mknod_whiteout(dir: BorrowedFd<'_>, probe_name: &[u8]) -> bool {
 /// soft limit a service manager hands out (often 1024) would turn a large tree walk into EMFILE
 /// errors for the caller.
 pub fn raise_open_file_limit() -> u64 {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } != 0 {
+    let Some(l) = nofile_limit() else {
         return 1024;
-    }
+    };
     if l.rlim_cur < l.rlim_max {
         let raised = libc::rlimit {
             rlim_cur: l.rlim_max,
@@ -144,6 +139,20 @@ pub fn raise_open_file_limit() -> u64 {
         }
     }
     l.rlim_cur
+}
+
+/// This process's soft RLIMIT_NOFILE (1024 when it cannot be read).
+pub fn open_file_limit() -> u64 {
+    nofile_limit().map_or(1024, |l| l.rlim_cur)
+}
+
+fn nofile_limit() -> Option<libc::rlimit> {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) } == 0).then_some(l)
 }
 
 /// Grows this process's file descriptor table to `slots` entries now. The kernel grows the

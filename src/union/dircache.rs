@@ -12,6 +12,80 @@ use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The directory handles the caches keep open (cached lower copies, upper directories of
+/// directory nodes), counted against a share of the open-file limit. The kernel keeps the
+/// nodes of every directory it has cached, so a walk over more directories than the limit
+/// allows would otherwise end in EMFILE for the caller; past the budget a directory is
+/// opened per use instead (slower, never failing for lack of descriptors).
+pub struct HandleBudget {
+    held: AtomicUsize,
+    max: usize,
+}
+
+/// Handles counted against the budget until dropped.
+pub struct Held {
+    budget: Arc<HandleBudget>,
+    n: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.held.fetch_sub(self.n, Ordering::Relaxed);
+    }
+}
+
+impl HandleBudget {
+    /// Half the open-file limit: the rest is for open files, passthrough backing files,
+    /// the layers' own handles.
+    pub fn share_of(open_file_limit: u64) -> usize {
+        usize::try_from(open_file_limit / 2).unwrap_or(usize::MAX)
+    }
+
+    pub fn new(max: usize) -> Arc<HandleBudget> {
+        Arc::new(HandleBudget {
+            held: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// Room for `n` more handles, if the budget has it.
+    pub fn take(self: &Arc<Self>, n: usize) -> Option<Held> {
+        let mut now = self.held.load(Ordering::Relaxed);
+        loop {
+            if now.saturating_add(n) > self.max {
+                return None;
+            }
+            match self.held.compare_exchange_weak(
+                now,
+                now + n,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Some(Held {
+                        budget: self.clone(),
+                        n,
+                    });
+                }
+                Err(seen) => now = seen,
+            }
+        }
+    }
+}
+
+/// A directory node's kept handle on its upper copy, counted in the budget.
+pub struct UpperDirHandle {
+    pub fd: Arc<OwnedFd>,
+    _held: Held,
+}
+
+impl UpperDirHandle {
+    pub fn new(fd: Arc<OwnedFd>, held: Held) -> UpperDirHandle {
+        UpperDirHandle { fd, _held: held }
+    }
+}
 
 /// One lower layer's copy of a directory.
 pub struct LayerDir {
@@ -53,10 +127,12 @@ pub struct LowerDirs {
     first_mention: Option<HashMap<Vec<u8>, usize>>,
     /// The first copy that could not be read: it must be visited whatever the name.
     first_unread: usize,
+    /// The handles' place in the budget.
+    _held: Held,
 }
 
 impl LowerDirs {
-    fn new(locs: Vec<Loc>, layers: Vec<Option<LayerDir>>) -> LowerDirs {
+    fn new(locs: Vec<Loc>, layers: Vec<Option<LayerDir>>, held: Held) -> LowerDirs {
         let first_unread = layers
             .iter()
             .position(Option::is_none)
@@ -85,6 +161,7 @@ impl LowerDirs {
             layers,
             first_mention,
             first_unread,
+            _held: held,
         }
     }
 
@@ -106,7 +183,8 @@ impl LowerDirs {
 }
 
 impl Union {
-    /// The cached lower copies of directory `dir` (read on first use).
+    /// The cached lower copies of directory `dir` (read on first use). None when it has no
+    /// lower copies, or when the handle budget is spent (callers then probe the layers).
     pub(crate) fn lower_dirs(&self, dir: &Node) -> Option<Arc<LowerDirs>> {
         let mut slot = dir.lower_dirs.lock();
         // The common case, on every lookup: the cached copy still matches, nothing is cloned.
@@ -122,8 +200,9 @@ impl Union {
             }
             s.lowers.clone()
         };
+        let held = self.handle_budget.take(locs.len())?;
         let layers = locs.iter().map(|l| self.read_layer_dir(l).ok()).collect();
-        let c = Arc::new(LowerDirs::new(locs, layers));
+        let c = Arc::new(LowerDirs::new(locs, layers, held));
         *slot = Some(c.clone());
         Some(c)
     }

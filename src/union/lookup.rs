@@ -47,11 +47,13 @@ pub struct DirScope {
     upper: Option<Loc>,
     upper_fd: Option<Arc<OwnedFd>>,
     cache: Option<Arc<LowerDirs>>,
+    /// The lower copies when they are not cached (the handle budget is spent).
+    uncached: Vec<Loc>,
 }
 
 impl DirScope {
     fn lowers(&self) -> &[Loc] {
-        self.cache.as_deref().map_or(&[], |c| &c.locs)
+        self.cache.as_deref().map_or(&self.uncached, |c| &c.locs)
     }
 }
 
@@ -64,10 +66,15 @@ impl Union {
                 upper: None,
                 upper_fd: None,
                 cache: None,
+                uncached: Vec::new(),
             };
         }
         // The cached copies match the node's lower list (lower_dirs checks): they are it.
         let cache = self.lower_dirs(dir);
+        let uncached = match cache {
+            Some(_) => Vec::new(),
+            None => dir.state.read().lowers.clone(),
+        };
         let (upper, upper_fd) = if dir.is_upper() {
             let loc = Loc {
                 layer: UPPER,
@@ -82,6 +89,7 @@ impl Union {
             upper,
             upper_fd,
             cache,
+            uncached,
         }
     }
 

@@ -28,6 +28,7 @@ pub mod whiteout;
 
 pub use crate::sys::fs::{Stat, TimeSpec};
 pub use crate::sys::{Errno, SysResult};
+pub use dircache::HandleBudget;
 pub use file::FileHandle;
 pub use lookup::DirScope;
 pub use readdir::DirEntryOut;
@@ -79,6 +80,9 @@ pub struct UnionConfig {
     /// `volatile`: mark the workdir as the kernel does, so that no later mount trusts an
     /// upper that may have lost unsynced writes.
     pub volatile: bool,
+    /// How many directory handles the caches may keep open (see dircache::HandleBudget);
+    /// None: no bound.
+    pub dir_handles: Option<usize>,
 }
 
 /// See `Union::listing_hook`.
@@ -136,6 +140,8 @@ pub struct Union {
     /// Called with a directory's node id when its entries change after the kernel was given
     /// a listing of it (the FUSE side drops the kernel's cached listing).
     listing_hook: ListingHook,
+    /// How many directory handles the caches may keep (see dircache::HandleBudget).
+    handle_budget: Arc<dircache::HandleBudget>,
     inos: InoMap,
     handles: Arc<file::HandleTable>,
     pub markers: MarkerFormat,
@@ -217,6 +223,7 @@ impl Union {
             _lock: lock,
             nodes: Arc::new(NodeTable::new(Node::new(ROOT, libc::S_IFDIR, root_state))),
             listing_hook: ListingHook::default(),
+            handle_budget: dircache::HandleBudget::new(cfg.dir_handles.unwrap_or(usize::MAX)),
             inos,
             handles: Arc::default(),
             markers,
@@ -321,12 +328,14 @@ impl Union {
 
     /// O_PATH handle of directory `dir`'s upper copy (which must exist), cached on the node.
     fn upper_dir(&self, dir: &Node) -> SysResult<Arc<OwnedFd>> {
-        if let Some(fd) = dir.upper_fd.lock().clone() {
-            return Ok(fd);
+        if let Some(h) = dir.upper_fd.lock().as_ref() {
+            return Ok(h.fd.clone());
         }
         let fd = Arc::new(self.upper().dir(&dir.path())?);
-        if dir.is_dir() {
-            *dir.upper_fd.lock() = Some(fd.clone());
+        if dir.is_dir()
+            && let Some(held) = self.handle_budget.take(1)
+        {
+            *dir.upper_fd.lock() = Some(dircache::UpperDirHandle::new(fd.clone(), held));
         }
         Ok(fd)
     }

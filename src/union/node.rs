@@ -123,7 +123,7 @@ pub struct Node {
     pub listed: AtomicBool,
     /// Directories: O_PATH handle of the upper copy, once opened. It follows the directory
     /// through renames; a removed directory's node is unlinked and never used again.
-    pub upper_fd: Mutex<Option<Arc<OwnedFd>>>,
+    pub upper_fd: Mutex<Option<super::dircache::UpperDirHandle>>,
 }
 
 impl Node {

@@ -205,7 +205,8 @@ impl Union {
     /// one: its cached upper handle where it has one (no syscall), else an O_PATH open. An
     /// empty directory pins one block until the kernel's FORGET, which follows the removal.
     fn detach_dir(&self, node: &Node, f: &Found, merged_path: &[u8]) -> SysResult<()> {
-        let fd = match node.upper_fd.lock().clone() {
+        let kept = node.upper_fd.lock().as_ref().map(|h| h.fd.clone());
+        let fd = match kept {
             Some(fd) if f.upper => fd,
             _ => {
                 let top = f.top(merged_path).ok_or(Errno::ENOENT)?;
