@@ -144,6 +144,9 @@ impl Union {
             .chain(visited.map(|(j, loc)| (top + j, loc)));
         for (i, loc) in layers {
             let below = i + 1 < count;
+            // The upper object's xattr names, listed once for its copy-up markers and then
+            // read again for a directory's own markers.
+            let mut upper_marks = None;
             let cached: Option<&LayerDir> = match (i.checked_sub(top), cache) {
                 (Some(l), Some(c)) => c.layers[l].as_ref(),
                 _ => None,
@@ -211,6 +214,7 @@ impl Union {
                                     f.lowers
                                         .push(self.metacopy_data(d, name, &loc.path, lowers)?);
                                 }
+                                upper_marks = Some(marks);
                             } else {
                                 f.lowers.push(Loc {
                                     layer: loc.layer,
@@ -235,9 +239,12 @@ impl Union {
                             });
                         }
                     }
-                    let markers = match cached {
-                        Some(c) => c.markers(name, &loc.path),
-                        None => whiteout::dir_markers(d, name, &loc.path),
+                    let markers = match (cached, &upper_marks) {
+                        (Some(c), _) => c.markers(name, &loc.path),
+                        (None, Some(listed)) => {
+                            whiteout::dir_markers_listed(d, name, &loc.path, listed, below)
+                        }
+                        (None, None) => whiteout::dir_markers(d, name, &loc.path),
                     };
                     if markers.opaque {
                         break;

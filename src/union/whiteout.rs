@@ -214,10 +214,24 @@ pub struct DirMarkers {
 /// The markers of directory `name` inside `dir` (at `parent_path` in its layer): one listing
 /// of its xattr names, then only the markers it carries are read.
 pub fn dir_markers(dir: BorrowedFd<'_>, name: &[u8], parent_path: &[u8]) -> DirMarkers {
-    let listed = Listed::of(dir, name);
+    dir_markers_listed(dir, name, parent_path, &Listed::of(dir, name), true)
+}
+
+/// The same, from a listing of its xattr names already taken. `merges_below`: layers below
+/// this one are merged under it. When none is and it carries no redirect, its opaque flag
+/// changes nothing, and it is not read (an `.wh..wh..opq` probe spared per directory of an
+/// upper-only tree).
+pub(crate) fn dir_markers_listed(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    parent_path: &[u8],
+    listed: &Listed,
+    merges_below: bool,
+) -> DirMarkers {
+    let redirect = redirect_marked(dir, name, parent_path, listed);
     DirMarkers {
-        opaque: opaque_marked(dir, name, &listed),
-        redirect: redirect_marked(dir, name, parent_path, &listed),
+        opaque: (merges_below || redirect.is_some()) && opaque_marked(dir, name, listed),
+        redirect,
     }
 }
 
