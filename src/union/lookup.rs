@@ -160,6 +160,22 @@ impl Union {
                 }
                 continue;
             }
+            // A directory below the one found: the cached listing's d_type says enough (a
+            // whiteout is never a directory), so no stat per layer of a deep merge.
+            if let (Some(c), Some(f)) = (cached, found.as_mut())
+                && c.names
+                    .get(name)
+                    .is_some_and(|&(kind, _)| kind == libc::DT_DIR)
+            {
+                f.lowers.push(Loc {
+                    layer: loc.layer,
+                    path: path::join(&loc.path, name),
+                });
+                if self.merging_stops(f, loc.layer, c.markers(name, &loc.path)) {
+                    break;
+                }
+                continue;
+            }
             let opened;
             let d = match (cached, upper_fd) {
                 (Some(c), _) => c.fd.as_fd(),
@@ -246,12 +262,8 @@ impl Union {
                         }
                         (None, None) => whiteout::dir_markers(d, name, &loc.path),
                     };
-                    if markers.opaque {
-                        break;
-                    }
-                    if let Some(target) = markers.redirect {
-                        let f = found.as_mut().expect("set above");
-                        self.follow_redirect(f, loc.layer, target);
+                    let f = found.as_mut().expect("set above");
+                    if self.merging_stops(f, loc.layer, markers) {
                         break;
                     }
                 }
@@ -271,6 +283,20 @@ impl Union {
             }
         }
         Ok(found)
+    }
+
+    /// Whether the merge of directory `f` ends at its copy in `layer`, which carries
+    /// `markers`: at an opaque copy, or at a redirect, whose target's copies are merged
+    /// instead of the layers below.
+    fn merging_stops(&self, f: &mut Found, layer: LayerId, markers: whiteout::DirMarkers) -> bool {
+        if markers.opaque {
+            return true;
+        }
+        if let Some(target) = markers.redirect {
+            self.follow_redirect(f, layer, target);
+            return true;
+        }
+        false
     }
 
     /// A renamed directory keeps merging the lower directories at its original path.
