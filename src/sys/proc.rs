@@ -141,11 +141,6 @@ pub fn raise_open_file_limit() -> u64 {
     l.rlim_cur
 }
 
-/// This process's soft RLIMIT_NOFILE (1024 when it cannot be read).
-pub fn open_file_limit() -> u64 {
-    nofile_limit().map_or(1024, |l| l.rlim_cur)
-}
-
 fn nofile_limit() -> Option<libc::rlimit> {
     let mut l = libc::rlimit {
         rlim_cur: 0,

@@ -145,7 +145,7 @@ impl Union {
         for (i, loc) in layers {
             let below = i + 1 < count;
             // The upper object's xattr names, listed once for its copy-up markers and then
-            // read again for a directory's own markers.
+            // used again for a directory's own markers.
             let mut upper_marks = None;
             let cached: Option<&LayerDir> = match (i.checked_sub(top), cache) {
                 (Some(l), Some(c)) => c.layers[l].as_ref(),
