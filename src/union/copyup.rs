@@ -173,6 +173,7 @@ impl Union {
         {
             let mut s = node.state.write();
             s.upper = true;
+            s.wh_free = node.is_dir() && self.markers == super::whiteout::MarkerFormat::Kernel;
             // A complete file needs no lower any more; a metacopy file reads its data there.
             if data == Data::Full && !node.is_dir() {
                 s.lowers.clear();

@@ -314,7 +314,7 @@ impl Union {
             fs::mkdir_at(d, name, perm)?;
             // Made in place (a staged one got the work dir's group and no set-gid bit).
             if self.made_as_caller(ctx, &slot) {
-                return Ok(self.finish_create(&slot, name)?.1);
+                return self.finish_mkdir(&slot, name);
             }
         }
         let perm = self.created_perm(&slot, d, name, perm)?;
@@ -330,7 +330,16 @@ impl Union {
             let _ = fs::unlink_at(d, name, true);
             return Err(e);
         }
-        Ok(self.finish_create(&slot, name)?.1)
+        self.finish_mkdir(&slot, name)
+    }
+
+    /// `finish_create` for a new directory, which holds no `.wh.` marker (see `wh_free`).
+    fn finish_mkdir(&self, slot: &Slot, name: &[u8]) -> SysResult<Entry> {
+        let (node, entry) = self.finish_create(slot, name)?;
+        if self.markers == whiteout::MarkerFormat::Kernel {
+            node.state.write().wh_free = true;
+        }
+        Ok(entry)
     }
 
     pub fn symlink(&self, ctx: &Ctx, parent: u64, name: &[u8], target: &[u8]) -> SysResult<Entry> {

@@ -49,6 +49,8 @@ pub struct DirScope {
     cache: Option<Arc<LowerDirs>>,
     /// The lower copies when they are not cached (the handle budget is spent).
     uncached: Vec<Loc>,
+    /// The upper copy holds no `.wh.NAME` marker (NodeState::wh_free).
+    upper_wh_free: bool,
 }
 
 impl DirScope {
@@ -67,13 +69,18 @@ impl Union {
                 upper_fd: None,
                 cache: None,
                 uncached: Vec::new(),
+                upper_wh_free: false,
             };
         }
         // The cached copies match the node's lower list (lower_dirs checks): they are it.
         let cache = self.lower_dirs(dir);
-        let uncached = match cache {
-            Some(_) => Vec::new(),
-            None => dir.state.read().lowers.clone(),
+        let (uncached, upper_wh_free) = {
+            let s = dir.state.read();
+            let uncached = match cache {
+                Some(_) => Vec::new(),
+                None => s.lowers.clone(),
+            };
+            (uncached, s.upper && s.wh_free)
         };
         let (upper, upper_fd) = if dir.is_upper() {
             let loc = Loc {
@@ -90,6 +97,7 @@ impl Union {
             upper_fd,
             cache,
             uncached,
+            upper_wh_free,
         }
     }
 
@@ -105,24 +113,25 @@ impl Union {
             scope.lowers(),
             name,
             scope.cache.as_deref(),
-            scope.upper_fd.as_deref(),
+            (scope.upper_fd.as_deref(), scope.upper_wh_free),
         )
     }
 
     /// Same, over an explicit list of directory locations (top first).
     pub(crate) fn resolve_in(&self, layers: &[Loc], name: &[u8]) -> SysResult<Option<Found>> {
-        self.resolve_cached(None, layers, name, None, None)
+        self.resolve_cached(None, layers, name, None, (None, false))
     }
 
     /// Resolves `name` over `upper` (if any) then `lowers`; `cache`, when given, holds the
-    /// cached copies of exactly `lowers`.
+    /// cached copies of exactly `lowers`; `upper_fd` is the upper copy's handle, and
+    /// `upper_wh_free` says it holds no `.wh.` marker.
     fn resolve_cached(
         &self,
         upper: Option<&Loc>,
         lowers: &[Loc],
         name: &[u8],
         cache: Option<&LowerDirs>,
-        upper_fd: Option<&OwnedFd>,
+        (upper_fd, upper_wh_free): (Option<&OwnedFd>, bool),
     ) -> SysResult<Option<Found>> {
         if name.len() > 255 {
             return Err(Errno::ENAMETOOLONG);
@@ -276,6 +285,7 @@ impl Union {
             let marked = below
                 && match cached {
                     Some(c) => c.whiteouts.contains(name),
+                    None if loc.layer == UPPER && upper_wh_free => false,
                     None => fs::stat_at(d, &whiteout::wh_name(name)).is_ok(),
                 };
             if marked {

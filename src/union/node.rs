@@ -40,6 +40,10 @@ pub struct NodeState {
     /// Other names (hard links) the kernel looked this object up by: when the name above
     /// goes, one of these takes its place.
     pub others: Vec<(Arc<Node>, Vec<u8>)>,
+    /// Directories: the upper copy was made by this mount (copy-up or mkdir) with the
+    /// kernel's markers, which never writes a `.wh.NAME` file, and no name of that form can be
+    /// created through the mount: a lookup that misses in it need not probe for one.
+    pub wh_free: bool,
 }
 
 impl NodeState {
@@ -54,6 +58,7 @@ impl NodeState {
             unlinked: false,
             detached: None,
             others: Vec::new(),
+            wh_free: false,
         }
     }
 
@@ -353,6 +358,8 @@ impl NodeTable {
             let mut state = state;
             state.detached = s.detached.take();
             state.others = std::mem::take(&mut s.others);
+            // The same directory object: what its upper copy can hold has not changed.
+            state.wh_free = s.wh_free && state.upper;
             // Another name of the same object: remember the one it had.
             if !s.unlinked
                 && let Some(p) = s.parent.clone()
