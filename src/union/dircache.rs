@@ -52,26 +52,15 @@ impl HandleBudget {
 
     /// Room for `n` more handles, if the budget has it.
     pub fn take(self: &Arc<Self>, n: usize) -> Option<Held> {
-        let mut now = self.held.load(Ordering::Relaxed);
-        loop {
-            if now.saturating_add(n) > self.max {
-                return None;
-            }
-            match self.held.compare_exchange_weak(
-                now,
-                now + n,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    return Some(Held {
-                        budget: self.clone(),
-                        n,
-                    });
-                }
-                Err(seen) => now = seen,
-            }
-        }
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+                now.checked_add(n).filter(|&total| total <= self.max)
+            })
+            .ok()?;
+        Some(Held {
+            budget: self.clone(),
+            n,
+        })
     }
 }
 

@@ -74,15 +74,16 @@ impl Union {
         }
         // The cached copies match the node's lower list (lower_dirs checks): they are it.
         let cache = self.lower_dirs(dir);
-        let (uncached, upper_wh_free) = {
+        // One read of the state for all of it (this runs for every lookup).
+        let (is_upper, upper_wh_free, uncached) = {
             let s = dir.state.read();
             let uncached = match cache {
                 Some(_) => Vec::new(),
                 None => s.lowers.clone(),
             };
-            (uncached, s.upper && s.wh_free)
+            (s.upper, s.upper && s.wh_free, uncached)
         };
-        let (upper, upper_fd) = if dir.is_upper() {
+        let (upper, upper_fd) = if is_upper {
             let loc = Loc {
                 layer: UPPER,
                 path: dir.path(),
