@@ -73,6 +73,20 @@ pub enum Decision<B> {
     Busy,
 }
 
+/// Where a decision stands under the lock.
+enum Settled<B> {
+    Done(Decision<B>),
+    /// Only a new backing file can serve this open: register it, then decide again.
+    NeedsBacking,
+}
+
+/// The outcome of registering a backing file outside the lock.
+enum Made<B> {
+    Tried(std::io::Result<B>),
+    /// Passthrough is off or this open must not get a backing.
+    NotWanted,
+}
+
 /// A backing file this open could use.
 pub struct Candidate<F> {
     pub kind: BackingKind,
@@ -117,6 +131,11 @@ impl<B> Passthrough<B> {
     }
 
     /// Decides how to answer open `fh` of `ino` and records the answer until its release.
+    ///
+    /// Registering a backing file (`candidate.make`: a reopen and an ioctl) happens outside
+    /// the table's lock, so opens and releases of other files on the other queues do not wait
+    /// for it; the decision is then taken again under the lock with the registered backing
+    /// in hand, and it is dropped (unregistered) when another open installed one meanwhile.
     pub fn decide(
         &self,
         ino: u64,
@@ -124,6 +143,34 @@ impl<B> Passthrough<B> {
         access: i32,
         candidate: Candidate<impl FnOnce() -> std::io::Result<B>>,
     ) -> Decision<B> {
+        let kind = candidate.kind;
+        let make = match self.settle(ino, fh, access, kind, None) {
+            Settled::Done(d) => return d,
+            Settled::NeedsBacking if self.enabled() => candidate.make,
+            Settled::NeedsBacking => None,
+        };
+        let made = match make {
+            Some(make) => Made::Tried(make()),
+            None => Made::NotWanted,
+        };
+        match self.settle(ino, fh, access, kind, Some(made)) {
+            Settled::Done(d) => d,
+            // A decision with a made (or unwanted) backing in hand always settles.
+            Settled::NeedsBacking => unreachable!("passthrough decision without an outcome"),
+        }
+    }
+
+    /// The decision under the lock. Without `made`, an open that would register a new
+    /// backing returns `NeedsBacking`; with it, that backing (or its failure) is used, unless
+    /// the inode's mode changed meanwhile.
+    fn settle(
+        &self,
+        ino: u64,
+        fh: u64,
+        access: i32,
+        kind: BackingKind,
+        made: Option<Made<B>>,
+    ) -> Settled<B> {
         let wants_write = access != libc::O_RDONLY;
         // Only a read-write open can map the file shared and writable (mmap(2): EACCES
         // otherwise), so only those make its attributes uncachable: `cp` and `tar` write
@@ -136,59 +183,56 @@ impl<B> Passthrough<B> {
             Mode::Passthrough { backing, kind } => backing.upgrade().map(|b| (b, *kind)),
             Mode::Cached { .. } => None,
         });
-        if let Some((b, kind)) = live {
+        if let Some((b, live_kind)) = live {
             // The backing serves this open if it holds the inode's content as this open sees
             // it: the same layer, or the upper copy, which is the newest (an open that
             // reached a lower copy while the upper one is the backing: a hard link's other
             // name, or a daemon view that still holds a handle the kernel already released),
             // and it must allow the access asked for.
-            let serves = (kind.layer == candidate.kind.layer || kind.layer == UPPER)
-                && (kind.writable || !wants_write);
+            let serves = (live_kind.layer == kind.layer || live_kind.layer == UPPER)
+                && (live_kind.writable || !wants_write);
             if !serves {
-                if kind.layer != UPPER {
-                    return Decision::Stale;
+                if live_kind.layer != UPPER {
+                    return Settled::Done(Decision::Stale);
                 }
                 log::warn!(
-                    "open of inode {ino} cannot share its backing file ({kind:?}, wants \
-                     {:?}, write {wants_write})",
-                    candidate.kind
+                    "open of inode {ino} cannot share its backing file ({live_kind:?}, wants \
+                     {kind:?}, write {wants_write})"
                 );
-                return Decision::Busy;
+                return Settled::Done(Decision::Busy);
             }
             self.by_handle
                 .insert(fh, (ino, HandleMode::Passthrough(b.clone())));
             self.note_writer(ino, fh, may_map_writable);
-            return Decision::Passthrough(b);
+            return Settled::Done(Decision::Passthrough(b));
         }
         // Cached opens are still there: a passthrough open would be refused.
         if self.cached_opens(ino) > 0 {
-            return self.cached(ino, fh);
+            return Settled::Done(self.cached(ino, fh));
         }
-        let make = match candidate.make {
-            Some(make) if self.enabled() => make,
-            _ => return self.cached(ino, fh),
-        };
-        match make() {
-            Ok(b) => {
+        match made {
+            None => Settled::NeedsBacking,
+            Some(Made::NotWanted) => Settled::Done(self.cached(ino, fh)),
+            Some(Made::Tried(Ok(b))) => {
                 let b = Arc::new(b);
                 self.by_inode.insert(
                     ino,
                     Mode::Passthrough {
                         backing: Arc::downgrade(&b),
-                        kind: candidate.kind,
+                        kind,
                     },
                 );
                 self.by_handle
                     .insert(fh, (ino, HandleMode::Passthrough(b.clone())));
                 self.note_writer(ino, fh, may_map_writable);
-                Decision::Passthrough(b)
+                Settled::Done(Decision::Passthrough(b))
             }
             // The kernel refused this backing file: serve this open through the daemon with
             // direct I/O (the inode has no backing, or we would not be here).
-            Err(e) => {
+            Some(Made::Tried(Err(e))) => {
                 log::info!("passthrough refused for inode {ino} ({e}); direct I/O instead");
                 self.count_cached(ino, fh);
-                Decision::DirectIo
+                Settled::Done(Decision::DirectIo)
             }
         }
     }
@@ -235,8 +279,15 @@ impl<B> Passthrough<B> {
         self.by_handle.insert(fh, (ino, HandleMode::Cached));
     }
 
-    /// A handle closed: drop what it held (and the inode's entry when it was the last).
+    /// A handle closed: drop what it held (and the inode's entry when it was the last). The
+    /// last reference to a backing unregisters it (an ioctl) after the lock is let go.
     pub fn release(&self, fh: u64) {
+        let held = self.forget_handle(fh);
+        drop(held);
+    }
+
+    /// Drops handle `fh` from the tables under the lock; returns the backing it held.
+    fn forget_handle(&self, fh: u64) -> Option<Arc<B>> {
         let _g = self.lock.lock();
         if let Some((_, ino)) = self.writer_handles.remove(&fh) {
             self.writers.remove_if_mut(&ino, |_, n| {
@@ -244,16 +295,20 @@ impl<B> Passthrough<B> {
                 *n == 0
             });
         }
-        let Some((_, (ino, held))) = self.by_handle.remove(&fh) else {
-            return;
-        };
+        let (ino, held) = self.by_handle.remove(&fh)?.1;
         match held {
             HandleMode::Passthrough(b) => {
-                drop(b);
-                self.by_inode.remove_if(&ino, |_, m| match m {
-                    Mode::Passthrough { backing, .. } => backing.strong_count() == 0,
-                    Mode::Cached { .. } => false,
-                });
+                // Other references are only taken under the lock: if this is the last one,
+                // the inode's entry (which names this backing) goes now.
+                if Arc::strong_count(&b) == 1 {
+                    self.by_inode.remove_if(&ino, |_, m| match m {
+                        Mode::Passthrough { backing, .. } => {
+                            std::ptr::eq(backing.as_ptr(), Arc::as_ptr(&b))
+                        }
+                        Mode::Cached { .. } => false,
+                    });
+                }
+                Some(b)
             }
             HandleMode::Cached => {
                 self.by_inode.remove_if_mut(&ino, |_, m| match m {
@@ -263,6 +318,7 @@ impl<B> Passthrough<B> {
                     }
                     Mode::Passthrough { .. } => false,
                 });
+                None
             }
         }
     }
