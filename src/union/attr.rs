@@ -124,13 +124,9 @@ impl Union {
         let affected =
             |n: &Vec<u8>| n.as_slice() == b"security.capability" || n.as_slice() == ACL_XATTRS[0];
         let stale = node
-            .xattr_names
-            .lock()
-            .as_ref()
+            .known_xattr_names()
             .is_some_and(|names| names.iter().any(affected));
-        if stale {
-            node.forget_xattr_names();
-        }
+        let _change = stale.then(|| node.xattr_change());
         let _ = ctx;
         if node.state.read().unlinked || self.open_copy_outlived_its_name(&node, fh) {
             return self.setattr_detached(&node, fh, a);
@@ -394,16 +390,17 @@ impl Union {
     /// The xattr names of a node's shown object, listed once and kept until a change through
     /// the mount (setxattr, removexattr, chmod, chown, copy-up) forgets them.
     pub(crate) fn xattr_names(&self, node: &Node) -> SysResult<std::sync::Arc<Vec<Vec<u8>>>> {
-        if let Some(names) = node.xattr_names.lock().clone() {
+        if let Some(names) = node.known_xattr_names() {
             return Ok(names);
         }
+        let changes = node.xattr_changes();
         let names = match self.at_top(node, xattr::list) {
             Ok(n) => n,
             Err(e) if e == Errno::ENOTSUP => Vec::new(),
             Err(e) => return Err(e),
         };
         let names = std::sync::Arc::new(names);
-        *node.xattr_names.lock() = Some(names.clone());
+        node.remember_xattr_names(names.clone(), changes);
         Ok(names)
     }
 
@@ -441,7 +438,7 @@ impl Union {
             self.copy_up_meta(&node)?;
         }
         let _gate = self.metacopy_gate(&node);
-        node.forget_xattr_names();
+        let _change = node.xattr_change();
         self.at_top(&node, |d, n| xattr::set(d, n, name, value, flags))
     }
 
@@ -459,7 +456,7 @@ impl Union {
             self.copy_up_meta(&node)?;
         }
         let _gate = self.metacopy_gate(&node);
-        node.forget_xattr_names();
+        let _change = node.xattr_change();
         self.at_top(&node, |d, n| xattr::remove(d, n, name))
     }
 }

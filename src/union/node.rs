@@ -120,7 +120,7 @@ pub struct Node {
     /// copy: then only lower layers make it, and they never change while mounted.
     pub listing: Mutex<Option<(u64, Arc<Vec<super::readdir::DirEntryOut>>)>>,
     /// The xattr names of the shown object, once listed (see attr::xattr_names).
-    pub xattr_names: Mutex<Option<Arc<Vec<Vec<u8>>>>>,
+    xattr_names: Mutex<XattrNames>,
     /// Directories: bumped by every create, removal and rename in them. A listing snapshot
     /// taken at another count is not served (see readdir: the kernel caches listings).
     pub listing_version: AtomicU64,
@@ -145,7 +145,7 @@ impl Node {
             generation: AtomicU64::new(0),
             lower_dirs: Mutex::new(None),
             listing: Mutex::new(None),
-            xattr_names: Mutex::new(None),
+            xattr_names: Mutex::new(XattrNames::default()),
             listing_version: AtomicU64::new(0),
             listed: AtomicBool::new(false),
             upper_fd: Mutex::new(None),
@@ -232,8 +232,38 @@ impl Node {
         self.state.read().metacopy_data(self.kind).cloned()
     }
 
+    /// Drops the remembered names. A change of the object's xattrs calls it before and after
+    /// the change: a listing taken meanwhile is then never remembered.
     pub fn forget_xattr_names(&self) {
-        *self.xattr_names.lock() = None;
+        let mut x = self.xattr_names.lock();
+        x.names = None;
+        x.changes += 1;
+    }
+
+    /// Marks a change of the object's xattrs (or of what decides them: a copy-up, chmod)
+    /// from now until the guard drops: names listed meanwhile are not remembered.
+    pub fn xattr_change(&self) -> XattrChange<'_> {
+        self.forget_xattr_names();
+        XattrChange(self)
+    }
+
+    /// The remembered xattr names, if listed since the last change.
+    pub fn known_xattr_names(&self) -> Option<Arc<Vec<Vec<u8>>>> {
+        self.xattr_names.lock().names.clone()
+    }
+
+    /// The change count to pass to `remember_xattr_names`, read before listing.
+    pub fn xattr_changes(&self) -> u64 {
+        self.xattr_names.lock().changes
+    }
+
+    /// Remembers a listing taken after `xattr_changes` returned `changes`, unless a change
+    /// began or ended since (the listing may then miss it).
+    pub fn remember_xattr_names(&self, names: Arc<Vec<Vec<u8>>>, changes: u64) {
+        let mut x = self.xattr_names.lock();
+        if x.changes == changes {
+            x.names = Some(names);
+        }
     }
 
     /// One more kernel reference (a link or create reply counts as a lookup).
@@ -471,5 +501,23 @@ mod tests {
         again.state.write().unlinked = true;
         t.forget(1 << 60, 1);
         assert_eq!(t.id_of(7), 7);
+    }
+}
+
+/// A node's xattr names as last listed, and a count of the changes made to them through the
+/// mount (a listing is remembered only if no change came between its start and its end).
+#[derive(Default)]
+struct XattrNames {
+    names: Option<Arc<Vec<Vec<u8>>>>,
+    changes: u64,
+}
+
+/// A change of a node's xattrs in progress (`Node::xattr_change`); its end forgets the names
+/// once more.
+pub struct XattrChange<'n>(&'n Node);
+
+impl Drop for XattrChange<'_> {
+    fn drop(&mut self) {
+        self.0.forget_xattr_names();
     }
 }

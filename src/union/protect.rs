@@ -76,13 +76,13 @@ impl Union {
                 append: attrs & libc::STATX_ATTR_APPEND as u64 != 0,
             };
         }
-        // The node's xattr names when a reader listed them already (most objects have no
-        // protattr: no syscall); else one getxattr. Never listed here: a listing taken
-        // while a setxattr runs could be remembered without the new name.
+        // From the node's xattr names, listed once and remembered (most objects have no
+        // protattr: no syscall after the first; an unlink of each name of a directory checks
+        // the directory's). A listing that fails falls back to one getxattr.
         let attr = self.markers.protattr_xattr();
-        let listed = node.xattr_names.lock().clone();
-        if listed.is_some_and(|names| !names.iter().any(|n| n == attr)) {
-            return Prot::default();
+        match self.xattr_names(node) {
+            Ok(names) if !names.iter().any(|n| n == attr) => return Prot::default(),
+            _ => {}
         }
         self.at_top(node, |d, n| xattr::get(d, n, attr))
             .map(|v| Prot::parse(&v))
@@ -229,7 +229,7 @@ impl Union {
             },
         };
         let attr = self.markers.protattr_xattr();
-        node.forget_xattr_names();
+        let _change = node.xattr_change();
         if prot.any() {
             self.at_top(&node, |d, n| xattr::set(d, n, attr, &prot.value(), 0))?;
         } else {
