@@ -403,7 +403,11 @@ fn stats(mnt: &Path) -> String {
         .arg(mnt)
         .output()
         .unwrap();
-    assert!(out.status.success(), "unionrs stats failed");
+    assert!(
+        out.status.success(),
+        "unionrs stats failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 

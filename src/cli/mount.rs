@@ -168,26 +168,43 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
     let (session, spec, report) = match result {
         Ok(v) => v,
         Err(e) => {
-            if let Some(tx) = ready {
-                let _ = std::fs::File::from(tx).write_all(e.as_bytes());
-                return Err(e);
-            }
+            tell_parent(ready, e.as_bytes());
             return Err(e);
         }
     };
-    if let Some(tx) = ready {
+    let (conn, threads, whiteout_cleanup) = session;
+    // The readers and io_uring queues start before the parent hears the mount is live, so
+    // the transport `unionrs stats` reports from then on is the one requests use (it said
+    // "dev" for a moment under load: tests read it right after mounting).
+    let started = match session::start(conn, threads) {
+        Ok(s) => s,
+        Err(e) => {
+            let mnt = spec.mountpoint.as_os_str().as_encoded_bytes();
+            let _ = proc::umount(mnt, true);
+            tell_parent(ready, e.as_bytes());
+            return Err(e);
+        }
+    };
+    // `unionrs stats` answers as soon as the mount command returns.
+    let control = crate::fuse::control::start(&spec.mountpoint, report);
+    if ready.is_some() {
         let _ = std::env::set_current_dir("/");
         let _ = proc::redirect_stdio_to_null();
-        let _ = std::fs::File::from(tx).write_all(b"OK");
     }
-    let control = crate::fuse::control::start(&spec.mountpoint, report);
-    let (conn, threads, whiteout_cleanup) = session;
-    let served = session::serve(conn, spec.mountpoint, threads);
+    tell_parent(ready, b"OK");
+    let served = session::serve(started, spec.mountpoint);
     whiteout_cleanup();
-    if let Some(path) = control {
-        let _ = std::fs::remove_file(path);
+    if let Some(socket) = control {
+        socket.remove();
     }
     served
+}
+
+/// Gives the waiting parent (if any) the daemon's word: "OK" or the error.
+fn tell_parent(ready: Option<OwnedFd>, word: &[u8]) {
+    if let Some(tx) = ready {
+        let _ = std::fs::File::from(tx).write_all(word);
+    }
 }
 
 /// The owner translation the mount options ask for.

@@ -3,7 +3,7 @@
 //! `key value` lines: requests by type, copy-ups, cached inodes, passthrough, daemon RSS.
 
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -151,7 +151,10 @@ fn unescape(s: &[u8]) -> Vec<u8> {
 }
 
 /// Starts answering stats requests on the mount's socket; returns the socket path.
-pub fn start(mountpoint: &Path, report: impl Fn() -> String + Send + 'static) -> Option<PathBuf> {
+pub fn start(
+    mountpoint: &Path,
+    report: impl Fn() -> String + Send + 'static,
+) -> Option<ControlSocket> {
     let (major, minor) = mount_dev(mountpoint)?;
     let path = socket_path(major, minor);
     let dir = path.parent()?;
@@ -161,6 +164,7 @@ pub fn start(mountpoint: &Path, report: impl Fn() -> String + Send + 'static) ->
         .create(dir);
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).ok()?;
+    let ino = std::fs::symlink_metadata(&path).ok()?.ino();
     std::thread::Builder::new()
         .name("unionrs-control".into())
         .spawn(move || {
@@ -169,7 +173,26 @@ pub fn start(mountpoint: &Path, report: impl Fn() -> String + Send + 'static) ->
             }
         })
         .ok()?;
-    Some(path)
+    Some(ControlSocket { path, ino })
+}
+
+/// A mount's control socket, as bound.
+pub struct ControlSocket {
+    path: PathBuf,
+    ino: u64,
+}
+
+impl ControlSocket {
+    /// Removes the socket once the mount is gone, unless it is no longer this one: the
+    /// mount's device number is free again after the unmount, and a new mount that got it
+    /// may have bound its own socket at the same path meanwhile (removing that one made
+    /// `unionrs stats` of the new mount fail).
+    pub fn remove(self) {
+        let ours = std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.ino);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -129,9 +129,18 @@ fn serve_fd(
     }
 }
 
-/// Serves on `threads` /dev/fuse fds (the session's and clones) until unmounted.
-pub fn serve(conn: Arc<Conn>, threads: usize) -> Result<(), String> {
-    let mut handles = Vec::new();
+/// A connection whose readers and io_uring queues are started: the transport it uses is
+/// settled (`unionrs stats` says which), and the session's own fd is served by `serve`.
+pub struct Started {
+    conn: Arc<Conn>,
+    clones: Vec<std::thread::JoinHandle<Result<(), String>>>,
+    rings_up: Arc<AtomicBool>,
+}
+
+/// Starts `threads - 1` readers on cloned /dev/fuse fds and, when the kernel offers it, the
+/// io_uring queues; returns once every queue entry was registered or refused.
+pub fn start(conn: Arc<Conn>, threads: usize) -> Result<Started, String> {
+    let mut clones = Vec::new();
     let rings_up = Arc::new(AtomicBool::new(false));
     for i in 1..threads.max(1) {
         let fd =
@@ -142,7 +151,7 @@ pub fn serve(conn: Arc<Conn>, threads: usize) -> Result<(), String> {
             .name(format!("unionrs-dev{i}"))
             .spawn(move || serve_fd(&c, fd.as_fd(), Reader::Clone, &up))
             .map_err(|e| e.to_string())?;
-        handles.push(t);
+        clones.push(t);
     }
     if conn.flags() & abi::FUSE_OVER_IO_URING != 0 {
         let n = super::uring::start(&conn);
@@ -153,13 +162,29 @@ pub fn serve(conn: Arc<Conn>, threads: usize) -> Result<(), String> {
         }
         log::info!("FUSE over io_uring: {n} of {want} ring entries registered");
     }
-    let main = serve_fd(&conn, conn.dev.as_fd(), Reader::Main, &rings_up);
-    for t in handles {
-        match t.join() {
-            Ok(Err(e)) => log::warn!("{e}"),
-            Err(_) => log::error!("a /dev/fuse thread panicked"),
-            Ok(Ok(())) => {}
+    Ok(Started {
+        conn,
+        clones,
+        rings_up,
+    })
+}
+
+impl Started {
+    /// Serves the session's fd until unmounted, then waits for the other readers.
+    pub fn serve(self) -> Result<(), String> {
+        let main = serve_fd(
+            &self.conn,
+            self.conn.dev.as_fd(),
+            Reader::Main,
+            &self.rings_up,
+        );
+        for t in self.clones {
+            match t.join() {
+                Ok(Err(e)) => log::warn!("{e}"),
+                Err(_) => log::error!("a /dev/fuse thread panicked"),
+                Ok(Ok(())) => {}
+            }
         }
+        main
     }
-    main
 }

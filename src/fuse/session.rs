@@ -3,6 +3,7 @@
 //! unmount on SIGTERM/SIGINT/SIGHUP.
 
 use super::conn::{Conn, Transport};
+use super::devloop::Started;
 use super::state::UnionFs;
 use crate::sys::{fs, proc};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -177,15 +178,17 @@ pub fn drop_listings_on_change(conn: &std::sync::Arc<Conn>, hook: &crate::union:
     }));
 }
 
-/// Serves the connection until the filesystem is unmounted; a termination signal unmounts
-/// it.
-pub fn serve(
-    conn: std::sync::Arc<Conn>,
-    mountpoint: PathBuf,
-    threads: usize,
-) -> Result<(), String> {
+/// Starts the connection's readers and io_uring queues (`devloop::start`): once this
+/// returns, the transport the mount uses is settled.
+pub fn start(conn: std::sync::Arc<Conn>, threads: usize) -> Result<Started, String> {
+    super::devloop::start(conn, threads)
+}
+
+/// Serves a started connection until the filesystem is unmounted; a termination signal
+/// unmounts it.
+pub fn serve(started: Started, mountpoint: PathBuf) -> Result<(), String> {
     unmount_on_signal(mountpoint)?;
-    super::devloop::serve(conn, threads)
+    started.serve()
 }
 
 /// A thread that waits for SIGTERM/SIGINT/SIGHUP and unmounts.

@@ -277,13 +277,24 @@ pub fn opaque(p: impl AsRef<Path>, form: Opaque) {
 
 /// The fstype of the topmost mount at `mnt` in /proc/self/mountinfo, if any.
 pub fn mounted_fstype(mnt: &Path) -> Option<String> {
+    mountinfo_fields(mnt, |f, dash| f[dash + 1].to_string())
+}
+
+/// What `pick(fields, index of "-")` takes from the mountinfo line of the mount at `mnt`.
+fn mountinfo_fields<T>(mnt: &Path, pick: impl Fn(&[&str], usize) -> T) -> Option<T> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let want = mnt.to_string_lossy().replace(' ', "\\040");
     info.lines().rev().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();
         let dash = f.iter().position(|x| *x == "-")?;
-        (f.get(4) == Some(&want.as_str())).then(|| f[dash + 1].to_string())
+        (f.get(4) == Some(&want.as_str())).then(|| pick(&f, dash))
     })
+}
+
+/// The control socket of the (root) unionrs mount at `mnt`: `/run/unionrs/MAJ-MIN.sock`.
+fn control_socket(mnt: &Path) -> Option<PathBuf> {
+    let dev = mountinfo_fields(mnt, |f, _| f[2].replace(':', "-"))?;
+    Some(PathBuf::from(format!("/run/unionrs/{dev}.sock")))
 }
 
 /// The unionrs binary: `$UNIONRS_BIN`, else the one cargo built.
@@ -438,14 +449,24 @@ impl MountGuard {
     fn wait_live(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            // Live as the mount command (without -f) reports it: mounted, and its control
+            // socket answering, which the daemon opens once its transport is settled. Until
+            // then `unionrs stats` fails or names the transport of the moment.
             if mounted_fstype(&self.mnt).as_deref() == Some("fuse.unionrs") {
                 self.mounted = true;
-                return;
+                let answers = control_socket(&self.mnt)
+                    .is_some_and(|s| std::os::unix::net::UnixStream::connect(s).is_ok());
+                if answers {
+                    return;
+                }
             }
             let exited = self.child.as_mut().unwrap().try_wait().unwrap();
             if exited.is_some() || Instant::now() > deadline {
                 let why = match exited {
                     Some(s) => format!("daemon exited with {s}"),
+                    None if self.mounted => {
+                        "mounted, but its control socket did not answer within 10 s".to_string()
+                    }
                     None => "no fuse.unionrs mount after 10 s".to_string(),
                 };
                 self.mounted = mounted_fstype(&self.mnt).is_some();
