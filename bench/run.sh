@@ -12,7 +12,9 @@
 #   UNIONRS     unionrs binary                 (default: this checkout's target/release/unionrs)
 #   FO2         fuse-overlayfs 2.0 binary      (default /var/tmp/unionrs-bench-tools/bin/fuse-overlayfs)
 #   FO1         fuse-overlayfs 1.x binary      (default /usr/bin/fuse-overlayfs)
-#   CANDIDATES  space separated subset of: kernel unionrs unionrs_dev unionrs_normal fo2 fo1 unionfs
+#   UNIONRS_BASE  a second unionrs binary, the `unionrs_base` candidate (an older build to
+#               compare with, interleaved in the same run; over io_uring like `unionrs`)
+#   CANDIDATES  space separated subset of: kernel unionrs unionrs_dev unionrs_normal unionrs_base fo2 fo1 unionfs
 #               (default "kernel unionrs fo2 fo1"; unionfs-fuse has no overlay whiteout
 #               semantics, so it is opt-in). unionrs uses FUSE over io_uring when the
 #               kernel offers it (enable_uring=Y); unionrs_dev is the same binary with
@@ -39,6 +41,7 @@ FO2=${FO2:-/var/tmp/unionrs-bench-tools/bin/fuse-overlayfs}
 FO1=${FO1:-/usr/bin/fuse-overlayfs}
 UNIONFS=${UNIONFS:-$(command -v unionfs || true)}
 UNIONRS_OPTS=${UNIONRS_OPTS:-}
+UNIONRS_BASE=${UNIONRS_BASE:-}
 CANDIDATES=${CANDIDATES:-kernel unionrs fo2 fo1}
 ALL_WORKLOADS="find_warm stat_warm find_cold lsR_usr_warm cat_usr_cold big_read_cold big_read_warm randread_4k_cold randread_4k_warm append_big append_big_nofsync chmod_R_etc rm_rf_usr_share untar_doc_sync lookup64 lookup2 cp_a_src grep_r_src rss_walk"
 WORKLOADS=${WORKLOADS:-$ALL_WORKLOADS}
@@ -179,6 +182,7 @@ check_candidates() {
             kernel)  grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null
                      grep -qw overlay /proc/filesystems || SKIP[$c]="overlay not in /proc/filesystems" ;;
             unionrs|unionrs_dev|unionrs_normal) [ -x "$UNIONRS" ] || SKIP[$c]="$UNIONRS not built" ;;
+            unionrs_base) [ -n "$UNIONRS_BASE" ] && [ -x "$UNIONRS_BASE" ] || SKIP[$c]="UNIONRS_BASE not set to a binary" ;;
             fo2)     [ -x "$FO2" ] || SKIP[$c]="$FO2 missing (cargo install fuse-overlayfs failed or not run)" ;;
             fo1)     [ -x "$FO1" ] || SKIP[$c]="$FO1 missing" ;;
             unionfs) [ -n "$UNIONFS" ] && [ -x "$UNIONFS" ] || SKIP[$c]="unionfs-fuse not installed" ;;
@@ -198,6 +202,7 @@ version_of() {
         unionrs) echo "unionrs $(cd "$(dirname "$0")/.." 2>/dev/null && git rev-parse --short HEAD 2>/dev/null)${UNIONRS_OPTS:+ (mounted with -o $UNIONRS_OPTS)}, io_uring if enable_uring=$(cat /sys/module/fuse/parameters/enable_uring 2>/dev/null)" ;;
         unionrs_dev) echo "unionrs over /dev/fuse (-o io_uring=off${UNIONRS_OPTS:+,$UNIONRS_OPTS})" ;;
         unionrs_normal) echo "unionrs over io_uring, queue threads at SCHED_OTHER (-o queue_sched=normal${UNIONRS_OPTS:+,$UNIONRS_OPTS})" ;;
+        unionrs_base) echo "$("$UNIONRS_BASE" --version 2>/dev/null | head -1) at $UNIONRS_BASE${UNIONRS_OPTS:+ (-o $UNIONRS_OPTS)}" ;;
         fo2)     "$FO2" --version 2>/dev/null | head -1 ;;
         fo1)     "$FO1" --version 2>/dev/null | grep -m1 -i overlayfs ;;
         unionfs) "$UNIONFS" --version 2>/dev/null | head -1 ;;
@@ -260,6 +265,7 @@ do_mount() { # candidate lowerdirs extra-options
         unionrs) "$UNIONRS" -o "$opts${UNIONRS_OPTS:+,$UNIONRS_OPTS}" "$m" ;;
         unionrs_dev) "$UNIONRS" -o "$opts,io_uring=off${UNIONRS_OPTS:+,$UNIONRS_OPTS}" "$m" ;;
         unionrs_normal) "$UNIONRS" -o "$opts,queue_sched=normal${UNIONRS_OPTS:+,$UNIONRS_OPTS}" "$m" ;;
+        unionrs_base) "$UNIONRS_BASE" -o "$opts${UNIONRS_OPTS:+,$UNIONRS_OPTS}" "$m" ;;
         fo2)     "$FO2" -o "$opts" "$m" ;;
         fo1)     "$FO1" -o "$opts" "$m" ;;
         unionfs) "$UNIONFS" -o cow,hide_meta_files,max_files=65536 "$u=RW:$(echo "$lower" | sed 's/:/=RO:/g')=RO" "$m" ;;
