@@ -66,6 +66,47 @@ both!(merge_three_layers, |fs| {
     }
 });
 
+// A copied-up entry shows its origin's number as d_ino in every batch of a listing: the
+// first (READDIRPLUS: each entry's lookup gives it) and the later ones, which the kernel asks
+// for with plain READDIR when nothing was looked up in the directory meanwhile (there unionrs
+// reads the origin when it gives the entry out, not when it lists the directory).
+both!(copied_up_d_ino_in_every_listing_batch, |fs| {
+    let l = Layers::new(2);
+    let names: Vec<String> = (0..1500)
+        .map(|i| format!("{i:04}-a-name-long-enough-to-need-several-batches"))
+        .collect();
+    for n in &names {
+        write(l.l(2).join("d").join(n), "lower");
+    }
+    {
+        let _m = mount(fs, &l, &[]);
+        for n in &names {
+            let p = l.m("d").join(n);
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o640)).unwrap();
+        }
+    }
+    let m = mount(fs, &l, &[]);
+    let listed: Vec<(String, u64)> = fs::read_dir(l.m("d"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().into_string().unwrap(), e.ino())
+        })
+        .collect();
+    assert_eq!(listed.len(), names.len());
+    for (name, d_ino) in &listed {
+        let st = fs::symlink_metadata(l.m("d").join(name)).unwrap();
+        assert_eq!(st.mode() & 0o777, 0o640, "{name} was copied up");
+        assert_eq!(*d_ino, st.ino(), "d_ino == st_ino for copied-up {name}");
+    }
+    if fs == Fs::Unionrs {
+        assert!(
+            stats_value(&m.mnt, "requests.readdir") > 0,
+            "the listing never used a plain READDIR: the later batches went untested"
+        );
+    }
+});
+
 /// Hides lower file `f` and lower dir `g` with `form` in l1; checks names never leak.
 fn check_whiteout(fs: Fs, form: Whiteout, opts: &[&str]) {
     let l = Layers::new(2);

@@ -340,8 +340,14 @@ impl<B> UnionFs<B> {
     ) -> OpResult<()> {
         self.requests.count(Op::Readdir);
         let (entries, start) = self.union.readdir_from(ino, offset).map_err(err)?;
+        let mut upper = None;
         for e in &entries[start..] {
-            if add(e.ino, e.cookie, e.kind, &e.name) {
+            if add(
+                self.union.dirent_ino(ino, e, &mut upper),
+                e.cookie,
+                e.kind,
+                &e.name,
+            ) {
                 break;
             }
         }

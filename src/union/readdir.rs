@@ -15,11 +15,16 @@ use std::sync::atomic::Ordering;
 /// directory offset just past it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DirEntryOut {
-    /// d_ino: the object's number (as its st_ino), not a node id.
+    /// d_ino: the object's number (as its st_ino), not a node id; for an upper entry whose
+    /// origin is unread, its upper file's number (see `dirent_ino`).
     pub ino: u64,
     pub kind: u32,
     pub name: Vec<u8>,
     pub cookie: u64,
+    /// An upper entry: a copied-up object shows its origin's number, which is read only when a
+    /// plain READDIR gives this entry out. READDIRPLUS gives each entry the number its lookup
+    /// found, so listing an upper directory costs no getxattr per name.
+    pub origin_unread: bool,
 }
 
 /// The cookie of a name: a hash, so an offset means the same position in every snapshot of
@@ -117,6 +122,27 @@ impl Union {
         Ok((entries, start))
     }
 
+    /// d_ino of entry `e` of directory `dir`'s listing, as a plain READDIR gives it out: a
+    /// copied-up upper entry shows its origin's number, as its lookup does. `upper` holds the
+    /// directory's upper handle across the entries of one reply (opened at the first need).
+    pub fn dirent_ino(
+        &self,
+        dir: u64,
+        e: &DirEntryOut,
+        upper: &mut Option<Option<Arc<std::os::fd::OwnedFd>>>,
+    ) -> u64 {
+        if !e.origin_unread {
+            return e.ino;
+        }
+        let fd = upper.get_or_insert_with(|| {
+            let node = self.node(dir).ok()?;
+            self.upper_dir(&node).ok()
+        });
+        fd.as_ref()
+            .and_then(|d| self.origin_at(d.as_fd(), &e.name))
+            .unwrap_or(e.ino)
+    }
+
     /// The merged listing of directory `node`, `.` and `..` first, in cookie order.
     fn list_dir(&self, node: &Arc<Node>, parent_ino: u64) -> SysResult<Arc<Vec<DirEntryOut>>> {
         let mut entries = vec![
@@ -125,12 +151,14 @@ impl Union {
                 kind: libc::S_IFDIR,
                 name: b".".to_vec(),
                 cookie: 1,
+                origin_unread: false,
             },
             DirEntryOut {
                 ino: parent_ino,
                 kind: libc::S_IFDIR,
                 name: b"..".to_vec(),
                 cookie: 2,
+                origin_unread: false,
             },
         ];
         let cache = self.lower_dirs(node);
@@ -210,20 +238,16 @@ impl Union {
                     }
                     kind = Some(st.st_mode & libc::S_IFMT);
                 }
-                // d_ino == st_ino: a copied-up entry reports its origin, as lookup does.
-                let origin = if loc.layer == UPPER {
-                    self.origin_at(d, &e.name)
-                } else {
-                    None
-                };
-                // d_ino == st_ino: the object's number, whatever node id it answers under.
-                let ino = origin.unwrap_or_else(|| self.inos.map(layer.dev, e.ino));
+                // d_ino == st_ino: the object's number, whatever node id it answers under; a
+                // copied-up entry's origin is read when served (`dirent_ino`).
+                let ino = self.inos.map(layer.dev, e.ino);
                 seen.insert(e.name.clone());
                 out.push(DirEntryOut {
                     ino,
                     kind: kind.unwrap_or(libc::S_IFREG),
                     cookie: name_cookie(&e.name),
                     name: e.name,
+                    origin_unread: loc.layer == UPPER && self.has_upper,
                 });
             }
             hidden.extend(layer_whiteouts);
