@@ -232,8 +232,10 @@ impl Node {
         self.state.read().metacopy_data(self.kind).cloned()
     }
 
-    /// Drops the remembered names. A change of the object's xattrs calls it before and after
-    /// the change: a listing taken meanwhile is then never remembered.
+    /// Drops the remembered names and counts a change: a listing that began before it is not
+    /// remembered (`remember_xattr_names`). A change of the object's xattrs runs under
+    /// `xattr_change`, which calls this at its start and its end; a copy-up calls it once the
+    /// shown object is the upper copy.
     pub fn forget_xattr_names(&self) {
         let mut x = self.xattr_names.lock();
         x.names = None;
