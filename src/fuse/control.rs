@@ -150,7 +150,8 @@ fn unescape(s: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Starts answering stats requests on the mount's socket; returns the socket path.
+/// Starts answering stats requests on the mount's socket; returns the socket, to remove
+/// when the mount is gone.
 pub fn start(
     mountpoint: &Path,
     report: impl Fn() -> String + Send + 'static,

@@ -3,7 +3,7 @@
 //! unmount on SIGTERM/SIGINT/SIGHUP.
 
 use super::conn::{Conn, Transport};
-use super::devloop::Started;
+pub use super::devloop::{Started, start};
 use super::state::UnionFs;
 use crate::sys::{fs, proc};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -176,12 +176,6 @@ pub fn drop_listings_on_change(conn: &std::sync::Arc<Conn>, hook: &crate::union:
             log::debug!("dropping the kernel's listing of {ino}: {e}");
         }
     }));
-}
-
-/// Starts the connection's readers and io_uring queues (`devloop::start`): once this
-/// returns, the transport the mount uses is settled.
-pub fn start(conn: std::sync::Arc<Conn>, threads: usize) -> Result<Started, String> {
-    super::devloop::start(conn, threads)
 }
 
 /// Serves a started connection until the filesystem is unmounted; a termination signal

@@ -277,24 +277,19 @@ pub fn opaque(p: impl AsRef<Path>, form: Opaque) {
 
 /// The fstype of the topmost mount at `mnt` in /proc/self/mountinfo, if any.
 pub fn mounted_fstype(mnt: &Path) -> Option<String> {
-    mountinfo_fields(mnt, |f, dash| f[dash + 1].to_string())
-}
-
-/// What `pick(fields, index of "-")` takes from the mountinfo line of the mount at `mnt`.
-fn mountinfo_fields<T>(mnt: &Path, pick: impl Fn(&[&str], usize) -> T) -> Option<T> {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
     let want = mnt.to_string_lossy().replace(' ', "\\040");
     info.lines().rev().find_map(|l| {
         let f: Vec<&str> = l.split(' ').collect();
         let dash = f.iter().position(|x| *x == "-")?;
-        (f.get(4) == Some(&want.as_str())).then(|| pick(&f, dash))
+        (f.get(4) == Some(&want.as_str())).then(|| f[dash + 1].to_string())
     })
 }
 
-/// The control socket of the (root) unionrs mount at `mnt`: `/run/unionrs/MAJ-MIN.sock`.
+/// The control socket of the unionrs mount at `mnt`, where its daemon binds it.
 fn control_socket(mnt: &Path) -> Option<PathBuf> {
-    let dev = mountinfo_fields(mnt, |f, _| f[2].replace(':', "-"))?;
-    Some(PathBuf::from(format!("/run/unionrs/{dev}.sock")))
+    use unionrs::fuse::control::{mount_dev, socket_path};
+    mount_dev(mnt).map(|(major, minor)| socket_path(major, minor))
 }
 
 /// The unionrs binary: `$UNIONRS_BIN`, else the one cargo built.
