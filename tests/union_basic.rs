@@ -508,6 +508,96 @@ fn a_tree_walked_twice_sends_no_request_on_the_third_walk() {
     );
 }
 
+/// Every name below `dir` with its type, size and (for files) content, sorted.
+fn tree_listing(dir: &Path) -> Vec<String> {
+    fn go(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if m.is_dir() {
+                out.push(format!("{rel}/"));
+                go(root, &p, out);
+            } else {
+                out.push(format!(
+                    "{rel} {} {}",
+                    m.len(),
+                    fs::read_to_string(&p).unwrap()
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Empties the page, dentry and inode caches, so the next reads of the layers wait for the
+/// disk. The layers must be on a disk: on a tmpfs nothing would be read ahead.
+fn drop_caches(on: &Path) {
+    let fstype = run("stat", &["-f", "-c", "%T", on.to_str().unwrap()]);
+    assert_ne!(
+        fstype.trim(),
+        "tmpfs",
+        "{}: the layers must be on a disk",
+        on.display()
+    );
+    run("sync", &[]);
+    fs::write("/proc/sys/vm/drop_caches", "3").unwrap();
+}
+
+/// A cold walk reads directories ahead (issue 14): with the caches dropped, listing a
+/// directory reads the disk, and its subdirectories are then listed and looked into on the
+/// read-ahead threads while the walk goes on. The walk still sees exactly what the kernel's
+/// overlay shows (whiteouts, opaque and merged directories read ahead too). A warm walk reads
+/// nothing ahead.
+#[test]
+fn a_cold_walk_reads_directories_ahead_and_a_warm_one_does_not() {
+    let _s = serial();
+    let l = Layers::new(2);
+    for a in 0..12 {
+        for s in 0..4 {
+            for f in 0..4 {
+                write(
+                    l.l(2).join(format!("a{a}/s{s}/f{f}")),
+                    &format!("low {a} {s} {f}"),
+                );
+            }
+        }
+        if a % 2 == 0 {
+            write(l.l(1).join(format!("a{a}/s1/top")), "top");
+            write(l.l(1).join(format!("a{a}/s2/f0")), "over");
+            whiteout(l.l(1).join(format!("a{a}/s0/f1")), Whiteout::CharDev);
+        }
+        if a % 3 == 0 {
+            mkdir(l.l(1).join(format!("a{a}/s3")));
+            write(l.l(1).join(format!("a{a}/s3/only")), "opaque");
+            opaque(l.l(1).join(format!("a{a}/s3")), Opaque::XattrTrusted);
+        }
+    }
+    let kernel = mount(Fs::KernelOverlay, &l, &[]);
+    let want = tree_listing(&kernel.mnt);
+    kernel.unmount();
+    assert!(want.len() > 200, "{}", want.len());
+
+    let m = mount(Fs::Unionrs, &l, &[]);
+    drop_caches(l.l(1));
+    assert_eq!(tree_listing(&m.mnt), want, "cold walk");
+    let ahead = stats_value(&m.mnt, "dirs_read_ahead");
+    assert!(ahead > 0, "a cold walk read no directory ahead");
+    m.unmount();
+
+    // Everything is cached now: a walk on a fresh mount never waits for the disk.
+    let m = mount(Fs::Unionrs, &l, &[]);
+    assert_eq!(tree_listing(&m.mnt), want, "warm walk");
+    assert_eq!(
+        stats_value(&m.mnt, "dirs_read_ahead"),
+        0,
+        "a warm walk read ahead"
+    );
+}
+
 /// A limit line of /proc/PID/limits: (soft, hard), "unlimited" as u64::MAX.
 fn open_file_limits(pid: &str) -> (u64, u64) {
     let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();

@@ -135,7 +135,12 @@ pub struct Started {
     conn: Arc<Conn>,
     clones: Vec<std::thread::JoinHandle<Result<(), String>>>,
     rings_up: Arc<AtomicBool>,
+    read_ahead: Vec<std::thread::JoinHandle<()>>,
 }
+
+/// Threads reading directories ahead of a cold walk (union::readahead): several, so that
+/// their disk reads overlap; they mostly wait for the disk.
+const READ_AHEAD_WORKERS: usize = 4;
 
 /// Starts `threads - 1` readers on cloned /dev/fuse fds and, when the kernel offers it, the
 /// io_uring queues; returns once every queue entry was registered or refused.
@@ -162,10 +167,20 @@ pub fn start(conn: Arc<Conn>, threads: usize) -> Result<Started, String> {
         }
         log::info!("FUSE over io_uring: {n} of {want} ring entries registered");
     }
+    let mut read_ahead = Vec::new();
+    for i in 0..READ_AHEAD_WORKERS {
+        let c = conn.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("unionrs-ra{i}"))
+            .spawn(move || c.fs.union.serve_read_ahead())
+            .map_err(|e| e.to_string())?;
+        read_ahead.push(t);
+    }
     Ok(Started {
         conn,
         clones,
         rings_up,
+        read_ahead,
     })
 }
 
@@ -183,6 +198,12 @@ impl Started {
                 Ok(Err(e)) => log::warn!("{e}"),
                 Err(_) => log::error!("a /dev/fuse thread panicked"),
                 Ok(Ok(())) => {}
+            }
+        }
+        self.conn.fs.union.stop_read_ahead();
+        for t in self.read_ahead {
+            if t.join().is_err() {
+                log::error!("a read-ahead thread panicked");
             }
         }
         main

@@ -364,9 +364,11 @@ impl<B> UnionFs<B> {
         mut add: impl FnMut(u64, &[u8], &EntryOut) -> bool,
     ) -> OpResult<()> {
         self.requests.count(Op::Readdirplus);
+        let watch = self.union.watch_reads();
         let (entries, start) = self.union.readdir_from(ino, offset).map_err(err)?;
         // One directory context for the whole batch: each entry then costs its own stat only.
         let scope = self.union.lookup_scope(ino).map_err(err)?;
+        let mut subdirs = Vec::new();
         for e in &entries[start..] {
             if e.name == b"." || e.name == b".." {
                 let dot = EntryOut {
@@ -391,7 +393,11 @@ impl<B> UnionFs<B> {
                 self.union.forget(st.st_ino, 1);
                 break;
             }
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                subdirs.push(st.st_ino);
+            }
         }
+        self.union.listed_batch(ino, &subdirs, watch);
         Ok(())
     }
 

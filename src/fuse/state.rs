@@ -39,7 +39,7 @@ impl<B> UnionFs<B> {
         Box::new(move || {
             use std::sync::atomic::Ordering::Relaxed;
             let mut out = format!(
-                "transport {}\npassthrough {}\ncached_inodes {}\nopen_files {}\ncopy_ups {}\nmetacopy_ups {}\ncopy_up_bytes {}\ndisk_fsyncs {}\ninode_moves {}\nrss_bytes {}\n",
+                "transport {}\npassthrough {}\ncached_inodes {}\nopen_files {}\ncopy_ups {}\nmetacopy_ups {}\ncopy_up_bytes {}\ndisk_fsyncs {}\ninode_moves {}\ndirs_read_ahead {}\nrss_bytes {}\n",
                 *transport.lock(),
                 if passthrough.load(Relaxed) {
                     "on"
@@ -53,6 +53,7 @@ impl<B> UnionFs<B> {
                 source.stats.bytes_copied.load(Relaxed),
                 source.stats.disk_fsyncs.load(Relaxed),
                 source.stats.inode_moves.load(Relaxed),
+                source.stats.dirs_read_ahead.load(Relaxed),
                 crate::sys::proc::rss_bytes(),
             );
             requests.report(&mut out);

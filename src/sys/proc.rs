@@ -343,3 +343,17 @@ pub fn try_wait_pid(pid: i32) -> SysResult<Option<ChildExit>> {
         None
     })
 }
+
+/// Blocks this thread has read from disk so far (getrusage RUSAGE_THREAD, `ru_inblock`:
+/// the bytes of every read bio it submitted, in 512-byte units). Cache hits do not count,
+/// so a change across a call says the call had to wait for the disk.
+pub fn thread_disk_reads() -> u64 {
+    // SAFETY: rusage is plain data, written by the call.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid rusage to fill; RUSAGE_THREAD cannot fail for the calling thread.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    if rc != 0 {
+        return 0;
+    }
+    u64::try_from(ru.ru_inblock).unwrap_or(0)
+}

@@ -20,6 +20,7 @@ pub mod node;
 pub mod override_stat;
 pub mod path;
 pub mod protect;
+mod readahead;
 mod readdir;
 mod remove;
 mod rename;
@@ -120,6 +121,8 @@ pub struct Stats {
     /// Objects moved to a new node id because a reader held the lower file as the inode's
     /// passthrough backing when an open needed the upper copy (see `move_to_new_id`).
     pub inode_moves: AtomicU64,
+    /// Directories listed and looked into ahead of a cold walk (readahead.rs).
+    pub dirs_read_ahead: AtomicU64,
 }
 
 pub struct Union {
@@ -162,6 +165,8 @@ pub struct Union {
     backing_rdwr: std::sync::atomic::AtomicBool,
     /// The daemon's effective ids: what a new upper inode gets without a chown.
     own_ids: (u32, u32),
+    /// Directories waiting to be read ahead of a cold walk (readahead.rs).
+    read_ahead: readahead::ReadAhead,
 }
 
 /// The result of a lookup or create: attributes with `st_ino` set to the node's number.
@@ -239,6 +244,7 @@ impl Union {
             shared_whiteout: Default::default(),
             backing_rdwr: std::sync::atomic::AtomicBool::new(false),
             own_ids: (crate::sys::proc::geteuid(), crate::sys::proc::getegid()),
+            read_ahead: Default::default(),
         };
         u.trim_root_lowers();
         Ok(u)

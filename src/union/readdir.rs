@@ -79,13 +79,25 @@ impl Union {
     }
 
     fn readdir_node(&self, node: &Arc<Node>) -> SysResult<Arc<Vec<DirEntryOut>>> {
+        self.listing_of(node, true)
+    }
+
+    /// The current listing snapshot of directory `node`, taken if there is none. `for_kernel`:
+    /// it is given to the kernel, which may cache it (see `Node::listed`); read-ahead's is not.
+    pub(crate) fn listing_of(
+        &self,
+        node: &Arc<Node>,
+        for_kernel: bool,
+    ) -> SysResult<Arc<Vec<DirEntryOut>>> {
         if !node.is_dir() {
             return Err(Errno::ENOTDIR);
         }
         if node.state.read().unlinked {
             return Err(Errno::ENOENT);
         }
-        node.listed.store(true, Ordering::Release);
+        if for_kernel {
+            node.listed.store(true, Ordering::Release);
+        }
         // Read before listing: a change while listing makes the next readdir list again.
         let version = node.listing_version.load(Ordering::Acquire);
         let parent_ino = self.shown_ino(
