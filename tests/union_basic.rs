@@ -508,11 +508,16 @@ fn a_tree_walked_twice_sends_no_request_on_the_third_walk() {
     );
 }
 
-/// Every name below `dir` with its type, size and (for files) content, sorted.
+/// Every name below `dir` with its type, size and (for files) content, sorted. Each
+/// directory is read to its end before anything in it is looked at, as find and du do (the
+/// kernel then asks for later batches without attributes: plain READDIR).
 fn tree_listing(dir: &Path) -> Vec<String> {
     fn go(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
+        let names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        for p in names {
             let m = fs::symlink_metadata(&p).unwrap();
             let rel = p.strip_prefix(root).unwrap().display().to_string();
             if m.is_dir() {
@@ -549,9 +554,10 @@ fn drop_caches(on: &Path) {
 
 /// A cold walk reads directories ahead (issue 14): with the caches dropped, listing a
 /// directory reads the disk, and its subdirectories are then listed and looked into on the
-/// read-ahead threads while the walk goes on. The walk still sees exactly what the kernel's
-/// overlay shows (whiteouts, opaque and merged directories read ahead too). A warm walk reads
-/// nothing ahead.
+/// read-ahead threads while the walk goes on, those of a wide directory too (given by plain
+/// READDIR batches, without nodes). The walk still sees exactly what the kernel's overlay
+/// shows (whiteouts, opaque and merged directories read ahead too). A cold listing that does
+/// not descend (`ls -l`) reads only a few subdirectories ahead, and a warm walk none.
 #[test]
 fn a_cold_walk_reads_directories_ahead_and_a_warm_one_does_not() {
     let _s = serial();
@@ -576,16 +582,45 @@ fn a_cold_walk_reads_directories_ahead_and_a_warm_one_does_not() {
             opaque(l.l(1).join(format!("a{a}/s3")), Opaque::XattrTrusted);
         }
     }
+    // Enough that after the first batch (with attributes) come plain READDIR batches.
+    let wide = 1000;
+    for w in 0..wide {
+        write(l.l(2).join(format!("wide/w{w:04}/f")), "low");
+        if w % 7 == 0 {
+            write(l.l(1).join(format!("wide/w{w:04}/top")), "top");
+            whiteout(l.l(1).join(format!("wide/w{w:04}/f")), Whiteout::CharDev);
+        }
+    }
     let kernel = mount(Fs::KernelOverlay, &l, &[]);
     let want = tree_listing(&kernel.mnt);
     kernel.unmount();
-    assert!(want.len() > 200, "{}", want.len());
+    assert!(want.len() > 2000, "{}", want.len());
+
+    // A listing with the attributes of each entry, as `ls -l` makes, and no descent.
+    let m = mount(Fs::Unionrs, &l, &[]);
+    drop_caches(l.l(1));
+    let mut listed = 0;
+    for e in fs::read_dir(m.mnt.join("wide")).unwrap() {
+        fs::symlink_metadata(e.unwrap().path()).unwrap();
+        listed += 1;
+    }
+    assert_eq!(listed, wide);
+    let ahead = stats_value(&m.mnt, "dirs_read_ahead");
+    assert!(
+        ahead < 20,
+        "ls -l of {wide} subdirectories read {ahead} ahead"
+    );
+    m.unmount();
 
     let m = mount(Fs::Unionrs, &l, &[]);
     drop_caches(l.l(1));
     assert_eq!(tree_listing(&m.mnt), want, "cold walk");
     let ahead = stats_value(&m.mnt, "dirs_read_ahead");
-    assert!(ahead > 0, "a cold walk read no directory ahead");
+    assert!(
+        ahead >= 700,
+        "a cold walk of {} directories read {ahead} ahead",
+        12 * 5 + wide + 1
+    );
     m.unmount();
 
     // Everything is cached now: a walk on a fresh mount never waits for the disk.

@@ -341,6 +341,7 @@ impl<B> UnionFs<B> {
         self.requests.count(Op::Readdir);
         let (entries, start) = self.union.readdir_from(ino, offset).map_err(err)?;
         let mut upper = None;
+        let mut given = start;
         for e in &entries[start..] {
             if add(
                 self.union.dirent_ino(ino, e, &mut upper),
@@ -350,7 +351,9 @@ impl<B> UnionFs<B> {
             ) {
                 break;
             }
+            given += 1;
         }
+        self.union.listed_names_batch(ino, &entries[start..given]);
         Ok(())
     }
 
@@ -397,7 +400,7 @@ impl<B> UnionFs<B> {
                 subdirs.push(st.st_ino);
             }
         }
-        self.union.listed_batch(ino, &subdirs, watch);
+        self.union.listed_batch(ino, offset, &subdirs, watch);
         Ok(())
     }
 

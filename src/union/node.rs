@@ -126,9 +126,9 @@ pub struct Node {
     pub listing_version: AtomicU64,
     /// Directories: listed to the kernel since the last change (it may cache the listing).
     pub listed: AtomicBool,
-    /// Directories: queued for read-ahead (see readahead.rs) and not listed by a request
-    /// since. The request that lists it first reads its subdirectories ahead in turn.
-    pub read_ahead: AtomicBool,
+    /// Directories: the walk is cold here (its last listing read the disk, or its parent's
+    /// walk was cold when it was listed): its subdirectories are read ahead (readahead.rs).
+    pub cold_walk: AtomicBool,
     /// Directories: O_PATH handle of the upper copy, once opened. It follows the directory
     /// through renames; a removed directory's node is unlinked and never used again.
     pub upper_fd: Mutex<Option<super::dircache::UpperDirHandle>>,
@@ -151,7 +151,7 @@ impl Node {
             xattr_names: Mutex::new(XattrNames::default()),
             listing_version: AtomicU64::new(0),
             listed: AtomicBool::new(false),
-            read_ahead: AtomicBool::new(false),
+            cold_walk: AtomicBool::new(false),
             upper_fd: Mutex::new(None),
         }
     }

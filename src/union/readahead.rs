@@ -4,27 +4,38 @@
 //! directory. Kernel overlayfs pays the same disk reads but not the daemon's CPU between
 //! them, and on a cold `find` that CPU doubled the time.
 //!
-//! So when listing a directory had to read the disk, its subdirectories are listed and their
-//! entries looked up ahead, on worker threads, several at once: the disk reads overlap each
-//! other and the daemon's answers, and the walker's own requests then find everything
-//! cached. A directory read ahead that a request then lists reads its own subdirectories
-//! ahead in turn, so the read-ahead keeps one level in front of the walk as far as the walk
-//! goes, and no further. A warm walk never reads the disk and never starts it.
+//! So once listing a directory had to read the disk, the walk is cold there: its
+//! subdirectories are listed and their entries looked up ahead, on worker threads, several at
+//! once, so the disk reads overlap each other and the daemon's answers, and the walker's own
+//! requests then find everything cached. A directory a request lists inside a cold walk
+//! (its parent's listing was cold) is cold too, so the read-ahead stays one level in front of
+//! the walk as far as the walk goes, and no further: listing one directory reads its
+//! subdirectories ahead, not their subdirectories. A warm walk never reads the disk and never
+//! starts it.
 //!
 //! Read-ahead only lists and resolves: it remembers no node, gives the kernel nothing and
 //! changes nothing on disk; what it leaves is the page cache, the daemon's directory handle
 //! caches and listing snapshots a request would have made the same way.
 
-use super::node::Node;
-use super::{Union, lookup::DirScope};
+use super::node::{Loc, Node};
+use super::readdir::DirEntryOut;
+use super::{Union, layer::UPPER, path};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-/// Directories waiting to be read ahead, at most this many: a cold listing of one directory
-/// with thousands of subdirectories must not queue a read of each (the oldest are dropped).
-const MAX_WAITING: usize = 256;
+/// Directories waiting to be read ahead, at most this many (the oldest are dropped).
+const MAX_WAITING: usize = 4096;
+
+/// Subdirectories of one listing read ahead at once; the rest wait until the walk enters one
+/// of them. A walker that descends (find, du, cp -r) then gets them all, while a cold
+/// `ls -l` of a directory with thousands of subdirectories reads only these few ahead.
+const EAGER: usize = 4;
+
+/// Listings whose remaining subdirectories wait for the walk to enter one of them, at most
+/// this many (the oldest forgotten).
+const MAX_DEFERRED: usize = 64;
 
 /// The directories waiting, next first, and the workers taking them.
 #[derive(Default)]
@@ -35,13 +46,24 @@ pub(crate) struct ReadAhead {
 
 #[derive(Default)]
 struct Queue {
-    jobs: VecDeque<Weak<Node>>,
+    jobs: VecDeque<Job>,
     /// The directory whose subdirectories were queued last, and how many of them are still
     /// at the front: the next batch of the same listing goes behind them, not before.
     last_parent: u64,
     last_left: usize,
+    /// Per listing (directory id): how many of its subdirectories went eagerly, and those
+    /// that wait for the walk to enter one of them.
+    deferred: VecDeque<(u64, usize, Vec<Job>)>,
     workers: usize,
     stopping: bool,
+}
+
+/// A subdirectory to read ahead.
+enum Job {
+    /// Given with its attributes (READDIRPLUS): its node exists, and keeps what is read.
+    Node(Weak<Node>),
+    /// Given by name only (a plain READDIR batch): no node, only the kernel's caches warmed.
+    Named(Weak<Node>, Vec<u8>),
 }
 
 /// Disk reads of this thread when a listing started (see `Union::watch_reads`).
@@ -59,37 +81,111 @@ impl Union {
         ReadWatch(crate::sys::proc::thread_disk_reads())
     }
 
-    /// A batch of directory `dir`'s listing was served, its subdirectories `subdirs` (node
-    /// ids, in listing order) among it. Queues them for read-ahead when serving it read the
-    /// disk or `dir` itself had been read ahead: the walk is cold here.
-    pub fn listed_batch(&self, dir: u64, subdirs: &[u64], watch: ReadWatch) {
+    /// A READDIRPLUS batch of directory `dir` from `offset` was served, with subdirectories
+    /// `subdirs` (node ids, in listing order). When the walk is cold there (serving it read
+    /// the disk, or the directory lies in a cold walk), they are queued for read-ahead.
+    pub fn listed_batch(&self, dir: u64, offset: u64, subdirs: &[u64], watch: ReadWatch) {
         let Ok(node) = self.node(dir) else { return };
-        let ahead = node.read_ahead.swap(false, Ordering::AcqRel);
-        if subdirs.is_empty() || !(ahead || watch.read_disk()) {
+        if !self.walk_is_cold(&node, offset, watch) || subdirs.is_empty() {
             return;
         }
+        let jobs = subdirs
+            .iter()
+            .filter_map(|&id| self.node(id).ok())
+            .map(|n| Job::Node(Arc::downgrade(&n)));
+        self.queue_read_ahead(dir, jobs.collect());
+    }
+
+    /// A plain READDIR batch `given` of directory `dir` was served: in a cold walk its
+    /// subdirectories are queued by name (the kernel asked for no attributes, so there are no
+    /// nodes for them).
+    pub fn listed_names_batch(&self, dir: u64, given: &[DirEntryOut]) {
+        let Ok(node) = self.node(dir) else { return };
+        if !node.cold_walk.load(Ordering::Acquire) {
+            return;
+        }
+        let parent = Arc::downgrade(&node);
+        let jobs: Vec<Job> = given
+            .iter()
+            .filter(|e| e.kind == libc::S_IFDIR && e.name != b"." && e.name != b"..")
+            .map(|e| Job::Named(parent.clone(), e.name.clone()))
+            .collect();
+        if !jobs.is_empty() {
+            self.queue_read_ahead(dir, jobs);
+        }
+    }
+
+    /// Whether the walk is cold at `dir` for a listing batch from `offset`, recording it on
+    /// the node for the batches after it.
+    fn walk_is_cold(&self, dir: &Node, offset: u64, watch: ReadWatch) -> bool {
+        let parent = (offset == 0)
+            .then(|| dir.state.read().parent.clone())
+            .flatten();
+        if let Some(p) = &parent {
+            // The walk entered a subdirectory of `p`: the rest of them come next.
+            self.release_deferred(p.ino);
+        }
+        let cold = watch.read_disk()
+            || match &parent {
+                Some(p) => p.cold_walk.load(Ordering::Acquire),
+                None => offset != 0 && dir.cold_walk.load(Ordering::Acquire),
+            };
+        if offset == 0 || cold {
+            dir.cold_walk.store(cold, Ordering::Release);
+        }
+        cold
+    }
+
+    /// Queues the first `EAGER` subdirectories of `dir`'s listing and defers the rest.
+    fn queue_read_ahead(&self, dir: u64, mut jobs: Vec<Job>) {
         let mut q = self.read_ahead.queue.lock();
         if q.workers == 0 || q.stopping {
             return;
         }
+        let i = match q.deferred.iter().position(|(d, _, _)| *d == dir) {
+            Some(i) => i,
+            None => {
+                if q.deferred.len() == MAX_DEFERRED {
+                    q.deferred.pop_front();
+                }
+                q.deferred.push_back((dir, 0, Vec::new()));
+                q.deferred.len() - 1
+            }
+        };
+        let (_, eager, later) = &mut q.deferred[i];
+        let now = jobs.len().min(EAGER - *eager);
+        *eager += now;
+        later.extend(jobs.drain(now..));
+        if jobs.is_empty() {
+            return;
+        }
+        self.enqueue(q, dir, jobs);
+    }
+
+    /// Queues the deferred subdirectories of `dir`'s listing, if any wait.
+    fn release_deferred(&self, dir: u64) {
+        let mut q = self.read_ahead.queue.lock();
+        let Some(i) = q.deferred.iter().position(|(d, _, _)| *d == dir) else {
+            return;
+        };
+        let (_, _, later) = q.deferred.remove(i).expect("found above");
+        if !later.is_empty() {
+            self.enqueue(q, dir, later);
+        }
+    }
+
+    fn enqueue(&self, mut q: parking_lot::MutexGuard<'_, Queue>, dir: u64, jobs: Vec<Job>) {
         // Depth first, as walkers go: a new directory's subdirectories before everything
         // queued earlier, a later batch of the same listing right behind its first ones.
         let at = if q.last_parent == dir { q.last_left } else { 0 };
         let at = at.min(q.jobs.len());
-        let nodes: Vec<_> = subdirs
-            .iter()
-            .filter_map(|&id| self.node(id).ok())
-            .filter(|n| !n.read_ahead.swap(true, Ordering::AcqRel))
-            .map(|n| Arc::downgrade(&n))
-            .collect();
-        let added = nodes.len();
-        for (i, n) in nodes.into_iter().enumerate() {
-            q.jobs.insert(at + i, n);
+        let added = jobs.len();
+        for (i, j) in jobs.into_iter().enumerate() {
+            q.jobs.insert(at + i, j);
         }
-        q.last_parent = dir;
-        q.last_left = at + added;
         q.jobs.truncate(MAX_WAITING);
-        q.last_left = q.last_left.min(q.jobs.len());
+        q.last_parent = dir;
+        q.last_left = (at + added).min(q.jobs.len());
         drop(q);
         self.read_ahead.wake.notify_all();
     }
@@ -111,8 +207,14 @@ impl Union {
                     self.read_ahead.wake.wait(&mut q);
                 }
             };
-            if let Some(node) = job.upgrade() {
-                self.read_dir_ahead(&node);
+            let done = match job {
+                Job::Node(dir) => dir.upgrade().is_some_and(|d| self.read_dir_ahead(&d)),
+                Job::Named(parent, name) => parent
+                    .upgrade()
+                    .is_some_and(|p| self.read_named_dir_ahead(&p, &name)),
+            };
+            if done {
+                self.stats.dirs_read_ahead.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -122,25 +224,49 @@ impl Union {
         let mut q = self.read_ahead.queue.lock();
         q.stopping = true;
         q.jobs.clear();
+        q.deferred.clear();
         drop(q);
         self.read_ahead.wake.notify_all();
     }
 
     /// Lists `dir` and resolves each of its entries as a READDIRPLUS of it would, unless a
-    /// request got there first.
-    fn read_dir_ahead(&self, dir: &Arc<Node>) {
-        // A request listed it since it was queued (and took the mark): nothing to do ahead.
-        if dir.listed.load(Ordering::Acquire) || !dir.read_ahead.load(Ordering::Acquire) {
-            return;
+    /// request listed it first.
+    fn read_dir_ahead(&self, dir: &Arc<Node>) -> bool {
+        if dir.listed.load(Ordering::Acquire) {
+            return false;
         }
         let Ok(entries) = self.listing_of(dir, false) else {
-            return;
+            return false;
         };
-        let scope: DirScope = self.dir_scope(dir);
+        let scope = self.dir_scope(dir);
         for e in entries.iter().filter(|e| e.name != b"." && e.name != b"..") {
             // What it finds is dropped: the point is what reading it leaves in the caches.
             let _ = self.resolve_scoped(&scope, &e.name);
         }
-        self.stats.dirs_read_ahead.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Finds subdirectory `name` of `parent`, lists its copies and resolves each entry.
+    fn read_named_dir_ahead(&self, parent: &Arc<Node>, name: &[u8]) -> bool {
+        let scope = self.dir_scope(parent);
+        let Ok(Some(found)) = self.resolve_scoped(&scope, name) else {
+            return false;
+        };
+        if !found.is_dir() {
+            return false;
+        }
+        let mut layers: Vec<Loc> = Vec::with_capacity(found.lowers.len() + 1);
+        if found.upper {
+            let path = path::join(&parent.path(), name);
+            layers.push(Loc { layer: UPPER, path });
+        }
+        layers.extend(found.lowers);
+        let Ok(entries) = self.list_merged(&layers, None) else {
+            return false;
+        };
+        for e in entries {
+            let _ = self.resolve_in(&layers, &e.name);
+        }
+        true
     }
 }
