@@ -10,8 +10,9 @@
 //! requests then find everything cached. A directory a request lists inside a cold walk
 //! (its parent's listing was cold) is cold too, so the read-ahead stays one level in front of
 //! the walk as far as the walk goes, and no further: listing one directory reads its
-//! subdirectories ahead, not their subdirectories. A warm walk never reads the disk and never
-//! starts it.
+//! subdirectories ahead, not their subdirectories; and only its first few until the walk
+//! enters one of them, so a cold `ls -l` of a wide directory does not read all of them. A
+//! warm walk never reads the disk and never starts it.
 //!
 //! Read-ahead only lists and resolves: it remembers no node, gives the kernel nothing and
 //! changes nothing on disk; what it leaves is the page cache, the daemon's directory handle
