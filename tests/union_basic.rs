@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::snapshot::{Kind, tree_snapshot, upper_snapshot};
+use common::snapshot::{Kind, assert_same_tree, tree_snapshot, upper_snapshot};
 use common::*;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -508,36 +508,6 @@ fn a_tree_walked_twice_sends_no_request_on_the_third_walk() {
     );
 }
 
-/// Every name below `dir` with its type, size and (for files) content, sorted. Each
-/// directory is read to its end before anything in it is looked at, as find and du do (the
-/// kernel then asks for later batches without attributes: plain READDIR).
-fn tree_listing(dir: &Path) -> Vec<String> {
-    fn go(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let names: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        for p in names {
-            let m = fs::symlink_metadata(&p).unwrap();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            if m.is_dir() {
-                out.push(format!("{rel}/"));
-                go(root, &p, out);
-            } else {
-                out.push(format!(
-                    "{rel} {} {}",
-                    m.len(),
-                    fs::read_to_string(&p).unwrap()
-                ));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    go(dir, dir, &mut out);
-    out.sort();
-    out
-}
-
 /// Empties the page, dentry and inode caches, so the next reads of the layers wait for the
 /// disk. The layers must be on a disk: on a tmpfs nothing would be read ahead.
 fn drop_caches(on: &Path) {
@@ -592,7 +562,7 @@ fn a_cold_walk_reads_directories_ahead_and_a_warm_one_does_not() {
         }
     }
     let kernel = mount(Fs::KernelOverlay, &l, &[]);
-    let want = tree_listing(&kernel.mnt);
+    let want = tree_snapshot(&kernel.mnt);
     kernel.unmount();
     assert!(want.len() > 2000, "{}", want.len());
 
@@ -614,7 +584,7 @@ fn a_cold_walk_reads_directories_ahead_and_a_warm_one_does_not() {
 
     let m = mount(Fs::Unionrs, &l, &[]);
     drop_caches(l.l(1));
-    assert_eq!(tree_listing(&m.mnt), want, "cold walk");
+    assert_same_tree(&tree_snapshot(&m.mnt), &want, "cold walk");
     let ahead = stats_value(&m.mnt, "dirs_read_ahead");
     assert!(
         ahead >= 700,
@@ -625,7 +595,7 @@ fn a_cold_walk_reads_directories_ahead_and_a_warm_one_does_not() {
 
     // Everything is cached now: a walk on a fresh mount never waits for the disk.
     let m = mount(Fs::Unionrs, &l, &[]);
-    assert_eq!(tree_listing(&m.mnt), want, "warm walk");
+    assert_same_tree(&tree_snapshot(&m.mnt), &want, "warm walk");
     assert_eq!(
         stats_value(&m.mnt, "dirs_read_ahead"),
         0,

@@ -400,7 +400,7 @@ impl<B> UnionFs<B> {
                 subdirs.push(st.st_ino);
             }
         }
-        self.union.listed_batch(ino, offset, &subdirs, watch);
+        self.union.listed_batch(&scope, offset, &subdirs, watch);
         Ok(())
     }
 

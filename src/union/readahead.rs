@@ -20,7 +20,7 @@
 
 use super::node::{Loc, Node};
 use super::readdir::DirEntryOut;
-use super::{Union, layer::UPPER, path};
+use super::{DirScope, Union, layer::UPPER, path};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -82,12 +82,13 @@ impl Union {
         ReadWatch(crate::sys::proc::thread_disk_reads())
     }
 
-    /// A READDIRPLUS batch of directory `dir` from `offset` was served, with subdirectories
-    /// `subdirs` (node ids, in listing order). When the walk is cold there (serving it read
-    /// the disk, or the directory lies in a cold walk), they are queued for read-ahead.
-    pub fn listed_batch(&self, dir: u64, offset: u64, subdirs: &[u64], watch: ReadWatch) {
-        let Ok(node) = self.node(dir) else { return };
-        if !self.walk_is_cold(&node, offset, watch) || subdirs.is_empty() {
+    /// A READDIRPLUS batch from `offset` of the directory `scope` was gathered for was
+    /// served, with subdirectories `subdirs` (node ids, in listing order). When the walk is
+    /// cold there (serving it read the disk, or the directory lies in a cold walk), they are
+    /// queued for read-ahead.
+    pub fn listed_batch(&self, scope: &DirScope, offset: u64, subdirs: &[u64], watch: ReadWatch) {
+        let dir = scope.dir.ino;
+        if !self.walk_is_cold(&scope.dir, offset, watch) || subdirs.is_empty() {
             return;
         }
         let jobs = subdirs

@@ -132,11 +132,18 @@ fn walk(
         },
     );
     if kind == Kind::Dir {
+        // Read to its end before anything in it is looked at, as find and du do: the kernel
+        // then asks for the batches after the first without attributes (plain READDIR).
         let rd = fs::read_dir(&p).unwrap_or_else(|e| panic!("readdir {}: {e}", p.display()));
-        for e in rd {
-            use std::os::unix::fs::DirEntryExt;
-            let e = e.unwrap();
-            walk(root, &rel.join(e.file_name()), Some(e.ino()), raw, out);
+        let entries: Vec<_> = rd
+            .map(|e| {
+                use std::os::unix::fs::DirEntryExt;
+                let e = e.unwrap();
+                (e.file_name(), e.ino())
+            })
+            .collect();
+        for (name, ino) in entries {
+            walk(root, &rel.join(name), Some(ino), raw, out);
         }
     }
 }
