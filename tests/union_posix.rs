@@ -238,6 +238,53 @@ both!(sparse_copy_up_keeps_holes, |fs| {
     assert!(fs::metadata(l.upper().join("sparse")).unwrap().blocks() <= 8192);
 });
 
+// A copy-up copies every byte and keeps the size, whatever the file's allocation: dense
+// files (copied without probing for holes), a file ending in a hole, and a file whose
+// preallocated blocks cover its size while it still has a hole (read back as zeros).
+both!(copy_up_keeps_every_byte_and_the_size, |fs| {
+    let l = Layers::new(1);
+    let pattern = |n: usize| (0..n).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>();
+    let dense = pattern((3 << 20) + 17);
+    fs::write(l.l(1).join("dense"), &dense).unwrap();
+    fs::write(l.l(1).join("one"), b"1").unwrap();
+    let f = File::create(l.l(1).join("tailhole")).unwrap();
+    f.write_all_at(&[5u8; 4096], 0).unwrap();
+    f.set_len(10 << 20).unwrap();
+    drop(f);
+    let f = File::create(l.l(1).join("prealloc")).unwrap();
+    f.write_all_at(&pattern(8192), 0).unwrap();
+    sys::fallocate(&f, libc::FALLOC_FL_KEEP_SIZE, 0, 1 << 20).unwrap();
+    let punch = libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE;
+    sys::fallocate(&f, punch, 4096, 4096).unwrap();
+    let md = f.metadata().unwrap();
+    assert!(md.blocks() * 512 >= md.len(), "blocks cover the size");
+    drop(f);
+    let mut prealloc = pattern(8192);
+    prealloc[4096..].fill(0);
+    let mut tailhole = vec![5u8; 4096];
+    tailhole.resize(10 << 20, 0);
+    let _m = mount(fs, &l, &[]);
+    for (name, want) in [
+        ("dense", &dense),
+        ("one", &b"1".to_vec()),
+        ("tailhole", &tailhole),
+        ("prealloc", &prealloc),
+    ] {
+        // Rewriting the first byte forces a data copy-up and changes nothing.
+        let f = OpenOptions::new().write(true).open(l.m(name)).unwrap();
+        f.write_all_at(&want[..1], 0).unwrap();
+        drop(f);
+        let got = fs::read(l.m(name)).unwrap();
+        assert_eq!(got.len(), want.len(), "{name}: size");
+        assert!(got == *want, "{name}: content differs after copy-up");
+        assert_eq!(
+            fs::read(l.upper().join(name)).unwrap().len(),
+            want.len(),
+            "{name}"
+        );
+    }
+});
+
 both!(chmod_chown_utimens_ns, |fs| {
     let l = Layers::new(1);
     write(l.l(1).join("f"), "f");

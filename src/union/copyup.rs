@@ -11,7 +11,7 @@ use super::override_stat::{self, Owner};
 use super::{Errno, SysResult, Union, path};
 use crate::sys::{fs, io, xattr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How much of a regular file a copy-up takes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -238,7 +238,15 @@ impl Union {
         // the file's metadata, kept from before.
         let capability = xattr::get(dir, name, CAPABILITY_XATTR).ok();
         clear_data(dst.as_fd(), before.st_size)?;
-        let copied = copy_data(src.as_fd(), dst.as_fd(), before.st_size as u64)?;
+        // The data file's allocation is not known here: walk its extents.
+        let refused = &self.layer(data.layer).reflink_refused;
+        let copied = copy_data(
+            src.as_fd(),
+            dst.as_fd(),
+            before.st_size as u64,
+            true,
+            refused,
+        )?;
         self.stats.bytes_copied.fetch_add(copied, Ordering::Relaxed);
         if let Some(value) = capability
             && xattr::get(dir, name, CAPABILITY_XATTR).as_deref() != Ok(value.as_slice())
@@ -331,7 +339,10 @@ impl Union {
             libc::S_IFREG => {
                 let src = fs::open_at(src_dir, name, libc::O_RDONLY, 0)?;
                 let dst = new_work_file(work, tmp)?;
-                let copied = copy_data(src.as_fd(), dst.as_fd(), st.st_size as u64)?;
+                let size = st.st_size as u64;
+                let refused = &self.layer(src_layer).reflink_refused;
+                let holes = may_have_holes(st);
+                let copied = copy_data(src.as_fd(), dst.as_fd(), size, holes, refused)?;
                 self.stats.bytes_copied.fetch_add(copied, Ordering::Relaxed);
                 if self.fsync {
                     self.disk_fsync(dst.as_fd(), false)?;
@@ -439,25 +450,53 @@ fn new_work_file(work: BorrowedFd<'_>, tmp: &[u8]) -> SysResult<OwnedFd> {
     )
 }
 
-/// Copies the data extents of `src` into `dst` and sets its size; returns bytes copied.
-fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, size: u64) -> SysResult<u64> {
+/// Whether a file may have holes: its allocated blocks do not cover its size. (Blocks that
+/// cover it may still include a hole and extent-tree blocks; the copy is then merely less
+/// sparse than its source, never wrong.)
+fn may_have_holes(st: &fs::Stat) -> bool {
+    (st.st_blocks as u64).saturating_mul(512) < st.st_size as u64
+}
+
+/// Copies the data of `src` into `dst` and sets its size to `size`; returns bytes copied.
+/// A reflink is tried unless `reflink_refused` says the source's layer cannot (set here on
+/// the first refusal); only a source that `may_have_holes` is walked extent by extent.
+fn copy_data(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    size: u64,
+    holes: bool,
+    reflink_refused: &AtomicBool,
+) -> SysResult<u64> {
     if size == 0 {
         return Ok(0);
     }
-    if io::ficlone(dst, src).is_ok() {
-        return Ok(size);
+    if !reflink_refused.load(Ordering::Relaxed) {
+        match io::ficlone(dst, src) {
+            Ok(()) => return Ok(size),
+            // Not per file: this layer and the upper cannot share blocks at all.
+            Err(e) if [libc::EOPNOTSUPP, libc::EXDEV, libc::ENOTTY].contains(&e.0) => {
+                reflink_refused.store(true, Ordering::Relaxed)
+            }
+            Err(_) => {}
+        }
     }
     let mut copied = 0;
+    let mut end = 0u64;
     let mut off = 0u64;
     while off < size {
-        let data = match io::lseek(src, off as i64, libc::SEEK_DATA) {
-            Ok(d) => d as u64,
-            Err(e) if e.0 == libc::ENXIO => break,
-            Err(_) => off, // no SEEK_DATA support: copy everything
+        let (data, hole) = if holes {
+            let data = match io::lseek(src, off as i64, libc::SEEK_DATA) {
+                Ok(d) => d as u64,
+                Err(e) if e.0 == libc::ENXIO => break,
+                Err(_) => off, // no SEEK_DATA support: copy everything
+            };
+            let hole = io::lseek(src, data as i64, libc::SEEK_HOLE)
+                .map(|h| h as u64)
+                .unwrap_or(size);
+            (data, hole)
+        } else {
+            (off, size)
         };
-        let hole = io::lseek(src, data as i64, libc::SEEK_HOLE)
-            .map(|h| h as u64)
-            .unwrap_or(size);
         let mut pos = data;
         while pos < hole {
             let n =
@@ -474,9 +513,16 @@ fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, size: u64) -> SysResult<u
             pos += n as u64;
             copied += n as u64;
         }
+        end = end.max(pos);
+        if pos < hole {
+            break; // the source ended early (it shrank): the size below still holds
+        }
         off = hole.max(data + 1);
     }
-    io::ftruncate(dst, size)?;
+    // The data written ends at `size` unless the source ends in a hole (or shrank).
+    if end != size {
+        io::ftruncate(dst, size)?;
+    }
     Ok(copied)
 }
 

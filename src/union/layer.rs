@@ -18,6 +18,9 @@ pub struct Layer {
     pub dev: u64,
     /// The UUID of the layer's filesystem, read once (see `fs_uuid`).
     uuid: std::sync::OnceLock<Option<[u8; 16]>>,
+    /// A reflink (FICLONE) from this layer to the upper failed as unsupported: copy-ups
+    /// from it copy the data without trying again (one failing ioctl per copy-up saved).
+    pub reflink_refused: std::sync::atomic::AtomicBool,
 }
 
 impl Layer {
@@ -33,6 +36,7 @@ impl Layer {
             root,
             dev: st.st_dev,
             uuid: std::sync::OnceLock::new(),
+            reflink_refused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
