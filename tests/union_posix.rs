@@ -786,6 +786,30 @@ both!(create_over_whiteout_in_upper_only_dir, |fs| {
     write(l.m("u/y/z"), "z");
     assert_eq!(names(l.m("u")), vec!["x", "y"]);
     assert_eq!(names(l.m("u/y")), vec!["z"]);
+    // The whiteouts were replaced, and the directory made over one is opaque.
+    for n in ["x", "y"] {
+        let t = fs::symlink_metadata(u.join(n)).unwrap().file_type();
+        assert!(!t.is_char_device(), "{n}: whiteout left in the upper");
+    }
+    assert_eq!(
+        getxattr(u.join("y"), "trusted.overlay.opaque").as_deref(),
+        Some("y")
+    );
+    // Anything else at the name stays in the way of an exclusive create and of mkdir.
+    sys::mknod(&l.m("u/dev"), libc::S_IFCHR | 0o600, 1, 3).unwrap();
+    for n in ["x", "y", "dev"] {
+        let excl = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(l.m(&format!("u/{n}")));
+        assert_eq!(errno(excl), libc::EEXIST, "create {n}");
+        assert_eq!(
+            errno(fs::create_dir(l.m(&format!("u/{n}")))),
+            libc::EEXIST,
+            "mkdir {n}"
+        );
+    }
+    assert_eq!(read(l.m("u/x")), "new");
 });
 
 // A running program cannot be written or truncated (ETXTBSY), and a refused truncating open

@@ -18,6 +18,9 @@ pub(crate) struct Slot {
     pub covers_lower: bool,
     /// The parent has a default POSIX ACL: it, not the umask, shapes the new mode.
     pub default_acl: bool,
+    /// The name was not looked at first (an upper-only parent, `prepare_unchecked_slot`):
+    /// a creation failing with EEXIST may have met a whiteout (`clear_unchecked`).
+    unchecked: bool,
 }
 
 impl Slot {
@@ -34,6 +37,37 @@ impl Slot {
 impl Union {
     /// Checks that `name` is free in `parent`, copies the parent up and clears a whiteout.
     pub(crate) fn prepare_slot(&self, parent: u64, name: &[u8]) -> SysResult<Slot> {
+        self.prepare_slot_as(parent, name, true)
+    }
+
+    /// `prepare_slot` for a creation that fails with EEXIST on any object in its way
+    /// (O_EXCL, mkdir): in an upper-only parent the name is not looked at first, saving a
+    /// system call per create; the caller retries once after `clear_unchecked`.
+    fn prepare_unchecked_slot(&self, parent: u64, name: &[u8]) -> SysResult<Slot> {
+        self.prepare_slot_as(parent, name, false)
+    }
+
+    /// After a creation in `slot` failed with EEXIST: whether the name held a whiteout of
+    /// an unchecked slot, now removed (the creation is then made again, as over a checked
+    /// one); anything else stays in the way.
+    fn clear_unchecked(&self, slot: &mut Slot, name: &[u8]) -> SysResult<bool> {
+        if !slot.unchecked {
+            return Ok(false);
+        }
+        slot.unchecked = false;
+        let d = slot.upper_dir.as_fd();
+        match fs::stat_at(d, name) {
+            Ok(st) if whiteout::is_whiteout(d, name, &st) => {
+                fs::unlink_at(d, name, false)?;
+                slot.covers_lower = true;
+                Ok(true)
+            }
+            Ok(_) | Err(Errno::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn prepare_slot_as(&self, parent: u64, name: &[u8], check_name: bool) -> SysResult<Slot> {
         self.writable()?;
         if name.len() > 255 {
             return Err(Errno::ENAMETOOLONG);
@@ -57,7 +91,10 @@ impl Union {
             let s = dir.state.read();
             s.upper && s.lowers.is_empty()
         };
-        let (upper_dir, covers_lower) = if upper_only {
+        let unchecked = upper_only && !check_name;
+        let (upper_dir, covers_lower) = if unchecked {
+            (self.upper_dir(&dir)?, false)
+        } else if upper_only {
             // Only the upper copy can hold the name: one stat tells a free name, a whiteout
             // to clear, or an object in the way (a `.wh.` marker hides nothing here).
             let upper_dir = self.upper_dir(&dir)?;
@@ -87,6 +124,7 @@ impl Union {
             upper_dir,
             covers_lower,
             default_acl,
+            unchecked,
         })
     }
 
@@ -296,7 +334,16 @@ impl Union {
     }
 
     pub fn mkdir(&self, ctx: &Ctx, parent: u64, name: &[u8], mode: u32) -> SysResult<Entry> {
-        let slot = self.prepare_slot(parent, name)?;
+        let mut slot = self.prepare_unchecked_slot(parent, name)?;
+        match self.mkdir_in(ctx, &slot, name, mode) {
+            Err(Errno::EEXIST) if self.clear_unchecked(&mut slot, name)? => {
+                self.mkdir_in(ctx, &slot, name, mode)
+            }
+            r => r,
+        }
+    }
+
+    fn mkdir_in(&self, ctx: &Ctx, slot: &Slot, name: &[u8], mode: u32) -> SysResult<Entry> {
         let perm = slot.perm(ctx, mode);
         let d = slot.upper_dir.as_fd();
         if slot.covers_lower {
@@ -313,11 +360,11 @@ impl Union {
         } else {
             fs::mkdir_at(d, name, perm)?;
             // Made in place (a staged one got the work dir's group and no set-gid bit).
-            if self.made_as_caller(ctx, &slot) {
-                return self.finish_mkdir(&slot, name);
+            if self.made_as_caller(ctx, slot) {
+                return self.finish_mkdir(slot, name);
             }
         }
-        let perm = self.created_perm(&slot, d, name, perm)?;
+        let perm = self.created_perm(slot, d, name, perm)?;
         let parent_st = self.shown_upper_dir_stat(d)?;
         let keep_sgid = parent_st.st_mode & libc::S_ISGID != 0;
         let perm = if keep_sgid {
@@ -330,7 +377,7 @@ impl Union {
             let _ = fs::unlink_at(d, name, true);
             return Err(e);
         }
-        self.finish_mkdir(&slot, name)
+        self.finish_mkdir(slot, name)
     }
 
     /// `finish_create` for a new directory, which holds no `.wh.` marker (see `wh_free`).
@@ -357,7 +404,23 @@ impl Union {
         mode: u32,
         flags: i32,
     ) -> SysResult<(Entry, u64)> {
-        let slot = self.prepare_slot(parent, name)?;
+        let mut slot = self.prepare_unchecked_slot(parent, name)?;
+        match self.create_in(ctx, &slot, name, mode, flags) {
+            Err(Errno::EEXIST) if self.clear_unchecked(&mut slot, name)? => {
+                self.create_in(ctx, &slot, name, mode, flags)
+            }
+            r => r,
+        }
+    }
+
+    fn create_in(
+        &self,
+        ctx: &Ctx,
+        slot: &Slot,
+        name: &[u8],
+        mode: u32,
+        flags: i32,
+    ) -> SysResult<(Entry, u64)> {
         let perm = slot.perm(ctx, mode);
         let d = slot.upper_dir.as_fd();
         let acc = flags & libc::O_ACCMODE;
@@ -371,16 +434,16 @@ impl Union {
             acc | status
         };
         let fd = fs::open_at(d, name, open_flags | libc::O_CREAT | libc::O_EXCL, perm)?;
-        if !self.made_as_caller(ctx, &slot) {
+        if !self.made_as_caller(ctx, slot) {
             let r = self
-                .created_perm(&slot, d, name, perm)
+                .created_perm(slot, d, name, perm)
                 .and_then(|perm| self.set_owner(ctx, d, name, libc::S_IFREG, Some(perm)));
             if let Err(e) = r {
                 let _ = fs::unlink_at(d, name, false);
                 return Err(e);
             }
         }
-        let (node, entry) = self.finish_create(&slot, name)?;
+        let (node, entry) = self.finish_create(slot, name)?;
         let fh = self.handles.insert(super::file::FileHandle {
             backing_ready,
             ..super::file::FileHandle::new(&node, fd, super::layer::UPPER, true, false)
@@ -417,6 +480,7 @@ impl Union {
             upper_dir,
             covers_lower: false,
             default_acl,
+            unchecked: false,
         };
         let perm = slot.perm(ctx, mode);
         let d = slot.upper_dir.as_fd();
