@@ -466,3 +466,21 @@ fn exchange_of_a_hard_linked_lower_name_keeps_the_group() {
         ops: vec![Exchange("a", "b/c"), Create("b/a", M(0o644)), Rmdir("a")],
     });
 }
+
+/// A lower directory renamed into a new (upper-only) directory, then removed there: the
+/// kernel leaves no whiteout (the name is in no lower copy of the parent; `ovl_lower_positive`
+/// looks at the parent's lower directories, not at the removed directory's redirected lower
+/// copy), unionrs left one, which the kernel, mounted on that upper, then listed in the
+/// non-merged directory and could not stat. Random differential seed 5165.
+#[test]
+fn removing_a_renamed_lower_dir_from_an_upper_only_dir_leaves_no_whiteout() {
+    run(Case {
+        every_step: false,
+        lowers: vec![LDir(1, "b/b", M(0o700))],
+        ops: vec![
+            Mkdir("e", M(0o555)),
+            RenameNoReplace("b/b", "e/e"),
+            Rmdir("e/e"),
+        ],
+    });
+}

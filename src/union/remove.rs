@@ -3,7 +3,7 @@
 
 use super::layer::UPPER;
 use super::lookup::Found;
-use super::node::Node;
+use super::node::{Loc, Node};
 use super::{Errno, SysResult, Union, path, whiteout};
 use crate::sys::{fs, xattr};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -17,6 +17,30 @@ impl Union {
             .into_iter()
             .filter(|l| l.layer != UPPER)
             .collect();
+        Ok(self.resolve_in(&lowers, name)?.is_some())
+    }
+
+    /// `lower_has` for a name found as `f`: as the kernel (`ovl_lower_positive`), by the
+    /// name in the directory's lower copies, not by the object's own lower copies, which a
+    /// renamed (redirected) object has elsewhere: removing one from an upper-only directory
+    /// leaves no whiteout. No lookup when the object's lower copy is at the name.
+    fn lower_has_found(&self, dir: &Node, name: &[u8], f: &Found) -> SysResult<bool> {
+        let lowers: Vec<_> = dir
+            .dir_layers()
+            .into_iter()
+            .filter(|l| l.layer != UPPER)
+            .collect();
+        if lowers.is_empty() {
+            return Ok(false);
+        }
+        let at_name = |o: &Loc| {
+            lowers
+                .iter()
+                .any(|d| d.layer == o.layer && o.path == path::join(&d.path, name))
+        };
+        if f.lowers.iter().any(at_name) {
+            return Ok(true);
+        }
         Ok(self.resolve_in(&lowers, name)?.is_some())
     }
 
@@ -119,7 +143,7 @@ impl Union {
         self.count_name_going(f, &child_path)?;
         let ud = self.upper_dir(dir)?;
         let ud = ud.as_fd();
-        let needs_whiteout = !f.lowers.is_empty() || self.lower_has(dir, name)?;
+        let needs_whiteout = !f.upper || self.lower_has_found(dir, name, f)?;
         if f.upper {
             if needs_whiteout && self.markers == whiteout::MarkerFormat::Kernel {
                 // Swap the object for a whiteout in one step, then drop the object.
