@@ -769,6 +769,31 @@ both!(root_creates_in_setgid_upper_dir, |fs| {
     assert_eq!((ln.uid(), ln.gid()), (0, 65534));
 });
 
+// A directory made in a merged directory is marked opaque in the upper, as the kernel
+// marks it (an optimization of its lookups that is also the on-disk format): mounted again
+// over lowers that hold the same path, it hides them. One made in an upper-only directory
+// is not marked.
+both!(mkdir_in_a_merged_dir_is_opaque_on_disk, |fs| {
+    let l = Layers::new(1);
+    write(l.l(1).join("a/f"), "f");
+    {
+        let _m = mount(fs, &l, &[]);
+        for d in ["n", "a/n", "n/x"] {
+            fs::create_dir(l.m(d)).unwrap();
+        }
+    }
+    let opaque = |p: &str| getxattr(l.upper().join(p), "trusted.overlay.opaque");
+    assert_eq!(opaque("n").as_deref(), Some("y"));
+    assert_eq!(opaque("a/n").as_deref(), Some("y"));
+    assert_eq!(opaque("n/x"), None, "made in an upper-only directory");
+    // The same upper over a lower that holds n/old and a/n/old: both stay hidden.
+    write(l.l(1).join("n/old"), "old");
+    write(l.l(1).join("a/n/old"), "old");
+    let _m = mount(fs, &l, &[]);
+    assert_eq!(names(l.m("n")), ["x"]);
+    assert!(names(l.m("a/n")).is_empty());
+});
+
 // A whiteout left in an upper directory that no lower layer has: the name reads as absent,
 // and a file and a directory can be made over whiteouts there. (Listings of such a
 // directory differ: the kernel lists the whiteouts themselves, unionrs hides them.)

@@ -484,3 +484,24 @@ fn removing_a_renamed_lower_dir_from_an_upper_only_dir_leaves_no_whiteout() {
         ],
     });
 }
+
+/// An upper-only directory made in the merged root (the kernel marks it opaque there) moved
+/// below a directory remade over a whiteout: the kernel's upper has it opaque, unionrs's had
+/// not (it marked only directories made over a lower name). Random differential seed 30417.
+#[test]
+fn a_directory_made_in_a_merged_dir_stays_opaque_when_moved() {
+    run(Case {
+        every_step: false,
+        lowers: vec![
+            LFile(3, "d", "rrrrrrr8", M(0o600)),
+            LDir(2, "a/b", M(0o755)),
+        ],
+        ops: vec![
+            Mkdir("e", M(0o555)),
+            Exchange("a", "d"),
+            OpenUnlinkUse("a", "pppppppppppppppppppp1", 7),
+            Mkdir("a", M(0o755)),
+            Rename("e", "a/b"),
+        ],
+    });
+}

@@ -18,6 +18,8 @@ pub(crate) struct Slot {
     pub covers_lower: bool,
     /// The parent has a default POSIX ACL: it, not the umask, shapes the new mode.
     pub default_acl: bool,
+    /// The parent merges lower copies (it is not upper-only).
+    in_merged_dir: bool,
     /// The name was not looked at first (an upper-only parent, `prepare_unchecked_slot`):
     /// a creation failing with EEXIST may have met a whiteout (`clear_unchecked`).
     unchecked: bool,
@@ -125,6 +127,7 @@ impl Union {
             covers_lower,
             default_acl,
             unchecked,
+            in_merged_dir: !upper_only,
         })
     }
 
@@ -359,6 +362,12 @@ impl Union {
             }
         } else {
             fs::mkdir_at(d, name, perm)?;
+            if slot.in_merged_dir {
+                // As the kernel does (and may fail to, harmlessly): a directory made in a
+                // merged one is marked opaque, so no later lookup below it searches the
+                // lower layers, whichever lowers the upper is mounted over.
+                let _ = xattr::set(d, name, self.markers.opaque_xattr(), b"y", 0);
+            }
             // Made in place (a staged one got the work dir's group and no set-gid bit).
             if self.made_as_caller(ctx, slot) {
                 return self.finish_mkdir(slot, name);
@@ -481,6 +490,7 @@ impl Union {
             covers_lower: false,
             default_acl,
             unchecked: false,
+            in_merged_dir: false,
         };
         let perm = slot.perm(ctx, mode);
         let d = slot.upper_dir.as_fd();
