@@ -145,7 +145,7 @@ fn create_racing_unlink_never_eio() {
         match u.create(&ctx, u.root_ino(), b"x", 0o644, libc::O_WRONLY) {
             Ok((entry, fh)) => {
                 made += 1;
-                u.release(fh);
+                drop(u.release(fh));
                 u.forget(entry.st_ino, 1);
             }
             Err(e) if e.0 == libc::EIO => eio += 1,
@@ -186,7 +186,7 @@ fn concurrent_copy_up_opens_never_eio() {
                         continue;
                     };
                     match u.open(e.st_ino, libc::O_WRONLY | libc::O_APPEND) {
-                        Ok(r) => u.release(r),
+                        Ok(r) => drop(u.release(r)),
                         Err(e) if e.0 == libc::EIO => {
                             eio.fetch_add(1, Ordering::Relaxed);
                         }

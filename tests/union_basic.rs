@@ -804,3 +804,104 @@ fn oci_markers_in_an_older_upper_directory_still_hide_lower_names() {
     let m = mount(Fs::Unionrs, &l, &[]);
     check(&m.mnt);
 }
+
+/// The daemon's descriptors of files in the upper of `l` whose name starts with `prefix`,
+/// and of deleted files.
+fn daemon_fds(pid: u32, l: &Layers, prefix: &str) -> Vec<String> {
+    let upper = fs::canonicalize(l.upper()).unwrap();
+    let mut names = Vec::new();
+    for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let Ok(t) = fs::read_link(e.path()) else {
+            continue;
+        };
+        let t = t.to_string_lossy().into_owned();
+        let name = t.strip_prefix(&format!("{}/", upper.display()));
+        if t.ends_with(" (deleted)") || name.is_some_and(|n| n.starts_with(prefix)) {
+            names.push(t);
+        }
+    }
+    names
+}
+
+/// Waits (up to 5 s) until the daemon has handled the RELEASE of every closed file: the kernel
+/// sends it without waiting.
+fn wait_released(mnt: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while stats_value(mnt, "open_files") != 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert_eq!(stats_value(mnt, "open_files"), 0, "RELEASE not handled");
+}
+
+/// What a released handle held (the layer fd, the passthrough backing) is closed off the
+/// request path, soon.
+#[test]
+fn released_files_are_closed_soon() {
+    let l = Layers::new(1);
+    let m = mount(Fs::Unionrs, &l, &[]);
+    let pid = m.pid().expect("daemon pid");
+    for i in 0..10 {
+        write(l.m(&format!("kept{i}")), "x");
+        assert_eq!(read(l.m(&format!("kept{i}"))), "x");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !daemon_fds(pid, &l, "kept").is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(daemon_fds(pid, &l, "kept"), Vec::<String>::new());
+}
+
+/// A removal never waits on the closing of released files (here made to wait a minute):
+/// once unlink or a rename over the name returns, the daemon holds no descriptor of the
+/// removed file (its blocks are free, as on the kernel), nor once the last close of a file
+/// unlinked while open is handled.
+#[test]
+fn a_removal_closes_the_removed_file_at_once() {
+    let l = Layers::new(1);
+    let mnt = l.mnt.clone();
+    let m = mount_via(
+        Fs::Unionrs,
+        &l,
+        &mnt,
+        &[],
+        &["env", "UNIONRS_CLOSE_LINGER_MS=60000"],
+    );
+    let pid = m.pid().expect("daemon pid");
+    for i in 0..10 {
+        let f = l.m(&format!("gone{i}"));
+        write(&f, "data");
+        assert_eq!(read(&f), "data");
+        wait_released(&mnt);
+        assert!(!daemon_fds(pid, &l, "gone").is_empty(), "the closing waits");
+        fs::remove_file(&f).unwrap();
+        assert_eq!(
+            daemon_fds(pid, &l, "gone"),
+            Vec::<String>::new(),
+            "after unlink {i}"
+        );
+    }
+    write(l.m("old"), "old");
+    write(l.m("new"), "new");
+    wait_released(&mnt);
+    fs::rename(l.m("new"), l.m("old")).unwrap();
+    assert_eq!(
+        daemon_fds(pid, &l, "zzz"),
+        Vec::<String>::new(),
+        "after a rename over a file"
+    );
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(l.m("open"))
+        .unwrap();
+    f.write_all(b"open").unwrap();
+    fs::remove_file(l.m("open")).unwrap();
+    drop(f);
+    wait_released(&mnt);
+    assert_eq!(
+        daemon_fds(pid, &l, "zzz"),
+        Vec::<String>::new(),
+        "after the last close"
+    );
+}

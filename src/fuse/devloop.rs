@@ -136,6 +136,7 @@ pub struct Started {
     clones: Vec<std::thread::JoinHandle<Result<(), String>>>,
     rings_up: Arc<AtomicBool>,
     read_ahead: Vec<std::thread::JoinHandle<()>>,
+    closer: std::thread::JoinHandle<()>,
 }
 
 /// Threads reading directories ahead of a cold walk (union::readahead): several, so that
@@ -167,6 +168,11 @@ pub fn start(conn: Arc<Conn>, threads: usize) -> Result<Started, String> {
         }
         log::info!("FUSE over io_uring: {n} of {want} ring entries registered");
     }
+    let c = conn.clone();
+    let closer = std::thread::Builder::new()
+        .name("unionrs-close".into())
+        .spawn(move || c.fs.closer.serve())
+        .map_err(|e| e.to_string())?;
     let mut read_ahead = Vec::new();
     for i in 0..READ_AHEAD_WORKERS {
         let c = conn.clone();
@@ -181,6 +187,7 @@ pub fn start(conn: Arc<Conn>, threads: usize) -> Result<Started, String> {
         clones,
         rings_up,
         read_ahead,
+        closer,
     })
 }
 
@@ -199,6 +206,10 @@ impl Started {
                 Err(_) => log::error!("a /dev/fuse thread panicked"),
                 Ok(Ok(())) => {}
             }
+        }
+        self.conn.fs.closer.stop();
+        if self.closer.join().is_err() {
+            log::error!("the closing thread panicked");
         }
         self.conn.fs.union.stop_read_ahead();
         for t in self.read_ahead {

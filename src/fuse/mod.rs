@@ -2,6 +2,7 @@
 //! (`state`), unionrs's FUSE protocol layer (`abi`, `conn`) with its /dev/fuse (`devloop`)
 //! and io_uring (`uring`) transports, the session, passthrough and the stats socket.
 pub mod abi;
+pub mod closer;
 pub mod conn;
 pub mod control;
 pub mod devloop;

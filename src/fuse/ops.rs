@@ -84,7 +84,7 @@ fn xattr_out(size: u32, r: OpResult<Vec<u8>>) -> OpResult<XattrOut> {
     }
 }
 
-impl<B> UnionFs<B> {
+impl<B: Send + Sync + 'static> UnionFs<B> {
     fn entry(&self, r: OpResult<Stat>) -> OpResult<EntryOut> {
         r.map(|st| self.entry_of(st)).map_err(err)
     }
@@ -229,6 +229,7 @@ impl<B> UnionFs<B> {
 
     pub fn op_unlink(&self, parent: u64, name: &[u8]) -> OpResult<()> {
         self.requests.count(Op::Unlink);
+        self.closer.flush();
         self.union.unlink(parent, name).map_err(err)
     }
 
@@ -257,6 +258,7 @@ impl<B> UnionFs<B> {
         flags: u32,
     ) -> OpResult<()> {
         self.requests.count(Op::Rename);
+        self.closer.flush();
         self.union
             .rename(parent, name, newparent, newname, flags)
             .map_err(err)
@@ -306,8 +308,16 @@ impl<B> UnionFs<B> {
 
     pub fn op_release(&self, fh: u64) {
         self.requests.count(Op::Release);
-        self.passthrough.release(fh);
-        self.union.release(fh);
+        let backing = self.passthrough.release(fh);
+        let handle = self.union.release(fh);
+        // An unlinked file's blocks are freed by its last close: that one is not put off.
+        if handle
+            .as_ref()
+            .is_some_and(|h| h.node.state.read().unlinked)
+        {
+            return;
+        }
+        self.closer.defer(Box::new((backing, handle)));
     }
 
     pub fn op_fsync(&self, fh: u64, datasync: bool) -> OpResult<()> {
@@ -411,6 +421,7 @@ impl<B> UnionFs<B> {
 
     pub fn op_statfs(&self) -> OpResult<libc::statvfs> {
         self.requests.count(Op::Statfs);
+        self.closer.flush();
         self.union.statfs().map_err(err)
     }
 

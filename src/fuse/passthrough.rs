@@ -279,15 +279,10 @@ impl<B> Passthrough<B> {
         self.by_handle.insert(fh, (ino, HandleMode::Cached));
     }
 
-    /// A handle closed: drop what it held (and the inode's entry when it was the last). The
-    /// last reference to a backing unregisters it (an ioctl) after the lock is let go.
-    pub fn release(&self, fh: u64) {
-        let held = self.forget_handle(fh);
-        drop(held);
-    }
-
-    /// Drops handle `fh` from the tables under the lock; returns the backing it held.
-    fn forget_handle(&self, fh: u64) -> Option<Arc<B>> {
+    /// A handle closed: it leaves the tables (and the inode's entry goes when it was the
+    /// last); returns the backing it held, whose last reference unregisters it (an ioctl)
+    /// when dropped, outside the lock.
+    pub fn release(&self, fh: u64) -> Option<Arc<B>> {
         let _g = self.lock.lock();
         if let Some((_, ino)) = self.writer_handles.remove(&fh) {
             self.writers.remove_if_mut(&ino, |_, n| {

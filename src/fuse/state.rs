@@ -18,6 +18,8 @@ pub struct UnionFs<B> {
     pub passthrough: Passthrough<B>,
     /// Which transport carries requests, for `unionrs stats` (`dev` or `uring`).
     pub transport: Arc<parking_lot::Mutex<&'static str>>,
+    /// Closes what released handles held, off the request path.
+    pub closer: super::closer::Closer,
 }
 
 impl<B> UnionFs<B> {
@@ -28,6 +30,7 @@ impl<B> UnionFs<B> {
             acl,
             passthrough: Passthrough::new(passthrough),
             transport: Arc::new(parking_lot::Mutex::new("dev")),
+            closer: Default::default(),
         }
     }
 

@@ -61,13 +61,14 @@ impl HandleTable {
         self.map.get(&fh).map(|h| h.clone())
     }
 
-    pub fn remove(&self, fh: u64) {
-        if let Some((_, h)) = self.map.remove(&fh) {
-            h.node.open_count.fetch_sub(1, Ordering::Relaxed);
-            if h.exec {
-                h.node.exec_opens.fetch_sub(1, Ordering::Relaxed);
-            }
+    /// Forgets handle `fh`; returns it (its fd closes with the last reference).
+    pub fn remove(&self, fh: u64) -> Option<Arc<FileHandle>> {
+        let (_, h) = self.map.remove(&fh)?;
+        h.node.open_count.fetch_sub(1, Ordering::Relaxed);
+        if h.exec {
+            h.node.exec_opens.fetch_sub(1, Ordering::Relaxed);
         }
+        Some(h)
     }
 }
 
@@ -275,8 +276,9 @@ impl Union {
         Ok(n as u32)
     }
 
-    pub fn release(&self, fh: u64) {
-        self.handles.remove(fh);
+    /// Forgets handle `fh`; returns it (its fd closes with the last reference).
+    pub fn release(&self, fh: u64) -> Option<Arc<FileHandle>> {
+        self.handles.remove(fh)
     }
 
     pub fn fsync(&self, fh: u64, data_only: bool) -> SysResult<()> {
