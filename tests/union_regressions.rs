@@ -505,3 +505,26 @@ fn a_directory_made_in_a_merged_dir_stays_opaque_when_moved() {
         ],
     });
 }
+
+/// Lower hard links b and d read (each view opens both; the RELEASE of one comes after the
+/// other's OPEN), then b is copied up through the index: the next open of d failed with
+/// ENOENT once released handles were closed by the closing thread, which counted a backing
+/// it had not dropped yet as an open handle of the inode (the open was answered ESTALE).
+/// Timing-dependent here; `passthrough::tests` holds the deterministic case. Random
+/// differential seed 41035.
+#[test]
+fn reading_hard_links_then_copying_one_up_keeps_the_other_readable() {
+    run(Case {
+        every_step: true,
+        lowers: vec![
+            LFile(3, "b", "ppppppppppppppppp5", M(0o600)),
+            LLink(3, "b", "d"),
+            LLink(2, "b", "d"),
+            LDir(1, "a", M(0o555)),
+        ],
+        ops: vec![
+            Write("c", 35, "qqqqqqqqqqqqqqqqqqqqqqq6"),
+            Chown("b", 1234, 5678),
+        ],
+    });
+}
