@@ -1,6 +1,7 @@
 //! Creating names: create, mknod, mkdir, symlink, link. New objects go to the upper layer,
 //! owned by the caller; a whiteout in the way is replaced, and a directory made over a
-//! whiteout is opaque so the deleted lower directory stays deleted.
+//! whiteout is opaque so the deleted lower directory stays deleted (as the kernel, so is any
+//! directory made in a merged one).
 
 use super::lookup::Found;
 use super::node::Node;
