@@ -311,13 +311,12 @@ impl<B: Send + Sync + 'static> UnionFs<B> {
         let backing = self.passthrough.release(fh);
         let handle = self.union.release(fh);
         // An unlinked file's blocks are freed by its last close: that one is not put off.
-        if handle
-            .as_ref()
-            .is_some_and(|h| h.node.state.read().unlinked)
-        {
-            return;
+        let unlinked = |h: &Arc<crate::union::FileHandle>| h.node.state.read().unlinked;
+        match (&backing, &handle) {
+            (None, None) => {}
+            (_, Some(h)) if unlinked(h) => {}
+            _ => self.closer.defer(Box::new((backing, handle))),
         }
-        self.closer.defer(Box::new((backing, handle)));
     }
 
     pub fn op_fsync(&self, fh: u64, datasync: bool) -> OpResult<()> {

@@ -10,14 +10,11 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
 impl Union {
-    /// Whether any lower layer shows something at `name` in directory `dir`.
+    /// Whether any lower layer shows something at `name` in directory `dir` (its lower
+    /// copies: an upper-only directory has none).
     pub(crate) fn lower_has(&self, dir: &Node, name: &[u8]) -> SysResult<bool> {
-        let lowers: Vec<_> = dir
-            .dir_layers()
-            .into_iter()
-            .filter(|l| l.layer != UPPER)
-            .collect();
-        Ok(self.resolve_in(&lowers, name)?.is_some())
+        let lowers = dir.state.read().lowers.clone();
+        Ok(!lowers.is_empty() && self.resolve_in(&lowers, name)?.is_some())
     }
 
     /// `lower_has` for a name found as `f`: as the kernel (`ovl_lower_positive`), by the
@@ -25,23 +22,16 @@ impl Union {
     /// renamed (redirected) object has elsewhere: removing one from an upper-only directory
     /// leaves no whiteout. No lookup when the object's lower copy is at the name.
     fn lower_has_found(&self, dir: &Node, name: &[u8], f: &Found) -> SysResult<bool> {
-        let lowers: Vec<_> = dir
-            .dir_layers()
-            .into_iter()
-            .filter(|l| l.layer != UPPER)
-            .collect();
-        if lowers.is_empty() {
-            return Ok(false);
-        }
         let at_name = |o: &Loc| {
-            lowers
+            let s = dir.state.read();
+            s.lowers
                 .iter()
-                .any(|d| d.layer == o.layer && o.path == path::join(&d.path, name))
+                .any(|d| d.layer == o.layer && path::split(&o.path) == (&d.path[..], name))
         };
         if f.lowers.iter().any(at_name) {
             return Ok(true);
         }
-        Ok(self.resolve_in(&lowers, name)?.is_some())
+        self.lower_has(dir, name)
     }
 
     /// Writes a whiteout for `name` into an upper directory, in the mount's marker format.
@@ -143,8 +133,8 @@ impl Union {
         self.count_name_going(f, &child_path)?;
         let ud = self.upper_dir(dir)?;
         let ud = ud.as_fd();
-        let needs_whiteout = !f.upper || self.lower_has_found(dir, name, f)?;
         if f.upper {
+            let needs_whiteout = self.lower_has_found(dir, name, f)?;
             if needs_whiteout && self.markers == whiteout::MarkerFormat::Kernel {
                 // Swap the object for a whiteout in one step, then drop the object.
                 let work = self.work()?;
