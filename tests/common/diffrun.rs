@@ -80,6 +80,10 @@ pub enum Op {
     /// Walks the tree as the per-step view check does (readdir, lstat, read every file,
     /// list/get xattrs); never fails. The generator does not emit it.
     Scan,
+    /// Unmounts both sides and mounts them again on the same upper and workdir: the rest of
+    /// the run works on what each read back from disk (redirects, origins, the index,
+    /// opaque marks) instead of what it kept in memory.
+    Remount,
 }
 pub use Op::*;
 
@@ -272,6 +276,7 @@ pub fn apply(root: &Path, op: &Op) -> (i32, String) {
             let _ = snap(root);
             Ok(())
         }
+        Remount => unreachable!("run_with remounts"),
         OpenUnlinkUse(f, d, len) => (|| {
             let mut h = OpenOptions::new().read(true).write(true).open(p(f))?;
             fs::remove_file(p(f)).inspect_err(|_| obs = "unlink failed".into())?;
@@ -608,8 +613,8 @@ pub fn run_with(
             .map(|e| e.ino)
             .collect(),
     );
-    let ma = mount(Fs::KernelOverlay, &a, opts);
-    let mb = mount(other, &b, opts);
+    let mut ma = mount(Fs::KernelOverlay, &a, opts);
+    let mut mb = mount(other, &b, opts);
     if other == Fs::Unionrs {
         super::check_passthrough_as_asked(&b.mnt);
     }
@@ -664,6 +669,21 @@ pub fn run_with(
             && fs::symlink_metadata(a.mnt.join(y)).is_ok_and(|m| !m.is_dir() && m.nlink() > 1)
         {
             nlink_relaxed = true;
+        }
+        if op == Remount {
+            drop(ma);
+            if let Some(st) = mb.unmount()
+                && !st.success()
+            {
+                let msg = format!("daemon exited with {st} at step {i}");
+                return (ops, Err(fail("daemon-exit".into(), msg)));
+            }
+            ma = mount(Fs::KernelOverlay, &a, opts);
+            mb = mount(other, &b, opts);
+            if every_step && let Err(f) = view_check(&format!("step {i} {op:?}"), nlink_relaxed) {
+                return (ops, Err(f));
+            }
+            continue;
         }
         let (mut ra, mut rb) = (apply(&a.mnt, &op), apply(&b.mnt, &op));
         if let Link(x, _) = op
@@ -1121,7 +1141,7 @@ pub fn gen_op(r: &mut Rng, existing: &[String]) -> Op {
     let p = gen_path(r, existing);
     let q = gen_path(r, existing);
     let m = M(r.pick(MODES));
-    match r.below(105) {
+    match r.below(107) {
         0..8 => Create(p, m),
         8..11 => CreateExcl(p, m),
         11..19 => Write(p, r.below(40) as u64, data(r)),
@@ -1154,7 +1174,8 @@ pub fn gen_op(r: &mut Rng, existing: &[String]) -> Op {
         88..91 => Symlink(symlink_target(r, p.matches('/').count() + 1), p),
         91..96 => SetXattr(p, r.pick(XNAMES), leak(format!("v{}", r.below(100)))),
         96..100 => RemoveXattr(p, r.pick(XNAMES)),
-        _ => OpenUnlinkUse(p, data(r), r.pick(&[0u64, 2, 7, 50])),
+        100..105 => OpenUnlinkUse(p, data(r), r.pick(&[0u64, 2, 7, 50])),
+        _ => Remount,
     }
 }
 
