@@ -528,3 +528,20 @@ fn reading_hard_links_then_copying_one_up_keeps_the_other_readable() {
         ],
     });
 }
+
+/// A lower directory renamed over a non-empty directory that only the upper holds: ENOTEMPTY
+/// on both, but the kernel leaves that emptiness to the upper's own rename and copies the
+/// source (and the target's parent) up first, so its upper keeps a copy of `a/c` and of
+/// `a`. unionrs checked first and copied nothing (random differential seed 41129).
+#[test]
+fn a_rename_refused_by_a_full_upper_dir_leaves_the_copies_up() {
+    run(Case {
+        every_step: false,
+        lowers: vec![LDir(2, "a/c", M(0o750)), LFile(1, "b/x", "q1", M(0o644))],
+        ops: vec![
+            Mkdir("d", M(0o755)),
+            Create("d/y", M(0o600)),
+            Rename("a/c", "d"),
+        ],
+    });
+}

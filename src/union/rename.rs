@@ -72,6 +72,14 @@ impl Union {
                     (true, false) => return Err(Errno::ENOTDIR),
                     (false, true) => return Err(Errno::EISDIR),
                     (true, true) if !self.merged_dir_is_empty(&dst_path, d)? => {
+                        // The kernel leaves the emptiness of a directory only the upper
+                        // holds to the upper's own rename, after copying up the source and
+                        // the target's parent (ovl_rename_start): those copies stay when it
+                        // fails, and the upper is to look the same here.
+                        if d.upper && d.lowers.is_empty() {
+                            self.copy_up(&src_node)?;
+                            self.copy_up(&new_dir)?;
+                        }
                         return Err(Errno::ENOTEMPTY);
                     }
                     _ => {}
