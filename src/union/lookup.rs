@@ -36,6 +36,19 @@ impl Found {
         }
         self.lowers.first().cloned()
     }
+    /// A found directory's copies, upper first, given its merged path (what
+    /// `Node::dir_layers` gives for a node).
+    pub fn dir_layers(&self, upper_path: &[u8]) -> Vec<Loc> {
+        let mut v = Vec::with_capacity(self.lowers.len() + 1);
+        if self.upper {
+            v.push(Loc {
+                layer: UPPER,
+                path: upper_path.to_vec(),
+            });
+        }
+        v.extend(self.lowers.iter().cloned());
+        v
+    }
 }
 
 /// What every lookup in one directory needs, gathered once: its upper copy (location and

@@ -18,9 +18,9 @@
 //! changes nothing on disk; what it leaves is the page cache, the daemon's directory handle
 //! caches and listing snapshots a request would have made the same way.
 
-use super::node::{Loc, Node};
+use super::node::Node;
 use super::readdir::DirEntryOut;
-use super::{DirScope, Union, layer::UPPER, path};
+use super::{DirScope, Union, path};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -257,12 +257,7 @@ impl Union {
         if !found.is_dir() {
             return false;
         }
-        let mut layers: Vec<Loc> = Vec::with_capacity(found.lowers.len() + 1);
-        if found.upper {
-            let path = path::join(&parent.path(), name);
-            layers.push(Loc { layer: UPPER, path });
-        }
-        layers.extend(found.lowers);
+        let layers = found.dir_layers(&path::join(&parent.path(), name));
         let Ok(entries) = self.list_merged(&layers, None) else {
             return false;
         };

@@ -1,7 +1,6 @@
 //! Removing names: unlink and rmdir. A name that lower layers still hold gets a whiteout in
 //! the upper; deleting a lower file never copies its data up.
 
-use super::layer::UPPER;
 use super::lookup::Found;
 use super::node::{Loc, Node};
 use super::{Errno, SysResult, Union, path, whiteout};
@@ -266,14 +265,7 @@ impl Union {
 
     /// A merged directory is empty when no layer shows an entry through the whiteouts.
     pub(crate) fn merged_dir_is_empty(&self, dir_path: &[u8], f: &Found) -> SysResult<bool> {
-        let mut layers = Vec::new();
-        if f.upper {
-            layers.push(super::node::Loc {
-                layer: UPPER,
-                path: dir_path.to_vec(),
-            });
-        }
-        layers.extend(f.lowers.iter().cloned());
+        let layers = f.dir_layers(dir_path);
         // The lower copies as the directory's node read them already (rm -rf listed it just
         // before), when the kernel knows it.
         let ino = self.ino_of(f);
