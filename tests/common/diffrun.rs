@@ -55,6 +55,10 @@ pub enum Op {
     Create(&'static str, M),
     /// open(O_WRONLY|O_CREAT|O_EXCL, mode).
     CreateExcl(&'static str, M),
+    /// open(O_WRONLY|O_CREAT|O_TRUNC, mode) and write, as a shell's `>` does.
+    CreateTrunc(&'static str, M, &'static str),
+    /// mkfifo(mode).
+    Mkfifo(&'static str, M),
     /// open(O_WRONLY) and pwrite at an offset.
     Write(&'static str, u64, &'static str),
     Append(&'static str, &'static str),
@@ -224,34 +228,47 @@ fn mtime_of(p: &Path) -> String {
 }
 
 /// Applies `op` under `root`: (errno or 0, observation).
+/// Opens never wait: a FIFO opened for writing with no reader fails (ENXIO) on both sides
+/// instead of blocking the run.
+fn opener() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.custom_flags(libc::O_NONBLOCK);
+    o
+}
+
 pub fn apply(root: &Path, op: &Op) -> (i32, String) {
     let p = |s: &str| root.join(s);
     let mut obs = String::new();
     let r: io::Result<()> = match *op {
-        Create(f, m) => OpenOptions::new()
+        Create(f, m) => opener()
             .write(true)
             .create(true)
             .mode(m.0)
             .open(p(f))
             .map(drop),
-        CreateExcl(f, m) => OpenOptions::new()
+        CreateExcl(f, m) => opener()
             .write(true)
             .create_new(true)
             .mode(m.0)
             .open(p(f))
             .map(drop),
-        Write(f, off, d) => OpenOptions::new()
+        CreateTrunc(f, m, d) => opener()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(m.0)
+            .open(p(f))
+            .and_then(|mut h| h.write_all(expand(d).as_bytes())),
+        Mkfifo(f, m) => sys::mkfifo(&p(f), m.0),
+        Write(f, off, d) => opener()
             .write(true)
             .open(p(f))
             .and_then(|h| h.write_all_at(expand(d).as_bytes(), off)),
-        Append(f, d) => OpenOptions::new()
+        Append(f, d) => opener()
             .append(true)
             .open(p(f))
             .and_then(|mut h| h.write_all(expand(d).as_bytes())),
-        Truncate(f, n) => OpenOptions::new()
-            .write(true)
-            .open(p(f))
-            .and_then(|h| h.set_len(n)),
+        Truncate(f, n) => opener().write(true).open(p(f)).and_then(|h| h.set_len(n)),
         Chmod(f, m) => fs::set_permissions(p(f), fs::Permissions::from_mode(m.0)),
         Chown(f, u, g) => std::os::unix::fs::lchown(p(f), Some(u), Some(g)),
         Utimes(f, s, ns) => {
@@ -278,7 +295,7 @@ pub fn apply(root: &Path, op: &Op) -> (i32, String) {
         }
         Remount => unreachable!("run_with remounts"),
         OpenUnlinkUse(f, d, len) => (|| {
-            let mut h = OpenOptions::new().read(true).write(true).open(p(f))?;
+            let mut h = opener().read(true).write(true).open(p(f))?;
             fs::remove_file(p(f)).inspect_err(|_| obs = "unlink failed".into())?;
             let m1 = h.metadata()?;
             h.write_all_at(expand(d).as_bytes(), 0)?;
@@ -1017,10 +1034,10 @@ impl Rng {
 
 const LOWER_NAMES: &[&str] = &["a", "b", "c", "d"];
 const OP_NAMES: &[&str] = &["a", "b", "c", "d", "e"];
-const MODES: &[u32] = &[0o644, 0o600, 0o755, 0o444, 0o640];
-const DIR_MODES: &[u32] = &[0o755, 0o700, 0o775, 0o555];
+const MODES: &[u32] = &[0o644, 0o600, 0o755, 0o444, 0o640, 0o4755, 0o2755];
+const DIR_MODES: &[u32] = &[0o755, 0o700, 0o775, 0o555, 0o2775, 0o1777];
 const IDS: &[(u32, u32)] = &[(0, 0), (1000, 1000), (1234, 5678), (0, 100)];
-const XNAMES: &[&str] = &["user.x", "user.y", "user.z"];
+const XNAMES: &[&str] = &["user.x", "user.y", "user.z", "trusted.t"];
 
 fn data(r: &mut Rng) -> &'static str {
     let c = r.pick(&['p', 'q', 'r', 's', 't', 'u']);
@@ -1141,7 +1158,7 @@ pub fn gen_op(r: &mut Rng, existing: &[String]) -> Op {
     let p = gen_path(r, existing);
     let q = gen_path(r, existing);
     let m = M(r.pick(MODES));
-    match r.below(107) {
+    match r.below(113) {
         0..8 => Create(p, m),
         8..11 => CreateExcl(p, m),
         11..19 => Write(p, r.below(40) as u64, data(r)),
@@ -1175,7 +1192,9 @@ pub fn gen_op(r: &mut Rng, existing: &[String]) -> Op {
         91..96 => SetXattr(p, r.pick(XNAMES), leak(format!("v{}", r.below(100)))),
         96..100 => RemoveXattr(p, r.pick(XNAMES)),
         100..105 => OpenUnlinkUse(p, data(r), r.pick(&[0u64, 2, 7, 50])),
-        _ => Remount,
+        105..107 => Remount,
+        107..111 => CreateTrunc(p, m, data(r)),
+        _ => Mkfifo(p, m),
     }
 }
 
