@@ -545,3 +545,19 @@ fn a_rename_refused_by_a_full_upper_dir_leaves_the_copies_up() {
         ],
     });
 }
+
+/// A FIFO made through the mount, renamed, opened (O_RDWR), then unlinked: fstat of the open
+/// FIFO failed with ENOENT on unionrs (the kernel serves FIFO opens itself, so the daemon
+/// never knew it was open and kept nothing of it); the kernel shows it with st_nlink 0.
+#[test]
+fn an_open_fifo_keeps_its_attributes_after_unlink() {
+    run(Case {
+        every_step: false,
+        lowers: vec![],
+        ops: vec![
+            Mkfifo("a", M(0o4755)),
+            Rename("a", "c"),
+            OpenUnlinkUse("c", "ttttttttttt2", 2),
+        ],
+    });
+}

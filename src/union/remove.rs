@@ -179,7 +179,8 @@ impl Union {
     }
 
     /// Keeps a handle on an object whose name is about to go while it stays reachable: open
-    /// files (deleted-but-open must keep working) and hard links (other names remain).
+    /// files (deleted-but-open must keep working), FIFOs, sockets and devices (which may be
+    /// open unseen) and hard links (other names remain).
     /// Not upper files the kernel merely still knows: a handle would pin their inode number
     /// (so the upper filesystem could not reuse it before the kernel's FORGET, which makes
     /// the kernel mark its inode bad: docs/reliability.md, "create shared" EIO), but it also
@@ -197,7 +198,11 @@ impl Union {
             return self.detach_dir(node, f, merged_path);
         }
         let open = node.open_count.load(std::sync::atomic::Ordering::Relaxed) > 0;
-        if !(open || f.st.st_nlink > 1) {
+        // FIFOs, sockets and devices are opened without a word to the daemon (the kernel
+        // serves them itself), so any of them may be open: a process holding one still
+        // gets fstat after the removal, as on the kernel.
+        let opened_unseen = !matches!(f.kind(), libc::S_IFREG | libc::S_IFLNK);
+        if !(open || opened_unseen || f.st.st_nlink > 1) {
             return Ok(());
         }
         // The kept handle is all that will be left of it: a metacopy file gets its data
