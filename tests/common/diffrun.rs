@@ -59,6 +59,10 @@ pub enum Op {
     CreateTrunc(&'static str, M, &'static str),
     /// mkfifo(mode).
     Mkfifo(&'static str, M),
+    /// mknod of a character device (major, minor); 0/0 is what a whiteout is made of.
+    MknodChar(&'static str, u32, u32),
+    /// truncate(2) by path (no open file: a SETATTR without a handle).
+    TruncatePath(&'static str, u64),
     /// open(O_WRONLY) and pwrite at an offset.
     Write(&'static str, u64, &'static str),
     Append(&'static str, &'static str),
@@ -260,6 +264,8 @@ pub fn apply(root: &Path, op: &Op) -> (i32, String) {
             .open(p(f))
             .and_then(|mut h| h.write_all(expand(d).as_bytes())),
         Mkfifo(f, m) => sys::mkfifo(&p(f), m.0),
+        MknodChar(f, major, minor) => sys::mknod(&p(f), libc::S_IFCHR | 0o644, major, minor),
+        TruncatePath(f, n) => sys::truncate(&p(f), n),
         Write(f, off, d) => opener()
             .write(true)
             .open(p(f))
@@ -1158,7 +1164,7 @@ pub fn gen_op(r: &mut Rng, existing: &[String]) -> Op {
     let p = gen_path(r, existing);
     let q = gen_path(r, existing);
     let m = M(r.pick(MODES));
-    match r.below(113) {
+    match r.below(119) {
         0..8 => Create(p, m),
         8..11 => CreateExcl(p, m),
         11..19 => Write(p, r.below(40) as u64, data(r)),
@@ -1194,7 +1200,9 @@ pub fn gen_op(r: &mut Rng, existing: &[String]) -> Op {
         100..105 => OpenUnlinkUse(p, data(r), r.pick(&[0u64, 2, 7, 50])),
         105..107 => Remount,
         107..111 => CreateTrunc(p, m, data(r)),
-        _ => Mkfifo(p, m),
+        111..113 => Mkfifo(p, m),
+        113..115 => MknodChar(p, r.pick(&[0, 1]), r.pick(&[0, 3])),
+        _ => TruncatePath(p, r.pick(&[0u64, 5, 200])),
     }
 }
 

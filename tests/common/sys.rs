@@ -80,6 +80,13 @@ pub fn mkfifo(p: &Path, mode: u32) -> io::Result<()> {
     mknod(p, libc::S_IFIFO | mode, 0, 0)
 }
 
+/// truncate(2): by path, with no open file.
+pub fn truncate(p: &Path, len: u64) -> io::Result<()> {
+    let c = cpath(p);
+    // SAFETY: valid NUL-terminated string.
+    check(unsafe { libc::truncate(c.as_ptr(), len as libc::off_t) } as _).map(drop)
+}
+
 /// renameat2(2) with flags such as `libc::RENAME_NOREPLACE` / `RENAME_EXCHANGE`.
 pub fn renameat2(from: &Path, to: &Path, flags: u32) -> io::Result<()> {
     let (a, b) = (cpath(from), cpath(to));
