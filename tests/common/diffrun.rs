@@ -695,11 +695,8 @@ pub fn run_with(
         }
         if op == Remount {
             drop(ma);
-            if let Some(st) = mb.unmount()
-                && !st.success()
-            {
-                let msg = format!("daemon exited with {st} at step {i}");
-                return (ops, Err(fail("daemon-exit".into(), msg)));
+            if let Err(f) = unmount_checked(mb, &format!(" at step {i}")) {
+                return (ops, Err(f));
             }
             ma = mount(Fs::KernelOverlay, &a, opts);
             mb = mount(other, &b, opts);
@@ -761,16 +758,8 @@ pub fn run_with(
         Err(f) => return (ops, Err(f)),
     };
     drop(ma);
-    if let Some(st) = mb.unmount()
-        && !st.success()
-    {
-        return (
-            ops,
-            Err(fail(
-                "daemon-exit".into(),
-                format!("daemon exited with {st}"),
-            )),
-        );
+    if let Err(f) = unmount_checked(mb, "") {
+        return (ops, Err(f));
     }
 
     let (ua, ub) = (upper_snapshot(a.upper()), upper_snapshot(b.upper()));
@@ -922,6 +911,17 @@ pub fn run_with(
         );
     }
     (ops, Ok(()))
+}
+
+/// Unmounts; a daemon that exits other than cleanly is a failure (`when` ends its message).
+fn unmount_checked(g: super::MountGuard, when: &str) -> Result<(), Failure> {
+    match g.unmount() {
+        Some(st) if !st.success() => Err(Failure {
+            sig: "daemon-exit".into(),
+            msg: format!("daemon exited with {st}{when}"),
+        }),
+        _ => Ok(()),
+    }
 }
 
 pub fn run_case(c: &Case) -> Result<(), Failure> {
