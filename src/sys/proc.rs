@@ -141,6 +141,11 @@ pub fn raise_open_file_limit() -> u64 {
     l.rlim_cur
 }
 
+/// The open-file limit this process runs with (RLIMIT_NOFILE's soft limit).
+pub fn open_file_limit() -> u64 {
+    nofile_limit().map_or(1024, |l| l.rlim_cur)
+}
+
 fn nofile_limit() -> Option<libc::rlimit> {
     let mut l = libc::rlimit {
         rlim_cur: 0,
