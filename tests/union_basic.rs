@@ -808,15 +808,20 @@ fn oci_markers_in_an_older_upper_directory_still_hide_lower_names() {
 /// The daemon's descriptors of files in the upper of `l` whose name starts with `prefix`,
 /// and of deleted files.
 fn daemon_fds(pid: u32, l: &Layers, prefix: &str) -> Vec<String> {
-    let upper = fs::canonicalize(l.upper()).unwrap();
+    // The daemon opens the upper beneath a private mount of its own, whose paths /proc shows
+    // from that mount's root: tell upper files by their filesystem and their name.
+    let upper_dev = fs::metadata(l.upper()).unwrap().dev();
     let mut names = Vec::new();
     for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
         let Ok(t) = fs::read_link(e.path()) else {
             continue;
         };
+        let in_upper = fs::metadata(e.path()).is_ok_and(|m| m.dev() == upper_dev);
         let t = t.to_string_lossy().into_owned();
-        let name = t.strip_prefix(&format!("{}/", upper.display()));
-        if t.ends_with(" (deleted)") || name.is_some_and(|n| n.starts_with(prefix)) {
+        let named = std::path::Path::new(&t)
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(prefix));
+        if t.ends_with(" (deleted)") || (in_upper && named) {
             names.push(t);
         }
     }

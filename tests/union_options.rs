@@ -472,6 +472,103 @@ both!(relatime_updates_upper_atimes, |fs| {
     assert_eq!(atime(l.l(1).join("low")), old, "lower atime changed");
 });
 
+/// An upper file's atime to the nanosecond.
+fn atime_ns(p: std::path::PathBuf) -> (i64, i64) {
+    let md = fs::metadata(p).unwrap();
+    (md.atime(), md.atime_nsec())
+}
+
+/// Reads the upper file `up` through the mount twice, 50 ms apart (more than a tick of the
+/// coarse clock atimes use); returns its atime on disk before, after the first read and
+/// after the second. Its atime starts a day old (2001) and newer than its mtime (2000), so
+/// relatime updates it once: then it is newer than the mtime and the ctime.
+fn two_reads(l: &Layers) -> [(i64, i64); 3] {
+    common::sys::lutimens(&l.upper().join("up"), (978_307_200, 0), (946_684_800, 0)).unwrap();
+    let before = atime_ns(l.upper().join("up"));
+    assert_eq!(read(l.m("up")), "u");
+    let first = atime_ns(l.upper().join("up"));
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(read(l.m("up")), "u");
+    [before, first, atime_ns(l.upper().join("up"))]
+}
+
+// strictatime: every read updates an upper file's atime, through FUSE passthrough too (its
+// backing files are opened on the upper's private mount, which carries the option); lower
+// files keep theirs.
+both!(strictatime_updates_upper_atimes_on_every_read, |fs| {
+    let l = Layers::new(1);
+    let old = stale_atimes(&l);
+    let _m = mount(fs, &l, &["strictatime"]);
+    let [before, first, second] = two_reads(&l);
+    assert_ne!(before, first, "first read did not update the atime");
+    assert_ne!(first, second, "second read did not update the atime");
+    assert_eq!(atime_ns(l.m("up")), second, "the mount shows another atime");
+    assert_eq!(read(l.m("low")), "l");
+    assert_eq!(atime(l.l(1).join("low")), old, "lower atime changed");
+});
+
+// relatime (the default): the first read updates the stale atime, the second does not.
+both!(relatime_updates_an_atime_once, |fs| {
+    let l = Layers::new(1);
+    stale_atimes(&l);
+    let _m = mount(fs, &l, &[]);
+    let [before, first, second] = two_reads(&l);
+    assert_ne!(before, first, "first read did not update the atime");
+    assert_eq!(first, second, "second read updated the atime");
+});
+
+// A read-only mount never updates an atime, strictatime or not.
+both!(read_only_mount_leaves_upper_atimes_alone, |fs| {
+    let l = Layers::new(1);
+    stale_atimes(&l);
+    let _m = mount(fs, &l, &["ro", "strictatime"]);
+    let [before, first, second] = two_reads(&l);
+    assert_eq!(
+        (before, before),
+        (first, second),
+        "a read changed the atime"
+    );
+});
+
+// nodiratime: listing an upper directory leaves its atime alone; without it, listing
+// updates a stale one (relatime). Looking a name up in it never does.
+both!(nodiratime_leaves_directory_atimes_alone, |fs| {
+    let l = Layers::new(1);
+    let d = l.upper().join("d");
+    fs::create_dir(&d).unwrap();
+    write(d.join("f"), "f");
+    let stale = || common::sys::lutimens(&d, (978_307_200, 0), (2_000_000_000, 0)).unwrap();
+    let listed = |l: &Layers| fs::read_dir(l.m("d")).unwrap().count();
+    stale();
+    {
+        let _m = mount(fs, &l, &[]);
+        assert_eq!(read(l.m("d/f")), "f");
+        assert_eq!(atime(d.clone()), 978_307_200, "a lookup changed the atime");
+        assert_eq!(listed(&l), 1);
+        assert_ne!(
+            atime(d.clone()),
+            978_307_200,
+            "listing did not update the atime"
+        );
+    }
+    stale();
+    let _m = mount(fs, &l, &["nodiratime"]);
+    assert_eq!(listed(&l), 1);
+    assert_eq!(atime(d.clone()), 978_307_200, "listing changed the atime");
+});
+
+// noatime keeps FUSE passthrough on: the upper's private mount keeps the atimes, not the
+// daemon serving every read itself.
+unionrs_only!(noatime_keeps_passthrough, |fs| {
+    let l = Layers::new(1);
+    let old = stale_atimes(&l);
+    let _m = mount(fs, &l, &["noatime"]);
+    let stats = stats_text(&l.mnt);
+    assert!(stats.lines().any(|x| x == "passthrough on"), "{stats}");
+    assert_eq!(read(l.m("up")), "u");
+    assert_eq!(atime(l.upper().join("up")), old, "upper atime changed");
+});
+
 // lazytime is a VFS flag: the mount carries it (and stays usable); without it, it does not.
 both!(lazytime_is_set_on_the_mount, |fs| {
     let l = Layers::new(1);

@@ -109,7 +109,7 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
         xattr_permissions: o.xattr_permissions.unwrap_or(0),
         acl: !o.noacl,
         selinux_context: o.context.as_ref().map(|c| c.as_bytes().to_vec()),
-        noatime: o.noatime,
+        atime: atime_rule(o),
         volatile: o.volatile,
         dir_handles: Some(dir_handle_budget(open_files)),
     };
@@ -131,14 +131,19 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
             nodev: o.dev == Some(false),
             noexec: o.exec == Some(false),
             noatime: o.noatime,
+            strictatime: o.strictatime,
+            nodiratime: o.nodiratime,
             lazytime: o.lazytime,
             threads: if args.single_thread { 1 } else { 4 },
         };
         // The kernel opens passthrough backing files with the caller's open flags, not with
-        // our fd's O_NOATIME, so its reads would update the layers' atimes: under noatime,
-        // the daemon serves reads itself (O_NOATIME fds) to keep the option's promise.
-        let passthrough = std::env::var_os("UNIONRS_NO_PASSTHROUGH").is_none() && !o.noatime;
-        if o.noatime {
+        // our fd's O_NOATIME, so its reads update atimes by the rule of the mount the daemon
+        // opened the file on. Where the layers are not on the daemon's private mounts (which
+        // carry the atime rule), noatime is kept by the daemon serving reads itself through
+        // O_NOATIME fds.
+        let atimes_kept = !o.noatime || o.strictatime || union.atime_rule_in_mounts();
+        let passthrough = std::env::var_os("UNIONRS_NO_PASSTHROUGH").is_none() && atimes_kept;
+        if !atimes_kept {
             log::info!("noatime: FUSE passthrough off (backing files would update atimes)");
         }
         let threads = spec.threads;
@@ -204,6 +209,25 @@ fn mount_and_serve(args: &MountArgs, ready: Option<OwnedFd>) -> Result<(), Strin
 fn tell_parent(ready: Option<OwnedFd>, word: &[u8]) {
     if let Some(tx) = ready {
         let _ = std::fs::File::from(tx).write_all(word);
+    }
+}
+
+/// When reads update upper atimes: a read-only mount never does; strictatime beats noatime
+/// (mount(2) clears MNT_NOATIME under MS_STRICTATIME).
+fn atime_rule(o: &super::options::MountOptions) -> crate::union::upper_mount::AtimeRule {
+    use crate::union::upper_mount::{AtimeMode, AtimeRule};
+    let mode = if o.read_only {
+        AtimeMode::Never
+    } else if o.strictatime {
+        AtimeMode::Strict
+    } else if o.noatime {
+        AtimeMode::Never
+    } else {
+        AtimeMode::Relatime
+    };
+    AtimeRule {
+        mode,
+        nodiratime: o.nodiratime,
     }
 }
 

@@ -67,6 +67,10 @@ pub struct MountOptions {
     pub dev: Option<bool>,
     pub exec: Option<bool>,
     pub noatime: bool,
+    /// `strictatime`: every read updates the atime; beats `noatime`, as in the kernel.
+    pub strictatime: bool,
+    /// `nodiratime`: listing a directory leaves its atime alone.
+    pub nodiratime: bool,
     /// The VFS `lazytime` flag (later `nolazytime` turns it off).
     pub lazytime: bool,
     pub uid_mappings: Vec<IdMapping>,
@@ -109,6 +113,8 @@ impl Default for MountOptions {
             dev: None,
             exec: None,
             noatime: false,
+            strictatime: false,
+            nodiratime: false,
             lazytime: false,
             uid_mappings: Vec::new(),
             gid_mappings: Vec::new(),
@@ -137,7 +143,6 @@ pub(crate) const IGNORED_FLAGS: &[&str] = &[
     // mount(8)
     "auto", "noauto", "user", "nouser", "users", "owner", "group", "_netdev", "nofail",
     "defaults", "async", "sync", "dirsync", "mand", "nomand", "relatime", "norelatime",
-    "strictatime", "nostrictatime", "atime", "nodiratime", "diratime",
     "silent", "loud", "iversion", "noiversion",
     // FUSE (libfuse mount and low-level options)
     "kernel_cache", "auto_cache", "noauto_cache", "direct_io", "use_ino", "readdir_ino",
@@ -307,6 +312,11 @@ impl OptionParser {
             "exec" => o.exec = Some(flag()?),
             "noexec" => o.exec = Some(!flag()?),
             "noatime" => o.noatime = flag()?,
+            "atime" => o.noatime = !flag()?,
+            "strictatime" => o.strictatime = flag()?,
+            "nostrictatime" => o.strictatime = !flag()?,
+            "nodiratime" => o.nodiratime = flag()?,
+            "diratime" => o.nodiratime = !flag()?,
             "lazytime" => o.lazytime = flag()?,
             "nolazytime" => o.lazytime = !flag()?,
             // Repeats add ranges, so `uidmapping=A,uidmapping=B` means both.

@@ -24,6 +24,8 @@ pub struct MountSpec {
     pub nodev: bool,
     pub noexec: bool,
     pub noatime: bool,
+    pub strictatime: bool,
+    pub nodiratime: bool,
     /// A VFS flag only: the kernel keeps timestamp updates in memory longer.
     pub lazytime: bool,
     pub threads: usize,
@@ -94,6 +96,8 @@ fn mount_direct(spec: &MountSpec) -> Result<Option<OwnedFd>, String> {
         (spec.nodev, libc::MS_NODEV),
         (spec.noexec, libc::MS_NOEXEC),
         (spec.noatime, libc::MS_NOATIME),
+        (spec.strictatime, libc::MS_STRICTATIME),
+        (spec.nodiratime, libc::MS_NODIRATIME),
         (spec.lazytime, libc::MS_LAZYTIME),
     ] {
         if on {

@@ -87,12 +87,13 @@ pub fn open_path(path: &CStr, flags: i32) -> SysResult<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// A detached bind mount of the directory `path` (open_tree(2) OPEN_TREE_CLONE) made noatime
-/// and read-only (mount_setattr(2)): an O_PATH fd of its root. Files opened beneath it keep
-/// their atime and cannot be written, whatever flags the opener uses (the kernel reopens FUSE
-/// passthrough backing files with the user's flags, not ours). Needs CAP_SYS_ADMIN over the
-/// mount namespace.
-pub fn open_read_only_tree(path: &CStr) -> SysResult<OwnedFd> {
+/// A detached bind mount of the directory `path` (open_tree(2) OPEN_TREE_CLONE) whose mount
+/// attributes (mount_setattr(2)) are `attr_set`, with `attr_clr` cleared first (MOUNT_ATTR_*):
+/// an O_PATH fd of its root. Files opened beneath it follow those attributes whatever flags
+/// the opener uses: the kernel reopens FUSE passthrough backing files with the user's flags,
+/// not ours, and its reads update atimes by the backing file's mount. Needs CAP_SYS_ADMIN
+/// over the mount namespace.
+pub fn open_private_tree(path: &CStr, attr_set: u64, attr_clr: u64) -> SysResult<OwnedFd> {
     let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
     // SAFETY: valid C string; the returned fd is owned by the caller.
     let fd = check_size(unsafe {
@@ -101,8 +102,8 @@ pub fn open_read_only_tree(path: &CStr) -> SysResult<OwnedFd> {
     // SAFETY: fresh fd from open_tree(2).
     let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOATIME,
-        attr_clr: libc::MOUNT_ATTR__ATIME,
+        attr_set,
+        attr_clr,
         propagation: 0,
         userns_fd: 0,
     };
@@ -119,6 +120,16 @@ pub fn open_read_only_tree(path: &CStr) -> SysResult<OwnedFd> {
         ) as isize
     })?;
     Ok(tree)
+}
+
+/// `open_private_tree` made read-only and noatime: files beneath it keep their atime and
+/// cannot be written (a lower layer, as kernel overlayfs mounts its lowers).
+pub fn open_read_only_tree(path: &CStr) -> SysResult<OwnedFd> {
+    open_private_tree(
+        path,
+        libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOATIME,
+        libc::MOUNT_ATTR__ATIME,
+    )
 }
 
 /// openat(2) of one name in `dir`, never following a final symlink.

@@ -196,9 +196,10 @@ impl Union {
     }
 
     /// Opens a layer file for a handle. Reads through the fd (ours, or the kernel's in
-    /// passthrough) update the layer file's atime by the layer filesystem's rules, which the
-    /// mount's VFS flags do not reach. So, as kernel overlayfs does: lower files are never
-    /// touched (layers are read-only), and upper files keep their atime under `noatime`.
+    /// passthrough) update the layer file's atime by the rules of the mount it was opened on,
+    /// which the union mount's VFS flags do not reach. So, as kernel overlayfs does: lower
+    /// files are never touched (layers are read-only), and upper files follow the union's
+    /// atime options (upper_mount.rs; O_NOATIME under `noatime` where that has no mount).
     /// O_NOATIME is only granted to the file's owner or a privileged daemon; without it the
     /// open goes ahead plainly.
     fn open_layer_file(
@@ -217,8 +218,17 @@ impl Union {
         fs::open_at(dir, name, flags, 0)
     }
 
+    /// Whether opens in `layer` must ask for O_NOATIME: lower files always (their private
+    /// mounts are noatime too, where the daemon could make them), upper files under
+    /// `noatime` unless the upper's private mount carries it.
     fn keeps_atime(&self, layer: LayerId) -> bool {
-        self.noatime || layer != UPPER
+        layer != UPPER || (self.noatime && !self.layers[UPPER].private_mount)
+    }
+
+    /// Every layer is on a private mount of the daemon's that carries the union's atime
+    /// rule (upper_mount.rs), so FUSE passthrough reads keep it too.
+    pub fn atime_rule_in_mounts(&self) -> bool {
+        self.layers.iter().all(|l| l.private_mount)
     }
 
     /// An fd to hand to the kernel for passthrough, with the layer it lives in and whether it

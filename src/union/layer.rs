@@ -21,6 +21,10 @@ pub struct Layer {
     /// A reflink (FICLONE) from this layer to the upper failed as unsupported: copy-ups
     /// from it copy the data without trying again (one failing ioctl per copy-up saved).
     pub reflink_refused: std::sync::atomic::AtomicBool,
+    /// The root is on a private bind mount of the daemon's (read-only and noatime for a
+    /// lower, the union's atime rule for the upper side): the mount, not the open flags,
+    /// decides what reads do to atimes, the kernel's passthrough reads included.
+    pub private_mount: bool,
 }
 
 impl Layer {
@@ -37,7 +41,34 @@ impl Layer {
             dev: st.st_dev,
             uuid: std::sync::OnceLock::new(),
             reflink_refused: std::sync::atomic::AtomicBool::new(false),
+            private_mount: false,
         })
+    }
+
+    /// The layer with its root reopened as `rel` beneath `tree`, a private bind mount that
+    /// holds it; kept as it is when that does not open the same directory (a path changed
+    /// meanwhile) or cannot be opened.
+    pub fn beneath(mut self, tree: BorrowedFd<'_>, rel: &[u8]) -> Layer {
+        let same = |a: &fs::Stat, b: &fs::Stat| (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino);
+        let opened = fs::open_dir_path(tree, rel).and_then(|fd| {
+            let (new, old) = (fs::fstat(fd.as_fd())?, fs::fstat(self.root())?);
+            Ok(same(&new, &old).then_some(fd))
+        });
+        match opened {
+            Ok(Some(fd)) => {
+                self.root = fd;
+                self.private_mount = true;
+            }
+            Ok(None) => log::warn!(
+                "{}: moved while mounting; opened as it is",
+                self.path.display()
+            ),
+            Err(e) => log::debug!(
+                "{}: not beneath the private mount ({e})",
+                self.path.display()
+            ),
+        }
+        self
     }
 
     /// A lower layer of a mount: its root on a private read-only, noatime bind mount where
@@ -49,7 +80,10 @@ impl Layer {
         let c = crate::sys::cstr(path.as_os_str().as_bytes())
             .map_err(|_| format!("bad path {}", path.display()))?;
         match fs::open_read_only_tree(&c) {
-            Ok(tree) => layer.root = tree,
+            Ok(tree) => {
+                layer.root = tree;
+                layer.private_mount = true;
+            }
             Err(e) => log::debug!("layer {}: no read-only bind mount ({e})", path.display()),
         }
         Ok(layer)

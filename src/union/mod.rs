@@ -25,6 +25,7 @@ mod readdir;
 mod remove;
 mod rename;
 mod shared_whiteout;
+pub mod upper_mount;
 pub mod whiteout;
 
 pub use crate::sys::fs::{Stat, TimeSpec};
@@ -76,8 +77,8 @@ pub struct UnionConfig {
     pub acl: bool,
     /// `context=`: the SELinux label every object shows, as a context= mount shows it.
     pub selinux_context: Option<Vec<u8>>,
-    /// `noatime`: reading through the mount leaves the layers' access times alone.
-    pub noatime: bool,
+    /// When reads through the mount update upper atimes (lower ones: never).
+    pub atime: upper_mount::AtimeRule,
     /// `volatile`: mark the workdir as the kernel does, so that no later mount trusts an
     /// upper that may have lost unsynced writes.
     pub volatile: bool,
@@ -176,8 +177,13 @@ impl Union {
     pub fn new(cfg: &UnionConfig) -> Result<Union, String> {
         let mut layers = Vec::new();
         let has_upper = cfg.upper.is_some();
-        if let Some(u) = &cfg.upper {
-            layers.push(Layer::at(u)?);
+        let upper_mount = match (&cfg.upper, &cfg.work) {
+            (Some(u), Some(w)) => Some(upper_mount::UpperMount::new(u, w, cfg.atime)),
+            (Some(_), None) => return Err("upperdir needs a workdir".into()),
+            _ => None,
+        };
+        if let (Some(u), Some(m)) = (&cfg.upper, &upper_mount) {
+            layers.push(m.layer(u)?);
         }
         for l in &cfg.lowers {
             layers.push(Layer::lower_at(l)?);
@@ -187,19 +193,18 @@ impl Union {
         }
         let mut index = None;
         let mut lock = None;
-        let work = match (&cfg.upper, &cfg.work) {
-            (Some(_), Some(w)) => {
+        let work = match (&upper_mount, &cfg.work) {
+            (Some(m), Some(w)) => {
                 // Before touching anything: a second mount must not clean the first's work dir.
                 lock = Some(lock_workdir(w)?);
                 refuse_after_volatile(w)?;
-                index = Some(prepare_index(w)?);
-                let work = prepare_workdir(w)?;
+                index = Some(prepare_index(w, m)?);
+                let work = prepare_workdir(w, m)?;
                 if cfg.volatile {
                     mark_volatile(w)?;
                 }
                 Some(work)
             }
-            (Some(_), None) => return Err("upperdir needs a workdir".into()),
             _ => None,
         };
         let markers = if cfg.user_markers {
@@ -238,7 +243,7 @@ impl Union {
             overrides,
             acl: cfg.acl,
             selinux_context: cfg.selinux_context.clone(),
-            noatime: cfg.noatime,
+            noatime: cfg.atime.mode == upper_mount::AtimeMode::Never,
             stats: Arc::new(Stats::default()),
             tmp_seq: AtomicU64::new(0),
             shared_whiteout: Default::default(),
@@ -428,7 +433,10 @@ fn mark_volatile(w: &std::path::Path) -> Result<(), String> {
 }
 
 /// Creates W/work (where copy-ups are staged) and empties what a crash left in it.
-fn prepare_workdir(w: &std::path::Path) -> Result<OwnedFd, String> {
+fn prepare_workdir(
+    w: &std::path::Path,
+    mount: &upper_mount::UpperMount,
+) -> Result<OwnedFd, String> {
     let work = w.join("work");
     match std::fs::DirBuilder::new().mode(0o700).create(&work) {
         Ok(()) => {}
@@ -446,8 +454,8 @@ fn prepare_workdir(w: &std::path::Path) -> Result<OwnedFd, String> {
         }
         Err(e) => return Err(format!("cannot create {}: {e}", work.display())),
     }
-    let layer = Layer::at(&work)?;
-    layer
+    mount
+        .layer(&work)?
         .dir(b"")
         .map_err(|e| format!("cannot open {}: {e}", work.display()))
 }
@@ -509,7 +517,7 @@ fn index_nonempty(index: &Option<Layer>) -> bool {
 /// The hard-link index: the workdir addressed as a layer, with W/index (the kernel's format)
 /// and W/unionrs.index (unionrs's own, see index_format) made when missing. Kept across
 /// mounts: it ties hard-linked copies together.
-fn prepare_index(w: &std::path::Path) -> Result<Layer, String> {
+fn prepare_index(w: &std::path::Path, mount: &upper_mount::UpperMount) -> Result<Layer, String> {
     for d in [index_format::INDEX_DIR, index_format::OWN_INDEX_DIR] {
         let index = w.join(std::ffi::OsStr::from_bytes(d));
         match std::fs::DirBuilder::new().mode(0o700).create(&index) {
@@ -518,7 +526,7 @@ fn prepare_index(w: &std::path::Path) -> Result<Layer, String> {
             Err(e) => return Err(format!("cannot create {}: {e}", index.display())),
         }
     }
-    Layer::at(w)
+    mount.layer(w)
 }
 
 /// Kernel format when this process may mknod whiteouts and set trusted.* xattrs, else user.*.

@@ -299,14 +299,19 @@ pub fn unionrs_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_unionrs")))
 }
 
-/// One counter of `unionrs stats MNT` (a live unionrs mount).
-pub fn stats_value(mnt: &Path, key: &str) -> u64 {
+/// What `unionrs stats MNT` prints for a live unionrs mount.
+pub fn stats_text(mnt: &Path) -> String {
     let out = std::process::Command::new(unionrs_bin())
         .arg("stats")
         .arg(mnt)
         .output()
         .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// One counter of `unionrs stats MNT` (a live unionrs mount).
+pub fn stats_value(mnt: &Path, key: &str) -> u64 {
+    let text = stats_text(mnt);
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {key} in `unionrs stats`:\n{text}"))
@@ -319,12 +324,7 @@ pub fn check_passthrough_as_asked(mnt: &Path) {
     if std::env::var_os("UNIONRS_NO_PASSTHROUGH").is_none() {
         return;
     }
-    let out = Command::new(unionrs_bin())
-        .arg("stats")
-        .arg(mnt)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = stats_text(mnt);
     assert!(
         text.lines().any(|l| l == "passthrough off"),
         "UNIONRS_NO_PASSTHROUGH is set but the mount at {} does not say `passthrough off`:\n{text}",
