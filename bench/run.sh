@@ -215,7 +215,7 @@ mnt_of() { echo "$RUN/$1/mnt"; }
 # lines; stats travel over the daemon's control socket, not FUSE); "-" for the others.
 requests_of() { # candidate mountpoint
     case $1 in
-        unionrs*) "$UNIONRS" stats "$2" 2>/dev/null | awk '$1 ~ /^requests\./ {n += $2} END {print n + 0}' ;;
+        unionrs*) "$UNIONRS" stats "$2" 2>/dev/null | awk '$1 ~ /^requests\./ {n += $2} END {printf "%.0f\n", n}' ;;
         *) echo - ;;
     esac
 }
@@ -294,16 +294,18 @@ cpu_ticks() { # utime+stime of pid, in ticks (all threads)
     awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
 }
 
+# Sums are printed with printf "%.0f": mawk, the awk of a fresh Debian, prints a number above
+# 2^31 in %g form (2.86422e+09), which bash arithmetic then refuses.
 cpu_ns() { # time on a CPU of all of pid's threads, in ns (/proc/PID/task/*/schedstat); - without
     [ -n "${1:-}" ] && [ -d "/proc/$1/task" ] || { echo -; return; }
-    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{n += $1} END {print n + 0}'
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{n += $1} END {printf "%.0f\n", n}'
 }
 
 # "rchar wchar read_bytes write_bytes" of pid (all threads), zeros without a daemon
 proc_io() {
     [ -n "${1:-}" ] && [ -r "/proc/$1/io" ] || { echo "0 0 0 0"; return; }
     awk '/^(rchar|wchar|read_bytes|write_bytes):/ {v[$1]=$2}
-         END {print v["rchar:"]+0, v["wchar:"]+0, v["read_bytes:"]+0, v["write_bytes:"]+0}' "/proc/$1/io"
+         END {printf "%.0f %.0f %.0f %.0f\n", v["rchar:"], v["wchar:"], v["read_bytes:"], v["write_bytes:"]}' "/proc/$1/io"
 }
 
 vm_kib() { # pid VmHWM|VmRSS: memory of pid in KiB, "-" without a daemon
