@@ -177,12 +177,13 @@ impl Union {
     pub fn new(cfg: &UnionConfig) -> Result<Union, String> {
         let mut layers = Vec::new();
         let has_upper = cfg.upper.is_some();
-        let upper_mount = match (&cfg.upper, &cfg.work) {
+        // The upper layer and the workdir, beneath one private mount (upper_mount.rs).
+        let upper_side = match (&cfg.upper, &cfg.work) {
             (Some(u), Some(w)) => Some(upper_mount::UpperMount::new(u, w, cfg.atime)),
             (Some(_), None) => return Err("upperdir needs a workdir".into()),
             _ => None,
         };
-        if let (Some(u), Some(m)) = (&cfg.upper, &upper_mount) {
+        if let (Some(u), Some(m)) = (&cfg.upper, &upper_side) {
             layers.push(m.layer(u)?);
         }
         for l in &cfg.lowers {
@@ -193,7 +194,7 @@ impl Union {
         }
         let mut index = None;
         let mut lock = None;
-        let work = match (&upper_mount, &cfg.work) {
+        let work = match (&upper_side, &cfg.work) {
             (Some(m), Some(w)) => {
                 // Before touching anything: a second mount must not clean the first's work dir.
                 lock = Some(lock_workdir(w)?);
