@@ -179,6 +179,7 @@ impl Union {
                 s.lowers.clear();
             }
         }
+        copy_up_done(node);
         node.forget_xattr_names();
         match data {
             Data::Full => self.stats.copy_ups.fetch_add(1, Ordering::Relaxed),
@@ -209,6 +210,7 @@ impl Union {
         // The index copy is complete: nothing is read from a lower any more.
         s.lowers.clear();
         drop(s);
+        copy_up_done(node);
         node.forget_xattr_names();
         Ok(())
     }
@@ -273,6 +275,7 @@ impl Union {
             Err(e) => return Err(e),
         }
         node.state.write().lowers.clear();
+        copy_up_done(node);
         node.forget_xattr_names();
         self.stats.copy_ups.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -402,6 +405,14 @@ impl Union {
 
 /// Linux's file capabilities, which a write to the file drops.
 const CAPABILITY_XATTR: &[u8] = b"security.capability";
+
+/// Tells lookups in `node`'s directory that a copy-up of it finished, after its state says
+/// so: one that found the object before may hold its old state (`Node::copy_ups_in`).
+fn copy_up_done(node: &Node) {
+    if let Some(p) = node.state.read().parent.as_ref() {
+        p.copy_ups_in.fetch_add(1, Ordering::Release);
+    }
+}
 
 /// Opens a metacopy upper file to write its data. Its mode may deny even its owner writing
 /// (chmod 0444 before the first write-open): a daemon without CAP_DAC_OVERRIDE then lends

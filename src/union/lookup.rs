@@ -8,6 +8,7 @@ use super::{Entry, Errno, Stat, SysResult, Union, index_format, path, whiteout};
 use crate::sys::fs;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// What a name resolves to, before it becomes a node.
 pub(crate) struct Found {
@@ -64,6 +65,8 @@ pub struct DirScope {
     uncached: Vec<Loc>,
     /// The upper copy holds no `.wh.NAME` marker (NodeState::wh_free).
     upper_wh_free: bool,
+    /// `dir.copy_ups_in` before the scope was gathered (see `Union::lookup_in`).
+    copy_ups_seen: u64,
 }
 
 impl DirScope {
@@ -75,6 +78,8 @@ impl DirScope {
 impl Union {
     /// Gathers the lookup context of directory `dir` (see DirScope).
     pub(crate) fn dir_scope(&self, dir: &Arc<Node>) -> DirScope {
+        // Read first: a copy-up that finishes after it is seen by `lookup_in`.
+        let copy_ups_seen = dir.copy_ups_in.load(Ordering::Acquire);
         if !dir.is_dir() {
             return DirScope {
                 dir: dir.clone(),
@@ -83,6 +88,7 @@ impl Union {
                 cache: None,
                 uncached: Vec::new(),
                 upper_wh_free: false,
+                copy_ups_seen,
             };
         }
         // The cached copies match the node's lower list (lower_dirs checks): they are it.
@@ -112,6 +118,7 @@ impl Union {
             cache,
             uncached,
             upper_wh_free,
+            copy_ups_seen,
         }
     }
 
@@ -469,9 +476,27 @@ impl Union {
     }
 
     /// Kernel lookup in a directory whose context is already gathered.
+    /// A copy-up of an object in the directory may finish while the layers are looked at:
+    /// then what was found may be the object before its copy-up (lower, or not yet complete),
+    /// or the scope the directory before its own copy-up. Where the object's node exists it
+    /// keeps the newer state (`NodeState::predates_copy_up`); where it would be made anew
+    /// from what was found, the lookup looks again in a fresh scope.
     pub fn lookup_in(&self, scope: &DirScope, name: &[u8]) -> SysResult<Entry> {
         let f = self.resolve_scoped(scope, name)?.ok_or(Errno::ENOENT)?;
-        Ok(self.remember(&scope.dir, name, f).1)
+        if let Some((_, entry)) =
+            self.remember_since(&scope.dir, name, f, Some(scope.copy_ups_seen))
+        {
+            return Ok(entry);
+        }
+        loop {
+            let scope = self.dir_scope(&scope.dir);
+            let f = self.resolve_scoped(&scope, name)?.ok_or(Errno::ENOENT)?;
+            if let Some((_, entry)) =
+                self.remember_since(&scope.dir, name, f, Some(scope.copy_ups_seen))
+            {
+                return Ok(entry);
+            }
+        }
     }
 
     /// Applies the stat override of the found object's layer, if that layer keeps one.
@@ -501,7 +526,22 @@ impl Union {
     }
 
     /// Turns a found object into a node (counting one kernel reference) and its attributes.
+    /// For objects this request made or moved itself: no copy-up can have raced the look.
     pub(crate) fn remember(&self, dir: &Arc<Node>, name: &[u8], f: Found) -> (Arc<Node>, Entry) {
+        self.remember_since(dir, name, f, None)
+            .expect("made without a check")
+    }
+
+    /// `remember` for an object found in `dir` after its copy-up count read `seen` (None:
+    /// no check): None when the object has no node and a copy-up in `dir` finished since
+    /// (look again).
+    fn remember_since(
+        &self,
+        dir: &Arc<Node>,
+        name: &[u8],
+        f: Found,
+        seen: Option<u64>,
+    ) -> Option<(Arc<Node>, Entry)> {
         let number = self.number_of(&f);
         let mut st = f.st;
         if f.is_dir() && f.lowers.len() + usize::from(f.upper) > 1 {
@@ -525,14 +565,15 @@ impl Union {
             self.show_data_blocks(Some(dir), data, &mut st);
         }
         self.ids.show(&mut st);
-        let node = self.nodes.remember(
+        let node = self.nodes.remember_found(
             number,
             f.kind(),
             NodeState::new(Some(dir.clone()), name, f.upper, f.lowers),
             || self.inos.fresh(),
-        );
+            || seen.is_none_or(|n| dir.copy_ups_in.load(Ordering::Acquire) == n),
+        )?;
         st.st_ino = node.ino;
-        (node, st)
+        Some((node, st))
     }
 }
 

@@ -91,6 +91,25 @@ impl NodeState {
                 .iter()
                 .any(|(d, n)| new.parent.as_ref().is_some_and(|p| p.ino == d.ino) && *n == new.name)
     }
+
+    /// Whether this state, found by a lookup of a name, is older than `cur`, the node's state
+    /// under the same name: a copy-up of the name finished between the lookup's look at the
+    /// layers and now. A copy-up only ever moves a live name's object up (lower to upper) and
+    /// drops the lowers a complete file no longer reads (a metacopy file's data copy-up, an
+    /// index link): the other way round, at the same name, nothing goes while the node lives.
+    /// Lookups are not ordered with copy-ups (readdirplus of the directory while a file in it
+    /// is opened for write, or a name the kernel looks up again), and storing such a state
+    /// would send reads to the lower file and the next copy-up into a taken upper name.
+    fn predates_copy_up(&self, cur: &NodeState) -> bool {
+        let same_name = match (&self.parent, &cur.parent) {
+            (Some(a), Some(b)) => a.ino == b.ino && self.name == cur.name,
+            _ => false,
+        };
+        same_name
+            && !cur.unlinked
+            && cur.upper
+            && (!self.upper || self.lowers.len() > cur.lowers.len())
+    }
 }
 
 pub struct Node {
@@ -126,6 +145,10 @@ pub struct Node {
     pub listing_version: AtomicU64,
     /// Directories: listed to the kernel since the last change (it may cache the listing).
     pub listed: AtomicBool,
+    /// Directories: copy-ups of the objects named in it finished so far. A lookup that saw
+    /// it move while it looked at the layers may have found an object's pre-copy-up state
+    /// (`NodeTable::remember_found`).
+    pub copy_ups_in: AtomicU64,
     /// Directories: the walk is cold here (its last listing read the disk, or its parent's
     /// walk was cold when it was listed): its subdirectories are read ahead (readahead.rs).
     pub cold_walk: AtomicBool,
@@ -151,6 +174,7 @@ impl Node {
             xattr_names: Mutex::new(XattrNames::default()),
             listing_version: AtomicU64::new(0),
             listed: AtomicBool::new(false),
+            copy_ups_in: AtomicU64::new(0),
             cold_walk: AtomicBool::new(false),
             upper_fd: Mutex::new(None),
         }
@@ -344,19 +368,28 @@ impl NodeTable {
         state: NodeState,
         fresh_id: impl Fn() -> u64,
     ) -> Arc<Node> {
-        let blank = || NodeState {
-            unlinked: true,
-            ..NodeState::new(None, b"", false, Vec::new())
-        };
-        let fresh = |id: u64| {
-            let mut n = Node::new(id, kind, blank());
-            n.number = number;
-            n.generation.store(
-                self.next_generation.fetch_add(1, Ordering::Relaxed),
-                Ordering::Relaxed,
-            );
-            Arc::new(n)
-        };
+        self.remember_found(number, kind, state, fresh_id, || true)
+            .expect("always current")
+    }
+
+    /// `remember` for a state a lookup found, which a copy-up that finished meanwhile may
+    /// have made old. A node that exists keeps what its copy-up made of it
+    /// (`NodeState::predates_copy_up`); a new node would start from the old state (the
+    /// copied-up node was forgotten since), so it is made only while `current` (checked
+    /// under the map's lock) says no copy-up could have finished since the lookup began:
+    /// else None, and the caller looks again.
+    pub fn remember_found(
+        &self,
+        number: u64,
+        kind: u32,
+        state: NodeState,
+        fresh_id: impl Fn() -> u64,
+        current: impl Fn() -> bool,
+    ) -> Option<Arc<Node>> {
+        // A new node is made with the found state: a node another lookup could see before
+        // its state was written would look deleted to it (`dead` below), and that lookup
+        // would move the number and make a second node for the same object.
+        let mut state = Some(state);
         let node = loop {
             let id = self.id_of(number);
             let slot = self.map.entry(id);
@@ -364,11 +397,24 @@ impl NodeTable {
             if self.id_of(number) != id {
                 continue;
             }
-            let (entry, new) = match slot {
-                Entry::Vacant(v) => (v.insert(fresh(id)), true),
-                Entry::Occupied(o) => (o.into_ref(), false),
+            let entry = match slot {
+                Entry::Vacant(v) => {
+                    if !current() {
+                        return None;
+                    }
+                    let mut n = Node::new(id, kind, state.take().expect("used once"));
+                    n.number = number;
+                    n.generation.store(
+                        self.next_generation.fetch_add(1, Ordering::Relaxed),
+                        Ordering::Relaxed,
+                    );
+                    n.lookups.store(1, Ordering::Relaxed);
+                    // Counted while the shard is locked, as below.
+                    return Some(v.insert(Arc::new(n)).clone());
+                }
+                Entry::Occupied(o) => o.into_ref(),
             };
-            let dead = !new && {
+            let dead = {
                 let s = entry.state.read();
                 s.unlinked && s.detached.is_none() && entry.open_count.load(Ordering::Relaxed) == 0
             };
@@ -384,13 +430,20 @@ impl NodeTable {
             node.lookups.fetch_add(1, Ordering::Relaxed);
             break node;
         };
+        let state = state.expect("a new node returns above");
         // The common case (a name looked up again, readdirplus): nothing moved, so the update
         // below would write back what is there. Checked under the read lock only.
         if node.state.read().unchanged_by(&state) {
-            return node;
+            return Some(node);
         }
         {
             let mut s = node.state.write();
+            // Found before a copy-up of this very name finished: what it found is older than
+            // what the node knows (see `NodeState::predates_copy_up`).
+            if state.predates_copy_up(&s) {
+                drop(s);
+                return Some(node);
+            }
             let mut state = state;
             state.detached = s.detached.take();
             state.others = std::mem::take(&mut s.others);
@@ -413,7 +466,7 @@ impl NodeTable {
                 .retain(|(d, n)| !(Some(d.ino) == parent.as_ref().map(|p| p.ino) && *n == name));
             *s = state;
         }
-        node
+        Some(node)
     }
 
     /// From now on the object numbered `node.number` answers under a new id from `fresh_id`
