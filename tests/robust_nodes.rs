@@ -103,11 +103,7 @@ fn concurrent_lookups_of_one_object_share_one_node() {
 #[test]
 fn getattr_racing_lookup_never_deadlocks() {
     use std::time::{Duration, Instant};
-    let t = tempfile::tempdir().unwrap();
-    let (lower, upper, work) = (t.path().join("l"), t.path().join("u"), t.path().join("w"));
-    for d in [&lower, &upper, &work] {
-        std::fs::create_dir(d).unwrap();
-    }
+    let (_dirs, lower, upper, work) = layer_dirs();
     std::fs::write(lower.join("f"), "x").unwrap();
     let u = union_over(lower, upper, work);
     let ino = u.lookup(u.root_ino(), b"f").unwrap().st_ino;
@@ -160,11 +156,7 @@ fn getattr_racing_lookup_never_deadlocks() {
 fn create_racing_unlink_never_eio() {
     use std::time::{Duration, Instant};
     use unionrs::union::Ctx;
-    let t = tempfile::tempdir().unwrap();
-    let (lower, upper, work) = (t.path().join("l"), t.path().join("u"), t.path().join("w"));
-    for d in [&lower, &upper, &work] {
-        std::fs::create_dir(d).unwrap();
-    }
+    let (_dirs, lower, upper, work) = layer_dirs();
     let u = union_over(lower, upper, work);
     let stop = Arc::new(AtomicBool::new(false));
     let (u2, st) = (u.clone(), stop.clone());
@@ -201,11 +193,7 @@ fn create_racing_unlink_never_eio() {
 /// opens here got EEXIST or EROFS, which this test let pass then.
 #[test]
 fn concurrent_copy_up_opens_all_succeed() {
-    let t = tempfile::tempdir().unwrap();
-    let (lower, upper, work) = (t.path().join("l"), t.path().join("u"), t.path().join("w"));
-    for d in [&lower, &upper, &work] {
-        std::fs::create_dir(d).unwrap();
-    }
+    let (_dirs, lower, upper, work) = layer_dirs();
     let files = 2000;
     for k in 0..files {
         std::fs::write(lower.join(format!("f{k}")), "lower\n".repeat(50)).unwrap();
@@ -256,6 +244,21 @@ fn concurrent_copy_up_opens_all_succeed() {
     );
 }
 
+/// A temporary directory holding empty `l`, `u` and `w`: a lower, an upper and a workdir.
+fn layer_dirs() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let t = tempfile::tempdir().unwrap();
+    let (lower, upper, work) = (t.path().join("l"), t.path().join("u"), t.path().join("w"));
+    for d in [&lower, &upper, &work] {
+        std::fs::create_dir(d).unwrap();
+    }
+    (t, lower, upper, work)
+}
+
 /// The union core over one lower, an upper and a workdir, without mounting (no fsync).
 fn union_over(
     lower: std::path::PathBuf,
@@ -287,11 +290,7 @@ fn union_over(
 /// was evicted, revalidated or never made) while another process opens it.
 #[test]
 fn lookup_racing_copy_up_never_undoes_it() {
-    let t = tempfile::tempdir().unwrap();
-    let (lower, upper, work) = (t.path().join("l"), t.path().join("u"), t.path().join("w"));
-    for d in [&lower, &upper, &work] {
-        std::fs::create_dir(d).unwrap();
-    }
+    let (_dirs, lower, upper, work) = layer_dirs();
     let files = 1500;
     for k in 0..files {
         std::fs::write(lower.join(format!("f{k}")), "lower\n".repeat(50)).unwrap();

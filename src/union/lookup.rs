@@ -482,20 +482,16 @@ impl Union {
     /// keeps the newer state (`NodeState::predates_copy_up`); where it would be made anew
     /// from what was found, the lookup looks again in a fresh scope.
     pub fn lookup_in(&self, scope: &DirScope, name: &[u8]) -> SysResult<Entry> {
-        let f = self.resolve_scoped(scope, name)?.ok_or(Errno::ENOENT)?;
-        if let Some((_, entry)) =
-            self.remember_since(&scope.dir, name, f, Some(scope.copy_ups_seen))
-        {
-            return Ok(entry);
-        }
+        let mut fresh = None;
         loop {
-            let scope = self.dir_scope(&scope.dir);
-            let f = self.resolve_scoped(&scope, name)?.ok_or(Errno::ENOENT)?;
+            let scope = fresh.as_ref().unwrap_or(scope);
+            let f = self.resolve_scoped(scope, name)?.ok_or(Errno::ENOENT)?;
             if let Some((_, entry)) =
                 self.remember_since(&scope.dir, name, f, Some(scope.copy_ups_seen))
             {
                 return Ok(entry);
             }
+            fresh = Some(self.dir_scope(&scope.dir));
         }
     }
 
