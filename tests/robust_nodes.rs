@@ -16,13 +16,17 @@ fn state() -> NodeState {
     NodeState::new(None, b"f", true, Vec::new())
 }
 
+/// A node table holding only the root.
+fn node_table() -> Arc<NodeTable> {
+    Arc::new(NodeTable::new(Node::new(ROOT, libc::S_IFDIR, state())))
+}
+
 /// One thread takes a reference (remember) and hands each one to a second thread that drops
 /// it (forget), as a create reply followed by the FORGET of that object would. Right after
 /// `remember` returns, the reference just taken must keep the node in the table.
 #[test]
 fn remember_racing_forget_never_loses_a_referenced_node() {
-    let root = Node::new(ROOT, libc::S_IFDIR, state());
-    let table = Arc::new(NodeTable::new(root));
+    let table = node_table();
     let ino = 4242;
     // References taken and not yet dropped; the forgetter drops them as soon as they exist.
     let pending = Arc::new(AtomicU64::new(0));
@@ -64,8 +68,7 @@ fn remember_racing_forget_never_loses_a_referenced_node() {
 /// other showing the lower file.
 #[test]
 fn concurrent_lookups_of_one_object_share_one_node() {
-    let root = Node::new(ROOT, libc::S_IFDIR, state());
-    let table = Arc::new(NodeTable::new(root));
+    let table = node_table();
     let ino = 4242;
     let moved = Arc::new(AtomicU64::new(0));
     let hs: Vec<_> = (0..2)
@@ -193,12 +196,8 @@ fn create_racing_unlink_never_eio() {
 /// opens here got EEXIST or EROFS, which this test let pass then.
 #[test]
 fn concurrent_copy_up_opens_all_succeed() {
-    let (_dirs, lower, upper, work) = layer_dirs();
     let files = 2000;
-    for k in 0..files {
-        std::fs::write(lower.join(format!("f{k}")), "lower\n".repeat(50)).unwrap();
-    }
-    let u = union_over(lower, upper, work);
+    let (_dirs, u) = union_over_lower_files(files);
     let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
     let hs: Vec<_> = (0..4)
         .map(|_| {
@@ -259,6 +258,16 @@ fn layer_dirs() -> (
     (t, lower, upper, work)
 }
 
+/// The union core over a lower holding `files` files `f0`, `f1`, ... (with the directory
+/// that holds its layers).
+fn union_over_lower_files(files: u64) -> (tempfile::TempDir, Arc<unionrs::union::Union>) {
+    let (dirs, lower, upper, work) = layer_dirs();
+    for k in 0..files {
+        std::fs::write(lower.join(format!("f{k}")), "lower\n".repeat(50)).unwrap();
+    }
+    (dirs, union_over(lower, upper, work))
+}
+
 /// The union core over one lower, an upper and a workdir, without mounting (no fsync).
 fn union_over(
     lower: std::path::PathBuf,
@@ -290,12 +299,8 @@ fn union_over(
 /// was evicted, revalidated or never made) while another process opens it.
 #[test]
 fn lookup_racing_copy_up_never_undoes_it() {
-    let (_dirs, lower, upper, work) = layer_dirs();
     let files = 1500;
-    for k in 0..files {
-        std::fs::write(lower.join(format!("f{k}")), "lower\n".repeat(50)).unwrap();
-    }
-    let u = union_over(lower, upper, work);
+    let (_dirs, u) = union_over_lower_files(files);
     // The name the copier works on; the looker looks it up again and again meanwhile.
     let current = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
